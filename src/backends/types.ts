@@ -1,0 +1,67 @@
+// Contract between the miner loop and an inference backend. One job in, one result out.
+
+export type BackendName = "llama" | "ollama";
+
+/** A validated inference request (see src/job.ts for the bounds). */
+export interface InferenceRequest {
+  model: string;
+  prompt: string;
+  maxTokens: number;
+  temperature: number;
+  topP?: number | undefined;
+  seed?: number | undefined;
+  stop: string[];
+}
+
+export interface InferenceResult {
+  output: string;
+  /** The model that produced the output: always the one asked for. */
+  model: string;
+  backend: BackendName;
+  promptTokens: number;
+  completionTokens: number;
+  durationMs: number;
+  /** Why generation stopped. */
+  stopReason: "eos" | "maxTokens" | "stop" | "aborted" | "other";
+}
+
+export type BackendErrorCode =
+  | "model_not_found"
+  | "model_load_failed"
+  | "backend_unavailable"
+  | "inference_failed"
+  | "aborted"
+  | "insufficient_vram";
+
+/** Every backend failure is one of these: the loop fails the job with `code` and `message`. */
+export class BackendError extends Error {
+  override readonly name = "BackendError";
+  constructor(
+    readonly code: BackendErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export interface ModelInfo {
+  name: string;
+  /** Bytes on disk, when known (for VRAM admission). */
+  sizeBytes: number | null;
+  source: string;
+}
+
+export interface Backend {
+  readonly name: BackendName;
+  /** Load the runtime, scan models. Throws BackendError("backend_unavailable") with advice. */
+  init(): Promise<void>;
+  /** Models this backend can serve right now: exactly what is advertised to the coordinator. */
+  listModels(): ModelInfo[];
+  hasModel(name: string): boolean;
+  /** Run one job. Rejects with BackendError; rejects with code "aborted" when `signal` fires. */
+  generate(req: InferenceRequest, signal: AbortSignal): Promise<InferenceResult>;
+  /** Drop loaded models (used for --unload-after-job and on shutdown). */
+  unloadAll(): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,41 @@
+// Typed coordinator failures: the loop decides retry/drop/re-register from `kind` alone.
+
+export type CoordinatorErrorKind =
+  | "auth" // 401/403: wrong key; retrying will not help
+  | "rate_limited" // 429: wait retryAfterMs
+  | "not_found" // 404
+  | "conflict" // 409
+  | "client" // other 4xx: our request is wrong; do not retry
+  | "server" // 5xx
+  | "timeout" // request took longer than its limit
+  | "network" // refused, reset, DNS...
+  | "bad_response"; // answer unparsable, too large, wrong shape
+
+export class CoordinatorError extends Error {
+  override readonly name = "CoordinatorError";
+  constructor(
+    readonly kind: CoordinatorErrorKind,
+    message: string,
+    readonly status: number | null = null,
+    readonly retryAfterMs: number | null = null,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+
+  /** Whether the same request may succeed later (DESIGN §7: no retry on 4xx but 408/425/429). */
+  get retryable(): boolean {
+    switch (this.kind) {
+      case "rate_limited":
+      case "server":
+      case "timeout":
+      case "network":
+      case "bad_response":
+        return true;
+      case "client":
+        return this.status === 408 || this.status === 425;
+      default:
+        return false;
+    }
+  }
+}

@@ -1,0 +1,79 @@
+// Contract between the miner loop and a coordinator dialect (DESIGN §2).
+
+export type Protocol = "aitbc" | "claim";
+
+export interface GpuCapability {
+  name: string;
+  memory_mb: number | null;
+  uuid: string;
+  compute_capability: string | null;
+}
+
+export interface Capabilities {
+  gpus: GpuCapability[];
+  cuda: string | null;
+  models: string[];
+  platform: "CUDA" | "CPU";
+  supported_tasks: ["inference"];
+  max_concurrent_jobs: number;
+  region?: string | undefined;
+  price?: number | undefined;
+}
+
+/** A job as handed over by the coordinator. `payload` is untrusted: src/job.ts validates it. */
+export interface Job {
+  jobId: string;
+  payload: unknown;
+  constraints: unknown;
+}
+
+export interface JobMetrics {
+  duration_ms: number;
+  gpu_utilization: number | null;
+  memory_used: number | null;
+  memory_peak: number | null;
+  units: number;
+  unit_type: "tokens";
+}
+
+/** A computed result, dialect-neutral. This is what the outbox stores. */
+export interface CompletedJob {
+  jobId: string;
+  output: string;
+  model: string;
+  promptTokens: number;
+  completionTokens: number;
+  executionTimeS: number;
+  startedAt: number;
+  completedAt: number;
+  metrics: JobMetrics;
+  /** The miner's signed receipt (DESIGN §3). */
+  receipt: Record<string, unknown>;
+}
+
+export interface SubmitAck {
+  /** HTTP status of the accepting answer. */
+  status: number;
+  /** Raw JSON text of the coordinator-signed receipt when it sent one (verify it losslessly). */
+  coordinatorReceiptText: string | null;
+}
+
+export interface HeartbeatInfo {
+  inflight: number;
+  metadata: Record<string, unknown>;
+}
+
+export interface CoordinatorClient {
+  readonly protocol: Protocol;
+  health(): Promise<void>;
+  register(capabilities: Capabilities, concurrency: number): Promise<void>;
+  /** Throws CoordinatorError kind "not_found" when the coordinator forgot us (register again). */
+  heartbeat(info: HeartbeatInfo): Promise<void>;
+  /** A job that is now ours, or null when none (or, claim dialect, someone else won the claim). */
+  poll(maxWaitSeconds: number): Promise<Job | null>;
+  /** Throws CoordinatorError kind "not_found"/"conflict" when the job is gone or already done. */
+  submit(result: CompletedJob): Promise<SubmitAck>;
+  fail(jobId: string, errorCode: string, errorMessage: string): Promise<void>;
+  deregister(): Promise<void>;
+  close(): Promise<void>;
+}
