@@ -1,0 +1,288 @@
+// Run configuration: flags > environment (AITBC_*) > config file (--config) > defaults,
+// validated once at start. A bad setting is one clear line naming it (exit code 2).
+import { readFileSync, statSync } from "node:fs";
+import { availableParallelism, hostname } from "node:os";
+import { z } from "zod";
+import { defaultStateDir } from "./paths.js";
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+const LOOPBACK = /^(localhost|127(?:\.\d{1,3}){3}|\[::1\])$/i;
+
+export function isLoopbackUrl(url: URL): boolean {
+  return LOOPBACK.test(url.hostname) || url.hostname === "::1";
+}
+
+const httpUrl = z
+  .string()
+  .trim()
+  .refine((s) => {
+    try {
+      const u = new URL(s);
+      return (u.protocol === "http:" || u.protocol === "https:") && u.hostname !== "";
+    } catch {
+      return false;
+    }
+  }, "must be an http:// or https:// URL")
+  .transform((s) => s.replace(/\/+$/, ""));
+
+const intIn = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const bool = z.union([z.boolean(), z.enum(["true", "false", "1", "0", "yes", "no"])]).transform((v) => {
+  if (typeof v === "boolean") return v;
+  return v === "true" || v === "1" || v === "yes";
+});
+
+export const runSchema = z
+  .object({
+    coordinator: httpUrl,
+    apiKey: z.string().min(1).max(4096).optional(),
+    bearerToken: z.string().min(1).max(8192).optional(),
+    minerId: z
+      .string()
+      .regex(/^[A-Za-z0-9._:@-]{1,128}$/, "use 1-128 letters, digits or . _ : @ -")
+      .default(
+        () =>
+          `${hostname()
+            .replace(/[^A-Za-z0-9._-]/g, "-")
+            .slice(0, 100)}-miner`,
+      ),
+    protocol: z.enum(["aitbc", "claim"]).default("aitbc"),
+    backend: z.enum(["llama", "ollama"]).default("llama"),
+    models: z.string().min(1).optional(),
+    modelMap: z.string().min(1).optional(),
+    ollamaUrl: httpUrl.default("http://127.0.0.1:11434"),
+    ollamaFallback: bool.default(false),
+    concurrency: intIn(1, 64).default(1),
+    threads: intIn(1, 1024).default(() => Math.max(1, availableParallelism())),
+    gpu: z.enum(["auto", "cpu"]).default("auto"),
+    stateDir: z
+      .string()
+      .min(1)
+      .default(() => defaultStateDir()),
+    logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    region: z.string().min(1).max(64).optional(),
+    price: z.coerce.number().nonnegative().optional(),
+    coordinatorKey: z.string().min(1).optional(),
+    allowInsecureHttp: bool.default(false),
+    unloadAfterJob: bool.default(false),
+    nvmlLibrary: z.string().min(1).optional(),
+    heartbeatInterval: intIn(1, 3600).default(15),
+    pollIdleMax: intIn(1, 300).default(10),
+    jobTimeout: intIn(1, 86_400).default(300),
+    gracePeriod: intIn(0, 3600).default(30),
+    requestTimeout: intIn(1, 600).default(15),
+    maxPromptChars: intIn(1, 10_000_000).default(32_768),
+    maxTokens: intIn(1, 1_000_000).default(4096),
+    contextSize: intIn(64, 1_048_576).optional(),
+  })
+  .strict();
+
+export type RunConfig = z.infer<typeof runSchema>;
+export type RunConfigKey = keyof RunConfig;
+
+/** One row per setting: its flag, its environment variable and its help text. */
+export interface SettingSpec {
+  key: RunConfigKey;
+  flag: string;
+  arg?: string;
+  help: string;
+  secret?: boolean;
+}
+
+export const SETTINGS: SettingSpec[] = [
+  { key: "coordinator", flag: "--coordinator", arg: "URL", help: "coordinator base URL (required)" },
+  { key: "apiKey", flag: "--api-key", arg: "KEY", help: "miner API key, sent as X-Api-Key", secret: true },
+  {
+    key: "bearerToken",
+    flag: "--bearer-token",
+    arg: "TOKEN",
+    help: "send Authorization: Bearer TOKEN instead of an API key",
+    secret: true,
+  },
+  { key: "minerId", flag: "--miner-id", arg: "ID", help: "miner id (default: <hostname>-miner)" },
+  { key: "protocol", flag: "--protocol", arg: "aitbc|claim", help: "coordinator dialect (default: aitbc)" },
+  { key: "backend", flag: "--backend", arg: "llama|ollama", help: "inference backend (default: llama)" },
+  { key: "models", flag: "--models", arg: "DIR", help: "models directory: NAME.gguf serves model NAME" },
+  { key: "modelMap", flag: "--model-map", arg: "FILE", help: "JSON file mapping model names to GGUF paths" },
+  {
+    key: "ollamaUrl",
+    flag: "--ollama-url",
+    arg: "URL",
+    help: "Ollama server for --backend ollama (default: http://127.0.0.1:11434)",
+  },
+  {
+    key: "ollamaFallback",
+    flag: "--ollama-fallback",
+    help: "serve models only Ollama has through Ollama (llama backend first)",
+  },
+  { key: "concurrency", flag: "--concurrency", arg: "N", help: "jobs in flight at once (default: 1)" },
+  { key: "threads", flag: "--threads", arg: "N", help: "CPU threads for inference (default: all cores)" },
+  {
+    key: "gpu",
+    flag: "--gpu",
+    arg: "auto|cpu",
+    help: "use CUDA when available, or force CPU (default: auto)",
+  },
+  {
+    key: "stateDir",
+    flag: "--state-dir",
+    arg: "DIR",
+    help: "keys, outbox, journal, receipts (default: $XDG_STATE_HOME/aitbc-native-miner)",
+  },
+  { key: "logLevel", flag: "--log-level", arg: "LEVEL", help: "fatal|error|warn|info|debug|trace|silent" },
+  { key: "region", flag: "--region", arg: "REGION", help: "region advertised to the coordinator" },
+  { key: "price", flag: "--price", arg: "PRICE", help: "price advertised to the coordinator" },
+  {
+    key: "coordinatorKey",
+    flag: "--coordinator-key",
+    arg: "HEX|B64URL",
+    help: "coordinator public key: verify its receipts",
+  },
+  {
+    key: "allowInsecureHttp",
+    flag: "--allow-insecure-http",
+    help: "allow plain http:// to a non-loopback coordinator",
+  },
+  { key: "unloadAfterJob", flag: "--unload-after-job", help: "free GPU memory after every job" },
+  { key: "nvmlLibrary", flag: "--nvml-library", arg: "PATH", help: "path of libnvidia-ml.so.1" },
+  { key: "heartbeatInterval", flag: "--heartbeat-interval", arg: "SECONDS", help: "default: 15" },
+  {
+    key: "pollIdleMax",
+    flag: "--poll-idle-max",
+    arg: "SECONDS",
+    help: "longest idle poll interval (default: 10)",
+  },
+  { key: "jobTimeout", flag: "--job-timeout", arg: "SECONDS", help: "hard deadline per job (default: 300)" },
+  {
+    key: "gracePeriod",
+    flag: "--grace-period",
+    arg: "SECONDS",
+    help: "on SIGTERM, time to finish in-flight jobs (default: 30)",
+  },
+  {
+    key: "requestTimeout",
+    flag: "--request-timeout",
+    arg: "SECONDS",
+    help: "per-request coordinator timeout (default: 15)",
+  },
+  {
+    key: "maxPromptChars",
+    flag: "--max-prompt-chars",
+    arg: "N",
+    help: "longest prompt accepted (default: 32768)",
+  },
+  { key: "maxTokens", flag: "--max-tokens", arg: "N", help: "largest max_tokens accepted (default: 4096)" },
+  { key: "contextSize", flag: "--context-size", arg: "N", help: "llama context size per sequence" },
+];
+
+/** `--model-map` → `AITBC_MODEL_MAP` */
+export function envName(spec: SettingSpec): string {
+  return `AITBC_${spec.flag.replace(/^--/, "").replace(/-/g, "_").toUpperCase()}`;
+}
+
+const flagByKey = new Map(SETTINGS.map((s) => [s.key, s.flag]));
+
+function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new ConfigError(
+      `--config: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+    );
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`--config: ${path} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+    throw new ConfigError(`--config: ${path} must hold a JSON object`);
+  }
+  // Accept both camelCase keys and the flag spellings ("model-map").
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(parsed)) {
+    const camel = k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+    out[camel] = v;
+  }
+  return out;
+}
+
+export interface ResolveInput {
+  /** Values given as flags (only those the operator actually typed). */
+  flags: Partial<Record<RunConfigKey, unknown>>;
+  env?: NodeJS.ProcessEnv;
+  configFile?: string | undefined;
+}
+
+/** Merge the sources and validate. Throws ConfigError with one line naming the setting. */
+export function resolveRunConfig(input: ResolveInput): RunConfig {
+  const env = input.env ?? process.env;
+  const configPath = input.configFile ?? env["AITBC_CONFIG"];
+  const merged: Record<string, unknown> = configPath ? readConfigFile(configPath) : {};
+  for (const spec of SETTINGS) {
+    const v = env[envName(spec)];
+    if (v !== undefined && v !== "") merged[spec.key] = v;
+  }
+  for (const [k, v] of Object.entries(input.flags)) if (v !== undefined) merged[k] = v;
+
+  const parsed = runSchema.safeParse(merged);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const key = issue.path[0];
+    if (issue.code === "unrecognized_keys") {
+      throw new ConfigError(
+        `config file: unknown setting ${issue.keys.map((k) => JSON.stringify(k)).join(", ")}`,
+      );
+    }
+    const flag = typeof key === "string" ? (flagByKey.get(key as RunConfigKey) ?? key) : "config";
+    const envHint = typeof key === "string" ? SETTINGS.find((s) => s.key === key) : undefined;
+    const missing = issue.code === "invalid_type" && merged[key as string] === undefined;
+    throw new ConfigError(
+      missing
+        ? `${flag} is required${envHint ? ` (or set ${envName(envHint)})` : ""}`
+        : `${flag}: ${issue.message}${isSecretKey(key) ? "" : ` (got ${JSON.stringify(merged[key as string])})`}`,
+    );
+  }
+  const cfg = parsed.data;
+  checkCoherence(cfg);
+  return cfg;
+}
+
+function isSecretKey(key: PropertyKey | undefined): boolean {
+  return SETTINGS.some((s) => s.key === key && s.secret);
+}
+
+function checkCoherence(cfg: RunConfig): void {
+  if (cfg.protocol === "aitbc" && !cfg.apiKey && !cfg.bearerToken) {
+    throw new ConfigError("--api-key is required for --protocol aitbc (or set AITBC_API_KEY)");
+  }
+  if (cfg.backend === "llama" && !cfg.models && !cfg.modelMap) {
+    throw new ConfigError(
+      "--models is required for --backend llama (a directory of NAME.gguf files), or --model-map",
+    );
+  }
+  for (const [flag, path, kind] of [
+    ["--models", cfg.models, "directory"],
+    ["--model-map", cfg.modelMap, "file"],
+  ] as const) {
+    if (!path) continue;
+    let ok = false;
+    try {
+      const st = statSync(path);
+      ok = kind === "directory" ? st.isDirectory() : st.isFile();
+    } catch {
+      ok = false;
+    }
+    if (!ok) throw new ConfigError(`${flag}: ${path} is not an existing ${kind}`);
+  }
+  const url = new URL(cfg.coordinator);
+  if (url.protocol === "http:" && !isLoopbackUrl(url) && !cfg.allowInsecureHttp) {
+    throw new ConfigError(
+      `--coordinator: plain http:// to ${url.hostname} would send the API key in clear text; use https:// or pass --allow-insecure-http`,
+    );
+  }
+}

@@ -1,0 +1,104 @@
+// A directory of small JSON records, one file each, that survives crashes: write to a temp name,
+// fsync, rename over the final name, fsync the directory. Used by the outbox and the claim journal.
+import { createHash } from "node:crypto";
+import { promises as fs } from "node:fs";
+import { join } from "node:path";
+
+export class DurableStore<T> {
+  private readonly tmpDir: string;
+
+  constructor(
+    readonly dir: string,
+    private readonly validate: (value: unknown) => T | null,
+  ) {
+    this.tmpDir = join(dir, ".tmp");
+  }
+
+  async open(): Promise<void> {
+    await fs.mkdir(this.tmpDir, { recursive: true, mode: 0o700 });
+    // Leftover temp files are writes that never reached their rename: not records.
+    for (const name of await fs.readdir(this.tmpDir)) await fs.rm(join(this.tmpDir, name), { force: true });
+  }
+
+  /** File name for a key: a hash, so hostile job ids cannot escape the directory. */
+  private fileFor(key: string): string {
+    return join(this.dir, `${createHash("sha256").update(key).digest("hex").slice(0, 40)}.json`);
+  }
+
+  async put(key: string, value: T): Promise<void> {
+    const data = JSON.stringify({ key, value });
+    const tmp = join(this.tmpDir, `${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`);
+    const fh = await fs.open(tmp, "w", 0o600);
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fs.rename(tmp, this.fileFor(key));
+    await this.syncDir();
+  }
+
+  async remove(key: string): Promise<void> {
+    await fs.rm(this.fileFor(key), { force: true });
+    await this.syncDir();
+  }
+
+  async has(key: string): Promise<boolean> {
+    try {
+      await fs.access(this.fileFor(key));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Every record, plus the files that could not be read back (moved aside, never deleted). */
+  async list(): Promise<{ entries: { key: string; value: T }[]; corrupt: string[] }> {
+    const entries: { key: string; value: T }[] = [];
+    const corrupt: string[] = [];
+    let names: string[];
+    try {
+      names = await fs.readdir(this.dir);
+    } catch {
+      return { entries, corrupt };
+    }
+    for (const name of names.sort()) {
+      if (!name.endsWith(".json")) continue;
+      const path = join(this.dir, name);
+      try {
+        const parsed: unknown = JSON.parse(await fs.readFile(path, "utf8"));
+        if (typeof parsed === "object" && parsed !== null && "key" in parsed && "value" in parsed) {
+          const key = (parsed as { key: unknown }).key;
+          const value = this.validate((parsed as { value: unknown }).value);
+          if (typeof key === "string" && value !== null) {
+            entries.push({ key, value });
+            continue;
+          }
+        }
+        throw new Error("unexpected shape");
+      } catch {
+        await fs.rename(path, `${path}.corrupt`).catch(() => undefined);
+        corrupt.push(path);
+      }
+    }
+    return { entries, corrupt };
+  }
+
+  async count(): Promise<number> {
+    try {
+      return (await fs.readdir(this.dir)).filter((n) => n.endsWith(".json")).length;
+    } catch {
+      return 0;
+    }
+  }
+
+  private async syncDir(): Promise<void> {
+    const fh = await fs.open(this.dir, "r");
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  }
+}

@@ -1,0 +1,47 @@
+// Claim journal (DESIGN §7): a job is on disk from the moment it is ours until it has a result in
+// the outbox or was reported failed, so a restart knows what it had taken on.
+import { z } from "zod";
+import { DurableStore } from "./durable-store.js";
+
+export interface ClaimedJob {
+  jobId: string;
+  payload: unknown;
+  constraints: unknown;
+  claimedAt: number;
+  deadlineAt: number;
+}
+
+const schema = z.object({
+  jobId: z.string().min(1),
+  payload: z.unknown(),
+  constraints: z.unknown(),
+  claimedAt: z.number(),
+  deadlineAt: z.number(),
+});
+
+export class ClaimJournal {
+  private readonly store: DurableStore<ClaimedJob>;
+
+  constructor(readonly dir: string) {
+    this.store = new DurableStore(dir, (v) => {
+      const r = schema.safeParse(v);
+      return r.success ? (r.data as ClaimedJob) : null;
+    });
+  }
+
+  open(): Promise<void> {
+    return this.store.open();
+  }
+
+  record(job: ClaimedJob): Promise<void> {
+    return this.store.put(job.jobId, job);
+  }
+
+  remove(jobId: string): Promise<void> {
+    return this.store.remove(jobId);
+  }
+
+  async entries(): Promise<ClaimedJob[]> {
+    return (await this.store.list()).entries.map((e) => e.value);
+  }
+}

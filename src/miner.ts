@@ -1,0 +1,747 @@
+// The miner loop: register → heartbeat → poll → run → receipt → outbox → submit.
+// Every next step is decided from local state (journal, outbox) plus the coordinator's answer,
+// so a lost reply or a restart is harmless (DESIGN §7).
+
+import { type Backend, BackendError, type InferenceRequest, type InferenceResult } from "./backends/types.js";
+import { Backoff, sleep } from "./backoff.js";
+import { CoordinatorError } from "./coordinator/errors.js";
+import type { Capabilities, CompletedJob, CoordinatorClient, Job, SubmitAck } from "./coordinator/types.js";
+import { checkConstraints, type HostFacts, type JobLimits, validatePayload } from "./job.js";
+import type { ClaimedJob, ClaimJournal } from "./journal.js";
+import type { Logger } from "./log.js";
+import type { Outbox } from "./outbox.js";
+
+export interface MinerSettings {
+  minerId: string;
+  concurrency: number;
+  heartbeatIntervalMs: number;
+  pollIdleMaxMs: number;
+  /** Minimum time between two polls: keeps the miner under the coordinator's poll rate limit. */
+  pollMinIntervalMs: number;
+  jobTimeoutMs: number;
+  gracePeriodMs: number;
+  /** How long a backend may take to honour an abort before it is declared wedged. */
+  abortGraceMs: number;
+  /** On shutdown, how long to keep trying to submit what is in the outbox. */
+  flushTimeoutMs: number;
+  limits: JobLimits;
+  unloadAfterJob: boolean;
+}
+
+export interface ReceiptInput {
+  jobId: string;
+  minerId: string;
+  model: string;
+  prompt: string;
+  output: string;
+  units: number;
+  startedAt: number;
+  completedAt: number;
+  durationMs: number;
+}
+
+export interface CoordinatorReceiptCheck {
+  verified: boolean | null;
+  reason?: string | undefined;
+  receipt: unknown;
+}
+
+/** Everything the loop needs from the rest of the program, injected so each piece stays replaceable. */
+export interface MinerDeps {
+  settings: MinerSettings;
+  client: CoordinatorClient;
+  backend: Backend;
+  outbox: Outbox;
+  journal: ClaimJournal;
+  log: Logger;
+  capabilities(): Promise<Capabilities>;
+  hostFacts(): Promise<HostFacts>;
+  heartbeatMetadata(): Promise<Record<string, unknown>>;
+  signReceipt(input: ReceiptInput): Record<string, unknown>;
+  checkCoordinatorReceipt(rawText: string): CoordinatorReceiptCheck;
+  recordReceipt(entry: {
+    kind: "miner" | "coordinator";
+    jobId: string;
+    receipt: unknown;
+    verified: boolean | null;
+    reason?: string | undefined;
+  }): Promise<void>;
+  /** VRAM admission: a reason to refuse, or null to go ahead. */
+  admit?(req: InferenceRequest): Promise<string | null>;
+  /** Around each job: e.g. check that VRAM came back. */
+  jobMemoryProbe?(): Promise<() => Promise<void>>;
+  /** GPU utilization/memory figures for a job's metrics. */
+  jobMetrics?(): Promise<{ gpu_utilization: number | null; memory_used: number | null }>;
+}
+
+export interface MinerStats {
+  completed: number;
+  failed: number;
+  submitted: number;
+  dropped: number;
+  tokens: number;
+  inflight: number;
+  outboxDepth: number;
+}
+
+export type MinerExit = { code: number; reason: string };
+
+export class MinerFatalError extends Error {
+  override readonly name = "MinerFatalError";
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+  }
+}
+
+interface Running {
+  abort: AbortController;
+  done: Promise<void>;
+}
+
+type AbortWhy = "deadline" | "shutting_down";
+
+export class Miner {
+  private readonly s: MinerSettings;
+  private readonly log: Logger;
+  private stopping = false;
+  private readonly stopSignal = new AbortController();
+  private readonly inflight = new Map<string, Running>();
+  private readonly submitting = new Map<string, Promise<void>>();
+  private wakeUp: AbortController = new AbortController();
+  private lastPollAt = 0;
+  private heartbeatTimer: NodeJS.Timeout | null = null;
+  private registered = false;
+  private fatal: MinerFatalError | null = null;
+  private exitResolve: ((e: MinerExit) => void) | null = null;
+  private shutdownPromise: Promise<MinerExit> | null = null;
+  private readonly stats: MinerStats = {
+    completed: 0,
+    failed: 0,
+    submitted: 0,
+    dropped: 0,
+    tokens: 0,
+    inflight: 0,
+    outboxDepth: 0,
+  };
+
+  constructor(private readonly d: MinerDeps) {
+    this.s = d.settings;
+    this.log = d.log;
+  }
+
+  snapshot(): MinerStats {
+    return { ...this.stats, inflight: this.inflight.size, outboxDepth: this.submitting.size };
+  }
+
+  /** Run until stopped: resolves with the exit code the process should use. */
+  async run(): Promise<MinerExit> {
+    const exited = new Promise<MinerExit>((resolve) => {
+      this.exitResolve = resolve;
+    });
+    try {
+      await this.d.outbox.open();
+      await this.d.journal.open();
+      await this.register();
+      if (this.stopping) return await exited;
+      await this.recover();
+      this.startHeartbeats();
+      await this.pollLoop();
+    } catch (err) {
+      if (err instanceof MinerFatalError) this.fatal ??= err;
+      else this.fatal ??= new MinerFatalError(`unexpected: ${(err as Error)?.stack ?? String(err)}`, 1);
+      void this.shutdown(this.fatal.message);
+    }
+    return await exited;
+  }
+
+  /** Graceful stop (SIGTERM/SIGINT): finish or fail in-flight jobs, flush the outbox, deregister. */
+  shutdown(reason: string): Promise<MinerExit> {
+    this.shutdownPromise ??= this.doShutdown(reason);
+    return this.shutdownPromise;
+  }
+
+  // ---------------------------------------------------------------- registration & heartbeats
+
+  private async register(): Promise<void> {
+    const backoff = new Backoff({ baseMs: 500, capMs: 30_000 });
+    for (;;) {
+      if (this.stopping) return;
+      try {
+        const caps = await this.d.capabilities();
+        await this.d.client.register(caps, this.s.concurrency);
+        this.registered = true;
+        this.log.info(
+          {
+            event: "registered",
+            protocol: this.d.client.protocol,
+            models: caps.models,
+            platform: caps.platform,
+            gpus: caps.gpus.length,
+            concurrency: this.s.concurrency,
+          },
+          "registered with the coordinator",
+        );
+        return;
+      } catch (err) {
+        if (err instanceof CoordinatorError && err.kind === "auth") {
+          throw new MinerFatalError(
+            `the coordinator refused our credentials (HTTP ${err.status}): check --api-key / AITBC_API_KEY and --miner-id`,
+            2,
+          );
+        }
+        if (err instanceof CoordinatorError && err.kind === "client") {
+          throw new MinerFatalError(
+            `the coordinator rejected registration (HTTP ${err.status}): ${err.message}`,
+            2,
+          );
+        }
+        const delay = backoff.next(err instanceof CoordinatorError ? err.retryAfterMs : null);
+        this.log.warn(
+          { event: "register_retry", err: describeError(err), retryInMs: delay },
+          "registration failed; retrying",
+        );
+        await sleep(delay, this.stopSignal.signal);
+      }
+    }
+  }
+
+  private startHeartbeats(): void {
+    const beat = async (): Promise<void> => {
+      try {
+        const metadata = await this.d.heartbeatMetadata();
+        await this.d.client.heartbeat({
+          inflight: this.inflight.size,
+          metadata: { ...metadata, miner: this.snapshot() },
+        });
+      } catch (err) {
+        if (err instanceof CoordinatorError && err.kind === "not_found" && !this.stopping) {
+          this.log.warn({ event: "reregister" }, "coordinator no longer knows this miner; registering again");
+          this.registered = false;
+          await this.register().catch((e: unknown) => this.fail(e));
+        } else {
+          this.log.warn({ event: "heartbeat_failed", err: describeError(err) }, "heartbeat failed");
+        }
+      } finally {
+        if (this.heartbeatTimer !== null) this.heartbeatTimer = setTimeout(beat, this.s.heartbeatIntervalMs);
+      }
+    };
+    this.heartbeatTimer = setTimeout(beat, 0);
+  }
+
+  private stopHeartbeats(): void {
+    if (this.heartbeatTimer !== null) clearTimeout(this.heartbeatTimer);
+    this.heartbeatTimer = null;
+  }
+
+  // ---------------------------------------------------------------- recovery
+
+  /** Resubmit the outbox; rerun (or fail) what the journal says we had claimed. */
+  private async recover(): Promise<void> {
+    const { results, corrupt } = await this.d.outbox.pending();
+    for (const path of corrupt)
+      this.log.error({ event: "outbox_corrupt", path }, "unreadable outbox entry moved aside");
+    if (results.length > 0)
+      this.log.info(
+        { event: "outbox_recovered", count: results.length },
+        "resubmitting results from the outbox",
+      );
+    const inOutbox = new Set(results.map((r) => r.jobId));
+    for (const r of results) this.startSubmit(r);
+
+    for (const claimed of await this.d.journal.entries()) {
+      if (inOutbox.has(claimed.jobId)) {
+        await this.d.journal.remove(claimed.jobId);
+        continue;
+      }
+      const left = claimed.deadlineAt - Date.now();
+      if (left > 1000) {
+        this.log.info(
+          { event: "job_resumed", jobId: claimed.jobId, msLeft: left },
+          "running a job claimed before the restart",
+        );
+        this.startJob(
+          { jobId: claimed.jobId, payload: claimed.payload, constraints: claimed.constraints },
+          claimed,
+        );
+      } else {
+        this.log.warn(
+          { event: "job_expired_on_restart", jobId: claimed.jobId },
+          "claimed job past its deadline after restart",
+        );
+        await this.reportFailure(
+          claimed.jobId,
+          "miner_restarted",
+          "the miner restarted and the job's deadline has passed",
+        );
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- polling
+
+  private async pollLoop(): Promise<void> {
+    let idleMs = 250;
+    const failBackoff = new Backoff({ baseMs: 500, capMs: 30_000 });
+    while (!this.stopping) {
+      if (this.inflight.size >= this.s.concurrency) {
+        await this.waitForWake();
+        continue;
+      }
+      const since = Date.now() - this.lastPollAt;
+      if (since < this.s.pollMinIntervalMs) {
+        await sleep(this.s.pollMinIntervalMs - since, this.stopSignal.signal);
+        continue;
+      }
+      this.lastPollAt = Date.now();
+      let job: Job | null;
+      try {
+        job = await this.d.client.poll(0);
+        failBackoff.reset();
+      } catch (err) {
+        if (this.stopping) break;
+        if (err instanceof CoordinatorError && err.kind === "auth") {
+          throw new MinerFatalError(
+            `the coordinator refused our credentials (HTTP ${err.status}) while polling: check --api-key`,
+            2,
+          );
+        }
+        if (err instanceof CoordinatorError && err.kind === "not_found") {
+          this.registered = false;
+          await this.register();
+          continue;
+        }
+        const delay = failBackoff.next(err instanceof CoordinatorError ? err.retryAfterMs : null);
+        this.log.warn({ event: "poll_failed", err: describeError(err), retryInMs: delay }, "poll failed");
+        await sleep(delay, this.stopSignal.signal);
+        continue;
+      }
+      if (job === null) {
+        await this.waitForWake(idleMs);
+        idleMs = Math.min(idleMs * 2, this.s.pollIdleMaxMs);
+        continue;
+      }
+      idleMs = 250;
+      if (this.inflight.has(job.jobId) || this.submitting.has(job.jobId)) {
+        this.log.warn(
+          { event: "duplicate_job", jobId: job.jobId },
+          "coordinator handed over a job already in hand; ignoring",
+        );
+        continue;
+      }
+      this.startJob(job, null);
+    }
+  }
+
+  /** Wait until a job finishes, shutdown begins, or `ms` pass. */
+  private async waitForWake(ms = 60_000): Promise<void> {
+    this.wakeUp = new AbortController();
+    await sleep(ms, AbortSignal.any([this.wakeUp.signal, this.stopSignal.signal]));
+  }
+
+  private wake(): void {
+    this.wakeUp.abort();
+  }
+
+  // ---------------------------------------------------------------- running a job
+
+  private startJob(job: Job, recovered: ClaimedJob | null): void {
+    const abort = new AbortController();
+    const done = this.runJob(job, recovered, abort)
+      .catch((err: unknown) => this.fail(err))
+      .finally(() => {
+        this.inflight.delete(job.jobId);
+        this.wake();
+      });
+    this.inflight.set(job.jobId, { abort, done });
+  }
+
+  private async runJob(job: Job, recovered: ClaimedJob | null, abort: AbortController): Promise<void> {
+    const jobId = job.jobId;
+    const claimedAt = recovered?.claimedAt ?? Date.now();
+    const deadlineAt = recovered?.deadlineAt ?? claimedAt + this.s.jobTimeoutMs;
+    if (!recovered) {
+      await this.d.journal.record({
+        jobId,
+        payload: job.payload,
+        constraints: job.constraints,
+        claimedAt,
+        deadlineAt,
+      });
+    }
+    const log = this.log.child({ jobId });
+
+    const v = validatePayload(job.payload, this.s.limits);
+    if (!v.ok) {
+      log.warn(
+        { event: "job_rejected", errorCode: v.rejection.errorCode, reason: v.rejection.message },
+        "invalid job",
+      );
+      return this.reportFailure(jobId, v.rejection.errorCode, v.rejection.message);
+    }
+    const req = v.request;
+    const unmet = checkConstraints(job.constraints, await this.d.hostFacts());
+    if (unmet) {
+      log.warn(
+        { event: "job_rejected", errorCode: unmet.errorCode, reason: unmet.message },
+        "job constraints not met",
+      );
+      return this.reportFailure(jobId, unmet.errorCode, unmet.message);
+    }
+    if (!this.d.backend.hasModel(req.model)) {
+      const served = this.d.backend.listModels().map((m) => m.name);
+      const msg = `model ${JSON.stringify(req.model)} is not served by this miner (it serves: ${served.join(", ") || "none"})`;
+      log.warn({ event: "job_rejected", errorCode: "model_not_found", reason: msg }, "unknown model");
+      return this.reportFailure(jobId, "model_not_found", msg);
+    }
+    const refusal = this.d.admit ? await this.d.admit(req) : null;
+    if (refusal) {
+      log.warn(
+        { event: "job_rejected", errorCode: "insufficient_vram", reason: refusal },
+        "model does not fit in free VRAM",
+      );
+      return this.reportFailure(jobId, "insufficient_vram", refusal);
+    }
+
+    log.info(
+      { event: "job_started", model: req.model, maxTokens: req.maxTokens, promptChars: req.prompt.length },
+      "job started",
+    );
+    const afterJob = this.d.jobMemoryProbe ? await this.d.jobMemoryProbe().catch(() => null) : null;
+    const startedAt = Date.now();
+    let result: InferenceResult;
+    try {
+      result = await this.generateWithDeadline(req, abort, deadlineAt);
+    } catch (err) {
+      const why = abort.signal.reason as AbortWhy | undefined;
+      if (err instanceof WedgedError) {
+        await this.reportFailure(jobId, "timeout", err.message);
+        throw new MinerFatalError(err.message, 70);
+      }
+      const code =
+        why === "deadline"
+          ? "timeout"
+          : why === "shutting_down"
+            ? "shutting_down"
+            : err instanceof BackendError
+              ? err.code
+              : "inference_failed";
+      const msg =
+        why === "deadline"
+          ? `job exceeded its deadline of ${Math.round((deadlineAt - claimedAt) / 1000)} s`
+          : why === "shutting_down"
+            ? "the miner is shutting down"
+            : (err as Error).message;
+      log.warn({ event: "job_failed", errorCode: code, reason: msg }, "job failed");
+      return this.reportFailure(jobId, code, msg);
+    } finally {
+      if (this.s.unloadAfterJob) await this.d.backend.unloadAll().catch(() => undefined);
+      if (afterJob) await afterJob().catch(() => undefined);
+    }
+
+    const completedAt = Date.now();
+    const durationMs = completedAt - startedAt;
+    const gpu = this.d.jobMetrics ? await this.d.jobMetrics().catch(() => null) : null;
+    const receipt = this.d.signReceipt({
+      jobId,
+      minerId: this.s.minerId,
+      model: result.model,
+      prompt: req.prompt,
+      output: result.output,
+      units: result.completionTokens,
+      startedAt: Math.floor(startedAt / 1000),
+      completedAt: Math.floor(completedAt / 1000),
+      durationMs,
+    });
+    const completed: CompletedJob = {
+      jobId,
+      output: result.output,
+      model: result.model,
+      promptTokens: result.promptTokens,
+      completionTokens: result.completionTokens,
+      executionTimeS: durationMs / 1000,
+      startedAt,
+      completedAt,
+      metrics: {
+        duration_ms: durationMs,
+        gpu_utilization: gpu?.gpu_utilization ?? null,
+        memory_used: gpu?.memory_used ?? null,
+        memory_peak: null,
+        units: result.completionTokens,
+        unit_type: "tokens",
+      },
+      receipt,
+    };
+    // Durable before the first submit; only then does the claim leave the journal.
+    await this.d.outbox.put(completed);
+    await this.d.journal.remove(jobId);
+    this.stats.completed++;
+    this.stats.tokens += result.completionTokens;
+    log.info(
+      {
+        event: "job_completed",
+        model: result.model,
+        tokens: result.completionTokens,
+        promptTokens: result.promptTokens,
+        durationMs,
+        backend: result.backend,
+      },
+      "job completed",
+    );
+    await this.d
+      .recordReceipt({ kind: "miner", jobId, receipt, verified: true })
+      .catch((err: unknown) =>
+        log.error(
+          { event: "receipt_log_failed", err: describeError(err) },
+          "could not append to the receipts log",
+        ),
+      );
+    this.startSubmit(completed);
+  }
+
+  /** Run the backend under the job's deadline; a backend that ignores the abort is wedged. */
+  private async generateWithDeadline(
+    req: InferenceRequest,
+    abort: AbortController,
+    deadlineAt: number,
+  ): Promise<InferenceResult> {
+    const gen = this.d.backend.generate(req, abort.signal);
+    let deadlineTimer: NodeJS.Timeout | undefined;
+    let wedgeTimer: NodeJS.Timeout | undefined;
+    const armWedge = () =>
+      new Promise<never>((_, reject) => {
+        wedgeTimer = setTimeout(
+          () =>
+            reject(
+              new WedgedError(
+                `the ${this.d.backend.name} backend did not stop within ${this.s.abortGraceMs} ms of an abort: the GPU or backend is wedged; exiting so the service manager restarts the miner`,
+              ),
+            ),
+          this.s.abortGraceMs,
+        );
+      });
+    const wedged = new Promise<never>((_, reject) => {
+      const onAbort = () => armWedge().catch(reject);
+      if (abort.signal.aborted) onAbort();
+      else abort.signal.addEventListener("abort", onAbort, { once: true });
+      deadlineTimer = setTimeout(
+        () => abort.abort("deadline" satisfies AbortWhy),
+        Math.max(0, deadlineAt - Date.now()),
+      );
+    });
+    try {
+      return await Promise.race([gen, wedged]);
+    } finally {
+      clearTimeout(deadlineTimer);
+      clearTimeout(wedgeTimer);
+      gen.catch(() => undefined);
+    }
+  }
+
+  // ---------------------------------------------------------------- reporting
+
+  private async reportFailure(jobId: string, errorCode: string, message: string): Promise<void> {
+    this.stats.failed++;
+    const backoff = new Backoff({ baseMs: 250, capMs: 5_000 });
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.d.client.fail(jobId, errorCode, message);
+        break;
+      } catch (err) {
+        const gone = err instanceof CoordinatorError && (err.kind === "not_found" || err.kind === "conflict");
+        if (gone || attempt >= 5 || (err instanceof CoordinatorError && !err.retryable)) {
+          if (!gone)
+            this.log.warn(
+              { event: "fail_report_lost", jobId, err: describeError(err) },
+              "could not report a failed job",
+            );
+          break;
+        }
+        await sleep(backoff.next(err instanceof CoordinatorError ? err.retryAfterMs : null));
+      }
+    }
+    await this.d.journal.remove(jobId);
+  }
+
+  private startSubmit(result: CompletedJob): void {
+    if (this.submitting.has(result.jobId)) return;
+    const p = this.submitLoop(result)
+      .catch((err: unknown) =>
+        this.log.error(
+          { event: "submit_crashed", jobId: result.jobId, err: describeError(err) },
+          "submit loop failed",
+        ),
+      )
+      .finally(() => this.submitting.delete(result.jobId));
+    this.submitting.set(result.jobId, p);
+  }
+
+  private async submitLoop(result: CompletedJob): Promise<void> {
+    const log = this.log.child({ jobId: result.jobId });
+    const backoff = new Backoff({ baseMs: 500, capMs: 60_000 });
+    for (;;) {
+      try {
+        const ack = await this.d.client.submit(result);
+        await this.onAccepted(result, ack);
+        return;
+      } catch (err) {
+        if (err instanceof CoordinatorError && (err.kind === "not_found" || err.kind === "conflict")) {
+          // 409: already completed (possibly by our own earlier try whose answer was lost). 404: job gone.
+          await this.d.outbox.remove(result.jobId);
+          if (err.kind === "conflict") this.stats.submitted++;
+          else this.stats.dropped++;
+          log.info(
+            {
+              event: err.kind === "conflict" ? "submit_already_done" : "submit_job_gone",
+              status: err.status,
+            },
+            "coordinator no longer needs this result",
+          );
+          return;
+        }
+        if (err instanceof CoordinatorError && err.kind === "client" && !err.retryable) {
+          const path = await this.d.outbox.reject(result, err.message);
+          this.stats.dropped++;
+          log.error(
+            { event: "submit_rejected", status: err.status, keptAt: path },
+            "coordinator rejected the result; kept for inspection",
+          );
+          return;
+        }
+        if (this.stopSignal.signal.aborted && this.flushDeadlinePassed()) {
+          log.warn({ event: "submit_deferred" }, "result stays in the outbox for the next start");
+          return;
+        }
+        const authIssue = err instanceof CoordinatorError && err.kind === "auth";
+        const delay = authIssue
+          ? 60_000
+          : backoff.next(err instanceof CoordinatorError ? err.retryAfterMs : null);
+        log.warn(
+          { event: "submit_retry", err: describeError(err), retryInMs: delay, attempt: backoff.attempts },
+          "submit failed; will retry",
+        );
+        await sleep(Math.min(delay, this.flushMsLeft()), this.flushDeadlineSignal());
+      }
+    }
+  }
+
+  private async onAccepted(result: CompletedJob, ack: SubmitAck): Promise<void> {
+    await this.d.outbox.remove(result.jobId);
+    this.stats.submitted++;
+    let verified: boolean | null = null;
+    if (ack.coordinatorReceiptText !== null) {
+      const check = this.d.checkCoordinatorReceipt(ack.coordinatorReceiptText);
+      verified = check.verified;
+      await this.d
+        .recordReceipt({
+          kind: "coordinator",
+          jobId: result.jobId,
+          receipt: check.receipt,
+          verified: check.verified,
+          reason: check.reason,
+        })
+        .catch(() => undefined);
+      if (check.verified === false) {
+        this.log.error(
+          { event: "coordinator_receipt_invalid", jobId: result.jobId, reason: check.reason },
+          "coordinator receipt failed verification",
+        );
+      }
+    }
+    this.log.info(
+      { event: "submitted", jobId: result.jobId, status: ack.status, coordinatorReceipt: verified },
+      "result accepted",
+    );
+  }
+
+  // ---------------------------------------------------------------- shutdown
+
+  private flushDeadline = Number.POSITIVE_INFINITY;
+  private flushAbort = new AbortController();
+
+  private flushDeadlinePassed(): boolean {
+    return Date.now() >= this.flushDeadline;
+  }
+
+  private flushMsLeft(): number {
+    return Math.max(0, this.flushDeadline - Date.now());
+  }
+
+  private flushDeadlineSignal(): AbortSignal {
+    return this.flushAbort.signal;
+  }
+
+  private fail(err: unknown): void {
+    if (this.fatal) return;
+    this.fatal =
+      err instanceof MinerFatalError
+        ? err
+        : new MinerFatalError(`unexpected: ${(err as Error)?.stack ?? String(err)}`, 1);
+    this.log.fatal({ event: "fatal", reason: this.fatal.message }, "miner cannot continue");
+    void this.shutdown(this.fatal.message);
+  }
+
+  private async doShutdown(reason: string): Promise<MinerExit> {
+    const wedged = this.fatal?.exitCode === 70;
+    this.stopping = true;
+    this.stopSignal.abort();
+    this.wake();
+    this.log.info({ event: "shutdown", reason, inflight: this.inflight.size }, "stopping: no new jobs");
+
+    // 1. Let in-flight jobs finish within the grace period, then fail the rest as "shutting down".
+    if (this.inflight.size > 0 && !wedged) {
+      const all = Promise.all([...this.inflight.values()].map((r) => r.done));
+      const finished = await Promise.race([
+        all.then(() => true),
+        sleep(this.s.gracePeriodMs).then(() => false),
+      ]);
+      if (!finished) {
+        for (const r of this.inflight.values()) r.abort.abort("shutting_down" satisfies AbortWhy);
+        await Promise.race([all, sleep(this.s.abortGraceMs + 1000)]);
+      }
+    }
+    // 2. Flush the outbox for a bounded time; what is left is resubmitted on the next start.
+    this.flushDeadline = Date.now() + this.s.flushTimeoutMs;
+    const flushTimer = setTimeout(() => this.flushAbort.abort(), this.s.flushTimeoutMs);
+    await Promise.race([Promise.all([...this.submitting.values()]), sleep(this.s.flushTimeoutMs + 500)]);
+    clearTimeout(flushTimer);
+    this.flushAbort.abort();
+    this.stopHeartbeats();
+    const left = await this.d.outbox.depth().catch(() => -1);
+    if (left > 0)
+      this.log.warn(
+        { event: "outbox_left", count: left },
+        "results left in the outbox; they are submitted on the next start",
+      );
+
+    // 3. Deregister (best effort) and release the backend.
+    if (this.registered) {
+      await this.d.client
+        .deregister()
+        .catch((err: unknown) =>
+          this.log.warn({ event: "deregister_failed", err: describeError(err) }, "deregister failed"),
+        );
+    }
+    if (!wedged) await this.d.backend.close().catch(() => undefined);
+    await this.d.client.close().catch(() => undefined);
+    const exit: MinerExit = this.fatal
+      ? { code: this.fatal.exitCode, reason: this.fatal.message }
+      : { code: 0, reason };
+    this.log.info({ event: "stopped", exitCode: exit.code, stats: this.snapshot() }, "miner stopped");
+    this.exitResolve?.(exit);
+    return exit;
+  }
+}
+
+class WedgedError extends Error {
+  override readonly name = "WedgedError";
+}
+
+export function describeError(err: unknown): Record<string, unknown> {
+  if (err instanceof CoordinatorError) return { kind: err.kind, status: err.status, message: err.message };
+  if (err instanceof BackendError) return { code: err.code, message: err.message };
+  if (err instanceof Error) return { name: err.name, message: err.message };
+  return { message: String(err) };
+}
