@@ -1,0 +1,161 @@
+// The `aitbc` dialect (DESIGN §2a): /v1/miners/* with X-Api-Key + X-Miner-ID.
+import { z } from "zod";
+import type { Logger } from "../log.js";
+import { CoordinatorError } from "./errors.js";
+import type { HttpClient, HttpRequest, HttpResponse } from "./http.js";
+import { isValidJobId, jobSegment, minerSegment } from "./ids.js";
+import { rawMemberText } from "./json-span.js";
+import type {
+  Capabilities,
+  CompletedJob,
+  CoordinatorClient,
+  HeartbeatInfo,
+  Job,
+  SubmitAck,
+} from "./types.js";
+
+export interface AitbcOptions {
+  http: HttpClient;
+  minerId: string;
+  apiKey?: string | undefined;
+  bearerToken?: string | undefined;
+  region?: string | undefined;
+  log: Logger;
+}
+
+const registerAnswer = z.looseObject({
+  status: z.string().optional(),
+  session_token: z.string().max(8192).optional(),
+});
+const pollAnswer = z.looseObject({
+  job_id: z.string().refine(isValidJobId, "invalid job id"),
+  payload: z.unknown(),
+  constraints: z.unknown().optional(),
+});
+const resultAnswer = z.looseObject({ status: z.string().optional(), receipt: z.unknown().optional() });
+
+export class AitbcClient implements CoordinatorClient {
+  readonly protocol = "aitbc" as const;
+  /** Issued by register; sent as a bearer token only when neither an API key nor a token is configured. */
+  private sessionToken: string | null = null;
+
+  constructor(private readonly o: AitbcOptions) {}
+
+  private headers(): Record<string, string> {
+    const h: Record<string, string> = { "x-miner-id": this.o.minerId };
+    if (this.o.apiKey) h["x-api-key"] = this.o.apiKey;
+    const bearer = this.o.bearerToken ?? (this.o.apiKey ? null : this.sessionToken);
+    if (bearer) h["authorization"] = `Bearer ${bearer}`;
+    return h;
+  }
+
+  /** Every secret this client may send, for scrubbing error messages. */
+  secrets(): string[] {
+    return [this.o.apiKey, this.o.bearerToken, this.sessionToken].filter((s): s is string => !!s);
+  }
+
+  private async call(req: Omit<HttpRequest, "headers">): Promise<{ req: HttpRequest; res: HttpResponse }> {
+    const full: HttpRequest = { ...req, headers: this.headers() };
+    const res = await this.o.http.send(full);
+    return { req: full, res };
+  }
+
+  private async expectOk(
+    req: Omit<HttpRequest, "headers">,
+  ): Promise<{ req: HttpRequest; res: HttpResponse }> {
+    const r = await this.call(req);
+    if (r.res.status < 200 || r.res.status >= 300) throw this.o.http.statusError(r.req, r.res);
+    return r;
+  }
+
+  async health(): Promise<void> {
+    const first = await this.call({ method: "GET", path: "/health" });
+    if (first.res.status >= 200 && first.res.status < 300) return;
+    if (first.res.status !== 404) throw this.o.http.statusError(first.req, first.res);
+    await this.expectOk({ method: "GET", path: "/v1/health" });
+  }
+
+  async register(capabilities: Capabilities, concurrency: number): Promise<void> {
+    const region = this.o.region ?? capabilities.region;
+    const body: Record<string, unknown> = { capabilities, concurrency };
+    if (region) body["region"] = region;
+    const { req, res } = await this.expectOk({ method: "POST", path: "/v1/miners/register", json: body });
+    const answer = res.text.trim() === "" ? {} : this.o.http.parse(req, res, registerAnswer);
+    if (answer.session_token) this.sessionToken = answer.session_token;
+    this.o.log.debug({ minerId: this.o.minerId, concurrency }, "registered with coordinator");
+  }
+
+  async heartbeat(info: HeartbeatInfo): Promise<void> {
+    await this.expectOk({
+      method: "POST",
+      path: "/v1/miners/heartbeat",
+      json: { inflight: info.inflight, status: "ONLINE", metadata: info.metadata },
+    });
+  }
+
+  async poll(maxWaitSeconds: number): Promise<Job | null> {
+    const wait = Math.max(0, Math.floor(maxWaitSeconds));
+    const { req, res } = await this.expectOk({
+      method: "POST",
+      path: "/v1/miners/poll",
+      json: { max_wait_seconds: wait },
+    });
+    if (res.status === 204 || res.text.trim() === "" || res.text.trim() === "null") return null;
+    const job = this.o.http.parse(req, res, pollAnswer);
+    return { jobId: job.job_id, payload: job.payload, constraints: job.constraints ?? {} };
+  }
+
+  async submit(result: CompletedJob): Promise<SubmitAck> {
+    const body = {
+      result: {
+        status: "completed",
+        output: result.output,
+        execution_time: result.executionTimeS,
+        model: result.model,
+        tokens_processed: result.promptTokens + result.completionTokens,
+        prompt_tokens: result.promptTokens,
+        completion_tokens: result.completionTokens,
+        receipt: result.receipt,
+      },
+      metrics: result.metrics,
+    };
+    const { req, res } = await this.expectOk({
+      method: "POST",
+      path: `/v1/miners/${jobSegment(result.jobId)}/result`,
+      json: body,
+    });
+    if (res.text.trim() === "") return { status: res.status, coordinatorReceiptText: null };
+    const answer = this.o.http.parse(req, res, resultAnswer);
+    let receiptText: string | null = null;
+    if (answer.receipt !== undefined && answer.receipt !== null) {
+      receiptText = rawMemberText(res.text, "receipt");
+      if (receiptText === null) {
+        throw new CoordinatorError(
+          "bad_response",
+          `${req.method} ${req.path}: receipt could not be extracted`,
+          res.status,
+        );
+      }
+    }
+    return { status: res.status, coordinatorReceiptText: receiptText };
+  }
+
+  async fail(jobId: string, errorCode: string, errorMessage: string): Promise<void> {
+    await this.expectOk({
+      method: "POST",
+      path: `/v1/miners/${jobSegment(jobId)}/fail`,
+      json: { error_code: errorCode, error_message: errorMessage.slice(0, 2000), metrics: {} },
+    });
+  }
+
+  async deregister(): Promise<void> {
+    const r = await this.call({ method: "DELETE", path: `/v1/miners/${minerSegment(this.o.minerId)}` });
+    // 404: the coordinator has already forgotten us, which is what deregistering asks for.
+    if (r.res.status === 404 || (r.res.status >= 200 && r.res.status < 300)) return;
+    throw this.o.http.statusError(r.req, r.res);
+  }
+
+  async close(): Promise<void> {
+    await this.o.http.close();
+  }
+}

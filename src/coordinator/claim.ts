@@ -1,0 +1,140 @@
+// The `claim` dialect (DESIGN §2b, the seed tutorial): list an available job, claim it, complete
+// it. It has no heartbeat, fail or deregister calls: those resolve without a request.
+import { z } from "zod";
+import type { Logger } from "../log.js";
+import type { HttpClient, HttpRequest, HttpResponse } from "./http.js";
+import { isValidJobId, jobSegment } from "./ids.js";
+import { rawMemberText } from "./json-span.js";
+import type {
+  Capabilities,
+  CompletedJob,
+  CoordinatorClient,
+  HeartbeatInfo,
+  Job,
+  SubmitAck,
+} from "./types.js";
+
+export interface ClaimOptions {
+  http: HttpClient;
+  minerId: string;
+  apiKey?: string | undefined;
+  bearerToken?: string | undefined;
+  log: Logger;
+}
+
+const availableJob = z.looseObject({ job_id: z.string().refine(isValidJobId, "invalid job id") });
+const anyJson = z.unknown();
+
+/** nvidia-smi's `memory.total` CSV form, as the seed sends it. */
+function gpuInfo(c: Capabilities): { name: string; memory: string } {
+  const gpu = c.gpus[0];
+  if (!gpu) return { name: c.platform === "CPU" ? "CPU" : "Unknown", memory: "Unknown" };
+  return { name: gpu.name, memory: gpu.memory_mb === null ? "Unknown" : `${gpu.memory_mb} MiB` };
+}
+
+export class ClaimClient implements CoordinatorClient {
+  readonly protocol = "claim" as const;
+
+  constructor(private readonly o: ClaimOptions) {}
+
+  secrets(): string[] {
+    return [this.o.apiKey, this.o.bearerToken].filter((s): s is string => !!s);
+  }
+
+  private headers(): Record<string, string> {
+    const h: Record<string, string> = { "x-miner-id": this.o.minerId };
+    if (this.o.apiKey) h["x-api-key"] = this.o.apiKey;
+    if (this.o.bearerToken) h["authorization"] = `Bearer ${this.o.bearerToken}`;
+    return h;
+  }
+
+  private async call(req: Omit<HttpRequest, "headers">): Promise<{ req: HttpRequest; res: HttpResponse }> {
+    const full: HttpRequest = { ...req, headers: this.headers() };
+    return { req: full, res: await this.o.http.send(full) };
+  }
+
+  private async expectOk(
+    req: Omit<HttpRequest, "headers">,
+  ): Promise<{ req: HttpRequest; res: HttpResponse }> {
+    const r = await this.call(req);
+    if (r.res.status < 200 || r.res.status >= 300) throw this.o.http.statusError(r.req, r.res);
+    return r;
+  }
+
+  async health(): Promise<void> {
+    const first = await this.call({ method: "GET", path: "/health" });
+    if (first.res.status >= 200 && first.res.status < 300) return;
+    if (first.res.status !== 404) throw this.o.http.statusError(first.req, first.res);
+    await this.expectOk({ method: "GET", path: "/v1/health" });
+  }
+
+  async register(capabilities: Capabilities, _concurrency: number): Promise<void> {
+    await this.expectOk({
+      method: "POST",
+      path: "/v1/miners/register",
+      json: { miner_id: this.o.minerId, capabilities: capabilities.models, gpu_info: gpuInfo(capabilities) },
+    });
+    this.o.log.debug({ minerId: this.o.minerId }, "registered with coordinator (claim dialect)");
+  }
+
+  /** The claim dialect has no heartbeat: nothing to send. */
+  async heartbeat(_info: HeartbeatInfo): Promise<void> {}
+
+  async poll(_maxWaitSeconds: number): Promise<Job | null> {
+    const listing = await this.call({
+      method: "GET",
+      path: `/v1/jobs/available?miner_id=${encodeURIComponent(this.o.minerId)}`,
+    });
+    const { status, text } = listing.res;
+    if (status === 204 || status === 404) return null;
+    if (status < 200 || status >= 300) throw this.o.http.statusError(listing.req, listing.res);
+    if (text.trim() === "") return null;
+    const value = this.o.http.parse(listing.req, listing.res, anyJson);
+    if (
+      value === null ||
+      (typeof value === "object" && !Array.isArray(value) && Object.keys(value).length === 0)
+    ) {
+      return null;
+    }
+    const job = this.o.http.parse(listing.req, listing.res, availableJob);
+    const claim = await this.call({
+      method: "POST",
+      path: `/v1/jobs/${jobSegment(job.job_id)}/claim`,
+      json: { miner_id: this.o.minerId },
+    });
+    // 409: another miner won the claim; 404: the job vanished in between. Either way, not ours.
+    if (claim.res.status === 409 || claim.res.status === 404) {
+      this.o.log.debug({ jobId: job.job_id, status: claim.res.status }, "claim lost");
+      return null;
+    }
+    if (claim.res.status < 200 || claim.res.status >= 300)
+      throw this.o.http.statusError(claim.req, claim.res);
+    const { job_id: jobId, ...payload } = job;
+    return { jobId, payload, constraints: {} };
+  }
+
+  async submit(result: CompletedJob): Promise<SubmitAck> {
+    const { res } = await this.expectOk({
+      method: "POST",
+      path: `/v1/jobs/${jobSegment(result.jobId)}/complete`,
+      json: {
+        miner_id: this.o.minerId,
+        result: result.output,
+        completed_at: new Date(result.completedAt * 1000).toISOString(),
+        receipt: result.receipt,
+      },
+    });
+    // The tutorial coordinator sends no receipt; take one losslessly if a variant does.
+    return { status: res.status, coordinatorReceiptText: rawMemberText(res.text, "receipt") };
+  }
+
+  /** No fail call in this dialect: the job's claim simply lapses on the coordinator. */
+  async fail(_jobId: string, _errorCode: string, _errorMessage: string): Promise<void> {}
+
+  /** No deregister call in this dialect. */
+  async deregister(): Promise<void> {}
+
+  async close(): Promise<void> {
+    await this.o.http.close();
+  }
+}

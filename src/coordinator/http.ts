@@ -1,0 +1,249 @@
+// HTTP layer shared by both coordinator dialects: one undici Agent per client, per-request
+// deadlines for headers and for the whole body, a cap on response size, and a mapping of every
+// failure to a CoordinatorError kind. Messages carry method, path and status, never a secret.
+import { Agent, request } from "undici";
+import type { z } from "zod";
+import { CoordinatorError, type CoordinatorErrorKind } from "./errors.js";
+
+export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
+
+export interface HttpOptions {
+  baseUrl: string;
+  timeoutMs: number;
+  maxBodyBytes?: number | undefined;
+  /** Strings that must never appear in an error message (API key, tokens). */
+  secrets?: () => Iterable<string>;
+}
+
+export interface HttpRequest {
+  method: "GET" | "POST" | "DELETE";
+  /** Path relative to the base URL, starting with "/", segments already encoded. */
+  path: string;
+  headers?: Record<string, string>;
+  json?: unknown;
+}
+
+export interface HttpResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+}
+
+/** Parse Retry-After (delta seconds or an HTTP date) into milliseconds from now. */
+export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | null {
+  const raw = Array.isArray(value) ? value[0] : value;
+  if (raw === undefined) return null;
+  const v = raw.trim();
+  if (/^\d+(\.\d+)?$/.test(v)) return Math.round(Number(v) * 1000);
+  const at = Date.parse(v);
+  if (Number.isNaN(at)) return null;
+  return Math.max(0, at - now);
+}
+
+const TIMEOUT_CODES = new Set([
+  "UND_ERR_HEADERS_TIMEOUT",
+  "UND_ERR_BODY_TIMEOUT",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "ETIMEDOUT",
+]);
+
+/** The first error code found on an error, its cause chain or an AggregateError's members. */
+function errorCode(err: unknown, depth = 0): string | null {
+  if (depth > 4 || typeof err !== "object" || err === null) return null;
+  const e = err as { code?: unknown; cause?: unknown; errors?: unknown };
+  if (typeof e.code === "string" && e.code !== "UND_ERR") return e.code;
+  if (Array.isArray(e.errors)) {
+    for (const inner of e.errors) {
+      const c = errorCode(inner, depth + 1);
+      if (c) return c;
+    }
+  }
+  return errorCode(e.cause, depth + 1);
+}
+
+function statusKind(status: number): CoordinatorErrorKind {
+  if (status === 401 || status === 403) return "auth";
+  if (status === 404) return "not_found";
+  if (status === 409) return "conflict";
+  if (status === 429) return "rate_limited";
+  if (status >= 500) return "server";
+  return "client";
+}
+
+export class HttpClient {
+  private readonly agent: Agent;
+  private readonly base: URL;
+  private readonly maxBodyBytes: number;
+
+  constructor(private readonly opts: HttpOptions) {
+    const base = new URL(opts.baseUrl);
+    if (base.protocol !== "http:" && base.protocol !== "https:") {
+      throw new TypeError("coordinator URL must be http:// or https://");
+    }
+    // Keep a path prefix (e.g. https://host/api) and drop query/fragment/credentials.
+    base.search = "";
+    base.hash = "";
+    base.username = "";
+    base.password = "";
+    base.pathname = base.pathname.replace(/\/+$/, "");
+    this.base = base;
+    this.maxBodyBytes = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    this.agent = new Agent({
+      connections: 16,
+      keepAliveTimeout: 10_000,
+      connect: { timeout: opts.timeoutMs },
+    });
+  }
+
+  /** Remove every registered secret from a text before it goes into an error. */
+  scrub(text: string): string {
+    let out = text;
+    for (const s of this.opts.secrets?.() ?? []) {
+      if (s.length > 0 && out.includes(s)) out = out.split(s).join("[REDACTED]");
+    }
+    return out;
+  }
+
+  private url(path: string): string {
+    return `${this.base.origin}${this.base.pathname}${path}`;
+  }
+
+  /** Send a request; resolve with any HTTP status (the caller decides), reject on transport faults. */
+  async send(req: HttpRequest): Promise<HttpResponse> {
+    const where = `${req.method} ${req.path.split("?")[0]}`;
+    const timeoutMs = this.opts.timeoutMs;
+    const controller = new AbortController();
+    let timedOut = false;
+    let phase = "headers";
+    const arm = () =>
+      setTimeout(() => {
+        timedOut = true;
+        controller.abort(new Error("deadline"));
+      }, timeoutMs);
+    let timer = arm();
+    const headers: Record<string, string> = { accept: "application/json", ...req.headers };
+    let body: string | undefined;
+    if (req.json !== undefined) {
+      body = JSON.stringify(req.json);
+      headers["content-type"] = "application/json";
+    }
+    try {
+      const res = await request(this.url(req.path), {
+        dispatcher: this.agent,
+        method: req.method,
+        headers,
+        body,
+        signal: controller.signal,
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+      });
+      // A fresh deadline for the whole body: undici's bodyTimeout is per chunk, which a server
+      // dribbling one byte at a time (slowloris) never trips.
+      clearTimeout(timer);
+      timer = arm();
+      phase = "body";
+      const declared = Number(res.headers["content-length"]);
+      if (Number.isFinite(declared) && declared > this.maxBodyBytes) {
+        res.body.destroy();
+        throw new CoordinatorError(
+          "bad_response",
+          `${where}: response body of ${declared} bytes exceeds the ${this.maxBodyBytes}-byte limit`,
+          res.statusCode,
+        );
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of res.body) {
+        const buf = chunk as Buffer;
+        size += buf.length;
+        if (size > this.maxBodyBytes) {
+          res.body.destroy();
+          throw new CoordinatorError(
+            "bad_response",
+            `${where}: response body exceeds the ${this.maxBodyBytes}-byte limit`,
+            res.statusCode,
+          );
+        }
+        chunks.push(buf);
+      }
+      return { status: res.statusCode, headers: res.headers, text: Buffer.concat(chunks).toString("utf8") };
+    } catch (err) {
+      if (err instanceof CoordinatorError) throw err;
+      const code = errorCode(err);
+      if (timedOut || (code !== null && TIMEOUT_CODES.has(code))) {
+        throw new CoordinatorError(
+          "timeout",
+          `${where}: no complete ${phase} within ${timeoutMs} ms`,
+          null,
+          null,
+          {
+            cause: err,
+          },
+        );
+      }
+      const detail = code ?? (err instanceof Error ? this.scrub(err.message) : "unknown error");
+      // Everything else below HTTP (refused, reset, DNS, TLS, closed socket) is "network".
+      throw new CoordinatorError("network", `${where}: ${this.describe(code)} (${detail})`, null, null, {
+        cause: err,
+      });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private describe(code: string | null): string {
+    switch (code) {
+      case "ECONNREFUSED":
+        return "connection refused";
+      case "ECONNRESET":
+      case "UND_ERR_SOCKET":
+        return "connection reset";
+      case "ENOTFOUND":
+      case "EAI_AGAIN":
+        return "host not found";
+      default:
+        return "network error";
+    }
+  }
+
+  /** Turn a non-2xx answer into the CoordinatorError the loop acts on. */
+  statusError(req: HttpRequest, res: HttpResponse): CoordinatorError {
+    const where = `${req.method} ${req.path.split("?")[0]}`;
+    const kind = statusKind(res.status);
+    const retryAfterMs =
+      res.status === 429 || res.status === 503 ? parseRetryAfter(res.headers["retry-after"]) : null;
+    const snippet = this.scrub(res.text.replace(/\s+/g, " ").trim().slice(0, 200));
+    const msg = `${where}: HTTP ${res.status}${snippet ? ` ${snippet}` : ""}`;
+    return new CoordinatorError(kind, msg, res.status, retryAfterMs);
+  }
+
+  /** Parse and validate a JSON answer. */
+  parse<T>(req: HttpRequest, res: HttpResponse, schema: z.ZodType<T>): T {
+    const where = `${req.method} ${req.path.split("?")[0]}`;
+    let value: unknown;
+    try {
+      value = JSON.parse(res.text);
+    } catch {
+      throw new CoordinatorError(
+        "bad_response",
+        `${where}: HTTP ${res.status} answer is not valid JSON`,
+        res.status,
+      );
+    }
+    const parsed = schema.safeParse(value);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const at = issue ? `${issue.path.join(".") || "(root)"}: ${issue.message}` : "wrong shape";
+      throw new CoordinatorError(
+        "bad_response",
+        `${where}: HTTP ${res.status} answer has an unexpected shape (${this.scrub(at)})`,
+        res.status,
+      );
+    }
+    return parsed.data;
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+}
