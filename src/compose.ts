@@ -1,0 +1,199 @@
+// Wires a RunConfig into a Miner: key, receipts log, GPU source, backend, coordinator client.
+// The same composition serves `run` and `demo`; only the config differs.
+import { createFallbackBackend } from "./backends/fallback.js";
+import { createLlamaBackend } from "./backends/llama.js";
+import { createOllamaBackend } from "./backends/ollama.js";
+import type { Backend } from "./backends/types.js";
+import type { RunConfig } from "./config.js";
+import { createCoordinatorClient } from "./coordinator/client.js";
+import type { Capabilities } from "./coordinator/types.js";
+import {
+  admit,
+  capabilitiesFromSnapshot,
+  createGpuInfoSource,
+  heartbeatMetrics,
+  VramWatch,
+} from "./gpu/index.js";
+import type { GpuInfoSource, GpuSnapshot } from "./gpu/types.js";
+import type { HostFacts } from "./job.js";
+import { ClaimJournal } from "./journal.js";
+import { type Logger, registerSecret } from "./log.js";
+import { Miner, type MinerSettings } from "./miner.js";
+import { Outbox } from "./outbox.js";
+import { stateFiles } from "./paths.js";
+import {
+  buildMinerReceipt,
+  loadOrCreateKey,
+  ReceiptLog,
+  verifyCoordinatorReceipt,
+} from "./receipts/index.js";
+
+export interface Composed {
+  miner: Miner;
+  backend: Backend;
+  gpu: GpuInfoSource;
+  close(): Promise<void>;
+}
+
+export interface ComposeOverrides {
+  /** Tests and the demo poll faster than the reference coordinator's 100/min allows. */
+  pollMinIntervalMs?: number;
+  flushTimeoutMs?: number;
+  abortGraceMs?: number;
+}
+
+export async function composeMiner(
+  cfg: RunConfig,
+  log: Logger,
+  overrides: ComposeOverrides = {},
+): Promise<Composed> {
+  registerSecret(cfg.apiKey);
+  registerSecret(cfg.bearerToken);
+
+  const { key, created } = await loadOrCreateKey(cfg.stateDir, log);
+  if (created) log.info({ event: "key_created", keyId: key.keyId }, "generated a new miner signing key");
+  const receiptLog = new ReceiptLog(stateFiles.receiptsLog(cfg.stateDir));
+
+  const gpu = await createGpuInfoSource({ nvmlLibrary: cfg.nvmlLibrary, log });
+  log.info({ event: "gpu_source", source: gpu.kind, reason: gpu.reason }, `GPU information from ${gpu.kind}`);
+  let lastSnapshot: GpuSnapshot | null = null;
+  const snapshot = async (): Promise<GpuSnapshot | null> => {
+    try {
+      lastSnapshot = await gpu.snapshot();
+    } catch (err) {
+      log.warn({ event: "gpu_snapshot_failed", err: (err as Error).message }, "GPU snapshot failed");
+    }
+    return lastSnapshot;
+  };
+
+  const backend = await createBackend(cfg, log);
+  await backend.init();
+  const models = backend.listModels();
+  if (models.length === 0) {
+    log.warn(
+      { event: "no_models" },
+      "no model can be served: add NAME.gguf files to --models or entries to --model-map",
+    );
+  }
+
+  const client = createCoordinatorClient({
+    protocol: cfg.protocol,
+    baseUrl: cfg.coordinator,
+    apiKey: cfg.apiKey,
+    bearerToken: cfg.bearerToken,
+    minerId: cfg.minerId,
+    timeoutMs: cfg.requestTimeout * 1000,
+    log,
+    region: cfg.region,
+  });
+
+  const settings: MinerSettings = {
+    minerId: cfg.minerId,
+    concurrency: cfg.concurrency,
+    heartbeatIntervalMs: cfg.heartbeatInterval * 1000,
+    pollIdleMaxMs: cfg.pollIdleMax * 1000,
+    pollMinIntervalMs: overrides.pollMinIntervalMs ?? 650,
+    jobTimeoutMs: cfg.jobTimeout * 1000,
+    gracePeriodMs: cfg.gracePeriod * 1000,
+    abortGraceMs: overrides.abortGraceMs ?? 10_000,
+    flushTimeoutMs: overrides.flushTimeoutMs ?? 10_000,
+    limits: {
+      maxPromptChars: cfg.maxPromptChars,
+      maxTokens: cfg.maxTokens,
+      defaultMaxTokens: Math.min(256, cfg.maxTokens),
+    },
+    unloadAfterJob: cfg.unloadAfterJob,
+  };
+
+  const miner = new Miner({
+    settings,
+    client,
+    backend,
+    outbox: new Outbox(stateFiles.outbox(cfg.stateDir)),
+    journal: new ClaimJournal(stateFiles.journal(cfg.stateDir)),
+    log,
+    async capabilities(): Promise<Capabilities> {
+      const s = await snapshot();
+      const gpuCaps = capabilitiesFromSnapshot(s);
+      return {
+        ...gpuCaps,
+        models: backend.listModels().map((m) => m.name),
+        supported_tasks: ["inference"],
+        max_concurrent_jobs: cfg.concurrency,
+        region: cfg.region,
+        price: cfg.price,
+      };
+    },
+    async hostFacts(): Promise<HostFacts> {
+      const s = lastSnapshot ?? (await snapshot());
+      const devices = s?.devices ?? [];
+      return {
+        models: backend.listModels().map((m) => m.name),
+        gpuNames: devices.map((d) => d.name),
+        maxVramGb: Math.max(0, ...devices.map((d) => (d.memoryTotalMiB ?? 0) / 1024)),
+        cuda: s?.cudaDriverVersion ?? null,
+      };
+    },
+    async heartbeatMetadata() {
+      const s = await snapshot();
+      return { gpu_source: gpu.kind, gpus: heartbeatMetrics(s), backend: backend.name };
+    },
+    signReceipt: (input) => buildMinerReceipt(input, key) as unknown as Record<string, unknown>,
+    checkCoordinatorReceipt: (text) => verifyCoordinatorReceipt(text, cfg.coordinatorKey),
+    recordReceipt: (entry) => receiptLog.append({ ...entry, at: new Date().toISOString() }),
+    async admit(req) {
+      if (cfg.gpu === "cpu" || gpu.kind === "none") return null;
+      const info = backend.listModels().find((m) => m.name === req.model);
+      const s = await snapshot();
+      if (!info?.sizeBytes || !s) return null;
+      const verdict = admit(s, info.sizeBytes);
+      return verdict.ok ? null : verdict.reason;
+    },
+    async jobMemoryProbe() {
+      const s = await snapshot();
+      if (!s || s.devices.length === 0) return async () => undefined;
+      const watch = new VramWatch(s, process.pid);
+      return async () => {
+        const after = await snapshot();
+        if (!after) return;
+        const leaked = watch.leakedMiB(after);
+        if (leaked > 0 && cfg.unloadAfterJob) {
+          log.warn(
+            { event: "vram_not_released", leakedMiB: leaked },
+            "VRAM taken by the job did not come back",
+          );
+        }
+      };
+    },
+    async jobMetrics() {
+      const s = lastSnapshot;
+      const d = s?.devices[0];
+      return { gpu_utilization: d?.utilizationGpuPct ?? null, memory_used: d?.memoryUsedMiB ?? null };
+    },
+  });
+
+  return {
+    miner,
+    backend,
+    gpu,
+    async close() {
+      await gpu.close().catch(() => undefined);
+    },
+  };
+}
+
+async function createBackend(cfg: RunConfig, log: Logger): Promise<Backend> {
+  const ollama = () => createOllamaBackend({ url: cfg.ollamaUrl, log, timeoutMs: cfg.jobTimeout * 1000 });
+  if (cfg.backend === "ollama") return ollama();
+  const llama = createLlamaBackend({
+    modelsDir: cfg.models,
+    modelMapFile: cfg.modelMap,
+    threads: cfg.threads,
+    concurrency: cfg.concurrency,
+    gpu: cfg.gpu === "cpu" ? false : "auto",
+    log,
+    unloadAfterJob: cfg.unloadAfterJob,
+    contextSize: cfg.contextSize,
+  });
+  return cfg.ollamaFallback ? createFallbackBackend(llama, ollama(), log) : llama;
+}
