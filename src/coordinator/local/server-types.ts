@@ -1,0 +1,88 @@
+// Public shapes of the local coordinator (options, stats, events).
+import type { Logger } from "../../log.js";
+import type { FaultKind, FaultOptions } from "./faults.js";
+import type { RateLimits } from "./rate-limit.js";
+import type { LocalJob, LocalMiner, NewJob, ReceiptCheck } from "./state.js";
+
+export interface LocalCoordinatorOptions {
+  /** Default 127.0.0.1 (loopback only). */
+  host?: string;
+  /** Default 0: a free port. */
+  port?: number;
+  /** Accepted X-Api-Key values (also accepted as a bearer token). None: no authentication. */
+  apiKeys?: string[];
+  /** The claim dialect is unauthenticated, as in the tutorial, unless this is true. */
+  claimRequiresKey?: boolean;
+  rateLimits?: Partial<RateLimits>;
+  /** A RUNNING job not finished within this many ms is requeued (default 600 000; 0 = never). */
+  leaseTimeoutMs?: number;
+  /** Requeue a job reported failed (always done for "shutting_down" and "miner_restarted"). */
+  requeueOnFail?: boolean;
+  /** Largest request body accepted (default 1 MiB); larger → 413. */
+  maxBodyBytes?: number;
+  /** Checks the miner's receipt; the outcome is recorded on the job. */
+  verifyReceipt?: (receipt: unknown) => ReceiptCheck;
+  /**
+   * Signs a coordinator receipt; when given, results are answered with
+   * `{status:"ok", receipt}`. A string is taken as the receipt's raw JSON text.
+   */
+  signReceipt?: (payload: Record<string, unknown>) => Record<string, unknown> | string;
+  /** Job and miner tables persist here (atomic rewrite on each change). */
+  stateFile?: string;
+  faults?: FaultOptions;
+  /** Expose /_admin/jobs, /_admin/stats, /_admin/miners (used by the child-process entry). */
+  admin?: boolean;
+  log?: Logger;
+  /** Called for each event (job enqueued, handed over, completed...). */
+  onEvent?: (event: CoordinatorEvent) => void;
+  /** Clock (ms), for tests of leases and rate windows. */
+  now?: () => number;
+}
+
+export type CoordinatorEvent =
+  | { type: "enqueued"; jobId: string }
+  | { type: "registered"; minerId: string; dialect: "aitbc" | "claim"; concurrency: number }
+  | { type: "deregistered"; minerId: string; requeued: number }
+  | { type: "heartbeat"; minerId: string; inflight: number | null }
+  | { type: "assigned"; jobId: string; minerId: string; attempt: number }
+  | { type: "completed"; jobId: string; minerId: string; receiptCheck: ReceiptCheck | null }
+  | { type: "duplicate"; jobId: string; minerId: string }
+  | { type: "failed"; jobId: string; minerId: string; errorCode: string; requeued: boolean }
+  | { type: "lease_expired"; jobId: string; minerId: string | null }
+  | { type: "rate_limited"; route: string; client: string; retryAfterMs: number }
+  | { type: "auth_failed"; route: string }
+  | { type: "fault"; kind: FaultKind; route: string };
+
+export interface LocalCoordinatorStats {
+  requests: number;
+  byRoute: Record<string, number>;
+  byStatus: Record<string, number>;
+  jobs: { total: number; queued: number; running: number; completed: number; failed: number };
+  completions: number;
+  duplicateSubmissions: number;
+  failures: number;
+  requeued: number;
+  leaseExpired: number;
+  rateLimited: number;
+  authFailures: number;
+  receipts: { verified: number; rejected: number };
+  faults: Record<FaultKind, number>;
+}
+
+export interface LocalCoordinator {
+  readonly url: string;
+  readonly host: string;
+  readonly port: number;
+  enqueue(job: NewJob): string;
+  job(jobId: string): LocalJob | undefined;
+  jobs(): LocalJob[];
+  miners(): LocalMiner[];
+  stats(): LocalCoordinatorStats;
+  /** Resolve once `predicate` holds (checked on each event and every 25 ms); reject after timeoutMs. */
+  waitFor(predicate: (c: LocalCoordinator) => boolean, timeoutMs?: number): Promise<void>;
+  /** Subscribe to events; returns the unsubscribe function. */
+  on(listener: (event: CoordinatorEvent) => void): () => void;
+  /** Requeue RUNNING jobs past their lease now; returns how many. */
+  sweepLeases(): number;
+  close(): Promise<void>;
+}

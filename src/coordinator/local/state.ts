@@ -1,0 +1,153 @@
+// The local coordinator's tables (jobs, miners) and their optional persistence: the whole state
+// is rewritten atomically (tmp + fsync + rename) after each change and loaded on start, so a
+// coordinator killed with SIGKILL and restarted keeps its jobs.
+import { randomUUID } from "node:crypto";
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import { z } from "zod";
+
+export type JobState = "QUEUED" | "RUNNING" | "COMPLETED" | "FAILED";
+export type Dialect = "aitbc" | "claim";
+
+export interface ReceiptCheck {
+  ok: boolean;
+  reason?: string | undefined;
+}
+
+export interface LocalJob {
+  jobId: string;
+  payload: Record<string, unknown>;
+  constraints: Record<string, unknown>;
+  state: JobState;
+  /** Miner that holds (RUNNING) or last held the job. */
+  minerId: string | null;
+  /** Times the job was handed to a miner. */
+  attempts: number;
+  createdAt: number;
+  assignedAt: number | null;
+  completedAt: number | null;
+  completedBy: string | null;
+  /** aitbc: the `result` object; claim: `{output, completed_at}`. */
+  result: unknown;
+  metrics: unknown;
+  minerReceipt: unknown;
+  coordinatorReceipt: unknown;
+  receiptCheck: ReceiptCheck | null;
+  error: { code: string; message: string } | null;
+  /** Accepted submissions (1 when completed) and refused repeats. */
+  submissions: number;
+  duplicateSubmissions: number;
+}
+
+export interface LocalMiner {
+  minerId: string;
+  dialect: Dialect;
+  capabilities: unknown;
+  concurrency: number;
+  region: string | null;
+  registeredAt: number;
+  lastHeartbeatAt: number | null;
+  reportedInflight: number | null;
+  metadata: unknown;
+}
+
+export interface NewJob {
+  jobId?: string;
+  payload: Record<string, unknown>;
+  constraints?: Record<string, unknown>;
+}
+
+const persisted = z.object({
+  version: z.literal(1),
+  jobs: z.array(
+    z.looseObject({ jobId: z.string(), state: z.enum(["QUEUED", "RUNNING", "COMPLETED", "FAILED"]) }),
+  ),
+  miners: z.array(z.looseObject({ minerId: z.string() })),
+});
+
+export class CoordinatorState {
+  readonly jobs = new Map<string, LocalJob>();
+  readonly miners = new Map<string, LocalMiner>();
+
+  constructor(private readonly stateFile: string | undefined) {
+    if (stateFile) this.load(stateFile);
+  }
+
+  private load(file: string): void {
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+      throw err;
+    }
+    const parsed = persisted.safeParse(JSON.parse(text));
+    if (!parsed.success) throw new Error(`state file ${file} has an unexpected shape`);
+    // The file is our own output; the shape check above guards against a foreign file.
+    for (const j of parsed.data.jobs) this.jobs.set(j.jobId, j as unknown as LocalJob);
+    for (const m of parsed.data.miners) this.miners.set(m.minerId, m as unknown as LocalMiner);
+  }
+
+  /** Persist after a change (no-op without a state file). */
+  save(): void {
+    if (!this.stateFile) return;
+    const body = JSON.stringify({
+      version: 1,
+      jobs: [...this.jobs.values()],
+      miners: [...this.miners.values()],
+    });
+    const tmp = `${this.stateFile}.${process.pid}.tmp`;
+    const fd = openSync(tmp, "w", 0o600);
+    try {
+      writeSync(fd, body);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, this.stateFile);
+  }
+
+  addJob(job: NewJob, now: number): LocalJob {
+    const jobId = job.jobId ?? randomUUID();
+    if (this.jobs.has(jobId)) throw new Error(`job ${jobId} already exists`);
+    const j: LocalJob = {
+      jobId,
+      payload: job.payload,
+      constraints: job.constraints ?? {},
+      state: "QUEUED",
+      minerId: null,
+      attempts: 0,
+      createdAt: now,
+      assignedAt: null,
+      completedAt: null,
+      completedBy: null,
+      result: null,
+      metrics: null,
+      minerReceipt: null,
+      coordinatorReceipt: null,
+      receiptCheck: null,
+      error: null,
+      submissions: 0,
+      duplicateSubmissions: 0,
+    };
+    this.jobs.set(jobId, j);
+    return j;
+  }
+
+  runningFor(minerId: string): number {
+    let n = 0;
+    for (const j of this.jobs.values()) if (j.state === "RUNNING" && j.minerId === minerId) n++;
+    return n;
+  }
+
+  assign(job: LocalJob, minerId: string, now: number): void {
+    job.state = "RUNNING";
+    job.minerId = minerId;
+    job.assignedAt = now;
+    job.attempts++;
+  }
+
+  requeue(job: LocalJob): void {
+    job.state = "QUEUED";
+    job.assignedAt = null;
+  }
+}
