@@ -123,7 +123,7 @@ async function runDemo(opts: DemoOptions): Promise<number> {
   const running = composed.miner.run();
   let exitCode = 0;
   try {
-    await coordinator.waitFor(() => jobIds.every((id) => isFinal(coordinator.job(id)?.state)), 120_000);
+    await coordinator.waitFor((c) => jobIds.every((id) => isFinal(c.job(id)?.state)), 120_000);
   } catch {
     out("demo: jobs did not finish within 120 s (run with --verbose to see why)");
     exitCode = 1;
@@ -136,20 +136,24 @@ async function runDemo(opts: DemoOptions): Promise<number> {
   let valid = 0;
   for (const id of jobIds) {
     const job = coordinator.job(id);
-    if (!job || job.state !== "COMPLETED" || !job.result) {
-      out(`✘ ${id}  ${job?.state ?? "missing"}  ${job?.error ?? ""}`);
+    const receipt = asRecord(job?.minerReceipt);
+    if (job?.state !== "COMPLETED" || !receipt) {
+      out(
+        `✘ ${id}  ${job?.state ?? "missing"}  ${job?.error ? `${job.error.code}: ${job.error.message}` : ""}`,
+      );
       exitCode = 1;
       continue;
     }
-    const r = job.result;
-    const check = verifyReceipt(r.receipt, {});
+    const check = verifyReceipt(receipt, {});
     if (check.valid) valid++;
-    tokens += r.tokens;
+    const units = typeof receipt["units"] === "number" ? receipt["units"] : 0;
+    tokens += units;
     out(
-      `✔ ${id}  ${r.model}  ${r.tokens} tokens  ${r.durationMs} ms  receipt ${check.valid ? "valid" : `INVALID (${check.reason})`}`,
+      `✔ ${id}  ${String(receipt["model"])}  ${units} tokens  ${String(receipt["duration_ms"])} ms  ` +
+        `receipt ${check.valid ? "valid" : `INVALID (${check.reason})`}`,
     );
-    out(`    prompt  ${JSON.stringify(job.prompt)}`);
-    out(`    output  ${JSON.stringify(r.output)}`);
+    out(`    prompt  ${JSON.stringify(job.payload["prompt"])}`);
+    out(`    output  ${JSON.stringify(asRecord(job.result)?.["output"])}`);
   }
   const seconds = (performance.now() - t0) / 1000;
   out("");
@@ -160,6 +164,10 @@ async function runDemo(opts: DemoOptions): Promise<number> {
   await coordinator.close();
   if (exit.code !== 0) return exit.code;
   return valid === jobIds.length ? exitCode : 1;
+}
+
+function asRecord(v: unknown): Record<string, unknown> | null {
+  return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
 }
 
 function isFinal(state: string | undefined): boolean {

@@ -1,0 +1,120 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import type { LocalCoordinator } from "../../src/coordinator/local/server-types.js";
+import { version } from "../../src/version.js";
+import { runCli, spawnCli } from "./cli.js";
+import { API_KEY, coordinatorWithReceipts, modelsDir } from "./harness.js";
+
+let coordinator: LocalCoordinator | null = null;
+afterEach(async () => {
+  await coordinator?.close();
+  coordinator = null;
+});
+
+describe("command line", () => {
+  it("prints the version and documents every command and run flag", async () => {
+    expect((await runCli(["--version"])).stdout.trim()).toBe(version);
+    const help = await runCli(["--help"]);
+    expect(help.code).toBe(0);
+    for (const c of [
+      "run",
+      "demo",
+      "telemetry",
+      "keys",
+      "verify",
+      "receipts",
+      "doctor",
+      "service",
+      "coordinator",
+    ]) {
+      expect(help.stdout).toContain(c);
+    }
+    const runHelp = await runCli(["run", "--help"]);
+    for (const f of [
+      "--coordinator",
+      "--api-key",
+      "--miner-id",
+      "--protocol",
+      "--backend",
+      "--models",
+      "--model-map",
+      "--ollama-url",
+      "--concurrency",
+      "--threads",
+      "--state-dir",
+      "--log-level",
+      "--config",
+    ]) {
+      expect(runHelp.stdout).toContain(f);
+    }
+  });
+
+  it.each([
+    [["run", "--bogus"], /unknown option '--bogus'/],
+    [["run", "--coordinator", "nope", "--api-key", "k", "--models", "."], /--coordinator: must be an http/],
+    [["run", "--coordinator", "http://127.0.0.1:1", "--models", "."], /--api-key is required/],
+    [["run", "--coordinator", "http://127.0.0.1:1", "--api-key", "k"], /--models is required/],
+    [
+      ["run", "--coordinator", "http://127.0.0.1:1", "--api-key", "k", "--models", "/no/such/dir"],
+      /--models: \/no\/such\/dir is not an existing directory/,
+    ],
+  ])("%j exits 2 with one clear line", async (args, message) => {
+    const r = await runCli(args, { AITBC_API_KEY: "", AITBC_COORDINATOR: "", AITBC_MODELS: "" });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(message);
+    expect(r.stderr.trim().split("\n").length).toBeLessThanOrEqual(2);
+  });
+});
+
+describe("SIGTERM", () => {
+  async function startJobThenSignal(gracePeriod: number) {
+    coordinator = (await coordinatorWithReceipts()).coordinator;
+    const id = coordinator.enqueue({
+      payload: { model: "tiny", prompt: "a long story", max_tokens: 400, temperature: 0 },
+    });
+    const miner = spawnCli([
+      "run",
+      "--coordinator",
+      coordinator.url,
+      "--api-key",
+      API_KEY,
+      "--miner-id",
+      "sig-miner",
+      "--models",
+      modelsDir,
+      "--threads",
+      "1",
+      "--gpu",
+      "cpu",
+      "--grace-period",
+      String(gracePeriod),
+      "--state-dir",
+      mkdtempSync(join(tmpdir(), "sig-state-")),
+      "--log-level",
+      "info",
+    ]);
+    await coordinator.waitFor((c) => c.job(id)?.state !== "QUEUED", 30_000);
+    miner.child.kill("SIGTERM");
+    const exit = await miner.exit;
+    return { id, exit, stderr: miner.stderr() };
+  }
+
+  it("finishes the in-flight job within the grace period, deregisters and exits 0", async () => {
+    const { id, exit, stderr } = await startJobThenSignal(30);
+    expect(exit.code, stderr).toBe(0);
+    const job = coordinator!.job(id)!;
+    expect(job.state).toBe("COMPLETED");
+    expect(stderr).toContain('"event":"shutdown"');
+    expect(coordinator!.miners().find((m) => m.minerId === "sig-miner")).toBeUndefined();
+  });
+
+  it("with no grace period fails the job as shutting_down so it is requeued, and exits 0", async () => {
+    const { id, exit, stderr } = await startJobThenSignal(0);
+    expect(exit.code, stderr).toBe(0);
+    const job = coordinator!.job(id)!;
+    expect(["QUEUED", "COMPLETED"]).toContain(job.state);
+    if (job.state === "QUEUED") expect(job.error?.code).toBe("shutting_down");
+  });
+});
