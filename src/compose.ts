@@ -92,7 +92,7 @@ export async function composeMiner(
     concurrency: cfg.concurrency,
     heartbeatIntervalMs: cfg.heartbeatInterval * 1000,
     pollIdleMaxMs: cfg.pollIdleMax * 1000,
-    pollMinIntervalMs: overrides.pollMinIntervalMs ?? 650,
+    pollMinIntervalMs: overrides.pollMinIntervalMs ?? cfg.pollMinInterval,
     jobTimeoutMs: cfg.jobTimeout * 1000,
     gracePeriodMs: cfg.gracePeriod * 1000,
     abortGraceMs: overrides.abortGraceMs ?? 10_000,

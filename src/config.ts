@@ -70,6 +70,7 @@ export const runSchema = z
     nvmlLibrary: z.string().min(1).optional(),
     heartbeatInterval: intIn(1, 3600).default(15),
     pollIdleMax: intIn(1, 300).default(10),
+    pollMinInterval: intIn(0, 60_000).default(650),
     jobTimeout: intIn(1, 86_400).default(300),
     gracePeriod: intIn(0, 3600).default(30),
     requestTimeout: intIn(1, 600).default(15),
@@ -153,6 +154,12 @@ export const SETTINGS: SettingSpec[] = [
     flag: "--poll-idle-max",
     arg: "SECONDS",
     help: "longest idle poll interval (default: 10)",
+  },
+  {
+    key: "pollMinInterval",
+    flag: "--poll-min-interval",
+    arg: "MS",
+    help: "shortest time between polls (default: 650, under the reference coordinator's 100/min)",
   },
   { key: "jobTimeout", flag: "--job-timeout", arg: "SECONDS", help: "hard deadline per job (default: 300)" },
   {
