@@ -16,6 +16,8 @@ export interface FaultProxy {
   url: string;
   port: number;
   injected: Record<string, number>;
+  /** Stop injecting: every later request passes through. */
+  clear(): void;
   close(): Promise<void>;
 }
 
@@ -67,6 +69,9 @@ export async function startFaultProxy(target: string, rules: ProxyRule[], port =
     url: `http://127.0.0.1:${actual}`,
     port: actual,
     injected,
+    clear: () => {
+      for (const r of left) r.times = 0;
+    },
     close: () =>
       new Promise((resolve) => {
         server.closeAllConnections();
