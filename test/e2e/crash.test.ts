@@ -1,0 +1,121 @@
+// Crash run (issue 5): SIGKILL the miner at its worst moments and start it again on the same state.
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import type { LocalCoordinator } from "../../src/coordinator/local/server-types.js";
+import { type Spawned, spawnCli } from "./cli.js";
+import { API_KEY, coordinatorWithReceipts, modelsDir } from "./harness.js";
+import { type FaultProxy, startFaultProxy } from "./proxy.js";
+
+let coordinator: LocalCoordinator | null = null;
+let proxy: FaultProxy | null = null;
+const miners: Spawned[] = [];
+afterEach(async () => {
+  for (const m of miners) m.child.kill("SIGKILL");
+  miners.length = 0;
+  await proxy?.close();
+  await coordinator?.close();
+  proxy = null;
+  coordinator = null;
+});
+
+function events(m: Spawned): { event?: string; count?: number; jobId?: string }[] {
+  return m
+    .stderr()
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as { event?: string });
+}
+
+async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe("crash run", () => {
+  it("results computed before a SIGKILL are submitted after restart; claimed jobs are rerun or failed; none lost or doubled", async () => {
+    coordinator = (await coordinatorWithReceipts({ leaseTimeoutMs: 0 })).coordinator;
+    // Phase 1: results cannot be submitted (503), so they can only live in the outbox.
+    proxy = await startFaultProxy(coordinator.url, [{ route: /\/result$/, times: 1e9, status: 503 }]);
+    const stateDir = mkdtempSync(join(tmpdir(), "crash-state-"));
+    const start = (extra: string[] = []) => {
+      const m = spawnCli([
+        "run",
+        ...[
+          "--coordinator",
+          proxy!.url,
+          "--api-key",
+          API_KEY,
+          "--miner-id",
+          "crash-miner",
+          "--models",
+          modelsDir,
+        ],
+        ...["--threads", "1", "--gpu", "cpu", "--state-dir", stateDir, "--poll-min-interval", "0"],
+        ...["--poll-idle-max", "1", "--request-timeout", "2", "--log-level", "info", ...extra],
+      ]);
+      miners.push(m);
+      return m;
+    };
+    const short = Array.from({ length: 5 }, (_, i) =>
+      coordinator!.enqueue({
+        payload: { model: "tiny", prompt: `short ${i}`, max_tokens: 4, temperature: 0 },
+      }),
+    );
+    const m1 = start();
+    await until(
+      () => events(m1).filter((e) => e.event === "job_completed").length === 5,
+      60_000,
+      "5 results in the outbox",
+    );
+    m1.child.kill("SIGKILL");
+    await m1.exit;
+    for (const id of short) expect(coordinator.job(id)!.state).toBe("RUNNING");
+
+    // Phase 2: the coordinator answers again; a long job is claimed and the miner killed mid-run.
+    proxy.clear();
+    const long1 = coordinator.enqueue({
+      payload: { model: "tiny", prompt: "a long one", max_tokens: 480, temperature: 0 },
+    });
+    const m2 = start();
+    await coordinator.waitFor((c) => short.every((id) => c.job(id)?.state === "COMPLETED"), 60_000);
+    expect(events(m2).find((e) => e.event === "outbox_recovered")?.count).toBe(5);
+    await coordinator.waitFor((c) => c.job(long1)?.state === "RUNNING", 30_000);
+    m2.child.kill("SIGKILL");
+    await m2.exit;
+
+    // Phase 3: the restarted miner finds the claim in its journal and runs it again.
+    const m3 = start(["--job-timeout", "8"]);
+    await coordinator.waitFor((c) => c.job(long1)?.state === "COMPLETED", 60_000);
+    const resumed = events(m3).some((e) => e.event === "job_resumed" && e.jobId === long1);
+    const finishedBeforeKill = events(m2).some((e) => e.event === "job_completed" && e.jobId === long1);
+    expect(resumed || finishedBeforeKill).toBe(true);
+
+    // Phase 4: a claim whose deadline passes while the miner is down is failed as miner_restarted,
+    // requeued by the coordinator, and mined again.
+    const long2 = coordinator.enqueue({
+      payload: { model: "tiny", prompt: "another long one", max_tokens: 480, temperature: 0 },
+    });
+    await coordinator.waitFor((c) => c.job(long2)?.state === "RUNNING", 30_000);
+    m3.child.kill("SIGKILL");
+    await m3.exit;
+    await new Promise((r) => setTimeout(r, 8500)); // m3's 8 s deadline for long2 passes while it is down
+    const m4 = start();
+    await coordinator.waitFor((c) => c.job(long2)?.state === "COMPLETED", 60_000);
+    expect(events(m4).some((e) => e.event === "job_expired_on_restart" && e.jobId === long2)).toBe(true);
+    expect(coordinator.job(long2)!.attempts).toBe(2);
+    m4.child.kill("SIGTERM");
+    expect((await m4.exit).code).toBe(0);
+
+    const all = [...short, long1, long2].map((id) => coordinator!.job(id)!);
+    for (const j of all) {
+      expect(j.state).toBe("COMPLETED");
+      expect(j.submissions).toBe(1);
+    }
+    expect(coordinator.jobs().filter((j) => j.state === "RUNNING")).toEqual([]);
+  }, 240_000);
+});
