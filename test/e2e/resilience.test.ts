@@ -1,0 +1,182 @@
+import { readFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import type { LocalCoordinator } from "../../src/coordinator/local/server-types.js";
+import { stateFiles } from "../../src/paths.js";
+import {
+  capturingLogger,
+  coordinatorWithReceipts,
+  inferenceJob,
+  minerConfig,
+  startMiner,
+} from "./harness.js";
+import { startFaultProxy } from "./proxy.js";
+
+let coordinator: LocalCoordinator | null = null;
+const servers: Server[] = [];
+afterEach(async () => {
+  await coordinator?.close();
+  coordinator = null;
+  for (const s of servers.splice(0)) {
+    s.closeAllConnections();
+    await new Promise((r) => s.close(r));
+  }
+});
+
+const final = (ids: string[]) => (c: LocalCoordinator) =>
+  ids.every((id) => ["COMPLETED", "FAILED"].includes(c.job(id)?.state ?? ""));
+
+describe("lost answers", () => {
+  it("a submission processed but never answered is retried and the 'already done' answer ends it", async () => {
+    coordinator = (
+      await coordinatorWithReceipts({ faults: { dropAfterCommitRate: 0.6, routes: ["result"], seed: 99 } })
+    ).coordinator;
+    const ids = Array.from({ length: 10 }, (_, i) => coordinator!.enqueue(inferenceJob(i)));
+    const cfg = minerConfig(coordinator.url, { concurrency: 2 });
+    const miner = await startMiner(cfg);
+    await coordinator.waitFor(final(ids), 60_000);
+    // Give the retries time to land, then stop: nothing may be left in the outbox.
+    await coordinator.waitFor(
+      (c) => c.stats().duplicateSubmissions >= c.stats().faults.dropAfterCommit,
+      30_000,
+    );
+    expect((await miner.stop()).code).toBe(0);
+    const s = coordinator.stats();
+    expect(s.faults.dropAfterCommit).toBeGreaterThan(0);
+    for (const id of ids) {
+      expect(coordinator.job(id)!.state).toBe("COMPLETED");
+      expect(coordinator.job(id)!.submissions).toBe(1);
+    }
+    const { readdirSync } = await import("node:fs");
+    expect(readdirSync(stateFiles.outbox(cfg.stateDir)).filter((f) => f.endsWith(".json"))).toEqual([]);
+  });
+});
+
+describe("secrets", () => {
+  it("neither the API key nor the private key appears in debug logs through jobs, faults and errors", async () => {
+    coordinator = (await coordinatorWithReceipts({ apiKeys: ["sk-live-ZZTOPSECRET-9f8e7d6c5b4a"] }))
+      .coordinator;
+    const proxy = await startFaultProxy(coordinator.url, [
+      { route: "POST /v1/miners/register", times: 1, status: 500 },
+      { route: "POST /v1/miners/poll", times: 1, status: 401 },
+      { route: /\/result$/, times: 1, status: 503 },
+    ]);
+    const ids = [
+      coordinator.enqueue(inferenceJob(1)),
+      coordinator.enqueue({ payload: { model: "nope", prompt: "x" } }),
+    ];
+    const { log, lines } = capturingLogger("debug");
+    const cfg = minerConfig(proxy.url, { apiKey: "sk-live-ZZTOPSECRET-9f8e7d6c5b4a", logLevel: "debug" });
+    const miner = await startMiner(cfg, log);
+    const exit = await miner.done; // the injected 401 is fatal: exit 2 with advice
+    expect(exit.code).toBe(2);
+    await miner.close();
+    const again = await startMiner({ ...cfg }, log);
+    await coordinator.waitFor(final(ids), 60_000);
+    expect((await again.stop()).code).toBe(0);
+    await proxy.close();
+
+    const keyFile = JSON.parse(readFileSync(stateFiles.key(cfg.stateDir), "utf8")) as Record<string, unknown>;
+    const privateParts = Object.entries(keyFile)
+      .filter(([k, v]) => /seed|priv|secret/i.test(k) && typeof v === "string")
+      .map(([, v]) => v as string);
+    expect(privateParts.length).toBeGreaterThan(0);
+    const text = lines.join("\n");
+    expect(lines.length).toBeGreaterThan(20);
+    expect(text).not.toContain("ZZTOPSECRET");
+    for (const p of privateParts) expect(text).not.toContain(p);
+  });
+});
+
+describe("backend faults", () => {
+  function fakeOllama(
+    handler: (path: string, body: string) => { status: number; body: string },
+  ): Promise<string> {
+    const server = createServer(async (req, res) => {
+      let body = "";
+      for await (const c of req) body += c;
+      const r = handler(req.url ?? "/", body);
+      res.writeHead(r.status, { "content-type": "application/json" });
+      res.end(r.body);
+    });
+    servers.push(server);
+    return new Promise((resolve) =>
+      server.listen(0, "127.0.0.1", () =>
+        resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}`),
+      ),
+    );
+  }
+
+  it("Ollama answering 500 fails that job with the reason; the miner keeps going", async () => {
+    coordinator = (await coordinatorWithReceipts()).coordinator;
+    let calls = 0;
+    const ollama = await fakeOllama((path) => {
+      if (path === "/api/tags")
+        return { status: 200, body: JSON.stringify({ models: [{ name: "qwen:0.5b", size: 1000 }] }) };
+      calls++;
+      return calls === 1
+        ? { status: 500, body: '{"error":"CUDA error: out of memory"}' }
+        : {
+            status: 200,
+            body: JSON.stringify({
+              response: "ok from ollama",
+              eval_count: 3,
+              prompt_eval_count: 2,
+              total_duration: 1e6,
+              done: true,
+            }),
+          };
+    });
+    const a = coordinator.enqueue({ payload: { model: "qwen:0.5b", prompt: "hi", max_tokens: 3 } });
+    const miner = await startMiner(
+      minerConfig(coordinator.url, { backend: "ollama", ollamaUrl: ollama, models: undefined }),
+    );
+    await coordinator.waitFor(final([a]), 30_000);
+    const b = coordinator.enqueue({ payload: { model: "qwen:0.5b", prompt: "hi again", max_tokens: 3 } });
+    await coordinator.waitFor(final([b]), 30_000);
+    expect((await miner.stop()).code).toBe(0);
+    expect(coordinator.job(a)!.state).toBe("FAILED");
+    expect(coordinator.job(a)!.error?.message).toMatch(/500|out of memory/);
+    expect(coordinator.job(b)!.state).toBe("COMPLETED");
+  });
+
+  it("with --ollama-fallback, llama serves its models and Ollama serves the rest", async () => {
+    coordinator = (await coordinatorWithReceipts()).coordinator;
+    const ollama = await fakeOllama((path) =>
+      path === "/api/tags"
+        ? { status: 200, body: JSON.stringify({ models: [{ name: "only-in-ollama" }] }) }
+        : {
+            status: 200,
+            body: JSON.stringify({
+              response: "from ollama",
+              eval_count: 2,
+              prompt_eval_count: 1,
+              done: true,
+            }),
+          },
+    );
+    const viaLlama = coordinator.enqueue(inferenceJob(1));
+    const viaOllama = coordinator.enqueue({
+      payload: { model: "only-in-ollama", prompt: "hi", max_tokens: 2 },
+    });
+    const miner = await startMiner(minerConfig(coordinator.url, { ollamaFallback: true, ollamaUrl: ollama }));
+    await coordinator.waitFor(final([viaLlama, viaOllama]), 30_000);
+    expect((await miner.stop()).code).toBe(0);
+    expect(coordinator.job(viaLlama)!.state).toBe("COMPLETED");
+    expect(coordinator.job(viaOllama)!.state).toBe("COMPLETED");
+    expect((coordinator.job(viaOllama)!.result as { output: string }).output).toBe("from ollama");
+  });
+
+  it("Ollama down: its jobs fail with a reason, the miner does not crash", async () => {
+    coordinator = (await coordinatorWithReceipts()).coordinator;
+    const id = coordinator.enqueue({ payload: { model: "qwen:0.5b", prompt: "hi" } });
+    const miner = await startMiner(
+      minerConfig(coordinator.url, { backend: "ollama", ollamaUrl: "http://127.0.0.1:9", models: undefined }),
+    );
+    await coordinator.waitFor(final([id]), 30_000);
+    expect(coordinator.job(id)!.state).toBe("FAILED");
+    expect(coordinator.job(id)!.error?.message.length).toBeGreaterThan(5);
+    expect((await miner.stop()).code).toBe(0);
+  });
+});
