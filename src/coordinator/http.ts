@@ -70,9 +70,17 @@ function statusKind(status: number): CoordinatorErrorKind {
   return "client";
 }
 
+/** Drop a response body we will not read; undici reports the abort as an error event. */
+function discard(body: NodeJS.ReadableStream & { destroy(): void }): void {
+  body.on("error", () => {});
+  body.destroy();
+}
+
 export class HttpClient {
   private readonly agent: Agent;
   private readonly base: URL;
+  /** Path prefix of the base URL without a trailing slash ("" for the root). */
+  private readonly prefix: string;
   private readonly maxBodyBytes: number;
 
   constructor(private readonly opts: HttpOptions) {
@@ -85,8 +93,8 @@ export class HttpClient {
     base.hash = "";
     base.username = "";
     base.password = "";
-    base.pathname = base.pathname.replace(/\/+$/, "");
     this.base = base;
+    this.prefix = base.pathname.replace(/\/+$/, "");
     this.maxBodyBytes = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
     this.agent = new Agent({
       connections: 16,
@@ -105,7 +113,7 @@ export class HttpClient {
   }
 
   private url(path: string): string {
-    return `${this.base.origin}${this.base.pathname}${path}`;
+    return `${this.base.origin}${this.prefix}${path}`;
   }
 
   /** Send a request; resolve with any HTTP status (the caller decides), reject on transport faults. */
@@ -144,7 +152,7 @@ export class HttpClient {
       phase = "body";
       const declared = Number(res.headers["content-length"]);
       if (Number.isFinite(declared) && declared > this.maxBodyBytes) {
-        res.body.destroy();
+        discard(res.body);
         throw new CoordinatorError(
           "bad_response",
           `${where}: response body of ${declared} bytes exceeds the ${this.maxBodyBytes}-byte limit`,
@@ -157,7 +165,7 @@ export class HttpClient {
         const buf = chunk as Buffer;
         size += buf.length;
         if (size > this.maxBodyBytes) {
-          res.body.destroy();
+          discard(res.body);
           throw new CoordinatorError(
             "bad_response",
             `${where}: response body exceeds the ${this.maxBodyBytes}-byte limit`,

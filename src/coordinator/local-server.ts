@@ -343,7 +343,8 @@ class Coordinator implements LocalCoordinator {
     this.counters.requests++;
     let routeName = "unknown";
     try {
-      const url = new URL(req.url ?? "/", "http://local");
+      // Concatenate rather than resolve: "//x" must stay a path, not become a host.
+      const url = new URL(`http://local${(req.url ?? "/").startsWith("/") ? "" : "/"}${req.url ?? ""}`);
       const route = this.route(req.method ?? "GET", url.pathname);
       if (!route) throw new HttpFail(404, "no such route");
       routeName = route.name;
