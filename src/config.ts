@@ -77,6 +77,8 @@ export const runSchema = z
     maxPromptChars: intIn(1, 10_000_000).default(32_768),
     maxTokens: intIn(1, 1_000_000).default(4096),
     contextSize: intIn(64, 1_048_576).optional(),
+    metricsPort: intIn(0, 65_535).optional(),
+    metricsHost: z.string().min(1).default("127.0.0.1"),
   })
   .strict();
 
@@ -182,6 +184,18 @@ export const SETTINGS: SettingSpec[] = [
   },
   { key: "maxTokens", flag: "--max-tokens", arg: "N", help: "largest max_tokens accepted (default: 4096)" },
   { key: "contextSize", flag: "--context-size", arg: "N", help: "llama context size per sequence" },
+  {
+    key: "metricsPort",
+    flag: "--metrics-port",
+    arg: "PORT",
+    help: "serve Prometheus metrics on this port (off by default)",
+  },
+  {
+    key: "metricsHost",
+    flag: "--metrics-host",
+    arg: "HOST",
+    help: "address for --metrics-port (default: 127.0.0.1)",
+  },
 ];
 
 /** `--model-map` → `AITBC_MODEL_MAP` */

@@ -76,6 +76,9 @@ export interface MinerDeps {
 
 export interface MinerStats {
   completed: number;
+  failuresByCode: Record<string, number>;
+  promptTokens: number;
+  busySeconds: number;
   failed: number;
   submitted: number;
   dropped: number;
@@ -119,6 +122,9 @@ export class Miner {
   private shutdownPromise: Promise<MinerExit> | null = null;
   private readonly stats: MinerStats = {
     completed: 0,
+    failuresByCode: {},
+    promptTokens: 0,
+    busySeconds: 0,
     failed: 0,
     submitted: 0,
     dropped: 0,
@@ -133,7 +139,12 @@ export class Miner {
   }
 
   snapshot(): MinerStats {
-    return { ...this.stats, inflight: this.inflight.size, outboxDepth: this.submitting.size };
+    return {
+      ...this.stats,
+      failuresByCode: { ...this.stats.failuresByCode },
+      inflight: this.inflight.size,
+      outboxDepth: this.submitting.size,
+    };
   }
 
   /** Run until stopped: resolves with the exit code the process should use. */
@@ -479,6 +490,8 @@ export class Miner {
     await this.d.journal.remove(jobId);
     this.stats.completed++;
     this.stats.tokens += result.completionTokens;
+    this.stats.promptTokens += result.promptTokens;
+    this.stats.busySeconds += durationMs / 1000;
     log.info(
       {
         event: "job_completed",
@@ -544,6 +557,7 @@ export class Miner {
 
   private async reportFailure(jobId: string, errorCode: string, message: string): Promise<void> {
     this.stats.failed++;
+    this.stats.failuresByCode[errorCode] = (this.stats.failuresByCode[errorCode] ?? 0) + 1;
     const backoff = new Backoff({ baseMs: 250, capMs: 5_000 });
     for (let attempt = 1; ; attempt++) {
       try {

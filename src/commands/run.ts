@@ -3,6 +3,7 @@ import { type Command, Option } from "commander";
 import { composeMiner } from "../compose.js";
 import { type RunConfigKey, resolveRunConfig, SETTINGS } from "../config.js";
 import { createLogger } from "../log.js";
+import { type MetricsServer, renderMinerMetrics, startMetricsServer } from "../metrics.js";
 
 /** Add every run setting as a flag (no commander defaults: an absent flag lets env/file decide). */
 export function addRunOptions(cmd: Command): Command {
@@ -56,6 +57,13 @@ export async function runMiner(
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
+  let metrics: MetricsServer | null = null;
+  if (cfg.metricsPort !== undefined) {
+    metrics = await startMetricsServer(cfg.metricsHost, cfg.metricsPort, async () =>
+      renderMinerMetrics(composed.miner.snapshot(), { miner_id: cfg.minerId }),
+    );
+    log.info({ event: "metrics", url: metrics.url }, `Prometheus metrics on ${metrics.url}`);
+  }
   try {
     const exit = await composed.miner.run();
     if (exit.code !== 0) log.error({ event: "exit", code: exit.code, reason: exit.reason }, exit.reason);
@@ -63,6 +71,7 @@ export async function runMiner(
   } finally {
     process.off("SIGTERM", onSignal);
     process.off("SIGINT", onSignal);
+    await metrics?.close();
     await composed.close();
   }
 }
