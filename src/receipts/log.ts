@@ -1,0 +1,136 @@
+// The receipts log: one JSON line per receipt (the miner's own and the coordinator's), appended
+// with a single O_APPEND write so concurrent appends never interleave within a line.
+import { appendFile, mkdir, readFile } from "node:fs/promises";
+import { dirname } from "node:path";
+import { type JsonValue, parseJsonLossless, stringifyJson } from "./json.js";
+
+export type ReceiptKind = "miner" | "coordinator";
+
+export interface ReceiptLogEntry {
+  kind: ReceiptKind;
+  jobId: string;
+  receipt: unknown;
+  /** null: not checked (no key to check it with). */
+  verified: boolean | null;
+  reason?: string | undefined;
+  /** ISO time or unix milliseconds. */
+  at: string | number;
+}
+
+/** Largest receipt line accepted, both ways (a coordinator receipt is a few hundred bytes). */
+const MAX_LINE_CHARS = 256 * 1024;
+
+export interface ReadResult {
+  entries: ReceiptLogEntry[];
+  /** Lines that are not entries (e.g. a torn last line after a crash). */
+  skipped: number;
+}
+
+export class ReceiptLog {
+  constructor(readonly path: string) {}
+
+  async append(entry: ReceiptLogEntry): Promise<void> {
+    const record: Record<string, unknown> = {
+      at: entry.at,
+      kind: entry.kind,
+      jobId: entry.jobId,
+      verified: entry.verified,
+    };
+    if (entry.reason !== undefined) record["reason"] = entry.reason;
+    record["receipt"] = entry.receipt;
+    // stringifyJson keeps big integers and `1.0` exact, so logged receipts still verify.
+    const line = `${stringifyJson(record)}\n`;
+    if (line.length > MAX_LINE_CHARS)
+      throw new RangeError(`receipt log line over ${MAX_LINE_CHARS} characters`);
+    await mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
+    await appendFile(this.path, line, { flag: "a", mode: 0o600 });
+  }
+
+  /** Every entry; a missing log is an empty one. */
+  async read(): Promise<ReadResult> {
+    let text: string;
+    try {
+      text = await readFile(this.path, "utf8");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return { entries: [], skipped: 0 };
+      throw err;
+    }
+    const entries: ReceiptLogEntry[] = [];
+    let skipped = 0;
+    for (const line of text.split("\n")) {
+      if (line.trim() === "") continue;
+      const entry = parseLine(line);
+      if (entry) entries.push(entry);
+      else skipped++;
+    }
+    return { entries, skipped };
+  }
+}
+
+function parseLine(line: string): ReceiptLogEntry | null {
+  let v: JsonValue;
+  try {
+    v = parseJsonLossless(line, { maxLength: MAX_LINE_CHARS });
+  } catch {
+    return null;
+  }
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return null;
+  const rec = v as Record<string, JsonValue>;
+  const kind = rec["kind"];
+  const verified = rec["verified"];
+  const at = rec["at"];
+  if (kind !== "miner" && kind !== "coordinator") return null;
+  if (typeof rec["jobId"] !== "string") return null;
+  if (verified !== true && verified !== false && verified !== null) return null;
+  if (typeof at !== "string" && typeof at !== "number") return null;
+  const entry: ReceiptLogEntry = { kind, jobId: rec["jobId"], receipt: rec["receipt"] ?? null, verified, at };
+  if (typeof rec["reason"] === "string") entry.reason = rec["reason"];
+  return entry;
+}
+
+export interface ReceiptSummary {
+  count: number;
+  byKind: Record<ReceiptKind, number>;
+  verified: number;
+  failed: number;
+  unverified: number;
+  /** Units per model, per kind (miner and coordinator receipts describe the same jobs). */
+  unitsByModel: Record<string, Record<ReceiptKind, number>>;
+  skippedLines: number;
+}
+
+function unitsOf(v: unknown): number {
+  if (typeof v === "number" && Number.isFinite(v)) return v;
+  if (typeof v === "bigint") return Number(v);
+  if (typeof v === "object" && v !== null && "value" in v && typeof v.value === "number") return v.value;
+  return 0;
+}
+
+export function summarizeReceipts(read: ReadResult): ReceiptSummary {
+  const s: ReceiptSummary = {
+    count: read.entries.length,
+    byKind: { miner: 0, coordinator: 0 },
+    verified: 0,
+    failed: 0,
+    unverified: 0,
+    // null prototype: model names come from receipts (a "__proto__" model must stay a key)
+    unitsByModel: Object.create(null) as ReceiptSummary["unitsByModel"],
+    skippedLines: read.skipped,
+  };
+  for (const e of read.entries) {
+    s.byKind[e.kind]++;
+    if (e.verified === true) s.verified++;
+    else if (e.verified === false) s.failed++;
+    else s.unverified++;
+    const r =
+      typeof e.receipt === "object" && e.receipt !== null ? (e.receipt as Record<string, unknown>) : {};
+    const model = typeof r["model"] === "string" ? r["model"] : "(unknown)";
+    let byModel = Object.hasOwn(s.unitsByModel, model) ? s.unitsByModel[model] : undefined;
+    if (!byModel) {
+      byModel = { miner: 0, coordinator: 0 };
+      s.unitsByModel[model] = byModel;
+    }
+    byModel[e.kind] += unitsOf(r["units"]);
+  }
+  return s;
+}
