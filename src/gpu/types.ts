@@ -25,6 +25,11 @@ export interface GpuDevice {
   processes: GpuProcess[] | null;
   /** Source-specific extra facts (clocks, ECC, PCIe, throttle reasons...). */
   extra?: Record<string, unknown>;
+  /**
+   * Set when the device could not be read at all (e.g. NVML GPU_IS_LOST, code 15): the numeric
+   * fields are then null, name/uuid are the last known ones. Absent or null for a healthy device.
+   */
+  error?: { code: number | null; message: string } | null;
 }
 
 export interface GpuSnapshot {
@@ -33,6 +38,8 @@ export interface GpuSnapshot {
   reason: string | null;
   driverVersion: string | null;
   cudaDriverVersion: string | null;
+  /** NVML library version (e.g. "12.550.54.14") when the source knows it. */
+  nvmlVersion?: string | null;
   devices: GpuDevice[];
   takenAt: number;
 }

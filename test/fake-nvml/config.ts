@@ -1,0 +1,180 @@
+// Typed description of the fake NVML's devices and faults, written as the key=value file that
+// fake_nvml.c reads at nvmlInit (env FAKE_NVML_CONFIG).
+import { writeFileSync } from "node:fs";
+
+export type FakeField =
+  | "name"
+  | "uuid"
+  | "pci"
+  | "memory"
+  | "utilization"
+  | "temperature"
+  | "power"
+  | "power_limit"
+  | "power_enforced"
+  | "energy"
+  | "clocks"
+  | "max_clocks"
+  | "fan"
+  | "pstate"
+  | "clock_reasons"
+  | "ecc"
+  | "ecc_errors"
+  | "pcie"
+  | "pcie_throughput"
+  | "cc"
+  | "processes";
+
+export interface FakeDevice {
+  name?: string;
+  uuid?: string;
+  pci?: string;
+  memTotalMiB?: number;
+  memUsedMiB?: number;
+  memReservedMiB?: number;
+  utilGpu?: number;
+  utilMem?: number;
+  temp?: number;
+  powerMw?: number;
+  powerLimitMw?: number;
+  powerEnforcedMw?: number;
+  energyMj?: number;
+  smClock?: number;
+  memClock?: number;
+  smClockMax?: number;
+  memClockMax?: number;
+  fan?: number;
+  pstate?: number;
+  clockReasons?: number;
+  eccCurrent?: boolean;
+  eccPending?: boolean;
+  eccUncorrected?: number;
+  pcieGen?: number;
+  pcieWidth?: number;
+  pcieGenMax?: number;
+  pcieWidthMax?: number;
+  pcieTxKBs?: number;
+  pcieRxKBs?: number;
+  cc?: [number, number];
+  unsupported?: FakeField[];
+  /** Device calls that succeed before every call returns GPU_IS_LOST. */
+  lostAfter?: number;
+  /** usedMiB null = NVML_VALUE_NOT_AVAILABLE. */
+  processes?: { pid: number; usedMiB: number | null }[];
+  /** Processes that appear between the sizing call and the fill call (pids 50000+i, (i+1) MiB). */
+  processesGrow?: number;
+}
+
+export interface FakeNvmlConfig {
+  initError?: number;
+  initDelayMs?: number;
+  driver?: string;
+  nvml?: string;
+  cuda?: number;
+  devices: FakeDevice[];
+}
+
+const MiB = 1024 * 1024;
+
+/** A realistic device; `i` varies uuid/pci so devices differ. */
+export function fakeDevice(i: number, over: Partial<FakeDevice> = {}): FakeDevice {
+  return {
+    name: "NVIDIA H100 80GB HBM3",
+    uuid: `GPU-00000000-0000-0000-0000-${String(i).padStart(12, "0")}`,
+    pci: `00000000:${(i + 1).toString(16).padStart(2, "0").toUpperCase()}:00.0`,
+    memTotalMiB: 81559,
+    memUsedMiB: 1024 + i,
+    memReservedMiB: 512,
+    utilGpu: 10 + i,
+    utilMem: 5 + i,
+    temp: 40 + i,
+    powerMw: 120_000 + i * 1000,
+    powerLimitMw: 700_000,
+    powerEnforcedMw: 700_000,
+    energyMj: 123_456_789 + i,
+    smClock: 1980,
+    memClock: 2619,
+    smClockMax: 1980,
+    memClockMax: 2619,
+    fan: 30,
+    pstate: 0,
+    clockReasons: 0x1,
+    eccCurrent: true,
+    eccPending: true,
+    eccUncorrected: 0,
+    pcieGen: 5,
+    pcieWidth: 16,
+    pcieGenMax: 5,
+    pcieWidthMax: 16,
+    pcieTxKBs: 1000,
+    pcieRxKBs: 2000,
+    cc: [9, 0],
+    processes: [],
+    ...over,
+  };
+}
+
+function line(k: string, v: string | number | boolean | undefined): string {
+  if (v === undefined) return "";
+  const text = typeof v === "boolean" ? (v ? "1" : "0") : String(v);
+  if (/[\r\n]/.test(text) || /[\r\n=]/.test(k)) throw new Error(`fake NVML config: bad entry ${k}`);
+  return `${k}=${text}\n`;
+}
+
+export function renderFakeNvmlConfig(cfg: FakeNvmlConfig): string {
+  let out = "";
+  out += line("init_error", cfg.initError);
+  out += line("init_delay_ms", cfg.initDelayMs);
+  out += line("driver", cfg.driver);
+  out += line("nvml", cfg.nvml);
+  out += line("cuda", cfg.cuda);
+  out += line("device_count", cfg.devices.length);
+  cfg.devices.forEach((d, i) => {
+    const p = `dev.${i}.`;
+    const bytes = (mib: number | undefined) => (mib === undefined ? undefined : Math.round(mib * MiB));
+    out += line(`${p}name`, d.name);
+    out += line(`${p}uuid`, d.uuid);
+    out += line(`${p}pci`, d.pci);
+    out += line(`${p}mem_total`, bytes(d.memTotalMiB));
+    out += line(`${p}mem_used`, bytes(d.memUsedMiB));
+    out += line(`${p}mem_reserved`, bytes(d.memReservedMiB));
+    out += line(`${p}util_gpu`, d.utilGpu);
+    out += line(`${p}util_mem`, d.utilMem);
+    out += line(`${p}temp`, d.temp);
+    out += line(`${p}power`, d.powerMw);
+    out += line(`${p}power_limit`, d.powerLimitMw);
+    out += line(`${p}power_enforced`, d.powerEnforcedMw);
+    out += line(`${p}energy`, d.energyMj);
+    out += line(`${p}sm_clock`, d.smClock);
+    out += line(`${p}mem_clock`, d.memClock);
+    out += line(`${p}sm_clock_max`, d.smClockMax);
+    out += line(`${p}mem_clock_max`, d.memClockMax);
+    out += line(`${p}fan`, d.fan);
+    out += line(`${p}pstate`, d.pstate);
+    out += line(`${p}clock_reasons`, d.clockReasons);
+    out += line(`${p}ecc_current`, d.eccCurrent);
+    out += line(`${p}ecc_pending`, d.eccPending);
+    out += line(`${p}ecc_uncorrected`, d.eccUncorrected);
+    out += line(`${p}pcie_gen`, d.pcieGen);
+    out += line(`${p}pcie_width`, d.pcieWidth);
+    out += line(`${p}pcie_gen_max`, d.pcieGenMax);
+    out += line(`${p}pcie_width_max`, d.pcieWidthMax);
+    out += line(`${p}pcie_tx`, d.pcieTxKBs);
+    out += line(`${p}pcie_rx`, d.pcieRxKBs);
+    out += line(`${p}cc_major`, d.cc?.[0]);
+    out += line(`${p}cc_minor`, d.cc?.[1]);
+    if (d.unsupported?.length) out += line(`${p}unsupported`, d.unsupported.join(","));
+    out += line(`${p}lost_after`, d.lostAfter);
+    if (d.processes?.length) {
+      const list = d.processes.map((x) => `${x.pid}:${x.usedMiB === null ? "na" : bytes(x.usedMiB)}`);
+      out += line(`${p}procs`, list.join(","));
+    }
+    out += line(`${p}procs_grow`, d.processesGrow);
+  });
+  return out;
+}
+
+export function writeFakeNvmlConfig(file: string, cfg: FakeNvmlConfig): string {
+  writeFileSync(file, renderFakeNvmlConfig(cfg));
+  return file;
+}
