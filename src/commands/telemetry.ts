@@ -1,0 +1,115 @@
+// `telemetry`: GPU facts as a table (gpustat-like), --json (docs/telemetry.md) or --prometheus,
+// once or every N seconds with --watch (until SIGINT).
+import { hostname } from "node:os";
+import type { Command } from "commander";
+import { InvalidArgumentError, Option } from "commander";
+import { createGpuInfoSource } from "../gpu/index.js";
+import { toPrometheus, toTable, toTelemetryJson } from "../gpu/telemetry-format.js";
+import type { GpuInfoSource, GpuSnapshot } from "../gpu/types.js";
+import { silentLogger } from "../log.js";
+
+interface TelemetryOptions {
+  json?: boolean;
+  prometheus?: boolean;
+  watch?: number | true;
+  nvmlLibrary?: string;
+  nvidiaSmi?: boolean;
+  pcieThroughput?: boolean;
+}
+
+function seconds(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0.1 || n > 3600)
+    throw new InvalidArgumentError("seconds between 0.1 and 3600");
+  return n;
+}
+
+function render(s: GpuSnapshot, opts: TelemetryOptions): string {
+  if (opts.json) return `${JSON.stringify(toTelemetryJson(s), null, opts.watch ? 0 : 2)}\n`;
+  if (opts.prometheus) return toPrometheus(s);
+  return toTable(s, hostname());
+}
+
+async function once(src: GpuInfoSource, opts: TelemetryOptions): Promise<boolean> {
+  try {
+    process.stdout.write(render(await src.snapshot(), opts));
+    return true;
+  } catch (err) {
+    process.stderr.write(`telemetry: ${(err as Error).message}\n`);
+    return false;
+  }
+}
+
+async function watch(src: GpuInfoSource, opts: TelemetryOptions, everySec: number): Promise<boolean> {
+  let stop = false;
+  let wake: (() => void) | null = null;
+  const onSigint = () => {
+    stop = true;
+    wake?.();
+  };
+  process.on("SIGINT", onSigint);
+  let ok = true;
+  try {
+    while (!stop) {
+      let text: string;
+      try {
+        text = render(await src.snapshot(), opts);
+      } catch (err) {
+        // A transient failure (GPU lost, driver reload) shows on screen; the watch goes on.
+        text = `telemetry: ${(err as Error).message}\n`;
+        ok = false;
+      }
+      // Clear and home the cursor so each frame redraws in place.
+      process.stdout.write(`\x1b[H\x1b[2J${text}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, everySec * 1000);
+        wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+    }
+  } finally {
+    process.off("SIGINT", onSigint);
+  }
+  return ok || stop;
+}
+
+export function register(program: Command): void {
+  program
+    .command("telemetry")
+    .description("show GPU state (NVML; nvidia-smi fallback): table, --json or --prometheus")
+    .option("--json", "print the stable JSON document (schema aitbc-telemetry/1, see docs/telemetry.md)")
+    .option("--prometheus", "print Prometheus text exposition (DCGM-exporter metric names)")
+    .addOption(
+      new Option("--watch [seconds]", "redraw every N seconds until Ctrl-C (default 2)").argParser(seconds),
+    )
+    .option(
+      "--nvml-library <path>",
+      "path of libnvidia-ml.so.1 (default: env AITBC_NVML_LIBRARY or the system one)",
+    )
+    .option("--nvidia-smi", "read through nvidia-smi instead of NVML")
+    .option("--pcie-throughput", "also read PCIe TX/RX throughput (slow: ~20 ms per GPU)")
+    .action(async (opts: TelemetryOptions) => {
+      if (opts.json && opts.prometheus) {
+        process.stderr.write("telemetry: choose one of --json and --prometheus\n");
+        process.exitCode = 2;
+        return;
+      }
+      const src = await createGpuInfoSource({
+        nvmlLibrary: opts.nvmlLibrary,
+        log: silentLogger(),
+        preferNvidiaSmi: opts.nvidiaSmi ?? false,
+        pcieThroughput: opts.pcieThroughput ?? false,
+      });
+      try {
+        const ok =
+          opts.watch === undefined
+            ? await once(src, opts)
+            : await watch(src, opts, opts.watch === true ? 2 : opts.watch);
+        process.exitCode = ok ? 0 : 1;
+      } finally {
+        await src.close();
+      }
+    });
+}
