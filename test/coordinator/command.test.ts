@@ -1,0 +1,67 @@
+// `aitbc-native-miner coordinator`: the operator's smoke-test coordinator, run as a real process.
+import { spawn } from "node:child_process";
+import { dirname, join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { describe, expect, it } from "vitest";
+import { caps, client } from "./helpers.js";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const PROGRAM = `
+import { Command } from "commander";
+import { register } from ${JSON.stringify(pathToFileURL(join(root, "dist", "commands", "coordinator.js")).href)};
+const program = new Command();
+register(program);
+await program.parseAsync(process.argv.slice(1), { from: "user" });
+`;
+
+describe("coordinator command", () => {
+  it("serves queued jobs until SIGTERM, then exits 0", async () => {
+    const child = spawn(
+      process.execPath,
+      // Only this command registered on a bare program, so the test depends on nothing else.
+      [
+        "--input-type=module",
+        "-e",
+        PROGRAM,
+        "--",
+        "coordinator",
+        "--port",
+        "0",
+        "--jobs",
+        "2",
+        "--model",
+        "m1",
+        "--prompt",
+        "Hi",
+        "--api-key",
+        "smoke-key-123",
+      ],
+      { stdio: ["ignore", "pipe", "pipe"], cwd: root },
+    );
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    const url = await new Promise<string>((resolve, reject) => {
+      createInterface({ input: child.stdout }).once("line", resolve);
+      void exited.then((code) => reject(new Error(`exited ${code}: ${stderr}`)));
+    });
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const c = client(url, { apiKey: "smoke-key-123", minerId: "smoke" });
+    try {
+      await c.health();
+      await c.register(caps(["m1"]), 1);
+      const job = await c.poll(0);
+      expect(job?.payload).toEqual({ type: "inference", model: "m1", prompt: "Hi" });
+    } finally {
+      await c.close();
+    }
+    child.kill("SIGTERM");
+    expect(await exited).toBe(0);
+    expect(stderr).toContain('"event":"listening"');
+    expect(stderr).toContain("coordinator assigned");
+    expect(stderr).not.toContain("smoke-key-123");
+  });
+});
