@@ -6,8 +6,7 @@ import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
-import { type LocalCoordinator, startLocalCoordinator } from "../../src/coordinator/local-server.js";
-import type { CoordinatorClient } from "../../src/coordinator/types.js";
+import { startLocalCoordinator } from "../../src/coordinator/local-server.js";
 import { API_KEY, caps, client, completed, rejection } from "./helpers.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
