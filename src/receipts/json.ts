@@ -2,14 +2,17 @@
 // serializer that prints exactly what `json.dumps(drop_none(v), separators=(",", ":"),
 // sort_keys=True)` prints. Receipts are signed over that text, so every byte matters.
 
-/** A float whose value is integral (or -0.0): JS would print it as an int, Python as `1.0`. */
+/**
+ * A float whose value is integral (or -0.0): JS would print it as an int, Python as `1.0`.
+ * Also a float lexeme that overflows (`1e400`): ±Infinity, which canonicalJson refuses.
+ */
 export class JsonFloat {
   constructor(readonly value: number) {}
   valueOf(): number {
     return this.value;
   }
   toString(): string {
-    return pyFloatRepr(this.value);
+    return Number.isFinite(this.value) ? pyFloatRepr(this.value) : String(this.value);
   }
   toJSON(): number {
     return this.value;
@@ -151,8 +154,9 @@ export function parseJsonLossless(text: string, limits: JsonLimits = {}): JsonVa
         : big;
     }
     const v = Number(lexeme);
-    if (!Number.isFinite(v)) fail("number out of range for a float (Python would read Infinity)", start);
-    return Number.isInteger(v) ? new JsonFloat(v) : v;
+    // Overflow reads as ±Infinity, as in Python; canonicalJson refuses it only if it survives
+    // (a later duplicate key may replace it), which is what json.dumps(allow_nan=False) does.
+    return Number.isInteger(v) || !Number.isFinite(v) ? new JsonFloat(v) : v;
   };
 
   const parseValue = (depth: number): JsonValue => {
