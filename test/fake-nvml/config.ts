@@ -71,6 +71,8 @@ export interface FakeNvmlConfig {
   driver?: string;
   nvml?: string;
   cuda?: number;
+  /** nvmlDeviceGetCount returns this code for `times` calls after `after` good ones. */
+  countError?: { code: number; after: number; times: number };
   devices: FakeDevice[];
 }
 
@@ -128,6 +130,9 @@ export function renderFakeNvmlConfig(cfg: FakeNvmlConfig): string {
   out += line("driver", cfg.driver);
   out += line("nvml", cfg.nvml);
   out += line("cuda", cfg.cuda);
+  out += line("count_error", cfg.countError?.code);
+  out += line("count_error_after", cfg.countError?.after);
+  out += line("count_error_times", cfg.countError?.times);
   out += line("device_count", cfg.devices.length);
   cfg.devices.forEach((d, i) => {
     const p = `dev.${i}.`;

@@ -4,7 +4,7 @@
  * writes it from a typed object). Built twice: the current API, and with -DFAKE_OLD_DRIVER an old
  * driver that lacks every _v2/_v3 name, the clocks-event call and the energy counter.
  *
- * Keys: init_error, init_delay_ms, driver, nvml, cuda, device_count, dev.N.<field> where field is
+ * Keys: init_error, init_delay_ms, count_error, count_error_after, count_error_times, driver, nvml, cuda, device_count, dev.N.<field> where field is
  * name uuid pci mem_total mem_used mem_reserved util_gpu util_mem temp power power_limit
  * power_enforced energy sm_clock mem_clock sm_clock_max mem_clock_max fan pstate clock_reasons
  * ecc_current ecc_pending ecc_uncorrected pcie_gen pcie_width pcie_gen_max pcie_width_max pcie_tx
@@ -62,6 +62,9 @@ static int init_error;
 static long init_delay_ms;
 static char driver[64] = "550.54.14", nvml_ver[64] = "12.550.54.14";
 static int cuda = 12040;
+/* nvmlDeviceGetCount fails with count_error for count_error_times calls after count_error_after. */
+static int count_error;
+static long count_error_after, count_error_times, count_calls;
 
 static void trim(char* s) {
   size_t n = strlen(s);
@@ -131,6 +134,10 @@ static void load_config(void) {
   ndevs = 0;
   init_error = 0;
   init_delay_ms = 0;
+  count_error = 0;
+  count_error_after = 0;
+  count_error_times = 0;
+  count_calls = 0;
   const char* path = getenv("FAKE_NVML_CONFIG");
   if (path == NULL) return;
   FILE* f = fopen(path, "r");
@@ -148,6 +155,9 @@ static void load_config(void) {
     else if (!strcmp(k, "driver")) copy(driver, sizeof driver, v);
     else if (!strcmp(k, "nvml")) copy(nvml_ver, sizeof nvml_ver, v);
     else if (!strcmp(k, "cuda")) cuda = atoi(v);
+    else if (!strcmp(k, "count_error")) count_error = atoi(v);
+    else if (!strcmp(k, "count_error_after")) count_error_after = atol(v);
+    else if (!strcmp(k, "count_error_times")) count_error_times = atol(v);
     else if (!strcmp(k, "device_count")) ndevs = (unsigned)atoi(v) > MAX_DEVS ? MAX_DEVS : (unsigned)atoi(v);
     else if (!strncmp(k, "dev.", 4)) {
       char* dot;
@@ -238,6 +248,9 @@ EXPORT nvmlReturn_t nvmlSystemGetCudaDriverVersion(int* v) {
 static nvmlReturn_t get_count(unsigned int* c) {
   if (!initialized) return UNINIT;
   if (c == NULL) return INVALID;
+  count_calls++;
+  if (count_error != 0 && count_calls > count_error_after && count_calls <= count_error_after + count_error_times)
+    return count_error;
   *c = ndevs;
   return OK;
 }
