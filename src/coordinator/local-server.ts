@@ -614,7 +614,7 @@ class Coordinator implements LocalCoordinator {
   private receiptPayload(j: LocalJob, minerId: string, metrics: unknown): Record<string, unknown> {
     const m = (typeof metrics === "object" && metrics !== null ? metrics : {}) as Obj;
     const mr = (typeof j.minerReceipt === "object" && j.minerReceipt !== null ? j.minerReceipt : {}) as Obj;
-    return {
+    const payload: Record<string, unknown> = {
       version: "1.0",
       receipt_id: randomUUID(),
       job_id: j.jobId,
@@ -626,6 +626,9 @@ class Coordinator implements LocalCoordinator {
       result_hash: mr["result_hash"] ?? null,
       completed_at: Math.floor(this.now() / 1000),
     };
+    // Leave out what is not known rather than signing nulls.
+    for (const [k, v] of Object.entries(payload)) if (v === null || v === undefined) delete payload[k];
+    return payload;
   }
 
   private fail(param: string | null, ctx: Ctx): Reply {
