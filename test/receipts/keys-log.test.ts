@@ -1,0 +1,234 @@
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pino } from "pino";
+import { afterEach, describe, expect, it } from "vitest";
+import { stateFiles } from "../../src/paths.js";
+import {
+  buildMinerReceipt,
+  generateKeyFile,
+  generateKeyPair,
+  KeyFileError,
+  loadKeyFile,
+  loadOrCreateKey,
+  parseJsonLossless,
+  ReceiptLog,
+  signPayload,
+  summarizeReceipts,
+  verifyCoordinatorReceipt,
+  verifyReceipt,
+} from "../../src/receipts/index.js";
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), "receipts-"));
+  dirs.push(d);
+  return d;
+}
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function captureLog() {
+  const lines: string[] = [];
+  const log = pino({ level: "info" }, { write: (l: string) => lines.push(l) });
+  return { log, lines };
+}
+
+describe("key file", () => {
+  it("is written 0600 in a 0700 directory and loads back to the same key", () => {
+    const dir = join(tempDir(), "state");
+    const path = stateFiles.key(dir);
+    const key = generateKeyFile(path);
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+    const loaded = loadKeyFile(path);
+    expect(loaded.publicKeyHex).toBe(key.publicKeyHex);
+    expect(loaded.keyId).toBe(Buffer.from(key.publicKeyHex, "hex").toString("base64url"));
+    const r = buildMinerReceipt(
+      {
+        jobId: "j",
+        minerId: "m",
+        model: "x",
+        prompt: "p",
+        output: "o",
+        units: 1,
+        startedAt: 1,
+        completedAt: 1,
+        durationMs: 1,
+      },
+      loaded,
+    );
+    expect(verifyReceipt(r, { publicKey: key.publicKeyHex }).valid).toBe(true);
+  });
+
+  it("is never replaced without force, and replaced with it", () => {
+    const path = stateFiles.key(tempDir());
+    const first = generateKeyFile(path);
+    expect(() => generateKeyFile(path)).toThrow(/already exists; pass --force/);
+    expect(loadKeyFile(path).keyId).toBe(first.keyId);
+    const second = generateKeyFile(path, { force: true });
+    expect(second.keyId).not.toBe(first.keyId);
+    expect(loadKeyFile(path).keyId).toBe(second.keyId);
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+  });
+
+  it.skipIf(process.platform === "win32")(
+    "is refused when group or others can read it, naming the file and the fix",
+    () => {
+      const path = stateFiles.key(tempDir());
+      generateKeyFile(path);
+      for (const mode of [0o644, 0o640, 0o604, 0o660]) {
+        chmodSync(path, mode);
+        let err: unknown;
+        try {
+          loadKeyFile(path);
+        } catch (e) {
+          err = e;
+        }
+        expect(err).toBeInstanceOf(KeyFileError);
+        expect((err as KeyFileError).code).toBe("permissions");
+        expect((err as Error).message).toContain(path);
+        expect((err as Error).message).toContain(`chmod 600 ${path}`);
+      }
+      chmodSync(path, 0o400);
+      expect(() => loadKeyFile(path)).not.toThrow();
+    },
+  );
+
+  it("refuses missing, corrupt and mismatched files without echoing the private key", () => {
+    const dir = tempDir();
+    const path = stateFiles.key(dir);
+    expect(() => loadKeyFile(path)).toThrow(/no key file at .*keys generate/);
+    writeFileSync(path, "{not json", { mode: 0o600 });
+    expect(() => loadKeyFile(path)).toThrow(/not a valid key file/);
+    generateKeyFile(path, { force: true });
+    const doc = JSON.parse(readFileSync(path, "utf8")) as Record<string, string>;
+    doc["public_key_hex"] = generateKeyPair().publicKeyHex;
+    writeFileSync(path, JSON.stringify(doc), { mode: 0o600 });
+    expect(() => loadKeyFile(path)).toThrow(/corrupt/);
+    doc["private_key_hex"] = "zz";
+    writeFileSync(path, JSON.stringify(doc), { mode: 0o600 });
+    try {
+      loadKeyFile(path);
+      expect.unreachable();
+    } catch (err) {
+      expect((err as Error).message).not.toContain(doc["public_key_hex"]);
+    }
+  });
+
+  it("loadOrCreateKey generates on first start, then loads, and logs only the public part", async () => {
+    const dir = tempDir();
+    const { log, lines } = captureLog();
+    const a = await loadOrCreateKey(dir, log);
+    expect(a.created).toBe(true);
+    const b = await loadOrCreateKey(dir, log);
+    expect(b.created).toBe(false);
+    expect(b.key.keyId).toBe(a.key.keyId);
+    const secretHex = Buffer.from(a.key.secretKey).toString("hex");
+    expect(lines.join("")).toContain(a.key.keyId);
+    expect(lines.join("")).toContain(a.key.publicKeyHex);
+    expect(lines.join("")).not.toContain(secretHex);
+    expect(readFileSync(stateFiles.key(dir), "utf8")).toContain(secretHex);
+  });
+
+  it("loadOrCreateKey refuses an unsafe key file rather than replacing it", async () => {
+    const dir = tempDir();
+    generateKeyFile(stateFiles.key(dir));
+    chmodSync(stateFiles.key(dir), 0o644);
+    await expect(loadOrCreateKey(dir, captureLog().log)).rejects.toThrow(/chmod 600/);
+  });
+});
+
+describe("receipts log", () => {
+  it("appends one line per entry, concurrently, and keeps coordinator receipts verifiable", async () => {
+    const dir = tempDir();
+    const log = new ReceiptLog(stateFiles.receiptsLog(dir));
+    const miner = generateKeyPair();
+    const coordinator = generateKeyPair();
+    const entries = Array.from({ length: 40 }, (_, i) => i);
+    await Promise.all(
+      entries.map(async (i) => {
+        const receipt = buildMinerReceipt(
+          {
+            jobId: `job-${i}`,
+            minerId: "m",
+            model: i % 2 ? "tiny" : "big",
+            prompt: "p",
+            output: "o".repeat(i),
+            units: i,
+            startedAt: 10,
+            completedAt: 11,
+            durationMs: 5,
+          },
+          miner,
+        );
+        await log.append({
+          kind: "miner",
+          jobId: `job-${i}`,
+          receipt,
+          verified: true,
+          at: new Date().toISOString(),
+        });
+      }),
+    );
+    const payloadText = '{"job_id":"job-1","model":"tiny","units":3.0,"seq":12345678901234567890}';
+    const text = `${payloadText.slice(0, -1)},"signature":${JSON.stringify(signPayload(parseJsonLossless(payloadText), coordinator))}}`;
+    const check = verifyCoordinatorReceipt(text, coordinator.publicKeyHex);
+    await log.append({ kind: "coordinator", jobId: "job-1", ...check, at: Date.now() });
+    const bad = verifyCoordinatorReceipt(text, miner.publicKeyHex);
+    await log.append({ kind: "coordinator", jobId: "job-2", ...bad, at: Date.now() });
+    await log.append({
+      kind: "coordinator",
+      jobId: "job-3",
+      ...verifyCoordinatorReceipt(text, undefined),
+      at: 1,
+    });
+
+    const path = stateFiles.receiptsLog(dir);
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    const raw = readFileSync(path, "utf8").trimEnd().split("\n");
+    expect(raw).toHaveLength(43);
+    for (const line of raw) expect(() => parseJsonLossless(line)).not.toThrow();
+
+    const read = await log.read();
+    expect(read.entries).toHaveLength(43);
+    const logged = read.entries.find((e) => e.jobId === "job-1" && e.kind === "coordinator")!;
+    // the logged receipt still verifies: 3.0 and the big integer survived the round trip
+    expect(verifyReceipt(logged.receipt, { publicKey: coordinator.publicKeyHex }).valid).toBe(true);
+    expect(read.entries.every((e) => e.kind !== "miner" || verifyReceipt(e.receipt).valid)).toBe(true);
+
+    const s = summarizeReceipts(read);
+    expect(s).toMatchObject({
+      count: 43,
+      byKind: { miner: 40, coordinator: 3 },
+      verified: 41,
+      failed: 1,
+      unverified: 1,
+    });
+    const odd = entries.filter((i) => i % 2).reduce((a, b) => a + b, 0);
+    const even = entries.filter((i) => i % 2 === 0).reduce((a, b) => a + b, 0);
+    expect(s.unitsByModel["tiny"]).toEqual({ miner: odd, coordinator: 9 });
+    expect(s.unitsByModel["big"]).toEqual({ miner: even, coordinator: 0 });
+  });
+
+  it("reads a missing log as empty and skips a torn last line", async () => {
+    const dir = tempDir();
+    const log = new ReceiptLog(stateFiles.receiptsLog(dir));
+    expect(await log.read()).toEqual({ entries: [], skipped: 0 });
+    await log.append({
+      kind: "miner",
+      jobId: "a",
+      receipt: { model: "__proto__", units: 2 },
+      verified: null,
+      at: "t",
+    });
+    writeFileSync(stateFiles.receiptsLog(dir), '{"kind":"miner","jobId":"b","verif', { flag: "a" });
+    const read = await log.read();
+    expect(read.entries.map((e) => e.jobId)).toEqual(["a"]);
+    expect(read.skipped).toBe(1);
+    expect(Object.entries(summarizeReceipts(read).unitsByModel)).toEqual([
+      ["__proto__", { miner: 2, coordinator: 0 }],
+    ]);
+  });
+});
