@@ -348,7 +348,8 @@ class Coordinator implements LocalCoordinator {
       const route = this.route(req.method ?? "GET", url.pathname);
       if (!route) throw new HttpFail(404, "no such route");
       routeName = route.name;
-      this.counters.byRoute[routeName] = (this.counters.byRoute[routeName] ?? 0) + 1;
+      const label = routeLabel(req.method ?? "GET", route.name, url.pathname);
+      this.counters.byRoute[label] = (this.counters.byRoute[label] ?? 0) + 1;
 
       const isAdmin = routeName.startsWith("admin_");
       const mutates = ["register", "result", "fail", "claim", "complete", "deregister"].includes(routeName);
@@ -706,6 +707,26 @@ class Coordinator implements LocalCoordinator {
       b.receipt,
     );
   }
+}
+
+const ROUTE_TEMPLATES: Record<string, string> = {
+  register: "POST /v1/miners/register",
+  heartbeat: "POST /v1/miners/heartbeat",
+  poll: "POST /v1/miners/poll",
+  result: "POST /v1/miners/{job_id}/result",
+  fail: "POST /v1/miners/{job_id}/fail",
+  deregister: "DELETE /v1/miners/{miner_id}",
+  available: "GET /v1/jobs/available",
+  claim: "POST /v1/jobs/{job_id}/claim",
+  complete: "POST /v1/jobs/{job_id}/complete",
+};
+
+/** "METHOD /path/{param}" for stats: one key per route, never one per id. */
+function routeLabel(method: string, name: string, path: string): string {
+  if (name === "health") return `GET ${path}`;
+  if (name.startsWith("admin_"))
+    return `${method} /_admin/${name === "admin_enqueue" ? "jobs" : name.slice(6)}`;
+  return ROUTE_TEMPLATES[name] ?? "unknown";
 }
 
 class RateLimitFail extends HttpFail {

@@ -68,6 +68,15 @@ describe("aitbc client ↔ local coordinator", () => {
     await c.deregister();
     expect(coord.miners()).toEqual([]);
     await c.deregister(); // already gone: still resolves
+    expect(coord.stats().byRoute).toMatchObject({
+      "GET /health": 1,
+      "POST /v1/miners/register": 1,
+      "POST /v1/miners/heartbeat": 1,
+      "POST /v1/miners/poll": 3,
+      "POST /v1/miners/{job_id}/result": 1,
+      "POST /v1/miners/{job_id}/fail": 1,
+      "DELETE /v1/miners/{miner_id}": 2,
+    });
   });
 
   it("hands out jobs only while inflight < the registered concurrency", async () => {

@@ -55,6 +55,7 @@ export type CoordinatorEvent =
 
 export interface LocalCoordinatorStats {
   requests: number;
+  /** Requests per route, keyed "METHOD /path/{param}" (e.g. "POST /v1/miners/{job_id}/result"). */
   byRoute: Record<string, number>;
   byStatus: Record<string, number>;
   jobs: { total: number; queued: number; running: number; completed: number; failed: number };
