@@ -1,0 +1,46 @@
+// The real N-API path in child processes: long runs, lost GPUs, the telemetry command.
+import { describe, expect, it } from "vitest";
+import { fakeDevice } from "../fake-nvml/config.js";
+import { configFile, fake, root, runNode } from "./helpers.js";
+
+const MB = 1024 * 1024;
+const env = (cfg: string) => ({
+  FAKE_NVML_CONFIG: cfg,
+  AITBC_NVML_ADDON: `${root}/build/Release/aitbc_nvml.node`,
+});
+
+describe("NVML addon in a child process", () => {
+  it("takes 10 000 snapshots of 8 GPUs without crashing or growing", async () => {
+    const cfg = configFile({
+      devices: Array.from({ length: 8 }, (_, i) =>
+        fakeDevice(i, { processes: Array.from({ length: 4 }, (_, p) => ({ pid: 1000 + p, usedMiB: 100 })) }),
+      ),
+    });
+    const r = await runNode(
+      ["--expose-gc", "test/gpu/fixtures/snapshot-loop.mjs", fake.current, "10000"],
+      env(cfg),
+      120_000,
+    );
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout) as { before: number; after: number; devices: number };
+    expect(out.devices).toBe(80_000);
+    // Growth, not time: a leak of even 2 KiB per snapshot would exceed this.
+    expect(out.after - out.before).toBeLessThan(20 * MB);
+  });
+
+  it("survives a GPU lost mid-run: the device is flagged, the others keep reading", async () => {
+    const cfg = configFile({
+      devices: [fakeDevice(0), fakeDevice(1, { lostAfter: 60 })],
+      countError: { code: 999, after: 5, times: 1 },
+    });
+    const r = await runNode(["test/gpu/fixtures/lost-gpu.mjs", fake.current], env(cfg));
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout) as { seen: (string[] | string)[]; alive: boolean };
+    expect(out.alive).toBe(true);
+    expect(out.seen[0]).toEqual(["ok:81559", "ok:81559"]);
+    // The sixth snapshot fails as a whole (NVML code carried), the next ones work again.
+    expect(out.seen[5]).toBe("error:999");
+    expect(out.seen[7]).toEqual(["ok:81559", "lost:15"]);
+  });
+});
