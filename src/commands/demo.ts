@@ -80,6 +80,8 @@ async function runDemo(opts: DemoOptions): Promise<number> {
   const apiKey = `demo-${randomBytes(12).toString("hex")}`;
   const coordinator = await startLocalCoordinator({
     apiKeys: [apiKey],
+    // One miner on loopback: the reference per-minute limits would only slow the demo down.
+    rateLimits: { register: 1000, heartbeat: 10_000, poll: 100_000, result: 10_000 },
     signReceipt: (payload) => ({ ...payload, signature: signPayload(payload, coordinatorKey) }),
   });
   out(`  coordinator  ${coordinator.url}  (local, in memory, protocol ${opts.protocol})`);
