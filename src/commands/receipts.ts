@@ -3,6 +3,7 @@
 import type { Command } from "commander";
 import { stateFiles } from "../paths.js";
 import {
+  JsonFloat,
   ReceiptLog,
   type ReceiptLogEntry,
   type ReceiptSummary,
@@ -19,7 +20,8 @@ interface ReceiptsOptions {
 
 function str(v: unknown): string {
   if (v === undefined || v === null) return "-";
-  return typeof v === "object" ? String(v.valueOf()) : String(v);
+  if (v instanceof JsonFloat) return v.toString();
+  return typeof v === "object" ? stringifyJson(v) : String(v);
 }
 
 function entryLine(e: ReceiptLogEntry): string {

@@ -1,6 +1,6 @@
 // What `verify` needs beyond verifyReceiptText: unwrap `{receipt: {...}}` (a coordinator answer
 // or a receipts-log line) and a one-line summary of a valid receipt.
-import type { JsonLimits } from "./json.js";
+import { JsonFloat, type JsonLimits, stringifyJson } from "./json.js";
 import {
   type TextVerifyResult,
   type VerifyOptions,
@@ -34,7 +34,9 @@ export function verifyReceiptText(
 function field(r: Record<string, unknown>, k: string): string | null {
   const v = r[k];
   if (v === undefined || v === null) return null;
-  return typeof v === "object" ? String(v.valueOf()) : String(v);
+  // JsonFloat prints as Python does (`5.0`); other objects as compact JSON
+  if (v instanceof JsonFloat) return v.toString();
+  return typeof v === "object" ? stringifyJson(v) : String(v);
 }
 
 export function describeReceipt(result: TextVerifyResult): string {
