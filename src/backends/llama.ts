@@ -1,0 +1,445 @@
+// In-process inference with node-llama-cpp (DESIGN §5, §8). One context per loaded model with
+// `concurrency` sequences: parallel jobs batch together. Models stay hot in an LRU cache bounded
+// by count and by a VRAM budget (file size as the estimate); only idle models are evicted.
+import { join } from "node:path";
+import {
+  getLlama,
+  InsufficientMemoryError,
+  type Llama,
+  LlamaCompletion,
+  type LlamaContext,
+  type LlamaContextSequence,
+  LlamaLogLevel,
+  type LlamaModel,
+  resolveModelFile,
+} from "node-llama-cpp";
+import type { Logger } from "../log.js";
+import { defaultCacheDir } from "../paths.js";
+import { advertisedNames, type ModelCandidate, readModelMap, resolveModel, scanModels } from "./models.js";
+import { preflightModel } from "./preflight.js";
+import {
+  type Backend,
+  BackendError,
+  type InferenceRequest,
+  type InferenceResult,
+  type ModelInfo,
+} from "./types.js";
+
+export interface LlamaBackendOptions {
+  modelsDir?: string | undefined;
+  modelMapFile?: string | undefined;
+  threads: number;
+  concurrency: number;
+  gpu: "auto" | false;
+  log: Logger;
+  unloadAfterJob?: boolean | undefined;
+  /** Models kept loaded at once (default 2). */
+  maxLoadedModels?: number | undefined;
+  /** Sum of loaded model file sizes allowed (null: no budget). */
+  vramBudgetBytes?: number | null | undefined;
+  /** Tokens per sequence (default: the model's training context, at most 4096). */
+  contextSize?: number | undefined;
+  /** Load each model once in a child process before trusting it in-process (default true). */
+  preflight?: boolean | undefined;
+  /** Where `hf:` map entries are downloaded (default: <cache dir>/models). */
+  downloadDir?: string | undefined;
+}
+
+export interface LlamaBackend extends Backend {
+  /** Rescan the models directory and map (advertised names change accordingly). */
+  refresh(): Promise<void>;
+  /** The GPU type in use ("cuda", ...) or false for CPU; null before init. */
+  readonly gpuType: string | false | null;
+}
+
+interface Loaded {
+  path: string;
+  model: LlamaModel;
+  context: LlamaContext;
+  free: LlamaContextSequence[];
+  waiters: ((seq: LlamaContextSequence) => void)[];
+  active: number;
+  lastUsed: number;
+  sizeBytes: number;
+  unloadWhenIdle: boolean;
+}
+
+const DEFAULT_CONTEXT_CAP = 4096;
+
+export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
+  const log = opts.log.child({ component: "llama" });
+  const concurrency = Math.max(1, Math.floor(opts.concurrency));
+  const threads = Math.max(1, Math.floor(opts.threads));
+  const maxLoaded = Math.max(1, opts.maxLoadedModels ?? 2);
+  const budget = opts.vramBudgetBytes ?? null;
+  let llama: Llama | null = null;
+  let candidates: ModelCandidate[] = [];
+  let advertised: string[] = [];
+  const loaded = new Map<string, Loaded>();
+  const loading = new Map<string, Promise<Loaded>>();
+  /** path → reason: models that failed preflight or load are no longer advertised. */
+  const failed = new Map<string, string>();
+  const preflighted = new Set<string>();
+  let closed = false;
+
+  async function startRuntime(): Promise<Llama> {
+    const logger = (level: LlamaLogLevel, message: string) => {
+      const text = message.trim();
+      if (!text) return;
+      if (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal)
+        log.error({ event: "llama_cpp" }, text);
+      else if (level === LlamaLogLevel.warn) log.warn({ event: "llama_cpp" }, text);
+      else log.debug({ event: "llama_cpp" }, text);
+    };
+    const base = { build: "never" as const, maxThreads: threads, logLevel: LlamaLogLevel.warn, logger };
+    if (opts.gpu === false) {
+      const l = await getLlama({ ...base, gpu: false });
+      log.info(
+        { event: "llama_runtime", gpu: false, threads },
+        "llama runtime on CPU (GPU disabled by config)",
+      );
+      return l;
+    }
+    try {
+      const l = await getLlama({ ...base, gpu: "auto" });
+      if (l.gpu === false) {
+        log.warn(
+          { event: "llama_runtime", gpu: false, threads },
+          "no usable GPU backend (no CUDA/Vulkan device or prebuilt binary): running inference on CPU",
+        );
+      } else {
+        const devices = await l.getGpuDeviceNames().catch(() => []);
+        log.info({ event: "llama_runtime", gpu: l.gpu, devices }, `llama runtime on ${l.gpu}`);
+      }
+      return l;
+    } catch (err) {
+      const l = await getLlama({ ...base, gpu: false });
+      log.warn(
+        { event: "llama_runtime", gpu: false, threads, err: (err as Error).message },
+        "GPU runtime failed to start: running inference on CPU",
+      );
+      return l;
+    }
+  }
+
+  async function downloadEntries(list: ModelCandidate[]): Promise<ModelCandidate[]> {
+    const out: ModelCandidate[] = [];
+    for (const c of list) {
+      if (c.path || !c.uri) {
+        out.push(c);
+        continue;
+      }
+      const directory = opts.downloadDir ?? join(defaultCacheDir(), "models");
+      let lastPct = -10;
+      try {
+        const path = await resolveModelFile(c.uri, {
+          directory,
+          download: "auto",
+          cli: false,
+          onProgress: ({ totalSize, downloadedSize }) => {
+            const pct = totalSize > 0 ? Math.floor((downloadedSize / totalSize) * 100) : 0;
+            if (pct >= lastPct + 10) {
+              lastPct = pct;
+              log.info(
+                { event: "model_download", model: c.name, pct, downloadedSize, totalSize },
+                "downloading",
+              );
+            }
+          },
+        });
+        const scanned = scanModels({ mapEntries: [{ name: c.name, path, uri: null }] });
+        if (scanned.candidates[0]) out.push({ ...scanned.candidates[0], uri: c.uri });
+        else
+          log.error({ event: "model_skipped", model: c.name, path }, "downloaded file is not a GGUF model");
+      } catch (err) {
+        log.error(
+          { event: "model_download_failed", model: c.name, uri: c.uri, err: (err as Error).message },
+          `cannot download ${c.uri} (no network or no such file?): model ${c.name} is not offered`,
+        );
+      }
+    }
+    return out;
+  }
+
+  async function scan(): Promise<void> {
+    const mapEntries = opts.modelMapFile ? readModelMap(opts.modelMapFile) : [];
+    const result = scanModels({ modelsDir: opts.modelsDir, mapEntries });
+    for (const s of result.skipped) {
+      log.warn(
+        { event: "model_skipped", model: s.name, path: s.path, reason: s.reason },
+        "model not offered",
+      );
+    }
+    candidates = await downloadEntries(result.candidates);
+    recomputeAdvertised();
+    log.info({ event: "models", models: advertised }, `${advertised.length} model(s) available`);
+  }
+
+  function recomputeAdvertised(): void {
+    advertised = advertisedNames(candidates.filter((c) => c.path && !failed.has(c.path)));
+  }
+
+  function usable(): ModelCandidate[] {
+    return candidates.filter((c) => c.path && !failed.has(c.path));
+  }
+
+  async function unload(entry: Loaded): Promise<void> {
+    loaded.delete(entry.path);
+    await entry.context.dispose().catch(() => undefined);
+    await entry.model.dispose().catch(() => undefined);
+    log.info({ event: "model_unloaded", path: entry.path }, "model unloaded");
+  }
+
+  /** Evict idle models, least recently used first, until `incoming` bytes fit. */
+  async function makeRoom(incoming: number): Promise<void> {
+    const idle = () =>
+      [...loaded.values()].filter((l) => l.active === 0).sort((a, b) => a.lastUsed - b.lastUsed);
+    const used = () => [...loaded.values()].reduce((s, l) => s + l.sizeBytes, 0);
+    while (loaded.size >= maxLoaded || (budget !== null && used() + incoming > budget)) {
+      const victim = idle()[0];
+      if (!victim) break; // everything is busy: go over the bound rather than fail a job
+      await unload(victim);
+    }
+  }
+
+  async function load(c: ModelCandidate): Promise<Loaded> {
+    const path = c.path!;
+    const size = c.sizeBytes ?? 0;
+    if (budget !== null && size > budget) {
+      throw new BackendError(
+        "insufficient_vram",
+        `model ${c.name} (${size} bytes) is larger than the VRAM budget (${budget} bytes)`,
+      );
+    }
+    if (opts.preflight !== false && !preflighted.has(path)) {
+      const reason = await preflightModel(path);
+      if (reason) {
+        failed.set(path, reason);
+        recomputeAdvertised();
+        throw new BackendError("model_load_failed", `model ${c.name} failed to load: ${reason}`);
+      }
+      preflighted.add(path);
+    }
+    await makeRoom(size);
+    const l = llama!;
+    const t0 = performance.now();
+    let model: LlamaModel | undefined;
+    try {
+      model = await l.loadModel({ modelPath: path });
+      const train = model.trainContextSize || DEFAULT_CONTEXT_CAP;
+      const contextSize = opts.contextSize ?? Math.min(train, DEFAULT_CONTEXT_CAP);
+      const context = await model.createContext({ sequences: concurrency, contextSize, threads });
+      const free: LlamaContextSequence[] = [];
+      for (let i = 0; i < concurrency; i++) free.push(context.getSequence());
+      const entry: Loaded = {
+        path,
+        model,
+        context,
+        free,
+        waiters: [],
+        active: 0,
+        lastUsed: Date.now(),
+        sizeBytes: size,
+        unloadWhenIdle: false,
+      };
+      loaded.set(path, entry);
+      log.info(
+        {
+          event: "model_loaded",
+          model: c.name,
+          path,
+          ms: Math.round(performance.now() - t0),
+          gpuLayers: model.gpuLayers,
+          contextSize: context.contextSize,
+          sequences: concurrency,
+        },
+        "model loaded",
+      );
+      return entry;
+    } catch (err) {
+      await model?.dispose().catch(() => undefined);
+      const msg = (err as Error).message;
+      if (err instanceof InsufficientMemoryError) {
+        throw new BackendError("insufficient_vram", `model ${c.name}: not enough memory to load (${msg})`, {
+          cause: err,
+        });
+      }
+      failed.set(path, msg);
+      recomputeAdvertised();
+      throw new BackendError("model_load_failed", `model ${c.name} failed to load: ${msg}`, { cause: err });
+    }
+  }
+
+  function getLoaded(c: ModelCandidate): Promise<Loaded> {
+    const path = c.path!;
+    const hot = loaded.get(path);
+    if (hot) return Promise.resolve(hot);
+    let p = loading.get(path);
+    if (!p) {
+      p = load(c).finally(() => loading.delete(path));
+      loading.set(path, p);
+    }
+    return p;
+  }
+
+  function acquire(entry: Loaded, signal: AbortSignal): Promise<LlamaContextSequence> {
+    entry.active++;
+    entry.lastUsed = Date.now();
+    const seq = entry.free.pop();
+    if (seq) return Promise.resolve(seq);
+    return new Promise((resolve, reject) => {
+      const waiter = (s: LlamaContextSequence) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(s);
+      };
+      const onAbort = () => {
+        entry.waiters.splice(entry.waiters.indexOf(waiter), 1);
+        entry.active--;
+        reject(new BackendError("aborted", "job aborted while waiting for a free sequence"));
+      };
+      entry.waiters.push(waiter);
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  async function release(entry: Loaded, seq: LlamaContextSequence): Promise<void> {
+    // A finished job leaves nothing behind for the next one on this sequence.
+    await seq.clearHistory().catch(() => undefined);
+    entry.lastUsed = Date.now();
+    const next = entry.waiters.shift();
+    if (next) return next(seq);
+    entry.free.push(seq);
+    entry.active--;
+    if (entry.active === 0 && (entry.unloadWhenIdle || opts.unloadAfterJob)) await unload(entry);
+  }
+
+  async function run(
+    entry: Loaded,
+    seq: LlamaContextSequence,
+    req: InferenceRequest,
+    signal: AbortSignal,
+  ): Promise<Omit<InferenceResult, "model" | "backend" | "durationMs">> {
+    const promptTokens = entry.model.tokenize(req.prompt, false).length;
+    if (promptTokens + 1 >= seq.contextSize) {
+      throw new BackendError(
+        "inference_failed",
+        `prompt is ${promptTokens} tokens; the context holds ${seq.contextSize} per sequence (--context-size)`,
+      );
+    }
+    const before = seq.tokenMeter.getState();
+    const completion = new LlamaCompletion({ contextSequence: seq });
+    try {
+      const greedy = req.temperature <= 0;
+      const r = await completion.generateCompletionWithMeta(req.prompt, {
+        maxTokens: req.maxTokens,
+        temperature: greedy ? 0 : req.temperature,
+        ...(greedy || req.topP === undefined ? {} : { topP: req.topP }),
+        ...(greedy || req.seed === undefined ? {} : { seed: req.seed }),
+        ...(req.stop.length > 0 ? { customStopTriggers: req.stop } : {}),
+        signal,
+        stopOnAbortSignal: false,
+      });
+      const used = seq.tokenMeter.diff(before);
+      const reason = r.metadata.stopReason;
+      return {
+        output: r.response,
+        promptTokens: used.usedInputTokens,
+        completionTokens: used.usedOutputTokens,
+        stopReason:
+          reason === "eogToken"
+            ? "eos"
+            : reason === "maxTokens"
+              ? "maxTokens"
+              : reason === "customStopTrigger" || reason === "stopGenerationTrigger"
+                ? "stop"
+                : reason === "abort"
+                  ? "aborted"
+                  : "other",
+      };
+    } finally {
+      completion.dispose({ disposeSequence: false });
+    }
+  }
+
+  const backend: LlamaBackend = {
+    name: "llama",
+    get gpuType() {
+      return llama ? llama.gpu : null;
+    },
+    async init() {
+      if (!llama) {
+        try {
+          llama = await startRuntime();
+        } catch (err) {
+          throw new BackendError(
+            "backend_unavailable",
+            `node-llama-cpp could not start (${(err as Error).message}); reinstall node-llama-cpp or use --backend ollama`,
+            { cause: err },
+          );
+        }
+      }
+      await scan();
+    },
+    async refresh() {
+      await scan();
+    },
+    listModels(): ModelInfo[] {
+      return advertised.map((name) => {
+        const c = resolveModel(name, usable());
+        return { name, sizeBytes: c?.sizeBytes ?? null, source: c?.uri ?? c?.path ?? "" };
+      });
+    },
+    hasModel(name) {
+      return resolveModel(name, usable()) !== null;
+    },
+    async generate(req, signal) {
+      if (closed) throw new BackendError("backend_unavailable", "llama backend is closed");
+      if (!llama) throw new BackendError("backend_unavailable", "llama backend is not initialised");
+      const t0 = performance.now();
+      const c = resolveModel(
+        req.model,
+        candidates.filter((x) => x.path),
+      );
+      if (!c) {
+        throw new BackendError(
+          "model_not_found",
+          `model ${JSON.stringify(req.model)} is not available here (have: ${advertised.join(", ") || "none"})`,
+        );
+      }
+      const prior = failed.get(c.path!);
+      if (prior) throw new BackendError("model_load_failed", `model ${c.name} failed to load: ${prior}`);
+      if (signal.aborted) throw new BackendError("aborted", "job aborted before it started");
+      const entry = await getLoaded(c);
+      const seq = await acquire(entry, signal);
+      try {
+        const out = await run(entry, seq, req, signal);
+        return { ...out, model: req.model, backend: "llama", durationMs: Math.round(performance.now() - t0) };
+      } catch (err) {
+        if (err instanceof BackendError) throw err;
+        if (signal.aborted)
+          throw new BackendError("aborted", "job aborted during generation", { cause: err });
+        throw new BackendError("inference_failed", `inference failed: ${(err as Error).message}`, {
+          cause: err,
+        });
+      } finally {
+        await release(entry, seq);
+      }
+    },
+    async unloadAll() {
+      await Promise.allSettled([...loading.values()]);
+      for (const entry of [...loaded.values()]) {
+        if (entry.active === 0) await unload(entry);
+        else entry.unloadWhenIdle = true; // busy: drop it when its last job ends
+      }
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await Promise.allSettled([...loading.values()]);
+      for (const entry of [...loaded.values()]) await unload(entry);
+      await llama?.dispose().catch(() => undefined);
+      llama = null;
+    },
+  };
+  return backend;
+}

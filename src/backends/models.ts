@@ -1,0 +1,194 @@
+// Which GGUF file serves which job model name (DESIGN §5):
+// - `NAME.gguf` in the models directory serves `NAME`;
+// - an Ollama-style tag `NAME:TAG` is served by `NAME-TAG.gguf`, or by `NAME.gguf` when that is the
+//   only file for NAME (no other `NAME-*.gguf`);
+// - a model map (JSON) maps any other name to a path (relative to the map file) or an `hf:` URI.
+// Only files that exist, are readable and start with the GGUF magic are offered.
+import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync } from "node:fs";
+import { dirname, isAbsolute, join, resolve } from "node:path";
+import { z } from "zod";
+import { BackendError } from "./types.js";
+
+export interface ModelCandidate {
+  /** Name advertised to the coordinator. */
+  name: string;
+  /** Local file (absent for an `hf:` entry not yet downloaded). */
+  path: string | null;
+  /** The `hf:` URI of a map entry, when it has one. */
+  uri: string | null;
+  sizeBytes: number | null;
+  /** Where the entry came from: "dir" or "map". */
+  origin: "dir" | "map";
+}
+
+const nameSchema = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[^\s/\\]+$/, "model names have no spaces or slashes");
+const targetSchema = z.string().min(1).max(4096);
+const entrySchema = z.union([
+  targetSchema,
+  z.object({ path: targetSchema }).strict(),
+  z.object({ uri: targetSchema.regex(/^hf:/, "uri must start with hf:") }).strict(),
+]);
+/** `{"name": "path-or-hf-uri"}`, `{"name": {"path": ...}}`, or the same under a "models" key. */
+const mapSchema = z.union([
+  z.object({ models: z.record(nameSchema, entrySchema) }).strict(),
+  z.record(nameSchema, entrySchema),
+]);
+
+export interface ModelMapEntry {
+  name: string;
+  path: string | null;
+  uri: string | null;
+}
+
+/** Read and validate a model map file; paths are resolved against the file's directory. */
+export function readModelMap(file: string): ModelMapEntry[] {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, "utf8"));
+  } catch (err) {
+    throw new BackendError(
+      "backend_unavailable",
+      `model map ${file}: cannot read JSON (${(err as Error).message})`,
+      { cause: err },
+    );
+  }
+  const parsed = mapSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue?.path.length ? ` at ${issue.path.join(".")}` : "";
+    throw new BackendError(
+      "backend_unavailable",
+      `model map ${file}: invalid${where}: ${issue?.message ?? "bad shape"} ` +
+        `(expected {"NAME": "path/to/model.gguf" | "hf:user/repo/file.gguf"})`,
+    );
+  }
+  const record =
+    "models" in parsed.data && typeof parsed.data.models === "object" ? parsed.data.models : parsed.data;
+  const base = dirname(resolve(file));
+  return Object.entries(record as Record<string, z.infer<typeof entrySchema>>).map(([name, e]) => {
+    const target = typeof e === "string" ? e : "path" in e ? e.path : e.uri;
+    if (target.startsWith("hf:")) return { name, path: null, uri: target };
+    return { name, path: isAbsolute(target) ? target : join(base, target), uri: null };
+  });
+}
+
+export type GgufCheck = { ok: true; sizeBytes: number } | { ok: false; reason: string };
+
+/** Cheap loadability check: a readable regular file that starts with "GGUF" and a known version. */
+export function checkGgufFile(path: string): GgufCheck {
+  let fd: number | undefined;
+  try {
+    const st = statSync(path);
+    if (!st.isFile()) return { ok: false, reason: "not a regular file" };
+    fd = openSync(path, "r");
+    const head = Buffer.alloc(8);
+    const n = readSync(fd, head, 0, 8, 0);
+    if (n < 8 || head.toString("latin1", 0, 4) !== "GGUF") return { ok: false, reason: "not a GGUF file" };
+    const version = head.readUInt32LE(4);
+    if (version < 2 || version > 3) return { ok: false, reason: `unsupported GGUF version ${version}` };
+    return { ok: true, sizeBytes: st.size };
+  } catch (err) {
+    return { ok: false, reason: (err as NodeJS.ErrnoException).code ?? (err as Error).message };
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+export interface ScanResult {
+  candidates: ModelCandidate[];
+  /** Files or entries skipped, with the reason (for one log line each). */
+  skipped: { name: string; path: string; reason: string }[];
+}
+
+/** Scan a models directory and a model map into the list of servable names. */
+export function scanModels(opts: {
+  modelsDir?: string | undefined;
+  mapEntries?: ModelMapEntry[];
+}): ScanResult {
+  const candidates: ModelCandidate[] = [];
+  const skipped: ScanResult["skipped"] = [];
+  const names = new Set<string>();
+  for (const e of opts.mapEntries ?? []) {
+    if (e.uri) {
+      candidates.push({ name: e.name, path: null, uri: e.uri, sizeBytes: null, origin: "map" });
+      names.add(e.name);
+      continue;
+    }
+    const check = checkGgufFile(e.path!);
+    if (!check.ok) {
+      skipped.push({ name: e.name, path: e.path!, reason: check.reason });
+      continue;
+    }
+    candidates.push({ name: e.name, path: e.path, uri: null, sizeBytes: check.sizeBytes, origin: "map" });
+    names.add(e.name);
+  }
+  if (opts.modelsDir) {
+    let files: string[];
+    try {
+      files = readdirSync(opts.modelsDir).filter((f) => f.endsWith(".gguf"));
+    } catch (err) {
+      throw new BackendError(
+        "backend_unavailable",
+        `models directory ${opts.modelsDir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+        { cause: err },
+      );
+    }
+    for (const file of files.sort()) {
+      const name = file.slice(0, -".gguf".length);
+      const path = join(opts.modelsDir, file);
+      if (name.length === 0 || names.has(name)) continue; // the map wins over a same-named file
+      const check = checkGgufFile(path);
+      if (!check.ok) {
+        skipped.push({ name, path, reason: check.reason });
+        continue;
+      }
+      candidates.push({ name, path, uri: null, sizeBytes: check.sizeBytes, origin: "dir" });
+      names.add(name);
+    }
+  }
+  return { candidates, skipped };
+}
+
+/**
+ * The candidate that serves `requested`, or null. Never a different model: only the exact name,
+ * or the tag forms the rules above allow.
+ */
+export function resolveModel(
+  requested: string,
+  candidates: readonly ModelCandidate[],
+): ModelCandidate | null {
+  const exact = candidates.find((c) => c.name === requested);
+  if (exact) return exact;
+  const colon = requested.lastIndexOf(":");
+  if (colon <= 0 || colon === requested.length - 1) return null;
+  const base = requested.slice(0, colon);
+  const tag = requested.slice(colon + 1);
+  const dirFiles = candidates.filter((c) => c.origin === "dir");
+  const tagged = dirFiles.find((c) => c.name === `${base}-${tag}`);
+  if (tagged) return tagged;
+  const plain = dirFiles.find((c) => c.name === base);
+  if (!plain) return null;
+  const variants = dirFiles.filter((c) => c.name.startsWith(`${base}-`));
+  return variants.length === 0 ? plain : null;
+}
+
+/**
+ * Names to advertise: every candidate's name, plus the Ollama tag spelling `NAME:TAG` of a
+ * `NAME-TAG.gguf` file (split at the last "-"), which resolveModel maps back to the same file.
+ */
+export function advertisedNames(candidates: readonly ModelCandidate[]): string[] {
+  const out = new Set<string>();
+  for (const c of candidates) {
+    out.add(c.name);
+    const dash = c.name.lastIndexOf("-");
+    if (c.origin === "dir" && dash > 0 && dash < c.name.length - 1) {
+      const alias = `${c.name.slice(0, dash)}:${c.name.slice(dash + 1)}`;
+      if (resolveModel(alias, candidates) === c) out.add(alias);
+    }
+  }
+  return [...out];
+}

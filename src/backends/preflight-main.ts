@@ -1,0 +1,30 @@
+// Child-process entry point: load a GGUF on the CPU and evaluate one token. A malformed model can
+// abort the whole process inside llama.cpp (GGML_ASSERT); running this first in a child keeps the
+// miner alive. Prints one JSON line {ok:true} on success; any crash or non-zero exit is a failure.
+//   node preflight-main.js MODEL.gguf
+import { getLlama, LlamaCompletion, LlamaLogLevel } from "node-llama-cpp";
+
+async function main(path: string): Promise<void> {
+  const llama = await getLlama({ gpu: false, build: "never", maxThreads: 1, logLevel: LlamaLogLevel.error });
+  const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
+  const context = await model.createContext({ contextSize: 256, sequences: 1, threads: 1 });
+  const completion = new LlamaCompletion({ contextSequence: context.getSequence() });
+  await completion.generateCompletion("a", { maxTokens: 1, temperature: 0 });
+  await context.dispose();
+  await model.dispose();
+  await llama.dispose();
+  process.stdout.write(`${JSON.stringify({ ok: true })}\n`);
+}
+
+const path = process.argv[2];
+if (!path) {
+  process.stderr.write("usage: preflight-main.js MODEL.gguf\n");
+  process.exit(2);
+}
+main(path).then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  },
+);
