@@ -1,0 +1,99 @@
+import { copyFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { advertisedNames, readModelMap, resolveModel, scanModels } from "../../src/backends/models.js";
+import { BackendError } from "../../src/backends/types.js";
+import { tempDir, tinyPath } from "./helpers.js";
+
+function dirWith(names: string[]): string {
+  const dir = tempDir("models-");
+  for (const n of names) copyFileSync(tinyPath, join(dir, n));
+  return dir;
+}
+
+const resolveIn = (dir: string, name: string) => {
+  const { candidates } = scanModels({ modelsDir: dir });
+  return resolveModel(name, candidates)?.name ?? null;
+};
+
+describe("model resolution", () => {
+  it("NAME.gguf serves NAME, and nothing else is substituted", () => {
+    const dir = dirWith(["tiny.gguf", "other.gguf"]);
+    expect(resolveIn(dir, "tiny")).toBe("tiny");
+    expect(resolveIn(dir, "tin")).toBeNull();
+    expect(resolveIn(dir, "tiny.gguf")).toBeNull();
+    expect(resolveIn(dir, "llama3")).toBeNull();
+  });
+
+  it("NAME:TAG is served by NAME-TAG.gguf, or by NAME.gguf when it is the only match", () => {
+    const only = dirWith(["llama3.gguf"]);
+    expect(resolveIn(only, "llama3:latest")).toBe("llama3");
+    expect(resolveIn(only, "llama3:8b")).toBe("llama3");
+
+    const both = dirWith(["llama3.gguf", "llama3-8b.gguf", "llama3-70b.gguf"]);
+    expect(resolveIn(both, "llama3:8b")).toBe("llama3-8b");
+    expect(resolveIn(both, "llama3:70b")).toBe("llama3-70b");
+    // NAME.gguf is not the only file for llama3: an unknown tag must not fall back to it
+    expect(resolveIn(both, "llama3:1b")).toBeNull();
+    expect(resolveIn(both, "llama3")).toBe("llama3");
+    expect(resolveIn(both, "llama3:")).toBeNull();
+  });
+
+  it("advertises file names plus the tag spelling that resolves back to the same file", () => {
+    const dir = dirWith(["tiny.gguf", "qwen2.5-coder-7b.gguf"]);
+    const { candidates } = scanModels({ modelsDir: dir });
+    expect(advertisedNames(candidates).sort()).toEqual(["qwen2.5-coder-7b", "qwen2.5-coder:7b", "tiny"]);
+    expect(resolveModel("qwen2.5-coder:7b", candidates)?.name).toBe("qwen2.5-coder-7b");
+  });
+
+  it("offers only readable GGUF files", () => {
+    const dir = dirWith(["good.gguf"]);
+    writeFileSync(join(dir, "text.gguf"), "hello, not a model");
+    writeFileSync(join(dir, "empty.gguf"), "");
+    writeFileSync(join(dir, "readme.txt"), "x");
+    const { candidates, skipped } = scanModels({ modelsDir: dir });
+    expect(candidates.map((c) => c.name)).toEqual(["good"]);
+    expect(skipped.map((s) => [s.name, s.reason]).sort()).toEqual([
+      ["empty", "not a GGUF file"],
+      ["text", "not a GGUF file"],
+    ]);
+  });
+
+  it("reads a model map: relative paths, objects, hf: URIs, and the map wins over the directory", () => {
+    const dir = dirWith(["tiny.gguf", "a.gguf"]);
+    const mapFile = join(dir, "map.json");
+    writeFileSync(
+      mapFile,
+      JSON.stringify({
+        "my-model:v1": "a.gguf",
+        tiny: { path: join(dir, "a.gguf") },
+        remote: "hf:user/repo/model.Q4_K_M.gguf",
+        missing: "nope.gguf",
+      }),
+    );
+    const entries = readModelMap(mapFile);
+    expect(entries.find((e) => e.name === "remote")).toEqual({
+      name: "remote",
+      path: null,
+      uri: "hf:user/repo/model.Q4_K_M.gguf",
+    });
+    const { candidates, skipped } = scanModels({ modelsDir: dir, mapEntries: entries });
+    expect(resolveModel("my-model:v1", candidates)?.path).toBe(join(dir, "a.gguf"));
+    expect(resolveModel("tiny", candidates)?.path).toBe(join(dir, "a.gguf"));
+    expect(skipped.map((s) => s.name)).toEqual(["missing"]);
+  });
+
+  it("rejects a malformed model map with a message that says where", () => {
+    const dir = tempDir();
+    const bad = (content: string) => {
+      const f = join(dir, "m.json");
+      writeFileSync(f, content);
+      return () => readModelMap(f);
+    };
+    expect(bad("{not json")).toThrow(/cannot read JSON/);
+    expect(bad(JSON.stringify({ x: 5 }))).toThrow(BackendError);
+    expect(bad(JSON.stringify({ "bad name": "a.gguf" }))).toThrow(/invalid/);
+    expect(bad(JSON.stringify({ x: { uri: "https://example.com/a.gguf" } }))).toThrow(/invalid/);
+    expect(() => readModelMap(join(dir, "absent.json"))).toThrow(/cannot read/);
+  });
+});
