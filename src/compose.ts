@@ -50,8 +50,7 @@ export async function composeMiner(
   registerSecret(cfg.apiKey);
   registerSecret(cfg.bearerToken);
 
-  const { key, created } = await loadOrCreateKey(cfg.stateDir, log);
-  if (created) log.info({ event: "key_created", keyId: key.keyId }, "generated a new miner signing key");
+  const { key } = await loadOrCreateKey(cfg.stateDir, log);
   const receiptLog = new ReceiptLog(stateFiles.receiptsLog(cfg.stateDir));
 
   const gpu = await createGpuInfoSource({ nvmlLibrary: cfg.nvmlLibrary, log });

@@ -4,6 +4,7 @@ import { readFileSync, statSync } from "node:fs";
 import { availableParallelism, hostname } from "node:os";
 import { z } from "zod";
 import { defaultStateDir } from "./paths.js";
+import { parsePublicKey } from "./receipts/index.js";
 
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
@@ -299,6 +300,13 @@ function checkCoherence(cfg: RunConfig): void {
       ok = false;
     }
     if (!ok) throw new ConfigError(`${flag}: ${path} is not an existing ${kind}`);
+  }
+  if (cfg.coordinatorKey) {
+    try {
+      parsePublicKey(cfg.coordinatorKey);
+    } catch (err) {
+      throw new ConfigError(`--coordinator-key: ${(err as Error).message}`);
+    }
   }
   const url = new URL(cfg.coordinator);
   if (url.protocol === "http:" && !isLoopbackUrl(url) && !cfg.allowInsecureHttp) {

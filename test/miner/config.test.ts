@@ -71,3 +71,13 @@ describe("run configuration", () => {
     );
   });
 });
+
+describe("coordinator key", () => {
+  it("is checked at start", () => {
+    expect(() => resolveRunConfig({ flags: { ...base, coordinatorKey: "zz-not-a-key" }, env: {} })).toThrow(
+      /--coordinator-key: /,
+    );
+    const hex = "06721eca9281ab398694078701d62e8bbebb82a8b1e67529539650d05ccae638";
+    expect(resolveRunConfig({ flags: { ...base, coordinatorKey: hex }, env: {} }).coordinatorKey).toBe(hex);
+  });
+});
