@@ -115,6 +115,25 @@ export interface NvmlSnapshot {
   devices: NvmlDevice[];
 }
 
+/**
+ * The same facts packed for speed (src/gpu/packed.ts decodes it): per device `packedFieldCount`
+ * numbers in `numbers` (NaN = null) in the order memoryTotal/Used/Free/ReservedBytes,
+ * utilizationGpu/MemoryPct, temperatureC, powerDraw/Limit/EnforcedLimitMw, totalEnergyMj,
+ * sm/memClockMHz, sm/memClockMaxMHz, fanSpeedPct, pstate, clockEventReasons, eccModeCurrent/Pending
+ * (1/0), eccUncorrectedVolatile, pcieLinkGen/Width/GenMax/WidthMax, pcieTx/RxKBs, cc major/minor,
+ * error code, process start, process count; per device 4 `strings` (name, uuid, pciBusId, error
+ * message); `processes` holds (pid, usedMemoryBytes) pairs.
+ */
+export interface NvmlPackedSnapshot {
+  driverVersion: string | null;
+  nvmlVersion: string | null;
+  cudaDriverVersion: number | null;
+  count: number;
+  numbers: Float64Array;
+  strings: (string | null)[];
+  processes: Float64Array;
+}
+
 export interface NvmlAddon {
   /** dlopen + symbol resolution + nvmlInit, off the JS thread. */
   open(options?: NvmlOpenOptions): Promise<NvmlOpenResult>;
@@ -122,6 +141,10 @@ export interface NvmlAddon {
   snapshot(options?: NvmlSnapshotOptions): NvmlSnapshot;
   /** The same, on the libuv thread pool. Rejects with NvmlError. */
   snapshotAsync(options?: NvmlSnapshotOptions): Promise<NvmlSnapshot>;
+  snapshotPacked(options?: NvmlSnapshotOptions): NvmlPackedSnapshot;
+  snapshotPackedAsync(options?: NvmlSnapshotOptions): Promise<NvmlPackedSnapshot>;
+  /** Numbers per device in NvmlPackedSnapshot.numbers (32). */
+  readonly packedFieldCount: number;
   /** nvmlShutdown + dlclose; idempotent. */
   close(): void;
   isOpen(): boolean;

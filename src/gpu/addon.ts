@@ -5,6 +5,7 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { NvmlAddon } from "../../binding.js";
+import { PACKED_FIELDS } from "./packed.js";
 
 // src/gpu/ and dist/gpu/ both sit two levels below the package root.
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -28,6 +29,9 @@ function isAddon(m: unknown): m is NvmlAddon {
     typeof o["open"] === "function" &&
     typeof o["snapshot"] === "function" &&
     typeof o["snapshotAsync"] === "function" &&
+    typeof o["snapshotPacked"] === "function" &&
+    typeof o["snapshotPackedAsync"] === "function" &&
+    o["packedFieldCount"] === PACKED_FIELDS &&
     typeof o["close"] === "function"
   );
 }

@@ -2,6 +2,7 @@
 import type { NvmlAddon, NvmlDevice, NvmlSnapshot } from "../../binding.js";
 import type { Logger } from "../log.js";
 import { emptyExtra, type GpuExtra } from "./extra.js";
+import { unpackSnapshot } from "./packed.js";
 import { decodeClockEventReasons } from "./reasons.js";
 import type { GpuDevice, GpuInfoSource, GpuSnapshot } from "./types.js";
 
@@ -66,8 +67,8 @@ export class NvmlGpuSource implements GpuInfoSource {
   async snapshot(): Promise<GpuSnapshot> {
     this.assertOpen();
     try {
-      const raw = await this.addon.snapshotAsync({ pcieThroughput: this.pcieThroughput });
-      return this.map(raw);
+      const raw = await this.addon.snapshotPackedAsync({ pcieThroughput: this.pcieThroughput });
+      return this.map(unpackSnapshot(raw));
     } catch (err) {
       throw this.wrap(err);
     }
@@ -77,7 +78,7 @@ export class NvmlGpuSource implements GpuInfoSource {
   snapshotSync(): GpuSnapshot {
     this.assertOpen();
     try {
-      return this.map(this.addon.snapshot({ pcieThroughput: this.pcieThroughput }));
+      return this.map(unpackSnapshot(this.addon.snapshotPacked({ pcieThroughput: this.pcieThroughput })));
     } catch (err) {
       throw this.wrap(err);
     }
@@ -189,7 +190,8 @@ export class NvmlGpuSource implements GpuInfoSource {
         ? `${d.computeCapability.major}.${d.computeCapability.minor}`
         : null,
       processes: d.processes?.map((p) => ({ pid: p.pid, usedMemoryMiB: mib(p.usedMemoryBytes) })) ?? null,
-      extra: { ...extra },
+      // GpuExtra is a plain record of facts; the contract types extra as an open record.
+      extra: extra as unknown as Record<string, unknown>,
       error: null,
     };
   }

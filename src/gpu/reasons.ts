@@ -14,13 +14,18 @@ const REASONS: readonly [number, string][] = [
 /** Names of the set bits; unknown bits come out as "0x<hex>" so nothing is hidden. */
 export function decodeClockEventReasons(mask: number): string[] {
   const out: string[] = [];
-  let rest = BigInt(Math.max(0, Math.trunc(mask)));
+  if (mask === 0) return out;
+  // Known bits are all below 2^9; split so bits above 2^32 survive (no 32-bit truncation).
+  const m = Math.max(0, Math.trunc(mask));
+  const high = Math.floor(m / 2 ** 32);
+  let low = m >>> 0;
   for (const [bit, name] of REASONS) {
-    if ((rest & BigInt(bit)) !== 0n) {
+    if ((low & bit) !== 0) {
       out.push(name);
-      rest &= ~BigInt(bit);
+      low = (low & ~bit) >>> 0;
     }
   }
-  if (rest !== 0n) out.push(`0x${rest.toString(16)}`);
+  const rest = high * 2 ** 32 + low;
+  if (rest !== 0) out.push(`0x${rest.toString(16)}`);
   return out;
 }

@@ -62,5 +62,6 @@ describe("VRAM accounting", () => {
   it("decodes clock-event reason bits, keeping unknown bits visible", () => {
     expect(decodeClockEventReasons(0)).toEqual([]);
     expect(decodeClockEventReasons(0x1 | 0x8 | 0x1000)).toEqual(["gpu_idle", "hw_slowdown", "0x1000"]);
+    expect(decodeClockEventReasons(2 ** 40 + 0x4)).toEqual(["sw_power_cap", "0x10000000000"]);
   });
 });

@@ -7,9 +7,11 @@ import {
   type GpuInfoSource,
   GpuSnapshotError,
   heartbeatMetrics,
+  loadAddon,
   pickDevice,
   readExtra,
 } from "../../src/gpu/index.js";
+import { unpackSnapshot } from "../../src/gpu/packed.js";
 import { silentLogger } from "../../src/log.js";
 import { fakeDevice } from "../fake-nvml/config.js";
 import { fake, useFakeConfig } from "./helpers.js";
@@ -202,6 +204,32 @@ describe("NVML addon over the fake library", () => {
     } finally {
       delete process.env["AITBC_NVML_LIBRARY"];
     }
+  });
+});
+
+describe("packed snapshot", () => {
+  it("decodes to exactly what the object form of the addon returns", async () => {
+    useFakeConfig({
+      devices: [
+        fakeDevice(0, {
+          processes: [
+            { pid: 9, usedMiB: 77 },
+            { pid: 8, usedMiB: null },
+          ],
+          clockReasons: 0x44,
+        }),
+        fakeDevice(1, { unsupported: ["fan", "cc", "processes", "ecc", "power"], eccCurrent: false }),
+        fakeDevice(2, { lostAfter: 0 }),
+      ],
+    });
+    await open();
+    const loaded = loadAddon();
+    if (!loaded.ok) throw new Error(loaded.reason);
+    const a = loaded.addon;
+    const viaObjects = a.snapshot({ pcieThroughput: true });
+    expect(unpackSnapshot(a.snapshotPacked({ pcieThroughput: true }))).toEqual(viaObjects);
+    expect(unpackSnapshot(await a.snapshotPackedAsync())).toEqual(await a.snapshotAsync());
+    expect(viaObjects.devices[2]!.error?.code).toBe(15);
   });
 });
 
