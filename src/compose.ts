@@ -54,7 +54,6 @@ export async function composeMiner(
   const receiptLog = new ReceiptLog(stateFiles.receiptsLog(cfg.stateDir));
 
   const gpu = await createGpuInfoSource({ nvmlLibrary: cfg.nvmlLibrary, log });
-  log.info({ event: "gpu_source", source: gpu.kind, reason: gpu.reason }, `GPU information from ${gpu.kind}`);
   let lastSnapshot: GpuSnapshot | null = null;
   const snapshot = async (): Promise<GpuSnapshot | null> => {
     try {

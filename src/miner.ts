@@ -3,7 +3,7 @@
 // so a lost reply or a restart is harmless (DESIGN §7).
 
 import { type Backend, BackendError, type InferenceRequest, type InferenceResult } from "./backends/types.js";
-import { Backoff, sleep } from "./backoff.js";
+import { Backoff, sleep, within } from "./backoff.js";
 import { CoordinatorError } from "./coordinator/errors.js";
 import type { Capabilities, CompletedJob, CoordinatorClient, Job, SubmitAck } from "./coordinator/types.js";
 import { checkConstraints, type HostFacts, type JobLimits, validatePayload } from "./job.js";
@@ -707,19 +707,16 @@ export class Miner {
     // 1. Let in-flight jobs finish within the grace period, then fail the rest as "shutting down".
     if (this.inflight.size > 0 && !wedged) {
       const all = Promise.all([...this.inflight.values()].map((r) => r.done));
-      const finished = await Promise.race([
-        all.then(() => true),
-        sleep(this.s.gracePeriodMs).then(() => false),
-      ]);
+      const finished = await within(all, this.s.gracePeriodMs);
       if (!finished) {
         for (const r of this.inflight.values()) r.abort.abort("shutting_down" satisfies AbortWhy);
-        await Promise.race([all, sleep(this.s.abortGraceMs + 1000)]);
+        await within(all, this.s.abortGraceMs + 1000);
       }
     }
     // 2. Flush the outbox for a bounded time; what is left is resubmitted on the next start.
     this.flushDeadline = Date.now() + this.s.flushTimeoutMs;
     const flushTimer = setTimeout(() => this.flushAbort.abort(), this.s.flushTimeoutMs);
-    await Promise.race([Promise.all([...this.submitting.values()]), sleep(this.s.flushTimeoutMs + 500)]);
+    await within(Promise.all([...this.submitting.values()]), this.s.flushTimeoutMs + 500);
     clearTimeout(flushTimer);
     this.flushAbort.abort();
     this.stopHeartbeats();
