@@ -43,6 +43,8 @@ export interface LlamaBackendOptions {
   preflight?: boolean | undefined;
   /** Where `hf:` map entries are downloaded (default: <cache dir>/models). */
   downloadDir?: string | undefined;
+  /** Give up a download that makes no progress for this long (default 30 s). */
+  downloadStallMs?: number | undefined;
 }
 
 export interface LlamaBackend extends Backend {
@@ -131,12 +133,23 @@ export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
       }
       const directory = opts.downloadDir ?? join(defaultCacheDir(), "models");
       let lastPct = -10;
+      // No overall deadline (models are large); a download that stalls is abandoned.
+      const stallMs = opts.downloadStallMs ?? 30_000;
+      const stall = new AbortController();
+      let watchdog = setTimeout(() => stall.abort(new Error(`no progress for ${stallMs} ms`)), stallMs);
       try {
-        const path = await resolveModelFile(c.uri, {
+        // resolveModelFile does not always honour the signal (e.g. while resolving the host): race it.
+        const stalled = new Promise<never>((_, reject) =>
+          stall.signal.addEventListener("abort", () => reject(stall.signal.reason), { once: true }),
+        );
+        const download = resolveModelFile(c.uri, {
           directory,
           download: "auto",
           cli: false,
+          signal: stall.signal,
           onProgress: ({ totalSize, downloadedSize }) => {
+            clearTimeout(watchdog);
+            watchdog = setTimeout(() => stall.abort(new Error(`no progress for ${stallMs} ms`)), stallMs);
             const pct = totalSize > 0 ? Math.floor((downloadedSize / totalSize) * 100) : 0;
             if (pct >= lastPct + 10) {
               lastPct = pct;
@@ -147,15 +160,22 @@ export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
             }
           },
         });
+        download.catch(() => undefined); // settles after the race when abandoned
+        const path = await Promise.race([download, stalled]);
         const scanned = scanModels({ mapEntries: [{ name: c.name, path, uri: null }] });
         if (scanned.candidates[0]) out.push({ ...scanned.candidates[0], uri: c.uri });
         else
           log.error({ event: "model_skipped", model: c.name, path }, "downloaded file is not a GGUF model");
       } catch (err) {
+        const why = stall.signal.aborted
+          ? String((stall.signal.reason as Error).message)
+          : (err as Error).message;
         log.error(
-          { event: "model_download_failed", model: c.name, uri: c.uri, err: (err as Error).message },
+          { event: "model_download_failed", model: c.name, uri: c.uri, err: why },
           `cannot download ${c.uri} (no network or no such file?): model ${c.name} is not offered`,
         );
+      } finally {
+        clearTimeout(watchdog);
       }
     }
     return out;

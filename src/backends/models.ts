@@ -25,7 +25,7 @@ const nameSchema = z
   .string()
   .min(1)
   .max(200)
-  .regex(/^[^\s/\\]+$/, "model names have no spaces or slashes");
+  .regex(/^[\x21-\x7e]+$/, "model names are printable ASCII without spaces");
 const targetSchema = z.string().min(1).max(4096);
 const entrySchema = z.union([
   targetSchema,
