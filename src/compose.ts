@@ -3,7 +3,7 @@
 import { createFallbackBackend } from "./backends/fallback.js";
 import { createLlamaBackend } from "./backends/llama.js";
 import { createOllamaBackend } from "./backends/ollama.js";
-import type { Backend } from "./backends/types.js";
+import { type Backend, BackendError } from "./backends/types.js";
 import type { RunConfig } from "./config.js";
 import { createCoordinatorClient } from "./coordinator/client.js";
 import type { Capabilities } from "./coordinator/types.js";
@@ -65,7 +65,7 @@ export async function composeMiner(
   };
 
   const backend = await createBackend(cfg, log);
-  await backend.init();
+  const initRetry = await initBackend(backend, log);
   const models = backend.listModels();
   if (models.length === 0) {
     log.warn(
@@ -175,9 +175,35 @@ export async function composeMiner(
     backend,
     gpu,
     async close() {
+      initRetry.stop();
       await gpu.close().catch(() => undefined);
     },
   };
+}
+
+/**
+ * Start the backend. One that is unreachable (Ollama not up yet) is not fatal: the miner starts,
+ * serves no model from it, and the backend is retried every 15 s until it answers.
+ */
+async function initBackend(backend: Backend, log: Logger): Promise<{ stop(): void }> {
+  try {
+    await backend.init();
+    return { stop() {} };
+  } catch (err) {
+    if (!(err instanceof BackendError) || err.code !== "backend_unavailable") throw err;
+    log.error({ event: "backend_unavailable", backend: backend.name, reason: err.message }, err.message);
+  }
+  const timer = setInterval(() => {
+    backend.init().then(
+      () => {
+        clearInterval(timer);
+        log.info({ event: "backend_available", backend: backend.name }, `${backend.name} backend is up`);
+      },
+      () => undefined,
+    );
+  }, 15_000);
+  timer.unref();
+  return { stop: () => clearInterval(timer) };
 }
 
 async function createBackend(cfg: RunConfig, log: Logger): Promise<Backend> {
