@@ -457,7 +457,22 @@ export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
       closed = true;
       await Promise.allSettled([...loading.values()]);
       for (const entry of [...loaded.values()]) await unload(entry);
-      await llama?.dispose().catch(() => undefined);
+      // After a model failed to load, node-llama-cpp's dispose() can stay pending forever (seen
+      // with 3.21.1); the process frees everything on exit anyway, so do not hang shutdown on it.
+      if (llama) {
+        let timer: NodeJS.Timeout | undefined;
+        const settled = await Promise.race([
+          llama.dispose().then(
+            () => true,
+            () => true,
+          ),
+          new Promise<false>((r) => {
+            timer = setTimeout(() => r(false), 2000); // kept ref'd: an idle loop would exit mid-close
+          }),
+        ]);
+        clearTimeout(timer);
+        if (!settled) log.debug({ event: "llama_dispose_timeout" }, "llama runtime did not dispose in 2 s");
+      }
       llama = null;
     },
   };

@@ -1,0 +1,68 @@
+// Broken GGUFs can abort the whole process inside llama.cpp (GGML_ASSERT, DESIGN §8), so these
+// scenarios run in a child process; the backend's own preflight must keep that child alive too.
+import { execFile } from "node:child_process";
+import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { beforeAll, describe, expect, it } from "vitest";
+import { preflightModel } from "../../src/backends/preflight.js";
+import { repoRoot, tempDir, tinyPath } from "./helpers.js";
+
+const run = promisify(execFile);
+const child = join(repoRoot, "test", "backends", "broken-model-child.mjs");
+
+interface ChildReport {
+  before: string[];
+  after: string[];
+  results: { model: string; ok: boolean; code?: string; message?: string; completionTokens?: number }[];
+}
+
+async function runChild(dir: string, preflight: boolean, models: string[]) {
+  const { stdout } = await run(process.execPath, [child, dir, String(preflight), ...models], {
+    timeout: 120_000,
+  });
+  return JSON.parse(stdout.trim().split("\n").at(-1)!) as ChildReport;
+}
+
+let dir: string;
+beforeAll(() => {
+  dir = tempDir("broken-");
+  copyFileSync(tinyPath, join(dir, "tiny.gguf"));
+  // A valid GGUF that lacks llama.feed_forward_length: llama.cpp asserts while loading it.
+  const noFf = readFileSync(tinyPath);
+  const at = noFf.indexOf("llama.feed_forward_length");
+  expect(at).toBeGreaterThan(0);
+  noFf.write("llama.feed_forward_lengtX", at);
+  writeFileSync(join(dir, "noff.gguf"), noFf);
+  // A header and no tensor data.
+  writeFileSync(join(dir, "truncated.gguf"), readFileSync(tinyPath).subarray(0, 5000));
+});
+
+describe("broken model files", () => {
+  it("the preflight child reports an asserting model as a crash, not a hang", async () => {
+    const reason = await preflightModel(join(dir, "noff.gguf"));
+    expect(reason).toMatch(/crashed \(SIGABRT\).*GGML_ASSERT/);
+    expect(await preflightModel(tinyPath)).toBeNull();
+  });
+
+  it("fails jobs for broken models with model_load_failed and keeps serving the good one", async () => {
+    const report = await runChild(dir, true, ["noff", "truncated", "tiny", "noff"]);
+    expect(report.before.sort()).toEqual(["noff", "tiny", "truncated"]);
+    expect(report.results).toEqual([
+      expect.objectContaining({ model: "noff", ok: false, code: "model_load_failed" }),
+      expect.objectContaining({ model: "truncated", ok: false, code: "model_load_failed" }),
+      { model: "tiny", ok: true, completionTokens: 4 },
+      expect.objectContaining({ model: "noff", ok: false, code: "model_load_failed" }),
+    ]);
+    // A model that failed to load is no longer advertised.
+    expect(report.after).toEqual(["tiny"]);
+  });
+
+  it("without the preflight, a file llama.cpp rejects cleanly still fails only its job", async () => {
+    const report = await runChild(dir, false, ["truncated", "tiny"]);
+    expect(report.results).toEqual([
+      expect.objectContaining({ model: "truncated", ok: false, code: "model_load_failed" }),
+      { model: "tiny", ok: true, completionTokens: 4 },
+    ]);
+  });
+});
