@@ -1,0 +1,71 @@
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createFallbackBackend } from "../../src/backends/fallback.js";
+import { createLlamaBackend } from "../../src/backends/llama.js";
+import { createOllamaBackend } from "../../src/backends/ollama.js";
+import type { BackendError } from "../../src/backends/types.js";
+import { silentLogger } from "../../src/log.js";
+import { fixturesModels, never, req } from "./helpers.js";
+
+let server: Server;
+let url: string;
+beforeAll(async () => {
+  server = createServer((q, r) => {
+    r.writeHead(200, { "content-type": "application/json" });
+    if (q.url === "/api/tags")
+      return r.end(JSON.stringify({ models: [{ name: "llama3.2:1b" }, { name: "tiny" }] }));
+    q.resume();
+    q.on("end", () =>
+      r.end(JSON.stringify({ response: "from ollama", eval_count: 2, prompt_eval_count: 1 })),
+    );
+  });
+  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+afterAll(() => new Promise((r) => server.close(r)));
+
+const llama = () =>
+  createLlamaBackend({
+    modelsDir: fixturesModels,
+    threads: 1,
+    concurrency: 1,
+    gpu: false,
+    log: silentLogger(),
+  });
+
+describe("fallback backend", () => {
+  it("serves a model on the primary when it has it, else on the secondary, else refuses", async () => {
+    const ollama = createOllamaBackend({ url, log: silentLogger(), timeoutMs: 2000, refreshIntervalMs: 0 });
+    const b = createFallbackBackend(llama(), ollama, silentLogger());
+    await b.init();
+    try {
+      expect(b.listModels().map((m) => m.name)).toEqual(["tiny", "llama3.2:1b"]);
+      expect((await b.generate(req({ maxTokens: 4 }), never())).backend).toBe("llama");
+      const r = await b.generate(req({ model: "llama3.2:1b" }), never());
+      expect(r).toMatchObject({ backend: "ollama", output: "from ollama", model: "llama3.2:1b" });
+      const e = await b.generate(req({ model: "mistral" }), never()).catch((x: unknown) => x);
+      expect((e as BackendError).code).toBe("model_not_found");
+    } finally {
+      await b.close();
+    }
+  });
+
+  it("runs on the primary alone when the secondary is down", async () => {
+    const down = createOllamaBackend({
+      url: "http://127.0.0.1:9",
+      log: silentLogger(),
+      timeoutMs: 1000,
+      refreshIntervalMs: 0,
+    });
+    const b = createFallbackBackend(llama(), down, silentLogger());
+    await b.init();
+    try {
+      expect(b.listModels().map((m) => m.name)).toEqual(["tiny"]);
+      expect(b.hasModel("llama3.2:1b")).toBe(false);
+      expect((await b.generate(req({ maxTokens: 4 }), never())).completionTokens).toBe(4);
+    } finally {
+      await b.close();
+    }
+  });
+});
