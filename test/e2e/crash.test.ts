@@ -28,11 +28,38 @@ function events(m: Spawned): { event?: string; count?: number; jobId?: string }[
     .map((l) => JSON.parse(l) as { event?: string });
 }
 
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
+async function until(cond: () => boolean, ms: number, what: string, m?: Spawned): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > end)
+      throw new Error(
+        `timed out waiting for ${what}: ${
+          m
+            ?.stderr()
+            .split("\n")
+            .filter((l) => l.includes("event"))
+            .map((l) => /"event":"(\w+)"/.exec(l)?.[1])
+            .join(",") ?? ""
+        }`,
+      );
     await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Wait on the coordinator; on time-out, say what the miner was doing. */
+async function waitOn(
+  m: Spawned,
+  what: string,
+  pred: (c: LocalCoordinator) => boolean,
+  ms: number,
+): Promise<void> {
+  try {
+    await coordinator!.waitFor(pred, ms);
+  } catch {
+    const seen = events(m)
+      .map((e) => e.event)
+      .join(",");
+    throw new Error(`timed out waiting for ${what}; miner events: ${seen}`);
   }
 }
 
@@ -66,11 +93,13 @@ describe("crash run", () => {
         payload: { model: "tiny", prompt: `short ${i}`, max_tokens: 4, temperature: 0 },
       }),
     );
-    const m1 = start();
+    // The coordinator hands out no more than `concurrency` unfinished jobs: take all five at once.
+    const m1 = start(["--concurrency", "5"]);
     await until(
       () => events(m1).filter((e) => e.event === "job_completed").length === 5,
       60_000,
       "5 results in the outbox",
+      m1,
     );
     m1.child.kill("SIGKILL");
     await m1.exit;
@@ -82,15 +111,26 @@ describe("crash run", () => {
       payload: { model: "tiny", prompt: "a long one", max_tokens: 480, temperature: 0 },
     });
     const m2 = start();
-    await coordinator.waitFor((c) => short.every((id) => c.job(id)?.state === "COMPLETED"), 60_000);
+    await waitOn(
+      m2,
+      "outbox resubmitted",
+      (c) => short.every((id) => c.job(id)?.state === "COMPLETED"),
+      60_000,
+    );
     expect(events(m2).find((e) => e.event === "outbox_recovered")?.count).toBe(5);
-    await coordinator.waitFor((c) => c.job(long1)?.state === "RUNNING", 30_000);
+    // Kill once the claim is journaled (job_started): before that, only the coordinator's lease can help.
+    await until(
+      () => events(m2).some((e) => e.event === "job_started" && e.jobId === long1),
+      30_000,
+      "long1 started",
+      m2,
+    );
     m2.child.kill("SIGKILL");
     await m2.exit;
 
     // Phase 3: the restarted miner finds the claim in its journal and runs it again.
     const m3 = start(["--job-timeout", "8"]);
-    await coordinator.waitFor((c) => c.job(long1)?.state === "COMPLETED", 60_000);
+    await waitOn(m3, "long1 completed", (c) => c.job(long1)?.state === "COMPLETED", 60_000);
     const resumed = events(m3).some((e) => e.event === "job_resumed" && e.jobId === long1);
     const finishedBeforeKill = events(m2).some((e) => e.event === "job_completed" && e.jobId === long1);
     expect(resumed || finishedBeforeKill).toBe(true);
@@ -100,14 +140,22 @@ describe("crash run", () => {
     const long2 = coordinator.enqueue({
       payload: { model: "tiny", prompt: "another long one", max_tokens: 480, temperature: 0 },
     });
-    await coordinator.waitFor((c) => c.job(long2)?.state === "RUNNING", 30_000);
+    await until(
+      () => events(m3).some((e) => e.event === "job_started" && e.jobId === long2),
+      30_000,
+      "long2 started",
+      m3,
+    );
     m3.child.kill("SIGKILL");
     await m3.exit;
     await new Promise((r) => setTimeout(r, 8500)); // m3's 8 s deadline for long2 passes while it is down
     const m4 = start();
-    await coordinator.waitFor((c) => c.job(long2)?.state === "COMPLETED", 60_000);
-    expect(events(m4).some((e) => e.event === "job_expired_on_restart" && e.jobId === long2)).toBe(true);
-    expect(coordinator.job(long2)!.attempts).toBe(2);
+    await waitOn(m4, "long2 completed", (c) => c.job(long2)?.state === "COMPLETED", 60_000);
+    // Unless m3 finished long2 in the instant before the kill, m4 must have expired and requeued it.
+    if (!events(m3).some((e) => e.event === "job_completed" && e.jobId === long2)) {
+      expect(events(m4).some((e) => e.event === "job_expired_on_restart" && e.jobId === long2)).toBe(true);
+      expect(coordinator.job(long2)!.attempts).toBe(2);
+    }
     m4.child.kill("SIGTERM");
     expect((await m4.exit).code).toBe(0);
 
