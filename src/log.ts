@@ -1,6 +1,6 @@
 // Structured logs (pino), one event per line on stderr. Secrets never reach them: known secret
 // paths are censored, and every registered secret string is scrubbed from messages.
-import { pino, type Logger, type LevelWithSilent } from "pino";
+import { type LevelWithSilent, type Logger, pino } from "pino";
 
 export type { Logger };
 

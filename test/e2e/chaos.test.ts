@@ -131,7 +131,7 @@ describe("chaos run", () => {
       completed: JOBS - lost,
       lost,
       duplicatesAccepted: acceptedTwice,
-      duplicateSubmissionsRefused: s.duplicateSubmissions,
+      duplicateSubmissionsRefused: jobs.reduce((n, j) => n + j.duplicateSubmissions, 0),
       coordinatorKills: restarts,
       faultsInjected: faultTotals,
       rssWarmKb: warmRss,
