@@ -145,7 +145,9 @@ export async function composeMiner(
       const s = await snapshot();
       if (!info?.sizeBytes || !s) return null;
       const verdict = admit(s, info.sizeBytes);
-      return verdict.ok ? null : verdict.reason;
+      if (verdict.ok) return null;
+      const allLost = s.devices.length > 0 && s.devices.every((d) => d.error);
+      return { errorCode: allLost ? "gpu_unavailable" : "insufficient_vram", message: verdict.reason };
     },
     async jobMemoryProbe() {
       const s = await snapshot();

@@ -66,8 +66,8 @@ export interface MinerDeps {
     verified: boolean | null;
     reason?: string | undefined;
   }): Promise<void>;
-  /** VRAM admission: a reason to refuse, or null to go ahead. */
-  admit?(req: InferenceRequest): Promise<string | null>;
+  /** VRAM admission: why the job cannot run here (before any model is loaded), or null to go ahead. */
+  admit?(req: InferenceRequest): Promise<{ errorCode: string; message: string } | null>;
   /** Around each job: e.g. check that VRAM came back. */
   jobMemoryProbe?(): Promise<() => Promise<void>>;
   /** GPU utilization/memory figures for a job's metrics. */
@@ -410,10 +410,10 @@ export class Miner {
     const refusal = this.d.admit ? await this.d.admit(req) : null;
     if (refusal) {
       log.warn(
-        { event: "job_rejected", errorCode: "insufficient_vram", reason: refusal },
-        "model does not fit in free VRAM",
+        { event: "job_rejected", errorCode: refusal.errorCode, reason: refusal.message },
+        "job refused by VRAM admission",
       );
-      return this.reportFailure(jobId, "insufficient_vram", refusal);
+      return this.reportFailure(jobId, refusal.errorCode, refusal.message);
     }
 
     log.info(

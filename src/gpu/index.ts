@@ -95,7 +95,7 @@ export async function createGpuInfoSource(opts: GpuSourceOptions): Promise<GpuIn
   if (!opts.preferNvidiaSmi) {
     const nvml = await tryNvml(opts);
     if (typeof nvml !== "string") {
-      opts.log.debug({ event: "gpu_source", source: "nvml", reason: nvml.reason }, "GPU info from NVML");
+      opts.log.info({ event: "gpu_source", source: "nvml", reason: nvml.reason }, "GPU info from NVML");
       return nvml;
     }
     reasons.push(nvml);

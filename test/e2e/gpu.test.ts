@@ -1,0 +1,130 @@
+// The miner on a GPU host, as far as this machine can show it: the real NVML addon over the fake
+// libnvidia-ml drives registration capabilities, heartbeats and VRAM admission.
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import type { LocalCoordinator } from "../../src/coordinator/local/server-types.js";
+import { fakeDevice, writeFakeNvmlConfig } from "../fake-nvml/config.js";
+import { fakeNvmlPaths } from "../setup/fake-nvml.js";
+import { type Spawned, spawnCli } from "./cli.js";
+import { API_KEY, coordinatorWithReceipts, inferenceJob, modelsDir, repoRoot } from "./harness.js";
+
+let coordinator: LocalCoordinator | null = null;
+let miner: Spawned | null = null;
+afterEach(async () => {
+  miner?.child.kill("SIGKILL");
+  await coordinator?.close();
+  miner = null;
+  coordinator = null;
+});
+
+function startGpuMiner(url: string, devices: ReturnType<typeof fakeDevice>[]): Spawned {
+  const dir = mkdtempSync(join(tmpdir(), "gpu-miner-"));
+  const config = writeFakeNvmlConfig(join(dir, "fake-nvml.conf"), {
+    driver: "550.54.15",
+    cuda: 12040,
+    devices,
+  });
+  return spawnCli(
+    [
+      "run",
+      ...["--coordinator", url, "--api-key", API_KEY, "--miner-id", "gpu-miner", "--models", modelsDir],
+      ...["--threads", "1", "--gpu", "auto", "--state-dir", join(dir, "state"), "--poll-min-interval", "0"],
+      ...[
+        "--heartbeat-interval",
+        "1",
+        "--nvml-library",
+        fakeNvmlPaths(repoRoot).current,
+        "--log-level",
+        "info",
+      ],
+    ],
+    { FAKE_NVML_CONFIG: config },
+  );
+}
+
+const final = (id: string) => (c: LocalCoordinator) =>
+  ["COMPLETED", "FAILED"].includes(c.job(id)?.state ?? "");
+
+describe("GPU host (fake NVML)", () => {
+  it("advertises the GPUs NVML sees and sends their state in heartbeats", async () => {
+    coordinator = (await coordinatorWithReceipts()).coordinator;
+    let heartbeatMeta: unknown = null;
+    coordinator.on((e) => {
+      if (e.type === "heartbeat")
+        heartbeatMeta = coordinator?.miners().find((m) => m.minerId === "gpu-miner")?.metadata ?? null;
+    });
+    const id = coordinator.enqueue(inferenceJob(1));
+    miner = startGpuMiner(coordinator.url, [
+      fakeDevice(0),
+      fakeDevice(1, { name: "NVIDIA A100-SXM4-40GB", memTotalMiB: 40960 }),
+    ]);
+    await coordinator.waitFor(final(id), 60_000);
+    await coordinator.waitFor(() => heartbeatMeta !== null, 10_000);
+    const registered = coordinator.miners().find((m) => m.minerId === "gpu-miner")!;
+    expect(registered.capabilities).toMatchObject({
+      platform: "CUDA",
+      cuda: "12.4",
+      models: ["tiny"],
+      gpus: [
+        {
+          name: "NVIDIA H100 80GB HBM3",
+          memory_mb: 81559,
+          uuid: fakeDevice(0).uuid,
+          compute_capability: "9.0",
+        },
+        { name: "NVIDIA A100-SXM4-40GB", memory_mb: 40960, uuid: fakeDevice(1).uuid },
+      ],
+    });
+    expect(heartbeatMeta).toMatchObject({
+      gpu_source: "nvml",
+      gpus: [
+        expect.objectContaining({ uuid: fakeDevice(0).uuid }),
+        expect.objectContaining({ uuid: fakeDevice(1).uuid }),
+      ],
+    });
+    expect(coordinator.job(id)!.state).toBe("COMPLETED");
+    expect(miner.stderr()).toContain('"source":"nvml"');
+    miner.child.kill("SIGTERM");
+    expect((await miner.exit).code).toBe(0);
+  });
+
+  it("refuses a job whose model does not fit in free VRAM, before loading it", async () => {
+    coordinator = (await coordinatorWithReceipts()).coordinator;
+    const id = coordinator.enqueue(inferenceJob(1));
+    miner = startGpuMiner(coordinator.url, [
+      fakeDevice(0, { memTotalMiB: 2048, memUsedMiB: 2000, memReservedMiB: 0 }),
+    ]);
+    await coordinator.waitFor(final(id), 60_000);
+    const job = coordinator.job(id)!;
+    expect(job.state).toBe("FAILED");
+    expect(job.error?.code).toBe("insufficient_vram");
+    expect(job.error?.message).toMatch(/MiB/);
+    expect(miner.stderr()).not.toContain('"event":"model_loaded"');
+    miner.child.kill("SIGTERM");
+    expect((await miner.exit).code).toBe(0);
+  });
+
+  it("keeps running when the GPU is lost mid-run: later jobs fail with a clean reason", async () => {
+    coordinator = (await coordinatorWithReceipts()).coordinator;
+    // ~20 device calls a snapshot: the GPU is lost after a few heartbeats.
+    miner = startGpuMiner(coordinator.url, [fakeDevice(0, { lostAfter: 150 })]);
+    const first = coordinator.enqueue(inferenceJob(1));
+    await coordinator.waitFor(final(first), 60_000);
+    await new Promise((r) => setTimeout(r, 8000));
+    const later = coordinator.enqueue(inferenceJob(2));
+    await coordinator.waitFor(final(later), 60_000);
+    expect(miner.child.exitCode).toBeNull();
+    expect(
+      coordinator.job(first)!.state === "COMPLETED" ||
+        coordinator.job(first)!.error?.code === "gpu_unavailable",
+    ).toBe(true);
+    expect(coordinator.job(later)!.error).toMatchObject({
+      code: "gpu_unavailable",
+      message: expect.stringMatching(/GPU is lost/),
+    });
+    miner.child.kill("SIGTERM");
+    expect((await miner.exit).code).toBe(0);
+  });
+});
