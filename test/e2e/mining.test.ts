@@ -1,7 +1,9 @@
+import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import type { LocalCoordinator } from "../../src/coordinator/local/server-types.js";
+import { stateFiles } from "../../src/paths.js";
 import { coordinatorWithReceipts, inferenceJob, minerConfig, startMiner } from "./harness.js";
 
 let coordinator: LocalCoordinator | null = null;
@@ -25,13 +27,12 @@ describe.each([
     const events: string[] = [];
     coordinator.on((e) => events.push(e.type));
     const ids = Array.from({ length: 8 }, (_, i) => coordinator!.enqueue(inferenceJob(i % 4)));
-    const miner = await startMiner(
-      minerConfig(coordinator.url, {
-        protocol,
-        concurrency,
-        coordinatorKey: started.coordinatorKey.publicKeyHex,
-      }),
-    );
+    const cfg = minerConfig(coordinator.url, {
+      protocol,
+      concurrency,
+      coordinatorKey: started.coordinatorKey.publicKeyHex,
+    });
+    const miner = await startMiner(cfg);
     await coordinator.waitFor(allFinal(ids), 60_000);
     const exit = await miner.stop();
     expect(exit.code).toBe(0);
@@ -55,6 +56,19 @@ describe.each([
     expect(outputs[0]!.length).toBeGreaterThan(0);
     expect(outputs[4]).toBe(outputs[0]);
     expect(outputs[5]).toBe(outputs[1]);
+    // Every receipt, ours and (aitbc) the coordinator's, is in the receipts log with its verification.
+    const log = readFileSync(stateFiles.receiptsLog(cfg.stateDir), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { kind: string; jobId: string; verified: boolean | null });
+    for (const id of ids) {
+      expect(log.filter((e) => e.jobId === id && e.kind === "miner")).toHaveLength(1);
+      if (protocol === "aitbc") {
+        expect(log.filter((e) => e.jobId === id && e.kind === "coordinator").map((e) => e.verified)).toEqual([
+          true,
+        ]);
+      }
+    }
     expect(events).toContain("registered");
     if (protocol === "aitbc") expect(events).toContain("deregistered");
     if (protocol === "aitbc")
