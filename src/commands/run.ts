@@ -67,6 +67,8 @@ export async function runMiner(
   try {
     const exit = await composed.miner.run();
     if (exit.code !== 0) log.error({ event: "exit", code: exit.code, reason: exit.reason }, exit.reason);
+    // A wedged backend may hold native work that never ends: do not wait for it to let go.
+    if (exit.code === 70) setTimeout(() => process.exit(70), 500).unref();
     return exit.code;
   } finally {
     process.off("SIGTERM", onSignal);
