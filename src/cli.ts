@@ -1,5 +1,6 @@
 // Command-line entry: every command registers itself; errors in usage or config exit with code 2.
 import { Command, CommanderError } from "commander";
+import { register as registerBench } from "./commands/bench.js";
 import { register as registerCoordinator } from "./commands/coordinator.js";
 import { register as registerDemo } from "./commands/demo.js";
 import { register as registerDoctor } from "./commands/doctor.js";
@@ -33,6 +34,7 @@ export function buildProgram(): Command {
   registerReceipts(program);
   registerDoctor(program);
   registerService(program);
+  registerBench(program);
   registerCoordinator(program);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;

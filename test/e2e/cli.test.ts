@@ -68,6 +68,38 @@ describe("command line", () => {
   });
 });
 
+describe("bench", () => {
+  it("measures one-at-a-time and batched throughput side by side", async () => {
+    const r = await runCli([
+      "bench",
+      "--models",
+      modelsDir,
+      "--jobs",
+      "2",
+      "--concurrency",
+      "2",
+      "--max-tokens",
+      "4",
+      "--threads",
+      "1",
+      "--gpu",
+      "cpu",
+      "--json",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const result = JSON.parse(r.stdout) as Record<string, unknown>;
+    expect(result).toMatchObject({
+      model: "tiny",
+      jobs: 2,
+      concurrency: 2,
+      gpuSource: "none",
+      gpuSnapshotUs: null,
+    });
+    expect(result["sequentialTokensPerS"]).toBeGreaterThan(0);
+    expect(result["batchedOverSequential"]).toBeGreaterThan(0);
+  });
+});
+
 describe("SIGTERM", () => {
   async function startJobThenSignal(gracePeriod: number) {
     coordinator = (await coordinatorWithReceipts()).coordinator;
