@@ -28,6 +28,7 @@ describe("command line", () => {
       "doctor",
       "service",
       "coordinator",
+      "bench",
     ]) {
       expect(help.stdout).toContain(c);
     }
