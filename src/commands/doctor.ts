@@ -2,7 +2,7 @@
 import { accessSync, constants, existsSync, statSync } from "node:fs";
 import type { Command } from "commander";
 import { createCoordinatorClient } from "../coordinator/client.js";
-import { createGpuInfoSource } from "../gpu/index.js";
+import { createGpuInfoSource, loadAddon } from "../gpu/index.js";
 import { silentLogger } from "../log.js";
 import { defaultStateDir, stateFiles } from "../paths.js";
 import { loadKeyFile } from "../receipts/index.js";
@@ -65,6 +65,18 @@ async function runChecks(opts: DoctorOptions): Promise<Check[]> {
           status: "fail",
           detail: `Node ${process.versions.node}`,
           fix: "install Node 20.18 or newer",
+        },
+  );
+
+  const addon = loadAddon();
+  checks.push(
+    addon.ok
+      ? { name: "addon", status: "ok", detail: `NVML addon ${addon.path}` }
+      : {
+          name: "addon",
+          status: "warn",
+          detail: `NVML addon not loaded: ${addon.reason}`,
+          fix: "GPU facts fall back to nvidia-smi; reinstall, or build it: npm run build:native (needs c++ and cmake)",
         },
   );
 
