@@ -10,6 +10,7 @@ import { checkConstraints, type HostFacts, type JobLimits, validatePayload } fro
 import type { ClaimedJob, ClaimJournal } from "./journal.js";
 import type { Logger } from "./log.js";
 import type { Outbox } from "./outbox.js";
+import type { MinerReceiptInput } from "./receipts/receipt.js";
 
 export interface MinerSettings {
   minerId: string;
@@ -28,17 +29,8 @@ export interface MinerSettings {
   unloadAfterJob: boolean;
 }
 
-export interface ReceiptInput {
-  jobId: string;
-  minerId: string;
-  model: string;
-  prompt: string;
-  output: string;
-  units: number;
-  startedAt: number;
-  completedAt: number;
-  durationMs: number;
-}
+/** What the miner's receipt is made from (the receipts module defines and signs it). */
+export type ReceiptInput = MinerReceiptInput;
 
 export interface CoordinatorReceiptCheck {
   verified: boolean | null;

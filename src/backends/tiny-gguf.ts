@@ -15,6 +15,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { dirname, join } from "node:path";
+import { seededRandom } from "../prng.js";
 
 export interface TinyModelOptions {
   /** Model name written to general.name (and the file name used by ensureTinyModel). */
@@ -86,18 +87,6 @@ export function resolveTinyOptions(opts: TinyModelOptions = {}): ResolvedTinyOpt
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
-}
-
-/** mulberry32: small, fast, fully determined by the seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** The vocabulary: specials, the 256 byte tokens, then text pieces so prompts tokenize compactly. */
@@ -278,7 +267,7 @@ function encodeTensor(t: TensorSpec): Buffer {
 }
 
 function buildTensors(o: ResolvedTinyOptions): TensorSpec[] {
-  const rnd = prng(o.seed);
+  const rnd = seededRandom(o.seed);
   const uniform = (n: number, scale: number) => {
     const a = new Float32Array(n);
     for (let i = 0; i < n; i++) a[i] = (rnd() * 2 - 1) * scale;

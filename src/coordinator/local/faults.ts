@@ -1,5 +1,6 @@
 // Seeded fault injection for the local coordinator: the same seed gives the same faults, so a
 // flaky-network test is reproducible.
+import { seededRandom } from "../../prng.js";
 
 export type FaultKind = "serverError" | "reset" | "slow" | "dropAfterCommit";
 
@@ -18,17 +19,7 @@ export interface FaultOptions {
   routes?: string[];
 }
 
-/** mulberry32: tiny, fast, good enough for test faults. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom };
 
 export interface FaultPlan {
   reset: boolean;
