@@ -11,6 +11,7 @@ import { register as registerService } from "./commands/service.js";
 import { register as registerTelemetry } from "./commands/telemetry.js";
 import { register as registerVerify } from "./commands/verify.js";
 import { ConfigError } from "./config.js";
+import { KeyFileError } from "./receipts/index.js";
 import { version } from "./version.js";
 
 export function buildProgram(): Command {
@@ -56,7 +57,7 @@ export async function main(argv: string[]): Promise<number> {
       }
       return 2;
     }
-    if (err instanceof ConfigError) {
+    if (err instanceof ConfigError || err instanceof KeyFileError) {
       process.stderr.write(`aitbc-native-miner: ${err.message}\n`);
       return 2;
     }

@@ -1,4 +1,4 @@
-import { mkdtempSync } from "node:fs";
+import { chmodSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -66,6 +66,28 @@ describe("command line", () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(message);
     expect(r.stderr.trim().split("\n").length).toBeLessThanOrEqual(2);
+  });
+});
+
+describe("signing key", () => {
+  it("run refuses a key file that others can read, says how to fix it, exit 2", async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), "key-perm-"));
+    expect((await runCli(["keys", "generate", "--state-dir", stateDir])).code).toBe(0);
+    const keyFile = join(stateDir, "miner-key.json");
+    chmodSync(keyFile, 0o644);
+    const r = await runCli([
+      "run",
+      "--coordinator",
+      "http://127.0.0.1:9",
+      "--api-key",
+      "k",
+      "--models",
+      modelsDir,
+      "--state-dir",
+      stateDir,
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`chmod 600 ${keyFile}`);
   });
 });
 
