@@ -625,7 +625,13 @@ export class Miner {
           ? 60_000
           : backoff.next(err instanceof CoordinatorError ? err.retryAfterMs : null);
         log.warn(
-          { event: "submit_retry", err: describeError(err), retryInMs: delay, attempt: backoff.attempts },
+          {
+            event: "submit_retry",
+            err: describeError(err),
+            retryInMs: delay,
+            attempt: backoff.attempts,
+            outboxDepth: this.submitting.size,
+          },
           "submit failed; will retry",
         );
         await sleep(Math.min(delay, this.flushMsLeft()), this.flushDeadlineSignal());
@@ -657,7 +663,13 @@ export class Miner {
       }
     }
     this.log.info(
-      { event: "submitted", jobId: result.jobId, status: ack.status, coordinatorReceipt: verified },
+      {
+        event: "submitted",
+        jobId: result.jobId,
+        status: ack.status,
+        coordinatorReceipt: verified,
+        outboxDepth: this.submitting.size - 1,
+      },
       "result accepted",
     );
   }
