@@ -69,6 +69,20 @@ describe("command line", () => {
   });
 });
 
+describe("service", () => {
+  it("prints a systemd unit that restarts the miner and keeps secrets in an EnvironmentFile", async () => {
+    const r = await runCli(["service", "--user", "miner", "--grace-period", "45"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^ExecStart=\S+node\S* \S+aitbc-native-miner\.js run$/m);
+    expect(r.stdout).toContain("User=miner");
+    expect(r.stdout).toContain("EnvironmentFile=/etc/aitbc-native-miner.env");
+    expect(r.stdout).toContain("Restart=always");
+    expect(r.stdout).toContain("KillSignal=SIGTERM");
+    expect(r.stdout).toContain("TimeoutStopSec=75");
+    expect(r.stdout).not.toMatch(/API_KEY=/);
+  });
+});
+
 describe("signing key", () => {
   it("run refuses a key file that others can read, says how to fix it, exit 2", async () => {
     const stateDir = mkdtempSync(join(tmpdir(), "key-perm-"));
