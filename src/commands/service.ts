@@ -17,7 +17,6 @@ export interface UnitOptions {
 export function renderUnit(o: UnitOptions): string {
   return `[Unit]
 Description=AITBC native miner (aitbc-native-miner)
-Documentation=https://www.npmjs.com/package/aitbc-native-miner
 After=network-online.target nvidia-persistenced.service
 Wants=network-online.target
 
