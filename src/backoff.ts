@@ -36,6 +36,8 @@ export class Backoff {
 
 /** Sleep that ends early (resolving false) when the signal fires. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
+  // setTimeout fires at once for delays past 2^31-1 ms: never let a huge delay become a busy loop.
+  ms = Math.min(Math.max(0, ms), 2 ** 31 - 1);
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve(false);
     const t = setTimeout(() => {

@@ -195,7 +195,7 @@ export class Miner {
             2,
           );
         }
-        if (err instanceof CoordinatorError && err.kind === "client") {
+        if (err instanceof CoordinatorError && err.kind === "client" && !err.retryable) {
           throw new MinerFatalError(
             `the coordinator rejected registration (HTTP ${err.status}): ${err.message}`,
             2,

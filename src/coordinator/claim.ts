@@ -120,7 +120,7 @@ export class ClaimClient implements CoordinatorClient {
       json: {
         miner_id: this.o.minerId,
         result: result.output,
-        completed_at: new Date(result.completedAt * 1000).toISOString(),
+        completed_at: new Date(result.completedAt).toISOString(),
         receipt: result.receipt,
       },
     });

@@ -29,15 +29,18 @@ export interface HttpResponse {
   text: string;
 }
 
-/** Parse Retry-After (delta seconds or an HTTP date) into milliseconds from now. */
+/** The longest wait a server may impose through Retry-After: past it the usual backoff cap rules. */
+export const MAX_RETRY_AFTER_MS = 10 * 60_000;
+
+/** Parse Retry-After (delta seconds or an HTTP date) into milliseconds from now, capped. */
 export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | null {
   const raw = Array.isArray(value) ? value[0] : value;
   if (raw === undefined) return null;
   const v = raw.trim();
-  if (/^\d+(\.\d+)?$/.test(v)) return Math.round(Number(v) * 1000);
+  if (/^\d+(\.\d+)?$/.test(v)) return Math.min(MAX_RETRY_AFTER_MS, Math.round(Number(v) * 1000));
   const at = Date.parse(v);
   if (Number.isNaN(at)) return null;
-  return Math.max(0, at - now);
+  return Math.min(MAX_RETRY_AFTER_MS, Math.max(0, at - now));
 }
 
 const TIMEOUT_CODES = new Set([
@@ -67,6 +70,8 @@ function statusKind(status: number): CoordinatorErrorKind {
   if (status === 409) return "conflict";
   if (status === 429) return "rate_limited";
   if (status >= 500) return "server";
+  // A redirect is not an answer the API gives: treat it like a malformed one (retried, result kept).
+  if (status < 400) return "bad_response";
   return "client";
 }
 

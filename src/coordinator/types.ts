@@ -44,7 +44,9 @@ export interface CompletedJob {
   promptTokens: number;
   completionTokens: number;
   executionTimeS: number;
+  /** Unix milliseconds. */
   startedAt: number;
+  /** Unix milliseconds. */
   completedAt: number;
   metrics: JobMetrics;
   /** The miner's signed receipt (DESIGN §3). */

@@ -46,7 +46,7 @@ describe("claim client ↔ local coordinator", () => {
     expect(done).toMatchObject({ state: "COMPLETED", completedBy: "claimer-1" });
     expect(done?.result).toEqual({
       output: "the output",
-      completed_at: new Date(result.completedAt * 1000).toISOString(),
+      completed_at: new Date(result.completedAt).toISOString(),
     });
     expect(done?.minerReceipt).toMatchObject({ job_id: id });
 

@@ -38,8 +38,8 @@ export function completed(jobId: string, output = "hello world"): CompletedJob {
     promptTokens: 3,
     completionTokens: 5,
     executionTimeS: 0.25,
-    startedAt: 1_700_000_000,
-    completedAt: 1_700_000_001,
+    startedAt: 1_700_000_000_000,
+    completedAt: 1_700_000_001_000,
     metrics: {
       duration_ms: 250,
       gpu_utilization: null,

@@ -51,6 +51,11 @@ describe.each([
         unit_type: "tokens",
       });
     }
+    if (protocol === "claim") {
+      // The claim dialect reports completion as an ISO time: it must be now, not some other epoch.
+      const at = Date.parse((jobs[0]!.result as { completed_at: string }).completed_at);
+      expect(Math.abs(Date.now() - at)).toBeLessThan(120_000);
+    }
     // Same prompt, greedy decoding: same output, whatever the batching.
     const outputs = jobs.map((j) => (j.result as { output: string }).output);
     expect(outputs[0]!.length).toBeGreaterThan(0);
