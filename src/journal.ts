@@ -9,6 +9,8 @@ export interface ClaimedJob {
   constraints: unknown;
   claimedAt: number;
   deadlineAt: number;
+  /** Set once the job is failed: only the report to the coordinator is left to make. */
+  failure?: { errorCode: string; message: string } | undefined;
 }
 
 const schema = z.object({
@@ -17,6 +19,7 @@ const schema = z.object({
   constraints: z.unknown(),
   claimedAt: z.number(),
   deadlineAt: z.number(),
+  failure: z.object({ errorCode: z.string(), message: z.string() }).optional(),
 });
 
 export class ClaimJournal {

@@ -112,6 +112,9 @@ export class Miner {
   private fatal: MinerFatalError | null = null;
   private exitResolve: ((e: MinerExit) => void) | null = null;
   private shutdownPromise: Promise<MinerExit> | null = null;
+  private polling: Promise<void> | null = null;
+  /** Failure reports not yet acknowledged (each also recorded in the journal). */
+  private readonly failing = new Map<string, Promise<void>>();
   private readonly stats: MinerStats = {
     completed: 0,
     failuresByCode: {},
@@ -150,8 +153,10 @@ export class Miner {
       await this.register();
       if (this.stopping) return await exited;
       await this.recover();
+      if (this.stopping) return await exited;
       this.startHeartbeats();
-      await this.pollLoop();
+      this.polling = this.pollLoop();
+      await this.polling;
     } catch (err) {
       if (err instanceof MinerFatalError) this.fatal ??= err;
       else this.fatal ??= new MinerFatalError(`unexpected: ${(err as Error)?.stack ?? String(err)}`, 1);
@@ -228,10 +233,15 @@ export class Miner {
           this.log.warn({ event: "heartbeat_failed", err: describeError(err) }, "heartbeat failed");
         }
       } finally {
-        if (this.heartbeatTimer !== null) this.heartbeatTimer = setTimeout(beat, this.s.heartbeatIntervalMs);
+        if (this.heartbeatTimer !== null) {
+          this.heartbeatTimer = setTimeout(beat, this.s.heartbeatIntervalMs);
+          this.heartbeatTimer.unref();
+        }
       }
     };
+    if (this.stopping) return;
     this.heartbeatTimer = setTimeout(beat, 0);
+    this.heartbeatTimer.unref();
   }
 
   private stopHeartbeats(): void {
@@ -259,6 +269,12 @@ export class Miner {
         await this.d.journal.remove(claimed.jobId);
         continue;
       }
+      if (claimed.failure) {
+        // Already failed before the restart; only the report is left to make.
+        this.startFailReport(claimed.jobId, claimed.failure.errorCode, claimed.failure.message);
+        continue;
+      }
+      if (this.stopping) break;
       const left = claimed.deadlineAt - Date.now();
       if (left > 1000) {
         this.log.info(
@@ -321,6 +337,10 @@ export class Miner {
         await sleep(delay, this.stopSignal.signal);
         continue;
       }
+      if (job !== null && this.stopping) {
+        await this.reportFailure(job.jobId, "shutting_down", "the miner is shutting down");
+        break;
+      }
       if (job === null) {
         await this.waitForWake(idleMs);
         idleMs = Math.min(idleMs * 2, this.s.pollIdleMaxMs);
@@ -366,13 +386,22 @@ export class Miner {
     const claimedAt = recovered?.claimedAt ?? Date.now();
     const deadlineAt = recovered?.deadlineAt ?? claimedAt + this.s.jobTimeoutMs;
     if (!recovered) {
-      await this.d.journal.record({
-        jobId,
-        payload: job.payload,
-        constraints: job.constraints,
-        claimedAt,
-        deadlineAt,
-      });
+      try {
+        await this.d.journal.record({
+          jobId,
+          payload: job.payload,
+          constraints: job.constraints,
+          claimedAt,
+          deadlineAt,
+        });
+      } catch (err) {
+        // e.g. nesting too deep to serialize: no valid job looks like that.
+        return this.reportFailure(
+          jobId,
+          "invalid_payload",
+          `the payload cannot be stored: ${(err as Error).message}`,
+        );
+      }
     }
     const log = this.log.child({ jobId });
 
@@ -414,6 +443,7 @@ export class Miner {
     );
     const afterJob = this.d.jobMemoryProbe ? await this.d.jobMemoryProbe().catch(() => null) : null;
     const startedAt = Date.now();
+    const t0 = performance.now(); // durations from the monotonic clock: NTP steps cannot make them negative
     let result: InferenceResult;
     try {
       result = await this.generateWithDeadline(req, abort, deadlineAt);
@@ -444,8 +474,8 @@ export class Miner {
       if (afterJob) await afterJob().catch(() => undefined);
     }
 
-    const completedAt = Date.now();
-    const durationMs = completedAt - startedAt;
+    const completedAt = Math.max(startedAt, Date.now());
+    const durationMs = Math.round(performance.now() - t0);
     const gpu = this.d.jobMetrics ? await this.d.jobMetrics().catch(() => null) : null;
     const receipt = this.d.signReceipt({
       jobId,
@@ -547,25 +577,76 @@ export class Miner {
 
   // ---------------------------------------------------------------- reporting
 
+  /**
+   * Fail a job at the coordinator. The verdict is journaled first, so a report that cannot be made
+   * now (coordinator down, miner restarting) is made later: the job is never left hanging.
+   */
   private async reportFailure(jobId: string, errorCode: string, message: string): Promise<void> {
     this.stats.failed++;
     this.stats.failuresByCode[errorCode] = (this.stats.failuresByCode[errorCode] ?? 0) + 1;
-    const backoff = new Backoff({ baseMs: 250, capMs: 5_000 });
-    for (let attempt = 1; ; attempt++) {
+    const now = Date.now();
+    await this.d.journal
+      .record({
+        jobId,
+        payload: null,
+        constraints: null,
+        claimedAt: now,
+        deadlineAt: now,
+        failure: { errorCode, message },
+      })
+      .catch((err: unknown) =>
+        this.log.error(
+          { event: "journal_failed", jobId, err: describeError(err) },
+          "could not journal a failed job",
+        ),
+      );
+    this.startFailReport(jobId, errorCode, message);
+  }
+
+  private startFailReport(jobId: string, errorCode: string, message: string): void {
+    if (this.failing.has(jobId)) return;
+    const p = this.failLoop(jobId, errorCode, message)
+      .catch((err: unknown) =>
+        this.log.error(
+          { event: "fail_report_crashed", jobId, err: describeError(err) },
+          "fail report loop failed",
+        ),
+      )
+      .finally(() => this.failing.delete(jobId));
+    this.failing.set(jobId, p);
+  }
+
+  private async failLoop(jobId: string, errorCode: string, message: string): Promise<void> {
+    const backoff = new Backoff({ baseMs: 250, capMs: 30_000 });
+    for (;;) {
       try {
         await this.d.client.fail(jobId, errorCode, message);
         break;
       } catch (err) {
         const gone = err instanceof CoordinatorError && (err.kind === "not_found" || err.kind === "conflict");
-        if (gone || attempt >= 5 || (err instanceof CoordinatorError && !err.retryable)) {
-          if (!gone)
-            this.log.warn(
-              { event: "fail_report_lost", jobId, err: describeError(err) },
-              "could not report a failed job",
-            );
+        const hopeless = err instanceof CoordinatorError && err.kind === "client" && !err.retryable;
+        if (gone) break;
+        if (hopeless) {
+          this.log.warn(
+            { event: "fail_report_rejected", jobId, err: describeError(err) },
+            "coordinator refused a failure report",
+          );
           break;
         }
-        await sleep(backoff.next(err instanceof CoordinatorError ? err.retryAfterMs : null));
+        if (this.flushing && this.flushDeadlinePassed()) {
+          this.log.warn(
+            { event: "fail_report_deferred", jobId },
+            "failure report stays in the journal for the next start",
+          );
+          return;
+        }
+        const auth = err instanceof CoordinatorError && err.kind === "auth";
+        const delay = auth ? 60_000 : backoff.next(err instanceof CoordinatorError ? err.retryAfterMs : null);
+        this.log.warn(
+          { event: "fail_report_retry", jobId, err: describeError(err), retryInMs: delay },
+          "failure report failed; will retry",
+        );
+        await this.pause(delay);
       }
     }
     await this.d.journal.remove(jobId);
@@ -616,7 +697,7 @@ export class Miner {
           );
           return;
         }
-        if (this.stopSignal.signal.aborted && this.flushDeadlinePassed()) {
+        if (this.flushing && this.flushDeadlinePassed()) {
           log.warn({ event: "submit_deferred" }, "result stays in the outbox for the next start");
           return;
         }
@@ -634,7 +715,7 @@ export class Miner {
           },
           "submit failed; will retry",
         );
-        await sleep(Math.min(delay, this.flushMsLeft()), this.flushDeadlineSignal());
+        await this.pause(delay);
       }
     }
   }
@@ -678,6 +759,8 @@ export class Miner {
 
   private flushDeadline = Number.POSITIVE_INFINITY;
   private flushAbort = new AbortController();
+  private readonly flushStart = new AbortController();
+  private flushing = false;
 
   private flushDeadlinePassed(): boolean {
     return Date.now() >= this.flushDeadline;
@@ -687,8 +770,13 @@ export class Miner {
     return Math.max(0, this.flushDeadline - Date.now());
   }
 
-  private flushDeadlineSignal(): AbortSignal {
-    return this.flushAbort.signal;
+  /**
+   * Wait between retries. Shutdown's flush wakes every waiting loop at once (one more try now),
+   * and from then on no wait outlasts the flush window.
+   */
+  private pause(ms: number): Promise<boolean> {
+    if (this.flushing) return sleep(Math.min(ms, this.flushMsLeft()), this.flushAbort.signal);
+    return sleep(ms, this.flushStart.signal);
   }
 
   private fail(err: unknown): void {
@@ -708,6 +796,9 @@ export class Miner {
     this.wake();
     this.log.info({ event: "shutdown", reason, inflight: this.inflight.size }, "stopping: no new jobs");
 
+    // 0. A poll in flight may still hand over a job: let it land (and be failed back) first.
+    if (this.polling) await within(this.polling, 20_000);
+
     // 1. Let in-flight jobs finish within the grace period, then fail the rest as "shutting down".
     if (this.inflight.size > 0 && !wedged) {
       const all = Promise.all([...this.inflight.values()].map((r) => r.done));
@@ -717,10 +808,15 @@ export class Miner {
         await within(all, this.s.abortGraceMs + 1000);
       }
     }
-    // 2. Flush the outbox for a bounded time; what is left is resubmitted on the next start.
+    // 2. Flush the outbox and failure reports for a bounded time; what is left is sent on the next start.
     this.flushDeadline = Date.now() + this.s.flushTimeoutMs;
+    this.flushing = true;
+    this.flushStart.abort(); // retry everything that is waiting, now
     const flushTimer = setTimeout(() => this.flushAbort.abort(), this.s.flushTimeoutMs);
-    await within(Promise.all([...this.submitting.values()]), this.s.flushTimeoutMs + 500);
+    await within(
+      Promise.all([...this.submitting.values(), ...this.failing.values()]),
+      this.s.flushTimeoutMs + 500,
+    );
     clearTimeout(flushTimer);
     this.flushAbort.abort();
     this.stopHeartbeats();
@@ -739,7 +835,8 @@ export class Miner {
           this.log.warn({ event: "deregister_failed", err: describeError(err) }, "deregister failed"),
         );
     }
-    if (!wedged) await this.d.backend.close().catch(() => undefined);
+    // A backend that wedged during the grace period holds its locks: do not wait on it for ever.
+    if (this.fatal?.exitCode !== 70) await within(this.d.backend.close(), 5000);
     await this.d.client.close().catch(() => undefined);
     const exit: MinerExit = this.fatal
       ? { code: this.fatal.exitCode, reason: this.fatal.message }

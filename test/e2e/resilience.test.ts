@@ -180,3 +180,79 @@ describe("backend faults", () => {
     expect((await miner.stop()).code).toBe(0);
   });
 });
+
+describe("failure reports", () => {
+  it("a failure report is retried through a coordinator outage until acknowledged", async () => {
+    coordinator = (await coordinatorWithReceipts()).coordinator;
+    const proxy = await startFaultProxy(coordinator.url, [
+      { route: /\/fail$/, times: 6, status: 503 },
+      { route: "POST /v1/miners/register", times: 2, status: 408 },
+    ]);
+    const bad = coordinator.enqueue({ payload: { model: "tiny", prompt: 7 } });
+    const good = coordinator.enqueue(inferenceJob(1));
+    const cfg = minerConfig(proxy.url);
+    const miner = await startMiner(cfg);
+    await coordinator.waitFor(final([bad, good]), 60_000);
+    expect(coordinator.job(bad)!.error?.code).toBe("invalid_prompt");
+    expect(proxy.injected["503"]).toBe(6);
+    expect(proxy.injected["408"]).toBe(2); // a 408 at registration is retried, not fatal
+    expect((await miner.stop()).code).toBe(0);
+    const { readdirSync } = await import("node:fs");
+    expect(readdirSync(stateFiles.journal(cfg.stateDir)).filter((f) => f.endsWith(".json"))).toEqual([]);
+    await proxy.close();
+  });
+
+  it("a failure report still pending at shutdown is sent by the next start", async () => {
+    coordinator = (await coordinatorWithReceipts()).coordinator;
+    const proxy = await startFaultProxy(coordinator.url, [{ route: /\/fail$/, times: 1e9, status: 503 }]);
+    const bad = coordinator.enqueue({ payload: { model: "unknown-model", prompt: "x" } });
+    const cfg = minerConfig(proxy.url);
+    const first = await startMiner(cfg);
+    await coordinator.waitFor((c) => c.job(bad)?.state === "RUNNING", 30_000);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect((await first.stop()).code).toBe(0);
+    // Not failed yet at the coordinator (deregistering requeued it); the verdict waits in the journal.
+    expect(coordinator.job(bad)!.state).not.toBe("FAILED");
+    const { readdirSync } = await import("node:fs");
+    expect(readdirSync(stateFiles.journal(cfg.stateDir)).filter((f) => f.endsWith(".json"))).toHaveLength(1);
+
+    proxy.clear();
+    const second = await startMiner(cfg);
+    await coordinator.waitFor(final([bad]), 30_000);
+    expect(coordinator.job(bad)!.error?.code).toBe("model_not_found");
+    expect((await second.stop()).code).toBe(0);
+    expect(readdirSync(stateFiles.journal(cfg.stateDir)).filter((f) => f.endsWith(".json"))).toEqual([]);
+    await proxy.close();
+  });
+
+  it("a payload nested too deep to store fails that job; the miner keeps running", async () => {
+    const fails: unknown[] = [];
+    let handed = 0;
+    let deep = '"x"';
+    for (let i = 0; i < 20_000; i++) deep = `[${deep}]`;
+    const server = createServer(async (req, res) => {
+      let body = "";
+      for await (const c of req) body += c;
+      res.setHeader("content-type", "application/json");
+      if (req.url === "/v1/miners/poll") {
+        handed++;
+        if (handed === 1) {
+          res.end(`{"job_id":"deep-1","payload":{"model":"tiny","prompt":"hi","extra":${deep}}}`);
+          return;
+        }
+        res.writeHead(204).end();
+        return;
+      }
+      if (req.url?.endsWith("/fail")) fails.push(JSON.parse(body));
+      res.end('{"status":"ok"}');
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const miner = await startMiner(minerConfig(`http://127.0.0.1:${(server.address() as AddressInfo).port}`));
+    const end = Date.now() + 20_000;
+    while (fails.length === 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    expect(fails[0]).toMatchObject({ error_code: "invalid_payload" });
+    expect(handed).toBeGreaterThan(1); // still polling
+    expect((await miner.stop()).code).toBe(0);
+  });
+});
