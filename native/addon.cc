@@ -19,6 +19,7 @@ struct Session {
   std::mutex mu;
   NvmlLibrary lib;
   bool initialized = false;
+  int environments = 0;  // Node environments that loaded the addon
 };
 
 Session& session() {
@@ -371,11 +372,17 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("close", Napi::Function::New(env, Close, "close"));
   exports.Set("isOpen", Napi::Function::New(env, IsOpen, "isOpen"));
   exports.Set("abiVersion", Napi::Number::New(env, 1));
-  // Deinit NVML when this environment goes away (process exit, worker termination).
+  // The NVML session is per process, but each environment (main thread, every worker that loads
+  // the addon) registers a hook: only the last one to go away shuts NVML down.
+  {
+    Session& s = session();
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.environments++;
+  }
   env.AddCleanupHook([]() {
     Session& s = session();
     std::lock_guard<std::mutex> lock(s.mu);
-    shutdownLocked(s);
+    if (--s.environments == 0) shutdownLocked(s);
   });
   return exports;
 }
