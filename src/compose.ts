@@ -55,13 +55,15 @@ export async function composeMiner(
 
   const gpu = await createGpuInfoSource({ nvmlLibrary: cfg.nvmlLibrary, log });
   let lastSnapshot: GpuSnapshot | null = null;
+  /** A fresh snapshot, or null when it failed: decisions are never made on stale memory figures. */
   const snapshot = async (): Promise<GpuSnapshot | null> => {
     try {
       lastSnapshot = await gpu.snapshot();
+      return lastSnapshot;
     } catch (err) {
       log.warn({ event: "gpu_snapshot_failed", err: (err as Error).message }, "GPU snapshot failed");
+      return null;
     }
-    return lastSnapshot;
   };
 
   const backend = await createBackend(cfg, log);
@@ -134,15 +136,23 @@ export async function composeMiner(
     },
     async heartbeatMetadata() {
       const s = await snapshot();
-      return { gpu_source: gpu.kind, gpus: heartbeatMetrics(s), backend: backend.name };
+      return {
+        gpu_source: gpu.kind,
+        gpus: heartbeatMetrics(s),
+        ...(s === null && gpu.kind !== "none" ? { gpu_error: "snapshot failed" } : {}),
+        backend: backend.name,
+      };
     },
     signReceipt: (input) => buildMinerReceipt(input, key) as unknown as Record<string, unknown>,
     checkCoordinatorReceipt: (text) => verifyCoordinatorReceipt(text, cfg.coordinatorKey),
     recordReceipt: (entry) => receiptLog.append({ ...entry, at: new Date().toISOString() }),
     async admit(req) {
       if (cfg.gpu === "cpu" || gpu.kind === "none") return null;
+      // A loaded model's memory is already taken (and counted as used): nothing new to fit.
+      if (backend.isLoaded?.(req.model)) return null;
       const info = backend.listModels().find((m) => m.name === req.model);
       const s = await snapshot();
+      // Unknown size or no snapshot: no figure to refuse on (the load itself reports a real failure).
       if (!info?.sizeBytes || !s) return null;
       const verdict = admit(s, info.sizeBytes);
       if (verdict.ok) return null;
@@ -157,11 +167,14 @@ export async function composeMiner(
         const after = await snapshot();
         if (!after) return;
         const leaked = watch.leakedMiB(after);
+        // Models stay loaded between jobs unless --unload-after-job: only then must it all come back.
         if (leaked > 0 && cfg.unloadAfterJob) {
           log.warn(
             { event: "vram_not_released", leakedMiB: leaked },
             "VRAM taken by the job did not come back",
           );
+        } else if (leaked > 0) {
+          log.debug({ event: "vram_held", heldMiB: leaked }, "VRAM held by loaded models after the job");
         }
       };
     },

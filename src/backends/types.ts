@@ -61,6 +61,8 @@ export interface Backend {
   hasModel(name: string): boolean;
   /** Run one job. Rejects with BackendError; rejects with code "aborted" when `signal` fires. */
   generate(req: InferenceRequest, signal: AbortSignal): Promise<InferenceResult>;
+  /** Whether the model is loaded now (its memory is already taken): admission skips it. */
+  isLoaded?(name: string): boolean;
   /** Drop loaded models (used for --unload-after-job and on shutdown). */
   unloadAll(): Promise<void>;
   close(): Promise<void>;

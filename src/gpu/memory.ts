@@ -88,14 +88,18 @@ export function admit(s: GpuSnapshot | null, modelBytes: number, opts: AdmitOpti
  * source cannot tell), 0 when lists exist and the pid is not in them.
  */
 export function ownVramMiB(s: GpuSnapshot | null, pid: number = process.pid): number | null {
-  let known = false;
+  // null unless this pid is listed: in a container NVML reports host pids, so "absent" means
+  // "unknown", not "none" (the caller then falls back to per-device used memory).
+  let found = false;
   let total = 0;
   for (const d of s?.devices ?? []) {
-    if (d.processes === null) continue;
-    known = true;
-    for (const p of d.processes) if (p.pid === pid && p.usedMemoryMiB !== null) total += p.usedMemoryMiB;
+    for (const p of d.processes ?? []) {
+      if (p.pid !== pid) continue;
+      found = true;
+      if (p.usedMemoryMiB !== null) total += p.usedMemoryMiB;
+    }
   }
-  return known ? total : null;
+  return found ? total : null;
 }
 
 /**

@@ -40,7 +40,8 @@ describe("VRAM accounting", () => {
       dev("b", 900, [{ pid: 10, usedMemoryMiB: 500 }]),
     ]);
     expect(ownVramMiB(s, 10)).toBe(3500);
-    expect(ownVramMiB(s, 99)).toBe(0);
+    // A pid NVML does not list (e.g. a container's own pid namespace) is unknown, not zero.
+    expect(ownVramMiB(s, 99)).toBeNull();
     expect(ownVramMiB(snap([dev("a", 100, null)]), 10)).toBeNull();
   });
 
@@ -57,6 +58,11 @@ describe("VRAM accounting", () => {
     // Order changed (indexes renumbered): UUIDs still match.
     expect(w.leakedMiB(snap([dev("b", 100, null), dev("a", 2250, null)]))).toBe(250);
     expect(w.leakedMiB(snap([dev("a", 1500, null)]))).toBe(0);
+  });
+
+  it("in a container (NVML lists host pids, never ours) still sees memory that did not come back", () => {
+    const w = new VramWatch(snap([dev("a", 2000, [{ pid: 31337, usedMemoryMiB: 1000 }])]), 10);
+    expect(w.leakedMiB(snap([dev("a", 2600, [{ pid: 31337, usedMemoryMiB: 1600 }])]))).toBe(600);
   });
 
   it("decodes clock-event reason bits, keeping unknown bits visible", () => {
