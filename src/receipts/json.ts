@@ -4,7 +4,7 @@
 
 /**
  * A float whose value is integral (or -0.0): JS would print it as an int, Python as `1.0`.
- * Also a float lexeme that overflows (`1e400`): ±Infinity, which canonicalJson refuses.
+ * Also a float lexeme that overflows (`1e400`), and NaN/Infinity literals: printed as json.dumps does.
  */
 export class JsonFloat {
   constructor(readonly value: number) {}
@@ -154,8 +154,7 @@ export function parseJsonLossless(text: string, limits: JsonLimits = {}): JsonVa
         : big;
     }
     const v = Number(lexeme);
-    // Overflow reads as ±Infinity, as in Python; canonicalJson refuses it only if it survives
-    // (a later duplicate key may replace it), which is what json.dumps(allow_nan=False) does.
+    // Overflow reads as ±Infinity, as in Python (and prints back as Infinity, as json.dumps does).
     return Number.isInteger(v) || !Number.isFinite(v) ? new JsonFloat(v) : v;
   };
 
@@ -228,10 +227,14 @@ export function parseJsonLossless(text: string, limits: JsonLimits = {}): JsonVa
       case undefined:
         return fail("unexpected end of JSON text");
       default:
+        // Python's json.loads reads these non-standard literals, and json.dumps (allow_nan is on by
+        // default in the reference) prints them: a receipt signed over them must still verify.
+        if (text.startsWith("NaN", pos)) return literal("NaN", new JsonFloat(Number.NaN));
+        if (text.startsWith("Infinity", pos))
+          return literal("Infinity", new JsonFloat(Number.POSITIVE_INFINITY));
+        if (text.startsWith("-Infinity", pos))
+          return literal("-Infinity", new JsonFloat(Number.NEGATIVE_INFINITY));
         if (c === "-" || (c >= "0" && c <= "9")) return parseNumber();
-        if (text.startsWith("NaN", pos) || text.startsWith("Infinity", pos)) {
-          return fail("NaN and Infinity are not JSON");
-        }
         return fail("unexpected character");
     }
   };
@@ -341,7 +344,12 @@ function serialize(value: unknown, o: SerializeOptions, depth: number): string {
     default:
       throw new JsonError(`a ${typeof value} is not a JSON value`);
   }
-  if (value instanceof JsonFloat) return pyFloatRepr(value.value);
+  if (value instanceof JsonFloat) {
+    // Only parsed text carries these (our own receipts never do): print them as json.dumps does.
+    if (Number.isNaN(value.value)) return "NaN";
+    if (!Number.isFinite(value.value)) return value.value > 0 ? "Infinity" : "-Infinity";
+    return pyFloatRepr(value.value);
+  }
   if (depth >= o.maxDepth) throw new JsonError(`nesting deeper than ${o.maxDepth} (or a cycle)`);
   if (Array.isArray(value)) {
     const parts: string[] = [];

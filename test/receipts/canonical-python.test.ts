@@ -165,8 +165,10 @@ describe("canonical JSON equals python3's json.dumps", () => {
     expect(expected.filter((e) => e === null).length).toBeLessThan(texts.length / 5);
   });
 
-  it("refuses what Python reads as Infinity/NaN (allow_nan=False refuses to print it) and texts Python refuses", () => {
-    const texts = ["1e400", "[-1e400]", "NaN", '{"a": Infinity}', "01", "[1,]", '"\\x"', '"a\u0001"', "1 2"];
+  it("prints what Python reads as Infinity/NaN as json.dumps does, and refuses texts Python refuses", () => {
+    const special = ["1e400", "[-1e400]", "NaN", '{"a": Infinity}', "[-Infinity, 1.5]"];
+    expect(pythonCanonical(special)).toEqual(special.map((t) => canonicalJson(parseJsonLossless(t))));
+    const texts = ["01", "[1,]", '"\\x"', '"a\u0001"', "1 2"];
     expect(pythonCanonical(texts)).toEqual(texts.map(() => null));
     for (const t of texts) expect(() => canonicalJson(parseJsonLossless(t)), t).toThrow();
   });

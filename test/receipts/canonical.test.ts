@@ -75,7 +75,9 @@ describe("canonicalJson", () => {
     ]) {
       expect(() => canonicalJson(bad)).toThrow();
     }
-    expect(() => canon("1e400")).toThrow(/Infinity/);
+    // Parsed text may carry them (Python reads and prints them); our own values may not.
+    expect(canon("1e400")).toBe("Infinity");
+    expect(canon("[NaN,-Infinity]")).toBe("[NaN,-Infinity]");
     expect(canon('{"a":1e400,"a":2}')).toBe('{"a":2}');
     expect(canon("-1e-400")).toBe("-0.0");
   });
@@ -106,8 +108,8 @@ describe("canonicalJson", () => {
     '"a\nb"',
     "nul",
     "tru",
-    "NaN",
-    "-Infinity",
+    "NaNa",
+    "-Infinit",
     "{} {}",
     "'a'",
     "[1 2]",

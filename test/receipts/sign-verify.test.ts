@@ -158,6 +158,15 @@ describe("receipts from raw text (coordinator receipts)", () => {
   const signature = signPayload(parseJsonLossless(payload), coordinator);
   const signedText = `${payload.slice(0, -1)},"signature":${JSON.stringify(signature)}}`;
 
+  it("verifies a receipt signed over Python's text of an overflowing float (Infinity)", () => {
+    const text = `{"job_id":"j","score":1E400}`;
+    // What the Python reference signs for this payload (json.dumps prints inf as Infinity).
+    expect(canonicalJson(parseJsonLossless(text))).toBe('{"job_id":"j","score":Infinity}');
+    const sig = signPayload(parseJsonLossless(text), coordinator);
+    const signed = `${text.slice(0, -1)},"signature":${JSON.stringify(sig)}}`;
+    expect(verifyReceiptText(signed, { publicKey: coordinator.publicKeyHex })).toMatchObject({ valid: true });
+  });
+
   it("verify from the raw text, not from JSON.parse", () => {
     expect(verifyReceiptText(signedText, { publicKey: coordinator.publicKeyHex })).toMatchObject({
       valid: true,
