@@ -11,12 +11,14 @@ import {
   type LlamaContextSequence,
   LlamaLogLevel,
   type LlamaModel,
+  LlamaVocabularyType,
   resolveModelFile,
+  type Token,
 } from "node-llama-cpp";
 import type { Logger } from "../log.js";
 import { defaultCacheDir } from "../paths.js";
 import { advertisedNames, type ModelCandidate, readModelMap, resolveModel, scanModels } from "./models.js";
-import { preflightModel } from "./preflight.js";
+import { type PreflightResult, preflightTimeoutMs, runPreflight } from "./preflight.js";
 import {
   type Backend,
   BackendError,
@@ -41,6 +43,8 @@ export interface LlamaBackendOptions {
   contextSize?: number | undefined;
   /** Load each model once in a child process before trusting it in-process (default true). */
   preflight?: boolean | undefined;
+  /** Preflight time limit for a file of this size (default: preflightTimeoutMs, 60 s + 30 s/GiB). */
+  preflightTimeoutMs?: ((sizeBytes: number | null) => number) | undefined;
   /** Where `hf:` map entries are downloaded (default: <cache dir>/models). */
   downloadDir?: string | undefined;
   /** Give up a download that makes no progress for this long (default 30 s). */
@@ -68,6 +72,27 @@ interface Loaded {
 
 const DEFAULT_CONTEXT_CAP = 4096;
 
+/** The token LlamaCompletion prepends to every input (node-llama-cpp's tokenizerUtils, 3.21.1). */
+function beginningToken(model: LlamaModel): Token | null {
+  const type = model.vocabularyType;
+  if (type === LlamaVocabularyType.rwkv || type === LlamaVocabularyType.ugm) return null;
+  if (type === LlamaVocabularyType.wpm) return model.tokens.bos;
+  return model.tokens.shouldPrependBosToken ? model.tokens.bos : null;
+}
+
+/** Defence in depth: the sequence must still hold the whole prompt after generation. */
+function assertWholePrompt(seq: LlamaContextSequence, model: LlamaModel, prompt: Token[]): void {
+  const held = seq.contextTokens;
+  const offset = beginningToken(model) === null ? 0 : 1;
+  const intact = prompt.every((t, i) => held[i + offset] === t);
+  if (!intact) {
+    throw new BackendError(
+      "inference_failed",
+      "the prompt was shifted out of the context during generation; the output does not answer it",
+    );
+  }
+}
+
 export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
   const log = opts.log.child({ component: "llama" });
   const concurrency = Math.max(1, Math.floor(opts.concurrency));
@@ -82,6 +107,9 @@ export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
   /** path → reason: models that failed preflight or load are no longer advertised. */
   const failed = new Map<string, string>();
   const preflighted = new Set<string>();
+  /** path → reason: preflight ran out of time. Not advertised, not loaded; retried on refresh or a job. */
+  const unverified = new Map<string, string>();
+  const preflighting = new Map<string, Promise<PreflightResult>>();
   let closed = false;
 
   async function startRuntime(): Promise<Llama> {
@@ -196,11 +224,50 @@ export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
   }
 
   function recomputeAdvertised(): void {
-    advertised = advertisedNames(candidates.filter((c) => c.path && !failed.has(c.path)));
+    advertised = advertisedNames(usable());
   }
 
   function usable(): ModelCandidate[] {
-    return candidates.filter((c) => c.path && !failed.has(c.path));
+    return candidates.filter((c) => c.path && !failed.has(c.path) && !unverified.has(c.path));
+  }
+
+  /**
+   * Preflight `c` once (concurrent callers share the run). A broken model is failed for good; one
+   * whose preflight timed out is only "not verified yet": unadvertised until a later try succeeds.
+   */
+  async function verify(c: ModelCandidate): Promise<PreflightResult> {
+    const path = c.path!;
+    let p = preflighting.get(path);
+    if (!p) {
+      const limit = (opts.preflightTimeoutMs ?? preflightTimeoutMs)(c.sizeBytes);
+      p = runPreflight(path, limit).finally(() => preflighting.delete(path));
+      preflighting.set(path, p);
+    }
+    const r = await p;
+    if (r.ok) {
+      preflighted.add(path);
+      unverified.delete(path);
+    } else if (r.timedOut) {
+      if (!unverified.has(path))
+        log.warn(
+          { event: "model_unverified", model: c.name, path, reason: r.reason },
+          "model preflight timed out: not offered until a later preflight succeeds",
+        );
+      unverified.set(path, r.reason);
+    } else {
+      unverified.delete(path);
+      failed.set(path, r.reason);
+    }
+    recomputeAdvertised();
+    return r;
+  }
+
+  /** Retry the preflights that timed out before (on refresh). */
+  async function retryUnverified(): Promise<void> {
+    for (const c of candidates) {
+      if (c.path && unverified.has(c.path) && !failed.has(c.path) && opts.preflight !== false)
+        await verify(c);
+    }
   }
 
   async function unload(entry: Loaded): Promise<void> {
@@ -232,13 +299,14 @@ export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
       );
     }
     if (opts.preflight !== false && !preflighted.has(path)) {
-      const reason = await preflightModel(path);
-      if (reason) {
-        failed.set(path, reason);
-        recomputeAdvertised();
-        throw new BackendError("model_load_failed", `model ${c.name} failed to load: ${reason}`);
+      const r = await verify(c);
+      if (!r.ok && r.timedOut) {
+        throw new BackendError(
+          "model_load_failed",
+          `model ${c.name} is not verified yet (${r.reason}); it is tried again on the next job or refresh`,
+        );
       }
-      preflighted.add(path);
+      if (!r.ok) throw new BackendError("model_load_failed", `model ${c.name} failed to load: ${r.reason}`);
     }
     await makeRoom(size);
     const l = llama!;
@@ -302,6 +370,25 @@ export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
     return p;
   }
 
+  /**
+   * A loaded model and one of its sequences. The model counts as in use from the moment acquire()
+   * runs, synchronously after it is confirmed still loaded, so eviction, unloadAll() and
+   * --unload-after-job (which only unload idle models, and drop them from `loaded` before
+   * disposing) can never dispose it under the job; one unloaded in between is loaded again.
+   */
+  async function checkout(
+    c: ModelCandidate,
+    signal: AbortSignal,
+  ): Promise<{ entry: Loaded; seq: LlamaContextSequence }> {
+    for (;;) {
+      const entry = await getLoaded(c);
+      if (closed) throw new BackendError("backend_unavailable", "llama backend is closed");
+      if (signal.aborted) throw new BackendError("aborted", "job aborted before it started");
+      if (loaded.get(entry.path) !== entry) continue; // unloaded while we waited: load it again
+      return { entry, seq: await acquire(entry, signal) };
+    }
+  }
+
   function acquire(entry: Loaded, signal: AbortSignal): Promise<LlamaContextSequence> {
     entry.active++;
     entry.lastUsed = Date.now();
@@ -333,38 +420,60 @@ export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
     if (entry.active === 0 && (entry.unloadWhenIdle || opts.unloadAfterJob)) await unload(entry);
   }
 
+  /**
+   * The tokens LlamaCompletion feeds for `prompt`: its tokenization (leading space trimmed when a
+   * beginning token is prepended, as LlamaCompletion does) and that token, if the vocabulary has one.
+   */
+  function promptInput(model: LlamaModel, prompt: string): { tokens: Token[]; fed: number } {
+    const bos = beginningToken(model);
+    const tokens = model.tokenize(prompt, false, bos === null ? undefined : "trimLeadingSpace");
+    return { tokens, fed: tokens.length + (bos === null ? 0 : 1) };
+  }
+
   async function run(
     entry: Loaded,
     seq: LlamaContextSequence,
     req: InferenceRequest,
     signal: AbortSignal,
   ): Promise<Omit<InferenceResult, "model" | "backend" | "durationMs">> {
-    const promptTokens = entry.model.tokenize(req.prompt, false).length;
-    if (promptTokens + 1 >= seq.contextSize) {
+    const { tokens, fed } = promptInput(entry.model, req.prompt);
+    const contextSize = seq.contextSize;
+    // The receipt's prompt_hash covers the whole prompt, so the model must see all of it: refuse
+    // rather than let node-llama-cpp drop tokens from the start to make room.
+    if (fed + 1 > contextSize) {
       throw new BackendError(
         "inference_failed",
-        `prompt is ${promptTokens} tokens; the context holds ${seq.contextSize} per sequence (--context-size)`,
+        `prompt is ${fed} tokens; the context holds ${contextSize} tokens per sequence, leaving no room ` +
+          `for a generated token (raise --context-size or shorten the prompt)`,
       );
     }
-    const before = seq.tokenMeter.getState();
+    // Generation stops when the context is full instead of shifting prompt tokens out.
+    const maxTokens = Math.min(req.maxTokens, contextSize - fed);
+    let completionTokens = 0;
     const completion = new LlamaCompletion({ contextSequence: seq });
     try {
       const greedy = req.temperature <= 0;
-      const r = await completion.generateCompletionWithMeta(req.prompt, {
-        maxTokens: req.maxTokens,
+      const r = await completion.generateCompletionWithMeta(tokens, {
+        maxTokens,
         temperature: greedy ? 0 : req.temperature,
         ...(greedy || req.topP === undefined ? {} : { topP: req.topP }),
         ...(greedy || req.seed === undefined ? {} : { seed: req.seed }),
         ...(req.stop.length > 0 ? { customStopTriggers: req.stop } : {}),
+        // Input may fill the context up to one token (checked above), and it is never shifted.
+        contextShiftSize: 1,
+        disableContextShift: true,
+        onToken: (t) => {
+          completionTokens += t.length;
+        },
         signal,
         stopOnAbortSignal: false,
       });
-      const used = seq.tokenMeter.diff(before);
+      assertWholePrompt(seq, entry.model, tokens);
       const reason = r.metadata.stopReason;
       return {
         output: r.response,
-        promptTokens: used.usedInputTokens,
-        completionTokens: used.usedOutputTokens,
+        promptTokens: fed,
+        completionTokens,
         stopReason:
           reason === "eogToken"
             ? "eos"
@@ -402,6 +511,7 @@ export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
     },
     async refresh() {
       await scan();
+      await retryUnverified();
     },
     listModels(): ModelInfo[] {
       return advertised.map((name) => {
@@ -429,8 +539,7 @@ export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
       const prior = failed.get(c.path!);
       if (prior) throw new BackendError("model_load_failed", `model ${c.name} failed to load: ${prior}`);
       if (signal.aborted) throw new BackendError("aborted", "job aborted before it started");
-      const entry = await getLoaded(c);
-      const seq = await acquire(entry, signal);
+      const { entry, seq } = await checkout(c, signal);
       try {
         const out = await run(entry, seq, req, signal);
         return { ...out, model: req.model, backend: "llama", durationMs: Math.round(performance.now() - t0) };
