@@ -1,9 +1,15 @@
 // Primary + secondary backend (DESIGN §5: Ollama serves a job "when its model is only available
-// there"). A job goes to the primary when it has the model, else to the secondary; never to a
-// backend that lacks the model. The secondary is optional at start-up: if it cannot be reached,
-// the miner runs on the primary alone and a later refresh may bring it in.
+// there"). A job goes to a backend that has its exact name (the primary first), else to one that
+// serves it by a tag fallback (the primary first); never to a backend that lacks the model. The
+// secondary is optional at start-up: if it cannot be reached, the miner runs on the primary alone
+// and a later refresh may bring it in.
 import type { Logger } from "../log.js";
 import { type Backend, BackendError, type ModelInfo } from "./types.js";
+
+/** Served under exactly this name (a backend without hasExactModel has only exact names). */
+function exact(b: Backend, name: string): boolean {
+  return b.hasExactModel ? b.hasExactModel(name) : b.hasModel(name);
+}
 
 export function createFallbackBackend(primary: Backend, secondary: Backend, log: Logger): Backend {
   let secondaryUp = false;
@@ -30,10 +36,18 @@ export function createFallbackBackend(primary: Backend, secondary: Backend, log:
     hasModel(name) {
       return primary.hasModel(name) || (secondaryUp && secondary.hasModel(name));
     },
+    hasExactModel(name) {
+      return exact(primary, name) || (secondaryUp && exact(secondary, name));
+    },
     async generate(req, signal) {
-      if (primary.hasModel(req.model)) return primary.generate(req, signal);
-      if (secondary.hasModel(req.model)) return secondary.generate(req, signal);
-      throw new BackendError("model_not_found", `model ${JSON.stringify(req.model)} is not available here`);
+      // An exact name in either backend wins over a tag fallback in either: if Ollama has exactly
+      // "llama3:70b", it serves that rather than the llama backend's lone llama3.gguf.
+      const name = req.model;
+      const chosen =
+        [primary, secondary].find((b) => exact(b, name)) ??
+        [primary, secondary].find((b) => b.hasModel(name));
+      if (chosen) return chosen.generate(req, signal);
+      throw new BackendError("model_not_found", `model ${JSON.stringify(name)} is not available here`);
     },
     async unloadAll() {
       await Promise.all([primary.unloadAll(), secondary.unloadAll()]);

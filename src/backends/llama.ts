@@ -522,6 +522,9 @@ export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
     hasModel(name) {
       return resolveModel(name, usable()) !== null;
     },
+    hasExactModel(name) {
+      return resolveModel(name, usable(), { plainFallback: false }) !== null;
+    },
     async generate(req, signal) {
       if (closed) throw new BackendError("backend_unavailable", "llama backend is closed");
       if (!llama) throw new BackendError("backend_unavailable", "llama backend is not initialised");

@@ -155,11 +155,14 @@ export function scanModels(opts: {
 
 /**
  * The candidate that serves `requested`, or null. Never a different model: only the exact name,
- * or the tag forms the rules above allow.
+ * or the tag forms the rules above allow. With `plainFallback: false`, `NAME:TAG` is served only
+ * by `NAME-TAG.gguf`, not by a lone `NAME.gguf` (an exact match, which the fallback backend prefers
+ * in either backend before any such fallback).
  */
 export function resolveModel(
   requested: string,
   candidates: readonly ModelCandidate[],
+  opts: { plainFallback?: boolean } = {},
 ): ModelCandidate | null {
   const exact = candidates.find((c) => c.name === requested);
   if (exact) return exact;
@@ -170,6 +173,7 @@ export function resolveModel(
   const dirFiles = candidates.filter((c) => c.origin === "dir");
   const tagged = dirFiles.find((c) => c.name === `${base}-${tag}`);
   if (tagged) return tagged;
+  if (opts.plainFallback === false) return null;
   const plain = dirFiles.find((c) => c.name === base);
   if (!plain) return null;
   const variants = dirFiles.filter((c) => c.name.startsWith(`${base}-`));

@@ -23,6 +23,8 @@ export interface OllamaBackendOptions {
   tagsTimeoutMs?: number | undefined;
   /** Refresh the tag list this often (default 60 s; 0 = only on demand). */
   refreshIntervalMs?: number | undefined;
+  /** --unload-after-job: ask Ollama to unload the model as soon as each job ends (keep_alive 0). */
+  unloadAfterJob?: boolean | undefined;
 }
 
 export interface OllamaBackend extends Backend {
@@ -189,6 +191,10 @@ export function createOllamaBackend(opts: OllamaBackendOptions): OllamaBackend {
     hasModel(name) {
       return find(name) !== undefined;
     },
+    hasExactModel(name) {
+      // Ollama itself names "NAME" and "NAME:latest" the same model: no fallback is involved.
+      return find(name) !== undefined;
+    },
     async generate(req: InferenceRequest, signal: AbortSignal): Promise<InferenceResult> {
       if (signal.aborted) throw new BackendError("aborted", "job aborted before it started");
       if (!find(req.model)) {
@@ -206,7 +212,13 @@ export function createOllamaBackend(opts: OllamaBackendOptions): OllamaBackend {
       if (req.topP !== undefined) options["top_p"] = req.topP;
       if (req.seed !== undefined) options["seed"] = req.seed;
       if (req.stop.length > 0) options["stop"] = req.stop;
-      const body = { model: req.model, prompt: req.prompt, stream: false, options };
+      const body = {
+        model: req.model,
+        prompt: req.prompt,
+        stream: false,
+        options,
+        ...(opts.unloadAfterJob ? { keep_alive: 0 } : {}),
+      };
       const { status, text } = await exchange("POST", "/api/generate", body, opts.timeoutMs, signal);
       if (status !== 200) throw httpError("/api/generate", status, text, req.model);
       const parsed = generateSchema.safeParse(parseJson(text, "/api/generate"));
@@ -239,7 +251,7 @@ export function createOllamaBackend(opts: OllamaBackendOptions): OllamaBackend {
       };
     },
     async unloadAll() {
-      // Ollama manages its own memory (keep_alive); nothing is held here.
+      // Ollama manages its own memory (keep_alive, 0 with unloadAfterJob); nothing is held here.
     },
     async close() {
       closed = true;

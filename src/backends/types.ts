@@ -59,6 +59,11 @@ export interface Backend {
   /** Models this backend can serve right now: exactly what is advertised to the coordinator. */
   listModels(): ModelInfo[];
   hasModel(name: string): boolean;
+  /**
+   * Whether `name` is served under exactly that name, with no tag fallback (`NAME:TAG` answered by
+   * a lone `NAME.gguf`). Absent: every hasModel() match is exact.
+   */
+  hasExactModel?(name: string): boolean;
   /** Run one job. Rejects with BackendError; rejects with code "aborted" when `signal` fires. */
   generate(req: InferenceRequest, signal: AbortSignal): Promise<InferenceResult>;
   /** Whether the model is loaded now (its memory is already taken): admission skips it. */

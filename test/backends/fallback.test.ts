@@ -14,7 +14,9 @@ beforeAll(async () => {
   server = createServer((q, r) => {
     r.writeHead(200, { "content-type": "application/json" });
     if (q.url === "/api/tags")
-      return r.end(JSON.stringify({ models: [{ name: "llama3.2:1b" }, { name: "tiny" }] }));
+      return r.end(
+        JSON.stringify({ models: [{ name: "llama3.2:1b" }, { name: "tiny" }, { name: "tiny:70b" }] }),
+      );
     q.resume();
     q.on("end", () =>
       r.end(JSON.stringify({ response: "from ollama", eval_count: 2, prompt_eval_count: 1 })),
@@ -40,12 +42,35 @@ describe("fallback backend", () => {
     const b = createFallbackBackend(llama(), ollama, silentLogger());
     await b.init();
     try {
-      expect(b.listModels().map((m) => m.name)).toEqual(["tiny", "llama3.2:1b"]);
+      expect(b.listModels().map((m) => m.name)).toEqual(["tiny", "llama3.2:1b", "tiny:70b"]);
       expect((await b.generate(req({ maxTokens: 4 }), never())).backend).toBe("llama");
       const r = await b.generate(req({ model: "llama3.2:1b" }), never());
       expect(r).toMatchObject({ backend: "ollama", output: "from ollama", model: "llama3.2:1b" });
       const e = await b.generate(req({ model: "mistral" }), never()).catch((x: unknown) => x);
       expect((e as BackendError).code).toBe("model_not_found");
+    } finally {
+      await b.close();
+    }
+  });
+
+  it("prefers an exact name in either backend to the llama backend's tag fallback", async () => {
+    const ollama = createOllamaBackend({ url, log: silentLogger(), timeoutMs: 2000, refreshIntervalMs: 0 });
+    const primary = llama();
+    const b = createFallbackBackend(primary, ollama, silentLogger());
+    await b.init();
+    try {
+      // Alone, the llama backend serves any tiny:TAG with its lone tiny.gguf (DESIGN §5)...
+      expect(primary.hasModel("tiny:70b")).toBe(true);
+      expect(primary.hasExactModel?.("tiny:70b")).toBe(false);
+      // ...but Ollama has exactly tiny:70b (and tiny:latest), so those go there.
+      expect((await b.generate(req({ model: "tiny:70b" }), never())).backend).toBe("ollama");
+      expect((await b.generate(req({ model: "tiny:latest" }), never())).backend).toBe("ollama");
+      // An exact name in both: the primary. A tag only the fallback rule serves: the primary too.
+      expect((await b.generate(req({ model: "tiny", maxTokens: 2 }), never())).backend).toBe("llama");
+      const r = await b.generate(req({ model: "tiny:8b", maxTokens: 2 }), never());
+      expect(r).toMatchObject({ backend: "llama", model: "tiny:8b" });
+      expect(b.hasExactModel?.("tiny:70b")).toBe(true);
+      expect(b.hasExactModel?.("tiny:8b")).toBe(false);
     } finally {
       await b.close();
     }

@@ -39,6 +39,16 @@ describe("model resolution", () => {
     expect(resolveIn(both, "llama3:")).toBeNull();
   });
 
+  it("without the plain fallback, only exact names and NAME-TAG.gguf resolve", () => {
+    const { candidates } = scanModels({ modelsDir: dirWith(["llama3.gguf", "qwen-7b.gguf"]) });
+    const exact = (n: string) => resolveModel(n, candidates, { plainFallback: false })?.name ?? null;
+    expect(exact("llama3")).toBe("llama3");
+    expect(exact("llama3:70b")).toBeNull();
+    expect(exact("llama3:latest")).toBeNull();
+    expect(exact("qwen:7b")).toBe("qwen-7b");
+    expect(resolveModel("llama3:70b", candidates)?.name).toBe("llama3");
+  });
+
   it("advertises file names plus the tag spelling that resolves back to the same file", () => {
     const dir = dirWith(["tiny.gguf", "qwen2.5-coder-7b.gguf"]);
     const { candidates } = scanModels({ modelsDir: dir });

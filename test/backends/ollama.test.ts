@@ -54,7 +54,10 @@ afterEach(async () => {
   server = null;
 });
 
-async function backendFor(url: string, over: { timeoutMs?: number; maxBodyBytes?: number } = {}) {
+async function backendFor(
+  url: string,
+  over: { timeoutMs?: number; maxBodyBytes?: number; unloadAfterJob?: boolean } = {},
+) {
   const b = createOllamaBackend({ url, log: silentLogger(), timeoutMs: 2000, refreshIntervalMs: 0, ...over });
   await b.init();
   return b;
@@ -94,6 +97,14 @@ describe("ollama backend", () => {
       stream: false,
       options: { num_predict: 8, temperature: 0.7, top_p: 0.9, seed: 3, stop: ["\n"] },
     });
+    await b.close();
+  });
+
+  it("with unloadAfterJob, asks Ollama to unload the model after each job (keep_alive 0)", async () => {
+    const b = await backendFor(await serve(ok), { unloadAfterJob: true });
+    await b.generate(req({ model: "tiny", maxTokens: 8 }), never());
+    expect(bodies[0]).toMatchObject({ model: "tiny", stream: false, keep_alive: 0 });
+    expect(b.hasExactModel?.("tiny")).toBe(true);
     await b.close();
   });
 
