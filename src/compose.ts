@@ -222,7 +222,13 @@ async function initBackend(backend: Backend, log: Logger): Promise<{ stop(): voi
 }
 
 async function createBackend(cfg: RunConfig, log: Logger): Promise<Backend> {
-  const ollama = () => createOllamaBackend({ url: cfg.ollamaUrl, log, timeoutMs: cfg.jobTimeout * 1000 });
+  const ollama = () =>
+    createOllamaBackend({
+      url: cfg.ollamaUrl,
+      log,
+      timeoutMs: cfg.jobTimeout * 1000,
+      unloadAfterJob: cfg.unloadAfterJob,
+    });
   if (cfg.backend === "ollama") return ollama();
   const llama = createLlamaBackend({
     modelsDir: cfg.models,

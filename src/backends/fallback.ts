@@ -13,6 +13,11 @@ function exact(b: Backend, name: string): boolean {
 
 export function createFallbackBackend(primary: Backend, secondary: Backend, log: Logger): Backend {
   let secondaryUp = false;
+  // An exact name in either backend wins over a tag fallback in either: if Ollama has exactly
+  // "llama3:70b", it serves that rather than the llama backend's lone llama3.gguf.
+  const pick = (name: string): Backend | undefined =>
+    [primary, secondary].find((b) => exact(b, name)) ?? [primary, secondary].find((b) => b.hasModel(name));
+
   return {
     name: primary.name,
     async init() {
@@ -39,15 +44,13 @@ export function createFallbackBackend(primary: Backend, secondary: Backend, log:
     hasExactModel(name) {
       return exact(primary, name) || (secondaryUp && exact(secondary, name));
     },
+    isLoaded(name) {
+      return pick(name)?.isLoaded?.(name) ?? false;
+    },
     async generate(req, signal) {
-      // An exact name in either backend wins over a tag fallback in either: if Ollama has exactly
-      // "llama3:70b", it serves that rather than the llama backend's lone llama3.gguf.
-      const name = req.model;
-      const chosen =
-        [primary, secondary].find((b) => exact(b, name)) ??
-        [primary, secondary].find((b) => b.hasModel(name));
+      const chosen = pick(req.model);
       if (chosen) return chosen.generate(req, signal);
-      throw new BackendError("model_not_found", `model ${JSON.stringify(name)} is not available here`);
+      throw new BackendError("model_not_found", `model ${JSON.stringify(req.model)} is not available here`);
     },
     async unloadAll() {
       await Promise.all([primary.unloadAll(), secondary.unloadAll()]);

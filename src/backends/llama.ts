@@ -525,6 +525,10 @@ export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
     hasExactModel(name) {
       return resolveModel(name, usable(), { plainFallback: false }) !== null;
     },
+    isLoaded(name) {
+      const c = resolveModel(name, usable());
+      return c?.path ? loaded.has(c.path) : false;
+    },
     async generate(req, signal) {
       if (closed) throw new BackendError("backend_unavailable", "llama backend is closed");
       if (!llama) throw new BackendError("backend_unavailable", "llama backend is not initialised");

@@ -112,6 +112,16 @@ describe("llama backend: unloading while jobs arrive", () => {
     expect((await small.generate(req({ maxTokens: 8 }), never())).output).toBe(first.output);
   });
 
+  it("says whether a model is loaded (VRAM admission skips loaded models)", async () => {
+    await small.unloadAll();
+    expect(small.isLoaded?.("tiny")).toBe(false);
+    await small.generate(req({ maxTokens: 2 }), never());
+    expect(small.isLoaded?.("tiny")).toBe(true);
+    expect(small.isLoaded?.("no-such-model")).toBe(false);
+    await small.unloadAll();
+    expect(small.isLoaded?.("tiny")).toBe(false);
+  });
+
   it("with unloadAfterJob, overlapping jobs never run on a disposed model", async () => {
     const b = createLlamaBackend({
       modelsDir: fixturesModels,
