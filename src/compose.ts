@@ -40,6 +40,8 @@ export interface ComposeOverrides {
   pollMinIntervalMs?: number;
   flushTimeoutMs?: number;
   abortGraceMs?: number;
+  /** How often to look for model changes (default 60 s). */
+  modelRefreshMs?: number;
 }
 
 export async function composeMiner(
@@ -185,11 +187,36 @@ export async function composeMiner(
     },
   });
 
+  // New model files, map edits or Ollama pulls: look again every minute and tell the coordinator.
+  let advertised = backend
+    .listModels()
+    .map((m) => m.name)
+    .sort()
+    .join("\n");
+  const modelWatch = setInterval(() => {
+    void (async () => {
+      await backend.refresh?.().catch(() => undefined);
+      const now = backend
+        .listModels()
+        .map((m) => m.name)
+        .sort();
+      if (now.join("\n") === advertised) return;
+      advertised = now.join("\n");
+      log.info(
+        { event: "models_changed", models: now },
+        "the models this miner serves changed; registering again",
+      );
+      await miner.updateRegistration();
+    })();
+  }, overrides.modelRefreshMs ?? 60_000);
+  modelWatch.unref();
+
   return {
     miner,
     backend,
     gpu,
     async close() {
+      clearInterval(modelWatch);
       initRetry.stop();
       await gpu.close().catch(() => undefined);
     },

@@ -165,6 +165,12 @@ export class Miner {
     return await exited;
   }
 
+  /** Register again (e.g. the models this miner can serve changed) so the coordinator matches jobs on facts. */
+  async updateRegistration(): Promise<void> {
+    if (!this.registered || this.stopping) return;
+    await this.register().catch((err: unknown) => this.fail(err));
+  }
+
   /** Graceful stop (SIGTERM/SIGINT): finish or fail in-flight jobs, flush the outbox, deregister. */
   shutdown(reason: string): Promise<MinerExit> {
     this.shutdownPromise ??= this.doShutdown(reason);

@@ -44,6 +44,22 @@ export function createFallbackBackend(primary: Backend, secondary: Backend, log:
     hasExactModel(name) {
       return exact(primary, name) || (secondaryUp && exact(secondary, name));
     },
+    async refresh() {
+      await primary.refresh?.();
+      if (!secondaryUp) {
+        try {
+          await secondary.init();
+          secondaryUp = true;
+          log.info(
+            { event: "fallback_available", backend: secondary.name },
+            `fallback backend ${secondary.name} is up`,
+          );
+        } catch {
+          return;
+        }
+      }
+      await secondary.refresh?.().catch(() => undefined);
+    },
     isLoaded(name) {
       return pick(name)?.isLoaded?.(name) ?? false;
     },

@@ -66,6 +66,8 @@ export interface Backend {
   hasExactModel?(name: string): boolean;
   /** Run one job. Rejects with BackendError; rejects with code "aborted" when `signal` fires. */
   generate(req: InferenceRequest, signal: AbortSignal): Promise<InferenceResult>;
+  /** Look again for models (new files, a model map edit, Ollama pulls); listModels() follows. */
+  refresh?(): Promise<void>;
   /** Whether the model is loaded now (its memory is already taken): admission skips it. */
   isLoaded?(name: string): boolean;
   /** Drop loaded models (used for --unload-after-job and on shutdown). */

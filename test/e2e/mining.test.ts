@@ -4,7 +4,14 @@ import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import type { LocalCoordinator } from "../../src/coordinator/local/server-types.js";
 import { stateFiles } from "../../src/paths.js";
-import { coordinatorWithReceipts, inferenceJob, minerConfig, startMiner } from "./harness.js";
+import {
+  coordinatorWithReceipts,
+  fastOverrides,
+  inferenceJob,
+  minerConfig,
+  modelsDir,
+  startMiner,
+} from "./harness.js";
 
 let coordinator: LocalCoordinator | null = null;
 afterEach(async () => {
@@ -148,5 +155,32 @@ describe("bad jobs", () => {
     expect((await miner.stop()).code).toBe(0);
     server.closeAllConnections();
     await new Promise((r) => server.close(r));
+  });
+});
+
+describe("model changes", () => {
+  it("a model file added while mining is advertised to the coordinator and served", async () => {
+    const { copyFileSync, mkdtempSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const dir = mkdtempSync(join(tmpdir(), "models-"));
+    copyFileSync(join(modelsDir, "tiny.gguf"), join(dir, "tiny.gguf"));
+    const started = await coordinatorWithReceipts();
+    coordinator = started.coordinator;
+    const miner = await startMiner(minerConfig(coordinator.url, { models: dir }), undefined, {
+      ...fastOverrides,
+      modelRefreshMs: 200,
+    });
+    const caps = () =>
+      (coordinator!.miners()[0]?.capabilities as { models?: string[] } | undefined)?.models ?? [];
+    await coordinator.waitFor(() => caps().includes("tiny"), 20_000);
+    copyFileSync(join(modelsDir, "tiny.gguf"), join(dir, "tiny-copy.gguf"));
+    await coordinator.waitFor(() => caps().includes("tiny-copy"), 20_000);
+    const id = coordinator.enqueue({
+      payload: { model: "tiny-copy", prompt: "hello", max_tokens: 4, temperature: 0 },
+    });
+    await coordinator.waitFor(allFinal([id]), 30_000);
+    expect(coordinator.job(id)!.state).toBe("COMPLETED");
+    expect((await miner.stop()).code).toBe(0);
   });
 });
