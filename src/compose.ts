@@ -150,16 +150,18 @@ export async function composeMiner(
     recordReceipt: (entry) => receiptLog.append({ ...entry, at: new Date().toISOString() }),
     async admit(req) {
       if (cfg.gpu === "cpu" || gpu.kind === "none") return null;
+      const s = await snapshot();
+      if (s && s.devices.length > 0 && s.devices.every((d) => d.error)) {
+        const why = s.devices.map((d) => `GPU ${d.index} (${d.uuid}): ${d.error?.message}`).join("; ");
+        return { errorCode: "gpu_unavailable", message: `no usable GPU: ${why}` };
+      }
       // A loaded model's memory is already taken (and counted as used): nothing new to fit.
       if (backend.isLoaded?.(req.model)) return null;
       const info = backend.listModels().find((m) => m.name === req.model);
-      const s = await snapshot();
       // Unknown size or no snapshot: no figure to refuse on (the load itself reports a real failure).
       if (!info?.sizeBytes || !s) return null;
       const verdict = admit(s, info.sizeBytes);
-      if (verdict.ok) return null;
-      const allLost = s.devices.length > 0 && s.devices.every((d) => d.error);
-      return { errorCode: allLost ? "gpu_unavailable" : "insufficient_vram", message: verdict.reason };
+      return verdict.ok ? null : { errorCode: "insufficient_vram", message: verdict.reason };
     },
     async jobMemoryProbe() {
       const s = await snapshot();
