@@ -1,8 +1,9 @@
 // The `aitbc` dialect (DESIGN §2a): /v1/miners/* with X-Api-Key + X-Miner-ID.
 import { z } from "zod";
 import type { Logger } from "../log.js";
+import { DialectClient } from "./dialect.js";
 import { CoordinatorError } from "./errors.js";
-import type { HttpClient, HttpRequest, HttpResponse } from "./http.js";
+import type { HttpClient } from "./http.js";
 import { isValidJobId, jobSegment, minerSegment } from "./ids.js";
 import { rawMemberText } from "./json-span.js";
 import type {
@@ -34,14 +35,16 @@ const pollAnswer = z.looseObject({
 });
 const resultAnswer = z.looseObject({ status: z.string().optional(), receipt: z.unknown().optional() });
 
-export class AitbcClient implements CoordinatorClient {
+export class AitbcClient extends DialectClient implements CoordinatorClient {
   readonly protocol = "aitbc" as const;
   /** Issued by register; sent as a bearer token only when neither an API key nor a token is configured. */
   private sessionToken: string | null = null;
 
-  constructor(private readonly o: AitbcOptions) {}
+  constructor(private readonly o: AitbcOptions) {
+    super(o.http);
+  }
 
-  private headers(): Record<string, string> {
+  protected headers(): Record<string, string> {
     const h: Record<string, string> = { "x-miner-id": this.o.minerId };
     if (this.o.apiKey) h["x-api-key"] = this.o.apiKey;
     const bearer = this.o.bearerToken ?? (this.o.apiKey ? null : this.sessionToken);
@@ -52,27 +55,6 @@ export class AitbcClient implements CoordinatorClient {
   /** Every secret this client may send, for scrubbing error messages. */
   secrets(): string[] {
     return [this.o.apiKey, this.o.bearerToken, this.sessionToken].filter((s): s is string => !!s);
-  }
-
-  private async call(req: Omit<HttpRequest, "headers">): Promise<{ req: HttpRequest; res: HttpResponse }> {
-    const full: HttpRequest = { ...req, headers: this.headers() };
-    const res = await this.o.http.send(full);
-    return { req: full, res };
-  }
-
-  private async expectOk(
-    req: Omit<HttpRequest, "headers">,
-  ): Promise<{ req: HttpRequest; res: HttpResponse }> {
-    const r = await this.call(req);
-    if (r.res.status < 200 || r.res.status >= 300) throw this.o.http.statusError(r.req, r.res);
-    return r;
-  }
-
-  async health(): Promise<void> {
-    const first = await this.call({ method: "GET", path: "/health" });
-    if (first.res.status >= 200 && first.res.status < 300) return;
-    if (first.res.status !== 404) throw this.o.http.statusError(first.req, first.res);
-    await this.expectOk({ method: "GET", path: "/v1/health" });
   }
 
   async register(capabilities: Capabilities, concurrency: number): Promise<void> {

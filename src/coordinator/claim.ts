@@ -2,7 +2,8 @@
 // it. It has no heartbeat, fail or deregister calls: those resolve without a request.
 import { z } from "zod";
 import type { Logger } from "../log.js";
-import type { HttpClient, HttpRequest, HttpResponse } from "./http.js";
+import { DialectClient } from "./dialect.js";
+import type { HttpClient } from "./http.js";
 import { isValidJobId, jobSegment } from "./ids.js";
 import { rawMemberText } from "./json-span.js";
 import type {
@@ -32,40 +33,22 @@ function gpuInfo(c: Capabilities): { name: string; memory: string } {
   return { name: gpu.name, memory: gpu.memory_mb === null ? "Unknown" : `${gpu.memory_mb} MiB` };
 }
 
-export class ClaimClient implements CoordinatorClient {
+export class ClaimClient extends DialectClient implements CoordinatorClient {
   readonly protocol = "claim" as const;
 
-  constructor(private readonly o: ClaimOptions) {}
+  constructor(private readonly o: ClaimOptions) {
+    super(o.http);
+  }
 
   secrets(): string[] {
     return [this.o.apiKey, this.o.bearerToken].filter((s): s is string => !!s);
   }
 
-  private headers(): Record<string, string> {
+  protected headers(): Record<string, string> {
     const h: Record<string, string> = { "x-miner-id": this.o.minerId };
     if (this.o.apiKey) h["x-api-key"] = this.o.apiKey;
     if (this.o.bearerToken) h["authorization"] = `Bearer ${this.o.bearerToken}`;
     return h;
-  }
-
-  private async call(req: Omit<HttpRequest, "headers">): Promise<{ req: HttpRequest; res: HttpResponse }> {
-    const full: HttpRequest = { ...req, headers: this.headers() };
-    return { req: full, res: await this.o.http.send(full) };
-  }
-
-  private async expectOk(
-    req: Omit<HttpRequest, "headers">,
-  ): Promise<{ req: HttpRequest; res: HttpResponse }> {
-    const r = await this.call(req);
-    if (r.res.status < 200 || r.res.status >= 300) throw this.o.http.statusError(r.req, r.res);
-    return r;
-  }
-
-  async health(): Promise<void> {
-    const first = await this.call({ method: "GET", path: "/health" });
-    if (first.res.status >= 200 && first.res.status < 300) return;
-    if (first.res.status !== 404) throw this.o.http.statusError(first.req, first.res);
-    await this.expectOk({ method: "GET", path: "/v1/health" });
   }
 
   async register(capabilities: Capabilities, _concurrency: number): Promise<void> {
