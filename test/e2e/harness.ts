@@ -42,7 +42,7 @@ export function minerConfig(url: string, over: Record<string, unknown> = {}): Ru
     logLevel: "silent",
     heartbeatInterval: 1,
     pollIdleMax: 1,
-    requestTimeout: 2,
+    requestTimeout: 5, // loopback, but 2 busy cores: slowness must not become lost answers
     jobTimeout: 60,
     gracePeriod: 5,
     ...over,
