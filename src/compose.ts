@@ -58,7 +58,10 @@ export async function composeMiner(
   const gpu = await createGpuInfoSource({ nvmlLibrary: cfg.nvmlLibrary, log });
   let lastSnapshot: GpuSnapshot | null = null;
   /** A fresh snapshot, or null when it failed: decisions are never made on stale memory figures. */
+  // NVML snapshots cost microseconds; nvidia-smi ones spawn a process, so reuse a recent one there.
+  const maxAgeMs = gpu.kind === "nvidia-smi" ? 2000 : 0;
   const snapshot = async (): Promise<GpuSnapshot | null> => {
+    if (maxAgeMs > 0 && lastSnapshot && Date.now() - lastSnapshot.takenAt < maxAgeMs) return lastSnapshot;
     try {
       lastSnapshot = await gpu.snapshot();
       return lastSnapshot;
