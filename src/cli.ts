@@ -19,7 +19,7 @@ export function buildProgram(): Command {
   program
     .name("aitbc-native-miner")
     .description(
-      "AITBC GPU miner: polls a coordinator for inference jobs, runs them in-process with llama.cpp\n" +
+      "AITBC GPU miner: polls a coordinator for inference jobs, runs them in-process with llama.cpp " +
         "(CUDA when there is a GPU), and submits each result with an Ed25519-signed receipt.",
     )
     .version(version, "-V, --version", "print the version")

@@ -50,7 +50,7 @@ export function register(program: Command): void {
   program
     .command("bench")
     .description(
-      "measure this host: tokens/s running jobs one at a time vs batched on N sequences\n" +
+      "measure this host: tokens/s running jobs one at a time vs batched on N sequences " +
         "(side by side, same model, same run), and the cost of a GPU snapshot",
     )
     .option("--models <DIR>", "models directory (default: a generated 55 MB benchmark model)")

@@ -37,7 +37,7 @@ export function register(program: Command): void {
   program
     .command("demo")
     .description(
-      "mine a few jobs end to end on this host: a local coordinator, a generated tiny model,\n" +
+      "mine a few jobs end to end on this host: a local coordinator, a generated tiny model, " +
         "in-process inference and signed receipts (no GPU, network or model download needed)",
     )
     .option("--jobs <N>", "jobs to queue (1-50)", "5")
