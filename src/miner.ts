@@ -5,12 +5,14 @@
 import { type Backend, BackendError, type InferenceRequest, type InferenceResult } from "./backends/types.js";
 import { Backoff, sleep, within } from "./backoff.js";
 import { CoordinatorError } from "./coordinator/errors.js";
-import type { Capabilities, CompletedJob, CoordinatorClient, Job, SubmitAck } from "./coordinator/types.js";
+import type { Capabilities, CompletedJob, CoordinatorClient, Job } from "./coordinator/types.js";
+import { describeError } from "./describe-error.js";
 import { checkConstraints, type HostFacts, type JobLimits, validatePayload } from "./job.js";
 import type { ClaimedJob, ClaimJournal } from "./journal.js";
 import type { Logger } from "./log.js";
 import type { Outbox } from "./outbox.js";
 import type { MinerReceiptInput } from "./receipts/receipt.js";
+import { type CoordinatorReceiptCheck, type ReceiptRecord, Reporter } from "./reporter.js";
 
 export interface MinerSettings {
   minerId: string;
@@ -32,11 +34,7 @@ export interface MinerSettings {
 /** What the miner's receipt is made from (the receipts module defines and signs it). */
 export type ReceiptInput = MinerReceiptInput;
 
-export interface CoordinatorReceiptCheck {
-  verified: boolean | null;
-  reason?: string | undefined;
-  receipt: unknown;
-}
+export type { CoordinatorReceiptCheck, ReceiptRecord } from "./reporter.js";
 
 /** Everything the loop needs from the rest of the program, injected so each piece stays replaceable. */
 export interface MinerDeps {
@@ -51,13 +49,7 @@ export interface MinerDeps {
   heartbeatMetadata(): Promise<Record<string, unknown>>;
   signReceipt(input: ReceiptInput): Record<string, unknown>;
   checkCoordinatorReceipt(rawText: string): CoordinatorReceiptCheck;
-  recordReceipt(entry: {
-    kind: "miner" | "coordinator";
-    jobId: string;
-    receipt: unknown;
-    verified: boolean | null;
-    reason?: string | undefined;
-  }): Promise<void>;
+  recordReceipt(entry: ReceiptRecord): Promise<void>;
   /** VRAM admission: why the job cannot run here (before any model is loaded), or null to go ahead. */
   admit?(req: InferenceRequest): Promise<{ errorCode: string; message: string } | null>;
   /** Around each job: e.g. check that VRAM came back. */
@@ -104,7 +96,6 @@ export class Miner {
   private stopping = false;
   private readonly stopSignal = new AbortController();
   private readonly inflight = new Map<string, Running>();
-  private readonly submitting = new Map<string, Promise<void>>();
   private wakeUp: AbortController = new AbortController();
   private lastPollAt = 0;
   private heartbeatTimer: NodeJS.Timeout | null = null;
@@ -113,32 +104,26 @@ export class Miner {
   private exitResolve: ((e: MinerExit) => void) | null = null;
   private shutdownPromise: Promise<MinerExit> | null = null;
   private polling: Promise<void> | null = null;
-  /** Failure reports not yet acknowledged (each also recorded in the journal). */
-  private readonly failing = new Map<string, Promise<void>>();
-  private readonly stats: MinerStats = {
-    completed: 0,
-    failuresByCode: {},
-    promptTokens: 0,
-    busySeconds: 0,
-    failed: 0,
-    submitted: 0,
-    dropped: 0,
-    tokens: 0,
-    inflight: 0,
-    outboxDepth: 0,
-  };
+  /** Delivers results and failure verdicts to the coordinator until acknowledged. */
+  private readonly reporter: Reporter;
+  private readonly stats = { completed: 0, tokens: 0, promptTokens: 0, busySeconds: 0 };
 
   constructor(private readonly d: MinerDeps) {
     this.s = d.settings;
     this.log = d.log;
+    this.reporter = new Reporter(d);
   }
 
   snapshot(): MinerStats {
+    const r = this.reporter.snapshot();
     return {
       ...this.stats,
-      failuresByCode: { ...this.stats.failuresByCode },
+      failed: r.failed,
+      failuresByCode: r.failuresByCode,
+      submitted: r.submitted,
+      dropped: r.dropped,
       inflight: this.inflight.size,
-      outboxDepth: this.submitting.size,
+      outboxDepth: r.pendingResults,
     };
   }
 
@@ -268,7 +253,7 @@ export class Miner {
         "resubmitting results from the outbox",
       );
     const inOutbox = new Set(results.map((r) => r.jobId));
-    for (const r of results) this.startSubmit(r);
+    for (const r of results) this.reporter.submit(r);
 
     for (const claimed of await this.d.journal.entries()) {
       if (inOutbox.has(claimed.jobId)) {
@@ -277,7 +262,7 @@ export class Miner {
       }
       if (claimed.failure) {
         // Already failed before the restart; only the report is left to make.
-        this.startFailReport(claimed.jobId, claimed.failure.errorCode, claimed.failure.message);
+        this.reporter.resendFailure(claimed.jobId, claimed.failure.errorCode, claimed.failure.message);
         continue;
       }
       if (this.stopping) break;
@@ -296,7 +281,7 @@ export class Miner {
           { event: "job_expired_on_restart", jobId: claimed.jobId },
           "claimed job past its deadline after restart",
         );
-        await this.reportFailure(
+        await this.reporter.fail(
           claimed.jobId,
           "miner_restarted",
           "the miner restarted and the job's deadline has passed",
@@ -344,7 +329,7 @@ export class Miner {
         continue;
       }
       if (job !== null && this.stopping) {
-        await this.reportFailure(job.jobId, "shutting_down", "the miner is shutting down");
+        await this.reporter.fail(job.jobId, "shutting_down", "the miner is shutting down");
         break;
       }
       if (job === null) {
@@ -353,7 +338,7 @@ export class Miner {
         continue;
       }
       idleMs = 250;
-      if (this.inflight.has(job.jobId) || this.submitting.has(job.jobId)) {
+      if (this.inflight.has(job.jobId) || this.reporter.isSubmitting(job.jobId)) {
         this.log.warn(
           { event: "duplicate_job", jobId: job.jobId },
           "coordinator handed over a job already in hand; ignoring",
@@ -402,7 +387,7 @@ export class Miner {
         });
       } catch (err) {
         // e.g. nesting too deep to serialize: no valid job looks like that.
-        return this.reportFailure(
+        return this.reporter.fail(
           jobId,
           "invalid_payload",
           `the payload cannot be stored: ${(err as Error).message}`,
@@ -417,7 +402,7 @@ export class Miner {
         { event: "job_rejected", errorCode: v.rejection.errorCode, reason: v.rejection.message },
         "invalid job",
       );
-      return this.reportFailure(jobId, v.rejection.errorCode, v.rejection.message);
+      return this.reporter.fail(jobId, v.rejection.errorCode, v.rejection.message);
     }
     const req = v.request;
     const unmet = checkConstraints(job.constraints, await this.d.hostFacts());
@@ -426,13 +411,13 @@ export class Miner {
         { event: "job_rejected", errorCode: unmet.errorCode, reason: unmet.message },
         "job constraints not met",
       );
-      return this.reportFailure(jobId, unmet.errorCode, unmet.message);
+      return this.reporter.fail(jobId, unmet.errorCode, unmet.message);
     }
     if (!this.d.backend.hasModel(req.model)) {
       const served = this.d.backend.listModels().map((m) => m.name);
       const msg = `model ${JSON.stringify(req.model)} is not served by this miner (it serves: ${served.join(", ") || "none"})`;
       log.warn({ event: "job_rejected", errorCode: "model_not_found", reason: msg }, "unknown model");
-      return this.reportFailure(jobId, "model_not_found", msg);
+      return this.reporter.fail(jobId, "model_not_found", msg);
     }
     const refusal = this.d.admit ? await this.d.admit(req) : null;
     if (refusal) {
@@ -440,7 +425,7 @@ export class Miner {
         { event: "job_rejected", errorCode: refusal.errorCode, reason: refusal.message },
         "job refused by VRAM admission",
       );
-      return this.reportFailure(jobId, refusal.errorCode, refusal.message);
+      return this.reporter.fail(jobId, refusal.errorCode, refusal.message);
     }
 
     log.info(
@@ -456,7 +441,7 @@ export class Miner {
     } catch (err) {
       const why = abort.signal.reason as AbortWhy | undefined;
       if (err instanceof WedgedError) {
-        await this.reportFailure(jobId, "timeout", err.message);
+        await this.reporter.fail(jobId, "timeout", err.message);
         throw new MinerFatalError(err.message, 70);
       }
       const code =
@@ -474,7 +459,7 @@ export class Miner {
             ? "the miner is shutting down"
             : (err as Error).message;
       log.warn({ event: "job_failed", errorCode: code, reason: msg }, "job failed");
-      return this.reportFailure(jobId, code, msg);
+      return this.reporter.fail(jobId, code, msg);
     } finally {
       if (this.s.unloadAfterJob) await this.d.backend.unloadAll().catch(() => undefined);
       if (afterJob) await afterJob().catch(() => undefined);
@@ -539,7 +524,7 @@ export class Miner {
           "could not append to the receipts log",
         ),
       );
-    this.startSubmit(completed);
+    this.reporter.submit(completed);
   }
 
   /** Run the backend under the job's deadline; a backend that ignores the abort is wedged. */
@@ -583,207 +568,7 @@ export class Miner {
 
   // ---------------------------------------------------------------- reporting
 
-  /**
-   * Fail a job at the coordinator. The verdict is journaled first, so a report that cannot be made
-   * now (coordinator down, miner restarting) is made later: the job is never left hanging.
-   */
-  private async reportFailure(jobId: string, errorCode: string, message: string): Promise<void> {
-    this.stats.failed++;
-    this.stats.failuresByCode[errorCode] = (this.stats.failuresByCode[errorCode] ?? 0) + 1;
-    const now = Date.now();
-    await this.d.journal
-      .record({
-        jobId,
-        payload: null,
-        constraints: null,
-        claimedAt: now,
-        deadlineAt: now,
-        failure: { errorCode, message },
-      })
-      .catch((err: unknown) =>
-        this.log.error(
-          { event: "journal_failed", jobId, err: describeError(err) },
-          "could not journal a failed job",
-        ),
-      );
-    this.startFailReport(jobId, errorCode, message);
-  }
-
-  private startFailReport(jobId: string, errorCode: string, message: string): void {
-    if (this.failing.has(jobId)) return;
-    const p = this.failLoop(jobId, errorCode, message)
-      .catch((err: unknown) =>
-        this.log.error(
-          { event: "fail_report_crashed", jobId, err: describeError(err) },
-          "fail report loop failed",
-        ),
-      )
-      .finally(() => this.failing.delete(jobId));
-    this.failing.set(jobId, p);
-  }
-
-  private async failLoop(jobId: string, errorCode: string, message: string): Promise<void> {
-    const backoff = new Backoff({ baseMs: 250, capMs: 30_000 });
-    for (;;) {
-      try {
-        await this.d.client.fail(jobId, errorCode, message);
-        break;
-      } catch (err) {
-        const gone = err instanceof CoordinatorError && (err.kind === "not_found" || err.kind === "conflict");
-        const hopeless = err instanceof CoordinatorError && err.kind === "client" && !err.retryable;
-        if (gone) break;
-        if (hopeless) {
-          this.log.warn(
-            { event: "fail_report_rejected", jobId, err: describeError(err) },
-            "coordinator refused a failure report",
-          );
-          break;
-        }
-        if (this.flushing && this.flushDeadlinePassed()) {
-          this.log.warn(
-            { event: "fail_report_deferred", jobId },
-            "failure report stays in the journal for the next start",
-          );
-          return;
-        }
-        const auth = err instanceof CoordinatorError && err.kind === "auth";
-        const delay = auth ? 60_000 : backoff.next(err instanceof CoordinatorError ? err.retryAfterMs : null);
-        this.log.warn(
-          { event: "fail_report_retry", jobId, err: describeError(err), retryInMs: delay },
-          "failure report failed; will retry",
-        );
-        await this.pause(delay);
-      }
-    }
-    await this.d.journal.remove(jobId);
-  }
-
-  private startSubmit(result: CompletedJob): void {
-    if (this.submitting.has(result.jobId)) return;
-    const p = this.submitLoop(result)
-      .catch((err: unknown) =>
-        this.log.error(
-          { event: "submit_crashed", jobId: result.jobId, err: describeError(err) },
-          "submit loop failed",
-        ),
-      )
-      .finally(() => this.submitting.delete(result.jobId));
-    this.submitting.set(result.jobId, p);
-  }
-
-  private async submitLoop(result: CompletedJob): Promise<void> {
-    const log = this.log.child({ jobId: result.jobId });
-    const backoff = new Backoff({ baseMs: 500, capMs: 60_000 });
-    for (;;) {
-      try {
-        const ack = await this.d.client.submit(result);
-        await this.onAccepted(result, ack);
-        return;
-      } catch (err) {
-        if (err instanceof CoordinatorError && (err.kind === "not_found" || err.kind === "conflict")) {
-          // 409: already completed (possibly by our own earlier try whose answer was lost). 404: job gone.
-          await this.d.outbox.remove(result.jobId);
-          if (err.kind === "conflict") this.stats.submitted++;
-          else this.stats.dropped++;
-          log.info(
-            {
-              event: err.kind === "conflict" ? "submit_already_done" : "submit_job_gone",
-              status: err.status,
-            },
-            "coordinator no longer needs this result",
-          );
-          return;
-        }
-        if (err instanceof CoordinatorError && err.kind === "client" && !err.retryable) {
-          const path = await this.d.outbox.reject(result, err.message);
-          this.stats.dropped++;
-          log.error(
-            { event: "submit_rejected", status: err.status, keptAt: path },
-            "coordinator rejected the result; kept for inspection",
-          );
-          return;
-        }
-        if (this.flushing && this.flushDeadlinePassed()) {
-          log.warn({ event: "submit_deferred" }, "result stays in the outbox for the next start");
-          return;
-        }
-        const authIssue = err instanceof CoordinatorError && err.kind === "auth";
-        const delay = authIssue
-          ? 60_000
-          : backoff.next(err instanceof CoordinatorError ? err.retryAfterMs : null);
-        log.warn(
-          {
-            event: "submit_retry",
-            err: describeError(err),
-            retryInMs: delay,
-            attempt: backoff.attempts,
-            outboxDepth: this.submitting.size,
-          },
-          "submit failed; will retry",
-        );
-        await this.pause(delay);
-      }
-    }
-  }
-
-  private async onAccepted(result: CompletedJob, ack: SubmitAck): Promise<void> {
-    await this.d.outbox.remove(result.jobId);
-    this.stats.submitted++;
-    let verified: boolean | null = null;
-    if (ack.coordinatorReceiptText !== null) {
-      const check = this.d.checkCoordinatorReceipt(ack.coordinatorReceiptText);
-      verified = check.verified;
-      await this.d
-        .recordReceipt({
-          kind: "coordinator",
-          jobId: result.jobId,
-          receipt: check.receipt,
-          verified: check.verified,
-          reason: check.reason,
-        })
-        .catch(() => undefined);
-      if (check.verified === false) {
-        this.log.error(
-          { event: "coordinator_receipt_invalid", jobId: result.jobId, reason: check.reason },
-          "coordinator receipt failed verification",
-        );
-      }
-    }
-    this.log.info(
-      {
-        event: "submitted",
-        jobId: result.jobId,
-        status: ack.status,
-        coordinatorReceipt: verified,
-        outboxDepth: this.submitting.size - 1,
-      },
-      "result accepted",
-    );
-  }
-
   // ---------------------------------------------------------------- shutdown
-
-  private flushDeadline = Number.POSITIVE_INFINITY;
-  private flushAbort = new AbortController();
-  private readonly flushStart = new AbortController();
-  private flushing = false;
-
-  private flushDeadlinePassed(): boolean {
-    return Date.now() >= this.flushDeadline;
-  }
-
-  private flushMsLeft(): number {
-    return Math.max(0, this.flushDeadline - Date.now());
-  }
-
-  /**
-   * Wait between retries. Shutdown's flush wakes every waiting loop at once (one more try now),
-   * and from then on no wait outlasts the flush window.
-   */
-  private pause(ms: number): Promise<boolean> {
-    if (this.flushing) return sleep(Math.min(ms, this.flushMsLeft()), this.flushAbort.signal);
-    return sleep(ms, this.flushStart.signal);
-  }
 
   private fail(err: unknown): void {
     if (this.fatal) return;
@@ -815,16 +600,7 @@ export class Miner {
       }
     }
     // 2. Flush the outbox and failure reports for a bounded time; what is left is sent on the next start.
-    this.flushDeadline = Date.now() + this.s.flushTimeoutMs;
-    this.flushing = true;
-    this.flushStart.abort(); // retry everything that is waiting, now
-    const flushTimer = setTimeout(() => this.flushAbort.abort(), this.s.flushTimeoutMs);
-    await within(
-      Promise.all([...this.submitting.values(), ...this.failing.values()]),
-      this.s.flushTimeoutMs + 500,
-    );
-    clearTimeout(flushTimer);
-    this.flushAbort.abort();
+    await this.reporter.flush(this.s.flushTimeoutMs);
     this.stopHeartbeats();
     const left = await this.d.outbox.depth().catch(() => -1);
     if (left > 0)
@@ -855,11 +631,4 @@ export class Miner {
 
 class WedgedError extends Error {
   override readonly name = "WedgedError";
-}
-
-export function describeError(err: unknown): Record<string, unknown> {
-  if (err instanceof CoordinatorError) return { kind: err.kind, status: err.status, message: err.message };
-  if (err instanceof BackendError) return { code: err.code, message: err.message };
-  if (err instanceof Error) return { name: err.name, message: err.message };
-  return { message: String(err) };
 }

@@ -1,0 +1,277 @@
+// Delivers what the miner owes the coordinator — computed results (from the outbox) and failure
+// verdicts (from the journal) — retrying each until it is acknowledged or the coordinator says the
+// job is gone. On shutdown, flush() gives every pending delivery one more try now and a bounded
+// window; what is left stays on disk for the next start.
+import { Backoff, sleep, within } from "./backoff.js";
+import { CoordinatorError } from "./coordinator/errors.js";
+import type { CompletedJob, CoordinatorClient, SubmitAck } from "./coordinator/types.js";
+import { describeError } from "./describe-error.js";
+import type { ClaimJournal } from "./journal.js";
+import type { Logger } from "./log.js";
+import type { Outbox } from "./outbox.js";
+
+export interface CoordinatorReceiptCheck {
+  verified: boolean | null;
+  reason?: string | undefined;
+  receipt: unknown;
+}
+
+export interface ReceiptRecord {
+  kind: "miner" | "coordinator";
+  jobId: string;
+  receipt: unknown;
+  verified: boolean | null;
+  reason?: string | undefined;
+}
+
+export interface ReporterDeps {
+  client: CoordinatorClient;
+  outbox: Outbox;
+  journal: ClaimJournal;
+  log: Logger;
+  checkCoordinatorReceipt(rawText: string): CoordinatorReceiptCheck;
+  recordReceipt(entry: ReceiptRecord): Promise<void>;
+}
+
+export interface ReporterStats {
+  failed: number;
+  failuresByCode: Record<string, number>;
+  submitted: number;
+  dropped: number;
+}
+
+export class Reporter {
+  private readonly log: Logger;
+  private readonly submitting = new Map<string, Promise<void>>();
+  private readonly failing = new Map<string, Promise<void>>();
+  private readonly stats: ReporterStats = { failed: 0, failuresByCode: {}, submitted: 0, dropped: 0 };
+
+  constructor(private readonly d: ReporterDeps) {
+    this.log = d.log;
+  }
+
+  snapshot(): ReporterStats & { pendingResults: number; pendingFailures: number } {
+    return {
+      ...this.stats,
+      failuresByCode: { ...this.stats.failuresByCode },
+      pendingResults: this.submitting.size,
+      pendingFailures: this.failing.size,
+    };
+  }
+
+  /** Whether a result for this job is still being delivered. */
+  isSubmitting(jobId: string): boolean {
+    return this.submitting.has(jobId);
+  }
+
+  /** Deliver what is pending within `timeoutMs` (one more try for each now); the rest stays on disk. */
+  async flush(timeoutMs: number): Promise<void> {
+    this.flushDeadline = Date.now() + timeoutMs;
+    this.flushing = true;
+    this.flushStart.abort();
+    const timer = setTimeout(() => this.flushAbort.abort(), timeoutMs);
+    await within(Promise.all([...this.submitting.values(), ...this.failing.values()]), timeoutMs + 500);
+    clearTimeout(timer);
+    this.flushAbort.abort();
+  }
+
+  /**
+   * Fail a job at the coordinator. The verdict is journaled first, so a report that cannot be made
+   * now (coordinator down, miner restarting) is made later: the job is never left hanging.
+   */
+  async fail(jobId: string, errorCode: string, message: string): Promise<void> {
+    this.stats.failed++;
+    this.stats.failuresByCode[errorCode] = (this.stats.failuresByCode[errorCode] ?? 0) + 1;
+    const now = Date.now();
+    await this.d.journal
+      .record({
+        jobId,
+        payload: null,
+        constraints: null,
+        claimedAt: now,
+        deadlineAt: now,
+        failure: { errorCode, message },
+      })
+      .catch((err: unknown) =>
+        this.log.error(
+          { event: "journal_failed", jobId, err: describeError(err) },
+          "could not journal a failed job",
+        ),
+      );
+    this.resendFailure(jobId, errorCode, message);
+  }
+
+  resendFailure(jobId: string, errorCode: string, message: string): void {
+    if (this.failing.has(jobId)) return;
+    const p = this.failLoop(jobId, errorCode, message)
+      .catch((err: unknown) =>
+        this.log.error(
+          { event: "fail_report_crashed", jobId, err: describeError(err) },
+          "fail report loop failed",
+        ),
+      )
+      .finally(() => this.failing.delete(jobId));
+    this.failing.set(jobId, p);
+  }
+
+  private async failLoop(jobId: string, errorCode: string, message: string): Promise<void> {
+    const backoff = new Backoff({ baseMs: 250, capMs: 30_000 });
+    for (;;) {
+      try {
+        await this.d.client.fail(jobId, errorCode, message);
+        break;
+      } catch (err) {
+        const gone = err instanceof CoordinatorError && (err.kind === "not_found" || err.kind === "conflict");
+        const hopeless = err instanceof CoordinatorError && err.kind === "client" && !err.retryable;
+        if (gone) break;
+        if (hopeless) {
+          this.log.warn(
+            { event: "fail_report_rejected", jobId, err: describeError(err) },
+            "coordinator refused a failure report",
+          );
+          break;
+        }
+        if (this.flushing && this.flushDeadlinePassed()) {
+          this.log.warn(
+            { event: "fail_report_deferred", jobId },
+            "failure report stays in the journal for the next start",
+          );
+          return;
+        }
+        const auth = err instanceof CoordinatorError && err.kind === "auth";
+        const delay = auth ? 60_000 : backoff.next(err instanceof CoordinatorError ? err.retryAfterMs : null);
+        this.log.warn(
+          { event: "fail_report_retry", jobId, err: describeError(err), retryInMs: delay },
+          "failure report failed; will retry",
+        );
+        await this.pause(delay);
+      }
+    }
+    await this.d.journal.remove(jobId);
+  }
+
+  submit(result: CompletedJob): void {
+    if (this.submitting.has(result.jobId)) return;
+    const p = this.submitLoop(result)
+      .catch((err: unknown) =>
+        this.log.error(
+          { event: "submit_crashed", jobId: result.jobId, err: describeError(err) },
+          "submit loop failed",
+        ),
+      )
+      .finally(() => this.submitting.delete(result.jobId));
+    this.submitting.set(result.jobId, p);
+  }
+
+  private async submitLoop(result: CompletedJob): Promise<void> {
+    const log = this.log.child({ jobId: result.jobId });
+    const backoff = new Backoff({ baseMs: 500, capMs: 60_000 });
+    for (;;) {
+      try {
+        const ack = await this.d.client.submit(result);
+        await this.onAccepted(result, ack);
+        return;
+      } catch (err) {
+        if (err instanceof CoordinatorError && (err.kind === "not_found" || err.kind === "conflict")) {
+          // 409: already completed (possibly by our own earlier try whose answer was lost). 404: job gone.
+          await this.d.outbox.remove(result.jobId);
+          if (err.kind === "conflict") this.stats.submitted++;
+          else this.stats.dropped++;
+          log.info(
+            {
+              event: err.kind === "conflict" ? "submit_already_done" : "submit_job_gone",
+              status: err.status,
+            },
+            "coordinator no longer needs this result",
+          );
+          return;
+        }
+        if (err instanceof CoordinatorError && err.kind === "client" && !err.retryable) {
+          const path = await this.d.outbox.reject(result, err.message);
+          this.stats.dropped++;
+          log.error(
+            { event: "submit_rejected", status: err.status, keptAt: path },
+            "coordinator rejected the result; kept for inspection",
+          );
+          return;
+        }
+        if (this.flushing && this.flushDeadlinePassed()) {
+          log.warn({ event: "submit_deferred" }, "result stays in the outbox for the next start");
+          return;
+        }
+        const authIssue = err instanceof CoordinatorError && err.kind === "auth";
+        const delay = authIssue
+          ? 60_000
+          : backoff.next(err instanceof CoordinatorError ? err.retryAfterMs : null);
+        log.warn(
+          {
+            event: "submit_retry",
+            err: describeError(err),
+            retryInMs: delay,
+            attempt: backoff.attempts,
+            outboxDepth: this.submitting.size,
+          },
+          "submit failed; will retry",
+        );
+        await this.pause(delay);
+      }
+    }
+  }
+
+  private async onAccepted(result: CompletedJob, ack: SubmitAck): Promise<void> {
+    await this.d.outbox.remove(result.jobId);
+    this.stats.submitted++;
+    let verified: boolean | null = null;
+    if (ack.coordinatorReceiptText !== null) {
+      const check = this.d.checkCoordinatorReceipt(ack.coordinatorReceiptText);
+      verified = check.verified;
+      await this.d
+        .recordReceipt({
+          kind: "coordinator",
+          jobId: result.jobId,
+          receipt: check.receipt,
+          verified: check.verified,
+          reason: check.reason,
+        })
+        .catch(() => undefined);
+      if (check.verified === false) {
+        this.log.error(
+          { event: "coordinator_receipt_invalid", jobId: result.jobId, reason: check.reason },
+          "coordinator receipt failed verification",
+        );
+      }
+    }
+    this.log.info(
+      {
+        event: "submitted",
+        jobId: result.jobId,
+        status: ack.status,
+        coordinatorReceipt: verified,
+        outboxDepth: this.submitting.size - 1,
+      },
+      "result accepted",
+    );
+  }
+
+  private flushDeadline = Number.POSITIVE_INFINITY;
+  private flushAbort = new AbortController();
+  private readonly flushStart = new AbortController();
+  private flushing = false;
+
+  private flushDeadlinePassed(): boolean {
+    return Date.now() >= this.flushDeadline;
+  }
+
+  private flushMsLeft(): number {
+    return Math.max(0, this.flushDeadline - Date.now());
+  }
+
+  /**
+   * Wait between retries. Shutdown's flush wakes every waiting loop at once (one more try now),
+   * and from then on no wait outlasts the flush window.
+   */
+  private pause(ms: number): Promise<boolean> {
+    if (this.flushing) return sleep(Math.min(ms, this.flushMsLeft()), this.flushAbort.signal);
+    return sleep(ms, this.flushStart.signal);
+  }
+}
