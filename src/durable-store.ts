@@ -3,6 +3,16 @@
 import { createHash } from "node:crypto";
 import { promises as fs } from "node:fs";
 import { join } from "node:path";
+import { topLevelStringMember } from "./coordinator/json-span.js";
+
+/** A record file that could not be read back. */
+export interface CorruptRecord {
+  /** Where the file now is (renamed `.corrupt` when that was possible). */
+  path: string;
+  /** Its key, when the damaged file still names it. */
+  key: string | null;
+  reason: string;
+}
 
 export class DurableStore<T> {
   private readonly tmpDir: string;
@@ -53,10 +63,25 @@ export class DurableStore<T> {
     }
   }
 
-  /** Every record, plus the files that could not be read back (moved aside, never deleted). */
-  async list(): Promise<{ entries: { key: string; value: T }[]; corrupt: string[] }> {
+  /** The record under `key`, or null when there is none or it cannot be read back. */
+  async get(key: string): Promise<T | null> {
+    try {
+      const parsed: unknown = JSON.parse(await fs.readFile(this.fileFor(key), "utf8"));
+      if (typeof parsed !== "object" || parsed === null) return null;
+      const rec = parsed as { key?: unknown; value?: unknown };
+      return rec.key === key ? this.validate(rec.value) : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * Every record, plus the files that could not be read back: renamed `.corrupt` (never deleted)
+   * and returned with their key when it can still be read, so the caller can act on it.
+   */
+  async list(): Promise<{ entries: { key: string; value: T }[]; corrupt: CorruptRecord[] }> {
     const entries: { key: string; value: T }[] = [];
-    const corrupt: string[] = [];
+    const corrupt: CorruptRecord[] = [];
     let names: string[];
     try {
       names = await fs.readdir(this.dir);
@@ -66,8 +91,10 @@ export class DurableStore<T> {
     for (const name of names.sort()) {
       if (!name.endsWith(".json")) continue;
       const path = join(this.dir, name);
+      let text = "";
       try {
-        const parsed: unknown = JSON.parse(await fs.readFile(path, "utf8"));
+        text = await fs.readFile(path, "utf8");
+        const parsed: unknown = JSON.parse(text);
         if (typeof parsed === "object" && parsed !== null && "key" in parsed && "value" in parsed) {
           const key = (parsed as { key: unknown }).key;
           const value = this.validate((parsed as { value: unknown }).value);
@@ -77,9 +104,17 @@ export class DurableStore<T> {
           }
         }
         throw new Error("unexpected shape");
-      } catch {
-        await fs.rename(path, `${path}.corrupt`).catch(() => undefined);
-        corrupt.push(path);
+      } catch (err) {
+        const movedTo = `${path}.corrupt`;
+        const moved = await fs.rename(path, movedTo).then(
+          () => true,
+          () => false,
+        );
+        corrupt.push({
+          path: moved ? movedTo : path,
+          key: topLevelStringMember(text, "key"),
+          reason: (err as NodeJS.ErrnoException).code ?? "unreadable or unexpected content",
+        });
       }
     }
     return { entries, corrupt };

@@ -1,7 +1,7 @@
 // Claim journal (DESIGN §7): a job is on disk from the moment it is ours until it has a result in
 // the outbox or was reported failed, so a restart knows what it had taken on.
 import { z } from "zod";
-import { DurableStore } from "./durable-store.js";
+import { type CorruptRecord, DurableStore } from "./durable-store.js";
 
 export interface ClaimedJob {
   jobId: string;
@@ -44,7 +44,17 @@ export class ClaimJournal {
     return this.store.remove(jobId);
   }
 
-  async entries(): Promise<ClaimedJob[]> {
-    return (await this.store.list()).entries.map((e) => e.value);
+  /**
+   * Remove the entry only while it still records a failure verdict: once that verdict is
+   * acknowledged, a later hand-out of the same id (journaled without one) must not lose its entry.
+   */
+  async removeFailure(jobId: string): Promise<void> {
+    const current = await this.store.get(jobId);
+    if (current === null || current.failure !== undefined) await this.store.remove(jobId);
+  }
+
+  async entries(): Promise<{ jobs: ClaimedJob[]; corrupt: CorruptRecord[] }> {
+    const { entries, corrupt } = await this.store.list();
+    return { jobs: entries.map((e) => e.value), corrupt };
   }
 }

@@ -48,7 +48,13 @@ export function renderMinerMetrics(s: MinerStats, labels: Record<string, string>
     "aitbc_miner_outbox_depth",
     "gauge",
     "Results waiting for the coordinator's acknowledgement.",
-    s.outboxDepth,
+    s.pendingSubmissions,
+  );
+  metric(
+    "aitbc_miner_state_writable",
+    "gauge",
+    "1 when the state directory takes writes; 0 stops new jobs until it does.",
+    s.stateWritable ? 1 : 0,
   );
   return `${out.join("\n")}\n`;
 }

@@ -2,9 +2,10 @@
 // Every next step is decided from local state (journal, outbox) plus the coordinator's answer,
 // so a lost reply or a restart is harmless (DESIGN §7).
 
+import { join } from "node:path";
 import { type Backend, BackendError, type InferenceRequest, type InferenceResult } from "./backends/types.js";
 import { Backoff, sleep, within } from "./backoff.js";
-import { CoordinatorError } from "./coordinator/errors.js";
+import { CoordinatorError, UnusableJobError } from "./coordinator/errors.js";
 import type { Capabilities, CompletedJob, CoordinatorClient, Job } from "./coordinator/types.js";
 import { describeError } from "./describe-error.js";
 import { checkConstraints, type HostFacts, type JobLimits, validatePayload } from "./job.js";
@@ -13,6 +14,7 @@ import type { Logger } from "./log.js";
 import type { Outbox } from "./outbox.js";
 import type { MinerReceiptInput } from "./receipts/receipt.js";
 import { type CoordinatorReceiptCheck, type ReceiptRecord, Reporter } from "./reporter.js";
+import { isStorageError, StateStorage, StateStorageError } from "./state-storage.js";
 
 export interface MinerSettings {
   minerId: string;
@@ -56,6 +58,42 @@ export interface MinerDeps {
   jobMemoryProbe?(): Promise<() => Promise<void>>;
   /** GPU utilization/memory figures for a job's metrics. */
   jobMetrics?(): Promise<{ gpu_utilization: number | null; memory_used: number | null }>;
+  /** Whether the state directory takes writes (default: probed in the outbox's directory). */
+  storage?: StateStorage;
+}
+
+/** Exit code when the state directory can never be written (EX_CANTCREAT, sysexits.h). */
+export const EXIT_STATE_UNWRITABLE = 73;
+
+/** Time allowed to deregister at shutdown, and to release the backend after it. */
+const DEREGISTER_TIMEOUT_MS = 5000;
+const BACKEND_CLOSE_TIMEOUT_MS = 5000;
+/** An aborted poll settles at once; this only bounds a dialect that ignores the abort. */
+const POLL_ABORT_WAIT_MS = 2000;
+/** The least time between two heartbeats sent out of turn (after a failure, on a poll error). */
+const EARLY_BEAT_SPACING_MS = 1000;
+/** How often to re-probe a state directory that could not be written. */
+const STORAGE_RECHECK_MS = 5000;
+/** How often to look again when no model can be served (the rescan also wakes the loop). */
+const NO_MODEL_RECHECK_MS = 5000;
+
+/**
+ * The longest a graceful stop can take with these settings: the grace period, the abort grace for
+ * jobs that outlive it, the outbox flush, deregistration and releasing the backend. A service
+ * manager's stop timeout must cover it (see `service`).
+ */
+export function shutdownBudgetMs(
+  s: Pick<MinerSettings, "gracePeriodMs" | "abortGraceMs" | "flushTimeoutMs">,
+): number {
+  return (
+    POLL_ABORT_WAIT_MS +
+    s.gracePeriodMs +
+    s.abortGraceMs +
+    1000 +
+    s.flushTimeoutMs +
+    DEREGISTER_TIMEOUT_MS +
+    BACKEND_CLOSE_TIMEOUT_MS
+  );
 }
 
 export interface MinerStats {
@@ -68,7 +106,10 @@ export interface MinerStats {
   dropped: number;
   tokens: number;
   inflight: number;
-  outboxDepth: number;
+  /** Results handed to the reporter and not yet acknowledged (memory, not the outbox's files). */
+  pendingSubmissions: number;
+  /** Whether the state directory takes writes; false stops new jobs. */
+  stateWritable: boolean;
 }
 
 export type MinerExit = { code: number; reason: string };
@@ -107,11 +148,21 @@ export class Miner {
   /** Delivers results and failure verdicts to the coordinator until acknowledged. */
   private readonly reporter: Reporter;
   private readonly stats = { completed: 0, tokens: 0, promptTokens: 0, busySeconds: 0 };
+  private readonly storage: StateStorage;
+  private beating = false;
+  private beatAgain = false;
+  private lastBeatAt = 0;
 
   constructor(private readonly d: MinerDeps) {
     this.s = d.settings;
     this.log = d.log;
-    this.reporter = new Reporter(d);
+    this.storage = d.storage ?? new StateStorage(join(d.outbox.dir, ".tmp"), d.log);
+    this.reporter = new Reporter({
+      ...d,
+      storage: this.storage,
+      // Upstream frees a slot on /fail only when a heartbeat says so: send one at once.
+      onFailureAcknowledged: () => this.beatSoon(),
+    });
   }
 
   snapshot(): MinerStats {
@@ -123,7 +174,8 @@ export class Miner {
       submitted: r.submitted,
       dropped: r.dropped,
       inflight: this.inflight.size,
-      outboxDepth: r.pendingResults,
+      pendingSubmissions: r.pendingResults,
+      stateWritable: this.storage.writable,
     };
   }
 
@@ -133,8 +185,7 @@ export class Miner {
       this.exitResolve = resolve;
     });
     try {
-      await this.d.outbox.open();
-      await this.d.journal.open();
+      await this.openState();
       await this.register();
       if (this.stopping) return await exited;
       await this.recover();
@@ -148,6 +199,23 @@ export class Miner {
       void this.shutdown(this.fatal.message);
     }
     return await exited;
+  }
+
+  /** Check the state directory, then open the outbox and journal; a full disk only pauses mining. */
+  private async openState(): Promise<void> {
+    try {
+      await this.storage.checkAtStart();
+    } catch (err) {
+      if (err instanceof StateStorageError) throw new MinerFatalError(err.message, EXIT_STATE_UNWRITABLE);
+      throw err;
+    }
+    for (const store of [this.d.outbox, this.d.journal]) {
+      try {
+        await store.open();
+      } catch (err) {
+        if (!this.storage.noteFailure(err)) throw err;
+      }
+    }
   }
 
   /** Register again (e.g. the models this miner can serve changed) so the coordinator matches jobs on facts. */
@@ -208,30 +276,67 @@ export class Miner {
   }
 
   private startHeartbeats(): void {
-    const beat = async (): Promise<void> => {
-      try {
-        const metadata = await this.d.heartbeatMetadata();
-        await this.d.client.heartbeat({
-          inflight: this.inflight.size,
-          metadata: { ...metadata, miner: this.snapshot() },
-        });
-      } catch (err) {
-        if (err instanceof CoordinatorError && err.kind === "not_found" && !this.stopping) {
-          this.log.warn({ event: "reregister" }, "coordinator no longer knows this miner; registering again");
-          this.registered = false;
-          await this.register().catch((e: unknown) => this.fail(e));
-        } else {
-          this.log.warn({ event: "heartbeat_failed", err: describeError(err) }, "heartbeat failed");
-        }
-      } finally {
-        if (this.heartbeatTimer !== null) {
-          this.heartbeatTimer = setTimeout(beat, this.s.heartbeatIntervalMs);
-          this.heartbeatTimer.unref();
-        }
-      }
-    };
     if (this.stopping) return;
-    this.heartbeatTimer = setTimeout(beat, 0);
+    this.heartbeatTimer = setTimeout(() => void this.beat(), 0);
+    this.heartbeatTimer.unref();
+  }
+
+  /**
+   * The in-flight count the coordinator should hold: jobs running plus verdicts not yet
+   * acknowledged. Upstream *sets* its count from this, and frees a slot on /result but not on /fail.
+   */
+  private inflightForCoordinator(): number {
+    const ids = new Set(this.inflight.keys());
+    for (const id of this.reporter.pendingIds()) ids.add(id);
+    return ids.size;
+  }
+
+  private async beat(): Promise<void> {
+    if (this.beating) {
+      this.beatAgain = true;
+      return;
+    }
+    this.beating = true;
+    if (this.heartbeatTimer !== null) clearTimeout(this.heartbeatTimer);
+    try {
+      this.lastBeatAt = Date.now();
+      const metadata = await this.d.heartbeatMetadata();
+      await this.d.client.heartbeat({
+        inflight: this.inflightForCoordinator(),
+        metadata: { ...metadata, miner: this.snapshot() },
+      });
+    } catch (err) {
+      if (err instanceof CoordinatorError && err.kind === "not_found" && !this.stopping) {
+        this.log.warn({ event: "reregister" }, "coordinator no longer knows this miner; registering again");
+        this.registered = false;
+        await this.register().catch((e: unknown) => this.fail(e));
+      } else {
+        this.log.warn({ event: "heartbeat_failed", err: describeError(err) }, "heartbeat failed");
+      }
+    } finally {
+      this.beating = false;
+      if (this.heartbeatTimer !== null) {
+        const again = this.beatAgain;
+        this.beatAgain = false;
+        this.heartbeatTimer = setTimeout(
+          () => void this.beat(),
+          again ? EARLY_BEAT_SPACING_MS : this.s.heartbeatIntervalMs,
+        );
+        this.heartbeatTimer.unref();
+      }
+    }
+  }
+
+  /** A heartbeat out of turn, as soon as the spacing allows (coalesced). */
+  private beatSoon(): void {
+    if (this.heartbeatTimer === null || this.stopping) return;
+    if (this.beating) {
+      this.beatAgain = true;
+      return;
+    }
+    clearTimeout(this.heartbeatTimer);
+    const wait = Math.max(0, this.lastBeatAt + EARLY_BEAT_SPACING_MS - Date.now());
+    this.heartbeatTimer = setTimeout(() => void this.beat(), wait);
     this.heartbeatTimer.unref();
   }
 
@@ -245,8 +350,22 @@ export class Miner {
   /** Resubmit the outbox; rerun (or fail) what the journal says we had claimed. */
   private async recover(): Promise<void> {
     const { results, corrupt } = await this.d.outbox.pending();
-    for (const path of corrupt)
-      this.log.error({ event: "outbox_corrupt", path }, "unreadable outbox entry moved aside");
+    const journal = await this.d.journal.entries();
+    for (const c of [...corrupt, ...journal.corrupt]) {
+      const which = corrupt.includes(c) ? "outbox" : "journal";
+      this.log.error(
+        { event: `${which}_corrupt`, path: c.path, jobId: c.key, reason: c.reason },
+        c.key
+          ? `unreadable ${which} entry kept at ${c.path}; its job is failed back as miner_restarted`
+          : `unreadable ${which} entry kept at ${c.path}; it names no job, so nothing can be reported`,
+      );
+      if (c.key)
+        await this.reporter.fail(
+          c.key,
+          "miner_restarted",
+          `the miner restarted and its ${which} record of this job was unreadable`,
+        );
+    }
     if (results.length > 0)
       this.log.info(
         { event: "outbox_recovered", count: results.length },
@@ -255,7 +374,7 @@ export class Miner {
     const inOutbox = new Set(results.map((r) => r.jobId));
     for (const r of results) this.reporter.submit(r);
 
-    for (const claimed of await this.d.journal.entries()) {
+    for (const claimed of journal.jobs) {
       if (inOutbox.has(claimed.jobId)) {
         await this.d.journal.remove(claimed.jobId);
         continue;
@@ -300,6 +419,7 @@ export class Miner {
         await this.waitForWake();
         continue;
       }
+      if (!(await this.readyToTakeJobs())) continue;
       const since = Date.now() - this.lastPollAt;
       if (since < this.s.pollMinIntervalMs) {
         await sleep(this.s.pollMinIntervalMs - since, this.stopSignal.signal);
@@ -308,10 +428,19 @@ export class Miner {
       this.lastPollAt = Date.now();
       let job: Job | null;
       try {
-        job = await this.d.client.poll(0);
+        job = await this.d.client.poll(0, this.stopSignal.signal);
         failBackoff.reset();
       } catch (err) {
         if (this.stopping) break;
+        if (err instanceof UnusableJobError) {
+          // Handed over, so ours: fail it back (the slot is freed) and go on mining.
+          this.log.warn(
+            { event: "job_rejected", jobId: err.jobId, errorCode: err.failureCode, reason: err.message },
+            "the coordinator handed over a job that cannot be used; failing it back",
+          );
+          await this.reporter.fail(err.jobId, err.failureCode, err.message);
+          continue;
+        }
         if (err instanceof CoordinatorError && err.kind === "auth") {
           throw new MinerFatalError(
             `the coordinator refused our credentials (HTTP ${err.status}) while polling: check --api-key`,
@@ -323,6 +452,9 @@ export class Miner {
           await this.register();
           continue;
         }
+        // Upstream answers a poll from a miner it forgot with 500, not 404: a heartbeat tells
+        // (its 404 makes the miner register again).
+        if (err instanceof CoordinatorError && err.kind === "server") this.beatSoon();
         const delay = failBackoff.next(err instanceof CoordinatorError ? err.retryAfterMs : null);
         this.log.warn({ event: "poll_failed", err: describeError(err), retryInMs: delay }, "poll failed");
         await sleep(delay, this.stopSignal.signal);
@@ -338,15 +470,63 @@ export class Miner {
         continue;
       }
       idleMs = 250;
-      if (this.inflight.has(job.jobId) || this.reporter.isSubmitting(job.jobId)) {
-        this.log.warn(
-          { event: "duplicate_job", jobId: job.jobId },
-          "coordinator handed over a job already in hand; ignoring",
-        );
-        continue;
-      }
-      this.startJob(job, null);
+      await this.takeHandout(job);
     }
+  }
+
+  /**
+   * Before a poll: a state directory that cannot be written, or no model to serve, means no new
+   * job (each said once, re-checked every few seconds). True when a poll may go out now.
+   */
+  private async readyToTakeJobs(): Promise<boolean> {
+    if (!this.storage.writable && !(await this.storage.check())) {
+      await sleep(STORAGE_RECHECK_MS, this.stopSignal.signal);
+      return false;
+    }
+    if (this.d.backend.listModels().length === 0) {
+      if (!this.noModelSaid) {
+        this.noModelSaid = true;
+        this.log.warn(
+          { event: "no_servable_model", backend: this.d.backend.name },
+          "no model can be served, so no job is taken: add a complete NAME.gguf to --models (or an entry to --model-map); it is picked up by the next rescan",
+        );
+      }
+      await this.waitForWake(NO_MODEL_RECHECK_MS);
+      return false;
+    }
+    if (this.noModelSaid) {
+      this.noModelSaid = false;
+      this.log.info({ event: "models_available" }, "a model can be served again: taking jobs");
+    }
+    return true;
+  }
+
+  private noModelSaid = false;
+
+  /**
+   * One owner per job id at a time. A re-handed id whose verdict is still on its way:
+   * - a failure report still retrying is superseded (the coordinator has moved on: it handed the
+   *   job out again), so it can never fail this new hand-out; then the job runs;
+   * - a result still being submitted, or a run in progress, already answers it: that delivery is
+   *   the verdict for this hand-out too.
+   */
+  private async takeHandout(job: Job): Promise<void> {
+    const jobId = job.jobId;
+    if (this.inflight.has(jobId) || this.reporter.isSubmitting(jobId)) {
+      this.log.info(
+        { event: "job_rehanded", jobId, answeredBy: this.inflight.has(jobId) ? "run" : "result" },
+        "the coordinator handed over a job already in hand; its verdict answers this hand-out",
+      );
+      return;
+    }
+    if (this.reporter.isFailing(jobId)) {
+      this.log.info(
+        { event: "job_rehanded", jobId, answeredBy: "new_run" },
+        "the coordinator handed over a job whose failure report was still pending; that report is dropped and the job runs",
+      );
+      await this.reporter.supersede(jobId);
+    }
+    this.startJob(job, null);
   }
 
   /** Wait until a job finishes, shutdown begins, or `ms` pass. */
@@ -386,12 +566,20 @@ export class Miner {
           deadlineAt,
         });
       } catch (err) {
-        // e.g. nesting too deep to serialize: no valid job looks like that.
-        return this.reporter.fail(
-          jobId,
-          "invalid_payload",
-          `the payload cannot be stored: ${(err as Error).message}`,
-        );
+        if (this.storage.noteFailure(err)) {
+          // The disk's problem, not the job's: it runs, and its verdict is delivered from memory.
+          this.log.warn(
+            { event: "job_not_durable", jobId, err: describeError(err) },
+            "the job could not be journaled; it runs anyway, but a crash now would lose it",
+          );
+        } else {
+          // e.g. nesting too deep to serialize: no valid job looks like that.
+          return this.reporter.fail(
+            jobId,
+            "invalid_payload",
+            `the payload cannot be stored: ${(err as Error).message}`,
+          );
+        }
       }
     }
     const log = this.log.child({ jobId });
@@ -498,9 +686,19 @@ export class Miner {
       },
       receipt,
     };
-    // Durable before the first submit; only then does the claim leave the journal.
-    await this.d.outbox.put(completed);
-    await this.d.journal.remove(jobId);
+    // Durable before the first submit; only then does the claim leave the journal. A disk that
+    // cannot take it does not lose the result: it is submitted from memory.
+    try {
+      await this.d.outbox.put(completed);
+      await this.d.journal.remove(jobId);
+    } catch (err) {
+      if (!isStorageError(err)) throw err;
+      this.storage.noteFailure(err);
+      log.warn(
+        { event: "result_not_durable", err: describeError(err) },
+        "the result could not be written to the outbox; submitting it from memory",
+      );
+    }
     this.stats.completed++;
     this.stats.tokens += result.completionTokens;
     this.stats.promptTokens += result.promptTokens;
@@ -582,44 +780,50 @@ export class Miner {
 
   private async doShutdown(reason: string): Promise<MinerExit> {
     const wedged = this.fatal?.exitCode === 70;
+    // One budget for the whole stop (grace, flush, deregister, backend): see shutdownBudgetMs.
+    const deadline = Date.now() + shutdownBudgetMs(this.s);
+    const left = (cap: number) => Math.max(0, Math.min(cap, deadline - Date.now()));
     this.stopping = true;
-    this.stopSignal.abort();
+    this.stopSignal.abort(); // also aborts a poll in flight
     this.wake();
     this.log.info({ event: "shutdown", reason, inflight: this.inflight.size }, "stopping: no new jobs");
 
-    // 0. A poll in flight may still hand over a job: let it land (and be failed back) first.
-    if (this.polling) await within(this.polling, 20_000);
+    // 0. The aborted poll settles at once; a job it still handed over is failed back.
+    if (this.polling) await within(this.polling, POLL_ABORT_WAIT_MS);
 
     // 1. Let in-flight jobs finish within the grace period, then fail the rest as "shutting down".
     if (this.inflight.size > 0 && !wedged) {
       const all = Promise.all([...this.inflight.values()].map((r) => r.done));
-      const finished = await within(all, this.s.gracePeriodMs);
+      const finished = await within(all, left(this.s.gracePeriodMs));
       if (!finished) {
         for (const r of this.inflight.values()) r.abort.abort("shutting_down" satisfies AbortWhy);
-        await within(all, this.s.abortGraceMs + 1000);
+        await within(all, left(this.s.abortGraceMs + 1000));
       }
     }
     // 2. Flush the outbox and failure reports for a bounded time; what is left is sent on the next start.
-    await this.reporter.flush(this.s.flushTimeoutMs);
+    await this.reporter.flush(left(this.s.flushTimeoutMs));
     this.stopHeartbeats();
-    const left = await this.d.outbox.depth().catch(() => -1);
-    if (left > 0)
+    const onDisk = await this.d.outbox.depth().catch(() => -1);
+    if (onDisk > 0)
       this.log.warn(
-        { event: "outbox_left", count: left },
+        { event: "outbox_left", count: onDisk },
         "results left in the outbox; they are submitted on the next start",
       );
 
     // 3. Deregister (best effort) and release the backend.
     if (this.registered) {
       await this.d.client
-        .deregister()
+        .deregister(Math.max(1, left(DEREGISTER_TIMEOUT_MS)))
         .catch((err: unknown) =>
           this.log.warn({ event: "deregister_failed", err: describeError(err) }, "deregister failed"),
         );
     }
     // A backend that wedged during the grace period holds its locks: do not wait on it for ever.
-    if (this.fatal?.exitCode !== 70) await within(this.d.backend.close(), 5000);
-    await this.d.client.close().catch(() => undefined);
+    if (!wedged) await within(this.d.backend.close(), left(BACKEND_CLOSE_TIMEOUT_MS));
+    await within(
+      this.d.client.close().catch(() => undefined),
+      1000,
+    );
     const exit: MinerExit = this.fatal
       ? { code: this.fatal.exitCode, reason: this.fatal.message }
       : { code: 0, reason };

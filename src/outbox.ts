@@ -5,7 +5,7 @@ import { promises as fs } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import type { CompletedJob } from "./coordinator/types.js";
-import { DurableStore } from "./durable-store.js";
+import { type CorruptRecord, DurableStore } from "./durable-store.js";
 
 const completedJobSchema = z.object({
   jobId: z.string().min(1),
@@ -53,7 +53,7 @@ export class Outbox {
     return this.store.has(jobId);
   }
 
-  async pending(): Promise<{ results: CompletedJob[]; corrupt: string[] }> {
+  async pending(): Promise<{ results: CompletedJob[]; corrupt: CorruptRecord[] }> {
     const { entries, corrupt } = await this.store.list();
     return { results: entries.map((e) => e.value), corrupt };
   }

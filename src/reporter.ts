@@ -31,6 +31,10 @@ export interface ReporterDeps {
   log: Logger;
   checkCoordinatorReceipt(rawText: string): CoordinatorReceiptCheck;
   recordReceipt(entry: ReceiptRecord): Promise<void>;
+  /** Told about failed writes, so a full disk pauses mining instead of failing jobs. */
+  storage?: { noteFailure(err: unknown): boolean };
+  /** A failure verdict was acknowledged (upstream frees the slot only on the next heartbeat). */
+  onFailureAcknowledged?(jobId: string): void;
 }
 
 export interface ReporterStats {
@@ -44,6 +48,8 @@ export class Reporter {
   private readonly log: Logger;
   private readonly submitting = new Map<string, Promise<void>>();
   private readonly failing = new Map<string, Promise<void>>();
+  /** Failure reports a later hand-out of the same id made moot: their loops stop at once. */
+  private readonly superseded = new Map<string, AbortController>();
   private readonly stats: ReporterStats = { failed: 0, failuresByCode: {}, submitted: 0, dropped: 0 };
 
   constructor(private readonly d: ReporterDeps) {
@@ -62,6 +68,30 @@ export class Reporter {
   /** Whether a result for this job is still being delivered. */
   isSubmitting(jobId: string): boolean {
     return this.submitting.has(jobId);
+  }
+
+  /** Whether a failure report for this job is still being delivered. */
+  isFailing(jobId: string): boolean {
+    return this.failing.has(jobId);
+  }
+
+  /** Jobs whose verdict (result or failure) the coordinator has not acknowledged yet. */
+  *pendingIds(): Iterable<string> {
+    yield* this.submitting.keys();
+    yield* this.failing.keys();
+  }
+
+  /**
+   * Stop delivering a failure report for `jobId` because the coordinator handed the job out
+   * again: the old verdict must never reach (and fail) the new hand-out. Resolves once its loop
+   * has stopped; the new hand-out's journal entry then replaces the failure's.
+   */
+  async supersede(jobId: string): Promise<void> {
+    const loop = this.failing.get(jobId);
+    if (!loop) return;
+    const stop = this.superseded.get(jobId);
+    stop?.abort();
+    await loop;
   }
 
   /** Deliver what is pending within `timeoutMs` (one more try for each now); the rest stays on disk. */
@@ -92,33 +122,54 @@ export class Reporter {
         deadlineAt: now,
         failure: { errorCode, message },
       })
-      .catch((err: unknown) =>
+      .catch((err: unknown) => {
+        // Not durable, but still reported from memory now.
+        this.d.storage?.noteFailure(err);
         this.log.error(
           { event: "journal_failed", jobId, err: describeError(err) },
-          "could not journal a failed job",
-        ),
-      );
+          "could not journal a failed job; reporting it from memory",
+        );
+      });
     this.resendFailure(jobId, errorCode, message);
   }
 
   resendFailure(jobId: string, errorCode: string, message: string): void {
     if (this.failing.has(jobId)) return;
-    const p = this.failLoop(jobId, errorCode, message)
+    const stop = new AbortController();
+    this.superseded.set(jobId, stop);
+    const p = this.failLoop(jobId, errorCode, message, stop.signal)
       .catch((err: unknown) =>
         this.log.error(
           { event: "fail_report_crashed", jobId, err: describeError(err) },
           "fail report loop failed",
         ),
       )
-      .finally(() => this.failing.delete(jobId));
+      .finally(() => {
+        this.failing.delete(jobId);
+        this.superseded.delete(jobId);
+      });
     this.failing.set(jobId, p);
   }
 
-  private async failLoop(jobId: string, errorCode: string, message: string): Promise<void> {
+  private async failLoop(
+    jobId: string,
+    errorCode: string,
+    message: string,
+    superseded: AbortSignal,
+  ): Promise<void> {
     const backoff = new Backoff({ baseMs: 250, capMs: 30_000 });
+    let acknowledged = false;
     for (;;) {
+      if (superseded.aborted) {
+        this.log.info(
+          { event: "fail_report_superseded", jobId },
+          "failure report dropped: the job was handed out again",
+        );
+        return;
+      }
       try {
         await this.d.client.fail(jobId, errorCode, message);
+        acknowledged = true;
         break;
       } catch (err) {
         const gone = err instanceof CoordinatorError && (err.kind === "not_found" || err.kind === "conflict");
@@ -144,10 +195,26 @@ export class Reporter {
           { event: "fail_report_retry", jobId, err: describeError(err), retryInMs: delay },
           "failure report failed; will retry",
         );
-        await this.pause(delay);
+        await this.pause(delay, superseded);
       }
     }
-    await this.d.journal.remove(jobId);
+    if (superseded.aborted) return;
+    // Only the failure's own entry: a later hand-out of this id may already be journaled.
+    await this.forget(() => this.d.journal.removeFailure(jobId), jobId);
+    if (acknowledged) this.d.onFailureAcknowledged?.(jobId);
+  }
+
+  /** Drop a delivered verdict's file; a disk that refuses only leaves a file the next start re-sends. */
+  private async forget(remove: () => Promise<void>, jobId: string): Promise<void> {
+    try {
+      await remove();
+    } catch (err) {
+      this.d.storage?.noteFailure(err);
+      this.log.warn(
+        { event: "state_cleanup_failed", jobId, err: describeError(err) },
+        "a delivered verdict's file could not be removed; it is sent again on the next start",
+      );
+    }
   }
 
   submit(result: CompletedJob): void {
@@ -174,7 +241,7 @@ export class Reporter {
       } catch (err) {
         if (err instanceof CoordinatorError && (err.kind === "not_found" || err.kind === "conflict")) {
           // 409: already completed (possibly by our own earlier try whose answer was lost). 404: job gone.
-          await this.d.outbox.remove(result.jobId);
+          await this.forget(() => this.d.outbox.remove(result.jobId), result.jobId);
           if (err.kind === "conflict") this.stats.submitted++;
           else this.stats.dropped++;
           log.info(
@@ -187,11 +254,20 @@ export class Reporter {
           return;
         }
         if (err instanceof CoordinatorError && err.kind === "client" && !err.retryable) {
-          const path = await this.d.outbox.reject(result, err.message);
+          const path = await this.d.outbox.reject(result, err.message).catch((e: unknown) => {
+            this.d.storage?.noteFailure(e);
+            return null;
+          });
           this.stats.dropped++;
           log.error(
             { event: "submit_rejected", status: err.status, keptAt: path },
-            "coordinator rejected the result; kept for inspection",
+            "coordinator rejected the result; kept for inspection, and the job is failed so its slot is freed",
+          );
+          // A refused result still leaves the job RUNNING there: a failure verdict closes it.
+          await this.fail(
+            result.jobId,
+            "result_rejected",
+            `the coordinator refused the result (HTTP ${err.status}): ${err.message}`,
           );
           return;
         }
@@ -219,7 +295,7 @@ export class Reporter {
   }
 
   private async onAccepted(result: CompletedJob, ack: SubmitAck): Promise<void> {
-    await this.d.outbox.remove(result.jobId);
+    await this.forget(() => this.d.outbox.remove(result.jobId), result.jobId);
     this.stats.submitted++;
     let verified: boolean | null = null;
     if (ack.coordinatorReceiptText !== null) {
@@ -270,8 +346,9 @@ export class Reporter {
    * Wait between retries. Shutdown's flush wakes every waiting loop at once (one more try now),
    * and from then on no wait outlasts the flush window.
    */
-  private pause(ms: number): Promise<boolean> {
-    if (this.flushing) return sleep(Math.min(ms, this.flushMsLeft()), this.flushAbort.signal);
-    return sleep(ms, this.flushStart.signal);
+  private pause(ms: number, also?: AbortSignal): Promise<boolean> {
+    const signal = (s: AbortSignal) => (also ? AbortSignal.any([s, also]) : s);
+    if (this.flushing) return sleep(Math.min(ms, this.flushMsLeft()), signal(this.flushAbort.signal));
+    return sleep(ms, signal(this.flushStart.signal));
   }
 }

@@ -2,10 +2,10 @@
 import { z } from "zod";
 import type { Logger } from "../log.js";
 import { DialectClient } from "./dialect.js";
-import { CoordinatorError } from "./errors.js";
-import type { HttpClient } from "./http.js";
+import { CoordinatorError, UnusableJobError } from "./errors.js";
+import type { HttpClient, HttpRequest, HttpResponse } from "./http.js";
 import { isValidJobId, jobSegment, minerSegment } from "./ids.js";
-import { rawMemberText } from "./json-span.js";
+import { rawMemberText, topLevelStringMember } from "./json-span.js";
 import type {
   Capabilities,
   CompletedJob,
@@ -29,11 +29,24 @@ const registerAnswer = z.looseObject({
   session_token: z.string().max(8192).optional(),
 });
 const pollAnswer = z.looseObject({
-  job_id: z.string().refine(isValidJobId, "invalid job id"),
+  job_id: z.string().min(1),
   payload: z.unknown(),
   constraints: z.unknown().optional(),
 });
 const resultAnswer = z.looseObject({ status: z.string().optional(), receipt: z.unknown().optional() });
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function describeIssue(err: z.ZodError): string {
+  const issue = err.issues[0];
+  return issue ? `${issue.path.join(".") || "(root)"}: ${issue.message}` : "wrong shape";
+}
 
 export class AitbcClient extends DialectClient implements CoordinatorClient {
   readonly protocol = "aitbc" as const;
@@ -75,15 +88,49 @@ export class AitbcClient extends DialectClient implements CoordinatorClient {
     });
   }
 
-  async poll(maxWaitSeconds: number): Promise<Job | null> {
+  async poll(maxWaitSeconds: number, signal?: AbortSignal): Promise<Job | null> {
     const wait = Math.max(0, Math.floor(maxWaitSeconds));
-    const { req, res } = await this.expectOk({
-      method: "POST",
-      path: "/v1/miners/poll",
-      json: { max_wait_seconds: wait },
-    });
+    let exchange: { req: HttpRequest; res: HttpResponse };
+    try {
+      exchange = await this.expectOk({
+        method: "POST",
+        path: "/v1/miners/poll",
+        json: { max_wait_seconds: wait },
+        signal,
+        keepHeadOnOverflow: true,
+      });
+    } catch (err) {
+      // A 200 too large to read is still a job handed over: name it so it can be failed back.
+      const jobId =
+        err instanceof CoordinatorError && err.status === 200 && err.bodyHead !== undefined
+          ? topLevelStringMember(err.bodyHead, "job_id")
+          : null;
+      if (jobId !== null) throw new UnusableJobError(jobId, "payload_too_large", (err as Error).message);
+      throw err;
+    }
+    const { req, res } = exchange;
     if (res.status === 204 || res.text.trim() === "" || res.text.trim() === "null") return null;
-    const job = this.o.http.parse(req, res, pollAnswer);
+    const parsed = pollAnswer.safeParse(safeJson(res.text));
+    if (!parsed.success) {
+      const jobId = topLevelStringMember(res.text, "job_id");
+      if (jobId !== null && jobId !== "") {
+        throw new UnusableJobError(
+          jobId,
+          "invalid_payload",
+          `the job's answer is not a valid job (${describeIssue(parsed.error)})`,
+        );
+      }
+      return this.o.http.parse(req, res, pollAnswer) as never; // throws the usual bad_response
+    }
+    const job = parsed.data;
+    const rawId: string = job.job_id;
+    if (!isValidJobId(job.job_id)) {
+      throw new UnusableJobError(
+        rawId,
+        "invalid_job_id",
+        `job id ${JSON.stringify(rawId.slice(0, 80))} is not a valid id (letters, digits and ._:@~+=-, at most 200)`,
+      );
+    }
     return { jobId: job.job_id, payload: job.payload, constraints: job.constraints ?? {} };
   }
 
@@ -130,8 +177,12 @@ export class AitbcClient extends DialectClient implements CoordinatorClient {
     });
   }
 
-  async deregister(): Promise<void> {
-    const r = await this.call({ method: "DELETE", path: `/v1/miners/${minerSegment(this.o.minerId)}` });
+  async deregister(timeoutMs?: number): Promise<void> {
+    const r = await this.call({
+      method: "DELETE",
+      path: `/v1/miners/${minerSegment(this.o.minerId)}`,
+      timeoutMs,
+    });
     // 404: the coordinator has already forgotten us, which is what deregistering asks for.
     if (r.res.status === 404 || (r.res.status >= 200 && r.res.status < 300)) return;
     throw this.o.http.statusError(r.req, r.res);

@@ -63,10 +63,12 @@ export class ClaimClient extends DialectClient implements CoordinatorClient {
   /** The claim dialect has no heartbeat: nothing to send. */
   async heartbeat(_info: HeartbeatInfo): Promise<void> {}
 
-  async poll(_maxWaitSeconds: number): Promise<Job | null> {
+  async poll(_maxWaitSeconds: number, signal?: AbortSignal): Promise<Job | null> {
+    // An unusable listing is not ours yet (nothing claimed): it is skipped, never failed.
     const listing = await this.call({
       method: "GET",
       path: `/v1/jobs/available?miner_id=${encodeURIComponent(this.o.minerId)}`,
+      signal,
     });
     const { status, text } = listing.res;
     if (status === 204 || status === 404) return null;
@@ -115,7 +117,7 @@ export class ClaimClient extends DialectClient implements CoordinatorClient {
   async fail(_jobId: string, _errorCode: string, _errorMessage: string): Promise<void> {}
 
   /** No deregister call in this dialect. */
-  async deregister(): Promise<void> {}
+  async deregister(_timeoutMs?: number): Promise<void> {}
 
   async close(): Promise<void> {
     await this.o.http.close();

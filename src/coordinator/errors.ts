@@ -9,7 +9,8 @@ export type CoordinatorErrorKind =
   | "server" // 5xx
   | "timeout" // request took longer than its limit
   | "network" // refused, reset, DNS...
-  | "bad_response"; // answer unparsable, too large, wrong shape
+  | "bad_response" // answer unparsable, too large, wrong shape
+  | "aborted"; // we cancelled it ourselves (shutdown)
 
 export class CoordinatorError extends Error {
   override readonly name = "CoordinatorError";
@@ -18,10 +19,14 @@ export class CoordinatorError extends Error {
     message: string,
     readonly status: number | null = null,
     readonly retryAfterMs: number | null = null,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; bodyHead?: string | undefined },
   ) {
-    super(message, options);
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.bodyHead = options?.bodyHead;
   }
+
+  /** The first bytes of an answer over the size cap, when the request asked to keep them. */
+  readonly bodyHead: string | undefined;
 
   /** Whether the same request may succeed later (DESIGN §7: no retry on 4xx but 408/425/429). */
   get retryable(): boolean {
@@ -37,5 +42,21 @@ export class CoordinatorError extends Error {
       default:
         return false;
     }
+  }
+}
+
+/**
+ * A job the coordinator handed over (it is ours now) whose answer cannot be used as a job: too
+ * large, unparsable, or an id that fails validation. The miner fails it back with `failureCode`
+ * so the coordinator frees the slot; dropping it would leave the job RUNNING for ever.
+ */
+export class UnusableJobError extends Error {
+  override readonly name = "UnusableJobError";
+  constructor(
+    readonly jobId: string,
+    readonly failureCode: "payload_too_large" | "invalid_payload" | "invalid_job_id",
+    message: string,
+  ) {
+    super(message);
   }
 }

@@ -21,7 +21,19 @@ export interface HttpRequest {
   path: string;
   headers?: Record<string, string>;
   json?: unknown;
+  /** Aborts the request at once (e.g. SIGTERM during a poll): rejected as kind "aborted". */
+  signal?: AbortSignal | undefined;
+  /** A shorter deadline than the client's, for this request only (e.g. deregister at shutdown). */
+  timeoutMs?: number | undefined;
+  /**
+   * On an answer over the size cap, keep its first bytes on the error (`bodyHead`): a poll answer
+   * too large to accept still names the job that was handed over, so it can be failed back.
+   */
+  keepHeadOnOverflow?: boolean | undefined;
 }
+
+/** How much of an oversized answer is kept for `keepHeadOnOverflow`. */
+export const OVERFLOW_HEAD_BYTES = 64 * 1024;
 
 export interface HttpResponse {
   status: number;
@@ -124,8 +136,11 @@ export class HttpClient {
   /** Send a request; resolve with any HTTP status (the caller decides), reject on transport faults. */
   async send(req: HttpRequest): Promise<HttpResponse> {
     const where = `${req.method} ${req.path.split("?")[0]}`;
-    const timeoutMs = this.opts.timeoutMs;
+    const timeoutMs = Math.min(this.opts.timeoutMs, req.timeoutMs ?? Number.POSITIVE_INFINITY);
+    if (req.signal?.aborted) throw new CoordinatorError("aborted", `${where}: aborted before it was sent`);
     const controller = new AbortController();
+    const onCallerAbort = () => controller.abort(new Error("aborted by caller"));
+    req.signal?.addEventListener("abort", onCallerAbort, { once: true });
     let timedOut = false;
     let phase = "headers";
     const arm = () =>
@@ -156,32 +171,43 @@ export class HttpClient {
       timer = arm();
       phase = "body";
       const declared = Number(res.headers["content-length"]);
-      if (Number.isFinite(declared) && declared > this.maxBodyBytes) {
-        discard(res.body);
-        throw new CoordinatorError(
+      const declaredTooLarge = Number.isFinite(declared) && declared > this.maxBodyBytes;
+      const tooLarge = (head: string | undefined) =>
+        new CoordinatorError(
           "bad_response",
-          `${where}: response body of ${declared} bytes exceeds the ${this.maxBodyBytes}-byte limit`,
+          `${where}: response body${declaredTooLarge ? ` of ${declared} bytes` : ""} exceeds the ${this.maxBodyBytes}-byte limit`,
           res.statusCode,
+          null,
+          { bodyHead: head },
         );
+      if (declaredTooLarge && !req.keepHeadOnOverflow) {
+        discard(res.body);
+        throw tooLarge(undefined);
       }
       const chunks: Buffer[] = [];
       let size = 0;
+      let over = declaredTooLarge;
       for await (const chunk of res.body) {
         const buf = chunk as Buffer;
         size += buf.length;
-        if (size > this.maxBodyBytes) {
-          discard(res.body);
-          throw new CoordinatorError(
-            "bad_response",
-            `${where}: response body exceeds the ${this.maxBodyBytes}-byte limit`,
-            res.statusCode,
-          );
-        }
         chunks.push(buf);
+        if (size > this.maxBodyBytes) over = true;
+        // Past the cap, read on only as far as the kept head needs, then drop the rest unread.
+        if (over && (!req.keepHeadOnOverflow || size >= OVERFLOW_HEAD_BYTES)) break;
+      }
+      if (over) {
+        discard(res.body);
+        const head = req.keepHeadOnOverflow
+          ? Buffer.concat(chunks).subarray(0, OVERFLOW_HEAD_BYTES).toString("utf8")
+          : undefined;
+        throw tooLarge(head);
       }
       return { status: res.statusCode, headers: res.headers, text: Buffer.concat(chunks).toString("utf8") };
     } catch (err) {
       if (err instanceof CoordinatorError) throw err;
+      if (req.signal?.aborted && !timedOut) {
+        throw new CoordinatorError("aborted", `${where}: aborted`, null, null, { cause: err });
+      }
       const code = errorCode(err);
       if (timedOut || (code !== null && TIMEOUT_CODES.has(code))) {
         throw new CoordinatorError(
@@ -201,6 +227,7 @@ export class HttpClient {
       });
     } finally {
       clearTimeout(timer);
+      req.signal?.removeEventListener("abort", onCallerAbort);
     }
   }
 

@@ -83,3 +83,32 @@ export function rawMemberText(text: string, key: string): string | null {
     return null;
   }
 }
+
+/**
+ * The string value of `key` in the top-level object of `text`, read as far as the text goes: a
+ * truncated or malformed answer still yields the members before the break. Used to name a job
+ * whose answer cannot be used (too large, unparsable) so it can be failed back.
+ */
+export function topLevelStringMember(text: string, key: string): string | null {
+  let found: string | null = null;
+  try {
+    let p = skipWs(text, 0);
+    if (text[p] !== "{") return null;
+    p = skipWs(text, p + 1);
+    while (p < text.length && text[p] !== "}") {
+      const keyEnd = skipString(text, p);
+      const name: unknown = JSON.parse(text.slice(p, keyEnd));
+      p = skipWs(text, keyEnd);
+      if (text[p] !== ":") return found;
+      p = skipWs(text, p + 1);
+      const valueEnd = skipValue(text, p);
+      if (name === key && text[p] === '"') found = JSON.parse(text.slice(p, valueEnd)) as string;
+      p = skipWs(text, valueEnd);
+      if (text[p] === ",") p = skipWs(text, p + 1);
+      else break;
+    }
+  } catch {
+    // Truncated or malformed past this point: what was read before stands.
+  }
+  return found;
+}

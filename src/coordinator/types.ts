@@ -71,11 +71,16 @@ export interface CoordinatorClient {
   register(capabilities: Capabilities, concurrency: number): Promise<void>;
   /** Throws CoordinatorError kind "not_found" when the coordinator forgot us (register again). */
   heartbeat(info: HeartbeatInfo): Promise<void>;
-  /** A job that is now ours, or null when none (or, claim dialect, someone else won the claim). */
-  poll(maxWaitSeconds: number): Promise<Job | null>;
+  /**
+   * A job that is now ours, or null when none (or, claim dialect, someone else won the claim).
+   * Throws UnusableJobError for a job handed over whose answer cannot be used (fail it back);
+   * `signal` aborts the request at once (CoordinatorError kind "aborted").
+   */
+  poll(maxWaitSeconds: number, signal?: AbortSignal): Promise<Job | null>;
   /** Throws CoordinatorError kind "not_found"/"conflict" when the job is gone or already done. */
   submit(result: CompletedJob): Promise<SubmitAck>;
   fail(jobId: string, errorCode: string, errorMessage: string): Promise<void>;
-  deregister(): Promise<void>;
+  /** Best effort within `timeoutMs` (shutdown has a budget). */
+  deregister(timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
 }

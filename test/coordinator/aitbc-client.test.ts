@@ -203,15 +203,22 @@ describe("aitbc client ↔ local coordinator", () => {
     expect(coord.stats().receipts).toEqual({ verified: 1, rejected: 0 });
   });
 
-  it("encodes ids in paths and refuses invalid job ids before sending", async () => {
+  it("encodes ids in paths; a bad id the coordinator handed over is still sent, fully encoded", async () => {
     const c = mk({ minerId: "miner:a@b" });
     await c.register(caps(), 1);
     await c.deregister();
     expect(coord.miners()).toEqual([]);
     const before = coord.stats().requests;
-    for (const bad of ["../../admin", "a/b", "", "x".repeat(300), "id with space"]) {
+    for (const bad of ["", "x".repeat(2000)]) {
       expect(await rejection(c.fail(bad, "x", "y"))).toMatchObject({ kind: "client", retryable: false });
     }
     expect(coord.stats().requests).toBe(before);
+    // Sent (this coordinator refuses such ids with 400): never a path step, never a raw slash.
+    for (const bad of ["../../admin", "a/b", "id with space", ".."]) {
+      const err = await rejection(c.fail(bad, "x", "y"));
+      expect((err as { status: number | null }).status).toBe(400);
+      expect((err as Error).message).toContain(`/v1/miners/${encodeURIComponent(bad).replace(/\./g, "%2E")}/fail`);
+    }
+    expect(coord.stats().requests).toBe(before + 4);
   });
 });

@@ -110,11 +110,13 @@ describe("HTTP failure mapping", () => {
     expect(await rejection(reset.poll(0))).toMatchObject({ kind: "network" });
   });
 
-  it("refuses an oversized body, declared or streamed", async () => {
+  it("refuses an oversized body, declared or streamed, but names the job a poll handed over", async () => {
     let chunked = false;
+    let jobFirst = true;
     const c = await against(
       (_req, res) => {
-        const big = `{"job_id":"a","payload":"${"x".repeat(5000)}"}`;
+        const pad = "x".repeat(200_000);
+        const big = jobFirst ? `{"job_id":"a-1","payload":"${pad}"}` : `{"payload":"${pad}","job_id":"a-1"}`;
         if (chunked) {
           res.writeHead(200, { "content-type": "application/json" });
           for (let i = 0; i < big.length; i += 500) res.write(big.slice(i, i + 500));
@@ -129,14 +131,25 @@ describe("HTTP failure mapping", () => {
       },
       { maxBodyBytes: 1024 },
     );
-    expect(await rejection(c.poll(0))).toMatchObject({ kind: "bad_response" });
+    expect(await rejection(c.poll(0))).toMatchObject({
+      name: "UnusableJobError",
+      jobId: "a-1",
+      failureCode: "payload_too_large",
+    });
     chunked = true;
     const err = await rejection(c.poll(0));
-    expect(err).toMatchObject({ kind: "bad_response" });
+    expect(err).toMatchObject({ jobId: "a-1", failureCode: "payload_too_large" });
     expect((err as Error).message).toContain("1024-byte limit");
+    // The id after a payload longer than the kept head cannot be read: the usual bad_response.
+    jobFirst = false;
+    expect(await rejection(c.poll(0))).toMatchObject({ kind: "bad_response" });
+    chunked = false;
+    const declared = await rejection(c.poll(0));
+    expect(declared).toMatchObject({ kind: "bad_response" });
+    expect((declared as Error).message).toContain("exceeds the 1024-byte limit");
   });
 
-  it("refuses malformed JSON and wrong shapes as bad_response", async () => {
+  it("refuses malformed JSON and wrong shapes; a named job is failed back, not dropped", async () => {
     let body = "{not json";
     const c = await against((_req, res) =>
       res.writeHead(200, { "content-type": "application/json" }).end(body),
@@ -145,7 +158,9 @@ describe("HTTP failure mapping", () => {
     body = '{"payload":{}}'; // no job_id
     expect(await rejection(c.poll(0))).toMatchObject({ kind: "bad_response" });
     body = '{"job_id":"../etc","payload":{}}';
-    expect(await rejection(c.poll(0))).toMatchObject({ kind: "bad_response" });
+    expect(await rejection(c.poll(0))).toMatchObject({ jobId: "../etc", failureCode: "invalid_job_id" });
+    body = '{"job_id":"j-7","payload":{"prompt":"x"},"constraints":'; // cut short
+    expect(await rejection(c.poll(0))).toMatchObject({ jobId: "j-7", failureCode: "invalid_payload" });
     body = '{"status":"ok","session_token":42}';
     expect(await rejection(c.register(caps(), 1))).toMatchObject({ kind: "bad_response" });
   });

@@ -11,7 +11,8 @@ const stats = {
   dropped: 0,
   tokens: 24,
   inflight: 1,
-  outboxDepth: 0,
+  pendingSubmissions: 0,
+  stateWritable: true,
 };
 
 describe("miner metrics", () => {

@@ -77,9 +77,9 @@ describe("claim journal", () => {
     const j = new ClaimJournal(dir);
     await j.open();
     await j.record({ jobId: "j1", payload: { model: "m" }, constraints: null, claimedAt: 1, deadlineAt: 2 });
-    expect((await new ClaimJournal(dir).entries()).map((e) => e.jobId)).toEqual(["j1"]);
+    expect((await new ClaimJournal(dir).entries()).jobs.map((e) => e.jobId)).toEqual(["j1"]);
     await j.remove("j1");
-    expect(await j.entries()).toEqual([]);
+    expect((await j.entries()).jobs).toEqual([]);
   });
 });
 

@@ -1,0 +1,168 @@
+// Whether the state directory can take writes (outbox, journal). A full or read-only disk is the
+// miner's problem, never a job's: jobs already handed over still run and are delivered from
+// memory, no new job is taken until a probe write succeeds again, and the operator is told once
+// per episode. Mining resumes by itself when space is back.
+import { promises as fs } from "node:fs";
+import { join } from "node:path";
+import type { Logger } from "./log.js";
+
+/** Error codes that mean "the disk cannot take this write", not "this job is bad". */
+const STORAGE_CODES = new Set(["ENOSPC", "EROFS", "EDQUOT", "EACCES", "EPERM", "EIO", "EMFILE", "ENFILE"]);
+
+export function isStorageError(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  return typeof code === "string" && STORAGE_CODES.has(code);
+}
+
+/** Codes that no amount of waiting fixes at start: the directory is simply not ours to write. */
+const PERMANENT_AT_START = new Set(["EROFS", "EACCES", "EPERM"]);
+
+/** Free space below which no new job is taken: a result, its journal entry and logs must fit. */
+export const DEFAULT_MIN_FREE_BYTES = 64 * 1024 * 1024;
+
+export interface StorageState {
+  writable: boolean;
+  /** Why not, in words (an errno code and what it means, or the free space left). */
+  reason: string | null;
+  /** Bytes free on the state directory's filesystem, when known. */
+  freeBytes: number | null;
+}
+
+export class StateStorageError extends Error {
+  override readonly name = "StateStorageError";
+}
+
+function explain(code: string | undefined): string {
+  switch (code) {
+    case "ENOSPC":
+      return "the disk is full (ENOSPC)";
+    case "EDQUOT":
+      return "the disk quota is used up (EDQUOT)";
+    case "EROFS":
+      return "the filesystem is read-only (EROFS)";
+    case "EACCES":
+    case "EPERM":
+      return `no permission to write (${code})`;
+    default:
+      return code ? `write failed (${code})` : "write failed";
+  }
+}
+
+export class StateStorage {
+  private state: StorageState = { writable: true, reason: null, freeBytes: null };
+  private checking: Promise<boolean> | null = null;
+
+  constructor(
+    /** A directory inside the state directory where probe files may be written. */
+    private readonly probeDir: string,
+    private readonly log: Logger,
+    private readonly minFreeBytes = DEFAULT_MIN_FREE_BYTES,
+  ) {}
+
+  get writable(): boolean {
+    return this.state.writable;
+  }
+
+  snapshot(): StorageState {
+    return { ...this.state };
+  }
+
+  /**
+   * At start: create the directory and probe it. A directory that can never be written (read-only,
+   * no permission) throws StateStorageError; a full one only starts the miner in the waiting state.
+   */
+  async checkAtStart(): Promise<void> {
+    try {
+      await fs.mkdir(this.probeDir, { recursive: true, mode: 0o700 });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code && PERMANENT_AT_START.has(code)) {
+        throw new StateStorageError(
+          `the state directory ${this.probeDir} cannot be created: ${explain(code)}; fix its permissions or choose another with --state-dir`,
+        );
+      }
+    }
+    await this.check();
+    const code = this.lastCode;
+    if (!this.state.writable && code && PERMANENT_AT_START.has(code)) {
+      throw new StateStorageError(
+        `the state directory ${this.probeDir} is not writable: ${explain(code)}; fix its permissions or choose another with --state-dir`,
+      );
+    }
+  }
+
+  private lastCode: string | undefined;
+
+  /** Probe now (write, fsync, remove a small file; check free space); concurrent calls share one probe. */
+  check(): Promise<boolean> {
+    this.checking ??= this.probe().finally(() => {
+      this.checking = null;
+    });
+    return this.checking;
+  }
+
+  /** A real write failed: stop taking jobs until a probe succeeds. Other errors are not ours. */
+  noteFailure(err: unknown): boolean {
+    if (!isStorageError(err)) return false;
+    const code = (err as NodeJS.ErrnoException).code;
+    this.lastCode = code;
+    this.set({ writable: false, reason: explain(code), freeBytes: this.state.freeBytes });
+    return true;
+  }
+
+  private async probe(): Promise<boolean> {
+    let freeBytes: number | null = null;
+    try {
+      const st = await fs.statfs(this.probeDir);
+      freeBytes = Number(st.bavail) * Number(st.bsize);
+    } catch {
+      // statfs is missing on some filesystems: the probe write below still decides.
+    }
+    const file = join(this.probeDir, `probe-${process.pid}`);
+    try {
+      const fh = await fs.open(file, "w", 0o600);
+      try {
+        await fh.writeFile("probe");
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await fs.rm(file, { force: true });
+    } catch (err) {
+      await fs.rm(file, { force: true }).catch(() => undefined);
+      const code = (err as NodeJS.ErrnoException).code;
+      this.lastCode = code;
+      this.set({ writable: false, reason: explain(code), freeBytes });
+      return false;
+    }
+    this.lastCode = undefined;
+    if (freeBytes !== null && freeBytes < this.minFreeBytes) {
+      const mib = (n: number) => `${Math.floor(n / (1024 * 1024))} MiB`;
+      this.set({
+        writable: false,
+        reason: `only ${mib(freeBytes)} free, below the ${mib(this.minFreeBytes)} headroom`,
+        freeBytes,
+      });
+      return false;
+    }
+    this.set({ writable: true, reason: null, freeBytes });
+    return true;
+  }
+
+  /** One log line per change of state, not per failed write. */
+  private set(next: StorageState): void {
+    const was = this.state.writable;
+    this.state = next;
+    if (was && !next.writable) {
+      this.log.error(
+        { event: "state_unwritable", dir: this.probeDir, reason: next.reason, freeBytes: next.freeBytes },
+        `the state directory cannot be written (${next.reason}): no new jobs until it can; jobs in hand are delivered from memory. Free space or fix the directory; mining resumes by itself`,
+      );
+    } else if (!was && next.writable) {
+      this.log.info(
+        { event: "state_writable", dir: this.probeDir, freeBytes: next.freeBytes },
+        "the state directory is writable again: taking jobs",
+      );
+    }
+  }
+}
