@@ -1,5 +1,6 @@
 // Wires a RunConfig into a Miner: key, receipts log, GPU source, backend, coordinator client.
 // The same composition serves `run` and `demo`; only the config differs.
+import { join } from "node:path";
 import { createFallbackBackend } from "./backends/fallback.js";
 import { createLlamaBackend } from "./backends/llama.js";
 import { createOllamaBackend } from "./backends/ollama.js";
@@ -27,6 +28,7 @@ import {
   ReceiptLog,
   verifyCoordinatorReceipt,
 } from "./receipts/index.js";
+import { DEFAULT_MIN_FREE_BYTES, StateStorage } from "./state-storage.js";
 
 export interface Composed {
   miner: Miner;
@@ -42,6 +44,8 @@ export interface ComposeOverrides {
   abortGraceMs?: number;
   /** How often to look for model changes (default 60 s). */
   modelRefreshMs?: number;
+  /** Free space the state directory must keep before a job is taken (tests on a tiny tmpfs). */
+  stateMinFreeBytes?: number;
 }
 
 export async function composeMiner(
@@ -115,6 +119,11 @@ export async function composeMiner(
     client,
     backend,
     outbox: new Outbox(stateFiles.outbox(cfg.stateDir)),
+    storage: new StateStorage(
+      join(stateFiles.outbox(cfg.stateDir), ".tmp"),
+      log,
+      overrides.stateMinFreeBytes ?? DEFAULT_MIN_FREE_BYTES,
+    ),
     journal: new ClaimJournal(stateFiles.journal(cfg.stateDir)),
     log,
     async capabilities(): Promise<Capabilities> {
