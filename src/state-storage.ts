@@ -76,7 +76,9 @@ export class StateStorage {
       await fs.mkdir(this.probeDir, { recursive: true, mode: 0o700 });
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code && PERMANENT_AT_START.has(code)) {
+      // ENOENT/ENOTDIR here: a parent that cannot hold the directory (a recursive mkdir on a
+      // read-only mount reports ENOENT). Only a full disk is worth waiting for.
+      if (code !== "ENOSPC" && code !== "EDQUOT") {
         throw new StateStorageError(
           `the state directory ${this.probeDir} cannot be created: ${explain(code)}; fix its permissions or choose another with --state-dir`,
         );

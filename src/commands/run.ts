@@ -4,6 +4,8 @@ import { composeMiner } from "../compose.js";
 import { type RunConfigKey, resolveRunConfig, SETTINGS } from "../config.js";
 import { createLogger } from "../log.js";
 import { type MetricsServer, renderMinerMetrics, startMetricsServer } from "../metrics.js";
+import { EXIT_STATE_UNWRITABLE } from "../miner.js";
+import { isStorageError, StateStorage, StateStorageError } from "../state-storage.js";
 
 /** Add every run setting as a flag (no commander defaults: an absent flag lets env/file decide). */
 export function addRunOptions(cmd: Command): Command {
@@ -40,7 +42,28 @@ export async function runMiner(
   cfg: ReturnType<typeof resolveRunConfig>,
   log: ReturnType<typeof createLogger>,
 ): Promise<number> {
-  const composed = await composeMiner(cfg, log);
+  try {
+    // Before anything is written there (the signing key first): a directory that can never be
+    // written stops the miner with advice; a full one only pauses mining once it runs.
+    await new StateStorage(cfg.stateDir, log, 0).checkAtStart();
+  } catch (err) {
+    if (!(err instanceof StateStorageError)) throw err;
+    log.fatal({ event: "state_unwritable", dir: cfg.stateDir }, err.message);
+    return EXIT_STATE_UNWRITABLE;
+  }
+  let composed: Awaited<ReturnType<typeof composeMiner>>;
+  try {
+    composed = await composeMiner(cfg, log);
+  } catch (err) {
+    // e.g. the signing key cannot be created: without it no result can be signed.
+    if (!isStorageError(err)) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    log.fatal(
+      { event: "state_unwritable", dir: cfg.stateDir, code },
+      `the state directory ${cfg.stateDir} cannot be written (${code}): free space, fix its permissions or choose another with --state-dir`,
+    );
+    return EXIT_STATE_UNWRITABLE;
+  }
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {
     signals++;
