@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { createCoordinatorClient } from "../../src/coordinator/client.js";
-import { CoordinatorError } from "../../src/coordinator/errors.js";
+import { CoordinatorError, UnusableJobError } from "../../src/coordinator/errors.js";
 import type { LocalCoordinator } from "../../src/coordinator/local/server-types.js";
 import { validatePayload } from "../../src/job.js";
 import { silentLogger } from "../../src/log.js";
@@ -111,7 +111,7 @@ describe("fuzz: hostile coordinator answers", () => {
     ),
   );
 
-  it("the client returns a job or throws a CoordinatorError, never anything else", async () => {
+  it("the client returns a job, names an unusable one, or throws a CoordinatorError, never anything else", async () => {
     const bodies = fc.sample(fc.tuple(fc.constantFrom(200, 201, 204, 400, 404, 429, 500), hostileBody), {
       numRuns: 400,
       seed: 7,
@@ -139,7 +139,11 @@ describe("fuzz: hostile coordinator answers", () => {
           const job = await client.poll(0);
           if (job !== null) expect(typeof job.jobId).toBe("string");
         } catch (err) {
-          expect(err).toBeInstanceOf(CoordinatorError);
+          if (err instanceof UnusableJobError) {
+            // Handed over but unusable: it must name the job so the miner can fail it back.
+            expect(typeof err.jobId).toBe("string");
+            expect(err.jobId.length).toBeGreaterThan(0);
+          } else expect(err).toBeInstanceOf(CoordinatorError);
           expect((err as Error).message).not.toContain(API_KEY);
         }
       }

@@ -14,17 +14,16 @@ import { buildMinerReceipt, generateKeyPair } from "../../src/receipts/index.js"
 import { API_KEY, coordinatorWithReceipts } from "../e2e/harness.js";
 import { startFaultProxy } from "../e2e/proxy.js";
 
-/** Serves its first job, then hangs forever and ignores the abort signal, like a wedged GPU. */
+/** Serves prompt "p", hangs forever on any other and ignores the abort signal, like a wedged GPU. */
 function wedgingBackend(): Backend {
-  let calls = 0;
   return {
     name: "llama",
     async init() {},
     listModels: () => [{ name: "m", sizeBytes: null, source: "test" }],
     hasModel: (n) => n === "m",
     generate(req: InferenceRequest): Promise<InferenceResult> {
-      calls++;
-      if (calls === 1) {
+      // By prompt, not call order: with two jobs in flight either may reach the backend first.
+      if (req.prompt === "p") {
         return Promise.resolve({
           output: "done",
           model: req.model,
@@ -95,6 +94,7 @@ describe("watchdog", () => {
     const exit = await miner.run();
     expect(exit.code).toBe(70);
     expect(exit.reason).toMatch(/wedged/);
+    expect(coordinator.job(ok)!.error ?? null).toBeNull();
     expect(coordinator.job(ok)!.state).toBe("COMPLETED");
     expect(coordinator.job(stuck)!.state).toBe("FAILED");
     expect(coordinator.job(stuck)!.error?.code).toBe("timeout");
