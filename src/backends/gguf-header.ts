@@ -52,8 +52,8 @@ export function ggmlTypeSize(type: number): readonly [number, number] | undefine
 
 /** Caps that keep a hostile or corrupt header from costing memory or time. */
 export const GGUF_LIMITS = {
-  /** Real headers (vocabulary, merges) are tens of MB at most. */
-  maxHeaderBytes: 256 * 2 ** 20,
+  /** Real headers (a 256k vocabulary with merges) are about 15 MB. */
+  maxHeaderBytes: 64 * 2 ** 20,
   maxStringBytes: 2 ** 20,
   maxTensors: 2 ** 20,
   maxKvs: 2 ** 20,
@@ -92,7 +92,7 @@ class Refuse extends Error {
 
 const RE_DOWNLOAD = "the file is incomplete: download it again";
 
-/** "12.3 MB" (decimal, like download tools), with the exact bytes when the rounding hides them. */
+/** "12.3 MB" (decimal, like download tools); reasons add the exact bytes, which rounding hides. */
 function mb(n: number | bigint): string {
   return `${(Number(n) / 1e6).toFixed(1)} MB`;
 }
