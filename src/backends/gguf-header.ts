@@ -145,6 +145,14 @@ class Reader {
 
   /** Move past `n` bytes without reading them (fixed-size arrays). */
   skip(n: number | bigint): void {
+    if (
+      typeof n === "number" &&
+      this.pos + n <= this.fileBytes &&
+      this.pos + n <= GGUF_LIMITS.maxHeaderBytes
+    ) {
+      this.pos += n; // the common case, without BigInt
+      return;
+    }
     const end = BigInt(this.pos) + BigInt(n);
     this.bound(end);
     this.pos = Number(end);
@@ -161,9 +169,15 @@ class Reader {
   }
   /** A u64 count or length as a number, refused above `cap`. */
   count(what: string, cap: number): number {
-    const v = this.u64();
-    if (v > BigInt(cap)) throw new Refuse(`${what} ${v} exceeds the limit of ${cap}: corrupt GGUF header`);
-    return Number(v);
+    // Two u32 halves, no BigInt: this runs once per vocabulary string (150k+ in real headers).
+    const b = this.need(8);
+    const hi = b.readUInt32LE(4);
+    const v = hi * 2 ** 32 + b.readUInt32LE(0);
+    if (hi >= 2 ** 20 || v > cap) {
+      const exact = (BigInt(hi) << 32n) | BigInt(b.readUInt32LE(0));
+      throw new Refuse(`${what} ${exact} exceeds the limit of ${cap}: corrupt GGUF header`);
+    }
+    return v;
   }
   str(what: string): string {
     const len = this.count(`${what} length`, GGUF_LIMITS.maxStringBytes);
