@@ -5,6 +5,7 @@ import { createFallbackBackend } from "./backends/fallback.js";
 import { createLlamaBackend } from "./backends/llama.js";
 import { createOllamaBackend } from "./backends/ollama.js";
 import { type Backend, BackendError } from "./backends/types.js";
+import { watchModels } from "./backends/watch.js";
 import type { RunConfig } from "./config.js";
 import { createCoordinatorClient } from "./coordinator/client.js";
 import type { Capabilities } from "./coordinator/types.js";
@@ -202,35 +203,20 @@ export async function composeMiner(
   });
 
   // New model files, map edits or Ollama pulls: look again every minute and tell the coordinator.
-  let advertised = backend
-    .listModels()
-    .map((m) => m.name)
-    .sort()
-    .join("\n");
-  const modelWatch = setInterval(() => {
-    void (async () => {
-      await backend.refresh?.().catch(() => undefined);
-      const now = backend
-        .listModels()
-        .map((m) => m.name)
-        .sort();
-      if (now.join("\n") === advertised) return;
-      advertised = now.join("\n");
-      log.info(
-        { event: "models_changed", models: now },
-        "the models this miner serves changed; registering again",
-      );
-      await miner.updateRegistration();
-    })();
-  }, overrides.modelRefreshMs ?? 60_000);
-  modelWatch.unref();
+  // backend.listModels() is the one source of what is servable (the fallback backend's included).
+  const modelWatch = watchModels({
+    backend,
+    log,
+    intervalMs: overrides.modelRefreshMs ?? 60_000,
+    onChange: () => miner.updateRegistration(),
+  });
 
   return {
     miner,
     backend,
     gpu,
     async close() {
-      clearInterval(modelWatch);
+      modelWatch.stop();
       initRetry.stop();
       await gpu.close().catch(() => undefined);
     },

@@ -45,7 +45,11 @@ export function createFallbackBackend(primary: Backend, secondary: Backend, log:
       return exact(primary, name) || (secondaryUp && exact(secondary, name));
     },
     async refresh() {
-      await primary.refresh?.();
+      // A failing primary rescan (models directory gone) must not stop the secondary's.
+      const primaryErr = await primary.refresh?.().then(
+        () => null,
+        (err: unknown) => err,
+      );
       if (!secondaryUp) {
         try {
           await secondary.init();
@@ -55,10 +59,12 @@ export function createFallbackBackend(primary: Backend, secondary: Backend, log:
             `fallback backend ${secondary.name} is up`,
           );
         } catch {
-          return;
+          // still down: tried again on the next refresh
         }
+      } else {
+        await secondary.refresh?.().catch(() => undefined);
       }
-      await secondary.refresh?.().catch(() => undefined);
+      if (primaryErr) throw primaryErr;
     },
     isLoaded(name) {
       return pick(name)?.isLoaded?.(name) ?? false;

@@ -17,7 +17,14 @@ import {
 } from "node-llama-cpp";
 import type { Logger } from "../log.js";
 import { defaultCacheDir } from "../paths.js";
-import { advertisedNames, type ModelCandidate, readModelMap, resolveModel, scanModels } from "./models.js";
+import {
+  advertisedNames,
+  type ModelCandidate,
+  readModelMap,
+  resolveModel,
+  type ScanResult,
+  scanModels,
+} from "./models.js";
 import { type PreflightResult, preflightTimeoutMs, runPreflight } from "./preflight.js";
 import {
   type Backend,
@@ -192,8 +199,13 @@ export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
         const path = await Promise.race([download, stalled]);
         const scanned = scanModels({ mapEntries: [{ name: c.name, path, uri: null }] });
         if (scanned.candidates[0]) out.push({ ...scanned.candidates[0], uri: c.uri });
-        else
-          log.error({ event: "model_skipped", model: c.name, path }, "downloaded file is not a GGUF model");
+        else {
+          const reason = scanned.skipped[0]?.reason ?? "not a GGUF model";
+          log.error(
+            { event: "model_skipped", model: c.name, path, reason },
+            `downloaded model ${c.name} not offered: ${reason}`,
+          );
+        }
       } catch (err) {
         const why = stall.signal.aborted
           ? String((stall.signal.reason as Error).message)
@@ -209,22 +221,74 @@ export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
     return out;
   }
 
+  /** Same problem, other figures: a file still being copied in is not reported again every rescan. */
+  const sameKind = (a: string, b: string) => a.replace(/[\d.]+/g, "#") === b.replace(/[\d.]+/g, "#");
+  /** path → why it is not offered, as last seen: each file is reported once, not every rescan. */
+  const reported = new Map<string, string>();
+  /** Files the last scan refused, so a job for one fails with the reason rather than "not here". */
+  let refused: ModelCandidate[] = [];
+  let lastListed: string | null = null;
+
+  function reportScan(result: ScanResult): void {
+    const now = new Map<string, string>();
+    for (const s of result.skipped) {
+      now.set(s.path, s.reason);
+      if (reported.has(s.path) && sameKind(reported.get(s.path)!, s.reason)) continue;
+      log.warn(
+        { event: "model_skipped", model: s.name, path: s.path, reason: s.reason },
+        `model ${s.name} not offered: ${s.reason}`,
+      );
+    }
+    for (const c of result.candidates) {
+      if (!c.path || !c.sizeUnchecked) continue;
+      const note = `size unchecked: ${c.sizeUnchecked}`;
+      now.set(c.path, note);
+      if (reported.get(c.path) !== note)
+        log.debug(
+          { event: "model_size_unchecked", model: c.name, path: c.path, reason: c.sizeUnchecked },
+          "model offered without a size check; the preflight load decides",
+        );
+    }
+    // A file that comes back broken after being fixed (or removed) is reported again.
+    reported.clear();
+    for (const [k, v] of now) reported.set(k, v);
+    refused = result.skipped.map((s) => ({
+      name: s.name,
+      path: s.path,
+      uri: null,
+      sizeBytes: null,
+      origin: s.origin,
+    }));
+  }
+
   async function scan(): Promise<void> {
     const mapEntries = opts.modelMapFile ? readModelMap(opts.modelMapFile) : [];
     const result = scanModels({ modelsDir: opts.modelsDir, mapEntries });
-    for (const s of result.skipped) {
-      log.warn(
-        { event: "model_skipped", model: s.name, path: s.path, reason: s.reason },
-        "model not offered",
-      );
-    }
+    reportScan(result);
     candidates = await downloadEntries(result.candidates);
     recomputeAdvertised();
-    log.info({ event: "models", models: advertised }, `${advertised.length} model(s) available`);
+    const listed = [...advertised].sort().join("\n");
+    if (listed !== lastListed) {
+      lastListed = listed;
+      log.info({ event: "models", models: advertised }, `${advertised.length} model(s) available`);
+    }
   }
 
   function recomputeAdvertised(): void {
-    advertised = advertisedNames(usable());
+    advertised = advertisedNames(usable()).filter((n) => lookup(n) !== null);
+  }
+
+  /**
+   * The usable file that serves `name`, resolved among every file seen (refused and failed ones
+   * included), so that a broken NAME-TAG.gguf is never answered by a working NAME.gguf.
+   */
+  function lookup(name: string, o: { plainFallback?: boolean } = {}): ModelCandidate | null {
+    const c = resolveModel(name, known(), o);
+    return c && usable().includes(c) ? c : null;
+  }
+
+  function known(): ModelCandidate[] {
+    return [...candidates.filter((x) => x.path), ...refused];
   }
 
   function usable(): ModelCandidate[] {
@@ -515,32 +579,35 @@ export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
     },
     listModels(): ModelInfo[] {
       return advertised.map((name) => {
-        const c = resolveModel(name, usable());
+        const c = lookup(name);
         return { name, sizeBytes: c?.sizeBytes ?? null, source: c?.uri ?? c?.path ?? "" };
       });
     },
     hasModel(name) {
-      return resolveModel(name, usable()) !== null;
+      return lookup(name) !== null;
     },
     hasExactModel(name) {
-      return resolveModel(name, usable(), { plainFallback: false }) !== null;
+      return lookup(name, { plainFallback: false }) !== null;
     },
     isLoaded(name) {
-      const c = resolveModel(name, usable());
+      const c = lookup(name);
       return c?.path ? loaded.has(c.path) : false;
     },
     async generate(req, signal) {
       if (closed) throw new BackendError("backend_unavailable", "llama backend is closed");
       if (!llama) throw new BackendError("backend_unavailable", "llama backend is not initialised");
       const t0 = performance.now();
-      const c = resolveModel(
-        req.model,
-        candidates.filter((x) => x.path),
-      );
+      const c = resolveModel(req.model, known());
       if (!c) {
         throw new BackendError(
           "model_not_found",
           `model ${JSON.stringify(req.model)} is not available here (have: ${advertised.join(", ") || "none"})`,
+        );
+      }
+      if (refused.includes(c)) {
+        throw new BackendError(
+          "model_not_found",
+          `model ${JSON.stringify(req.model)} is not offered: ${c.path}: ${reported.get(c.path!) ?? "refused"}`,
         );
       }
       const prior = failed.get(c.path!);

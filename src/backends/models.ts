@@ -3,10 +3,12 @@
 // - an Ollama-style tag `NAME:TAG` is served by `NAME-TAG.gguf`, or by `NAME.gguf` when that is the
 //   only file for NAME (no other `NAME-*.gguf`);
 // - a model map (JSON) maps any other name to a path (relative to the map file) or an `hf:` URI.
-// Only files that exist, are readable and start with the GGUF magic are offered.
-import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync } from "node:fs";
+// Only complete GGUF files are offered: readable, a valid v2/v3 header, and every tensor's data
+// inside the file (gguf-header.ts); the llama backend preflights them before loading in-process.
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { z } from "zod";
+import { readGgufHeader } from "./gguf-header.js";
 import { BackendError } from "./types.js";
 
 export interface ModelCandidate {
@@ -19,6 +21,8 @@ export interface ModelCandidate {
   sizeBytes: number | null;
   /** Where the entry came from: "dir" or "map". */
   origin: "dir" | "map";
+  /** Why the file's size could not be checked against its header (preflight still runs). */
+  sizeUnchecked?: string | undefined;
 }
 
 const nameSchema = z
@@ -76,32 +80,42 @@ export function readModelMap(file: string): ModelMapEntry[] {
   });
 }
 
-export type GgufCheck = { ok: true; sizeBytes: number } | { ok: false; reason: string };
+export type GgufCheck =
+  | { ok: true; sizeBytes: number; sizeUnchecked?: string | undefined }
+  | { ok: false; reason: string };
 
-/** Cheap loadability check: a readable regular file that starts with "GGUF" and a known version. */
+/** Checks by path, valid while size, mtime and inode stay the same: rescans re-read nothing. */
+const checkCache = new Map<string, { size: number; mtimeMs: number; ino: number; result: GgufCheck }>();
+const CHECK_CACHE_MAX = 4096;
+
+/**
+ * Whether `path` is a complete GGUF file: a valid header and all tensor data present (a truncated
+ * download is refused with "truncated: X MB of Y MB"). Never throws.
+ */
 export function checkGgufFile(path: string): GgufCheck {
-  let fd: number | undefined;
+  let st: ReturnType<typeof statSync>;
   try {
-    const st = statSync(path);
-    if (!st.isFile()) return { ok: false, reason: "not a regular file" };
-    fd = openSync(path, "r");
-    const head = Buffer.alloc(8);
-    const n = readSync(fd, head, 0, 8, 0);
-    if (n < 8 || head.toString("latin1", 0, 4) !== "GGUF") return { ok: false, reason: "not a GGUF file" };
-    const version = head.readUInt32LE(4);
-    if (version < 2 || version > 3) return { ok: false, reason: `unsupported GGUF version ${version}` };
-    return { ok: true, sizeBytes: st.size };
+    st = statSync(path);
   } catch (err) {
     return { ok: false, reason: (err as NodeJS.ErrnoException).code ?? (err as Error).message };
-  } finally {
-    if (fd !== undefined) closeSync(fd);
   }
+  if (!st.isFile()) return { ok: false, reason: "not a regular file" };
+  const hit = checkCache.get(path);
+  if (hit && hit.size === st.size && hit.mtimeMs === st.mtimeMs && hit.ino === st.ino) return hit.result;
+  const h = readGgufHeader(path);
+  const result: GgufCheck = h.ok
+    ? { ok: true, sizeBytes: h.fileBytes, ...(h.unchecked ? { sizeUnchecked: h.unchecked } : {}) }
+    : { ok: false, reason: h.reason };
+  checkCache.delete(path);
+  if (checkCache.size >= CHECK_CACHE_MAX) checkCache.delete(checkCache.keys().next().value!);
+  checkCache.set(path, { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, result });
+  return result;
 }
 
 export interface ScanResult {
   candidates: ModelCandidate[];
   /** Files or entries skipped, with the reason (for one log line each). */
-  skipped: { name: string; path: string; reason: string }[];
+  skipped: { name: string; path: string; reason: string; origin: ModelCandidate["origin"] }[];
 }
 
 /** Scan a models directory and a model map into the list of servable names. */
@@ -120,10 +134,17 @@ export function scanModels(opts: {
     }
     const check = checkGgufFile(e.path!);
     if (!check.ok) {
-      skipped.push({ name: e.name, path: e.path!, reason: check.reason });
+      skipped.push({ name: e.name, path: e.path!, reason: check.reason, origin: "map" });
       continue;
     }
-    candidates.push({ name: e.name, path: e.path, uri: null, sizeBytes: check.sizeBytes, origin: "map" });
+    candidates.push({
+      name: e.name,
+      path: e.path,
+      uri: null,
+      sizeBytes: check.sizeBytes,
+      origin: "map",
+      sizeUnchecked: check.sizeUnchecked,
+    });
     names.add(e.name);
   }
   if (opts.modelsDir) {
@@ -143,10 +164,17 @@ export function scanModels(opts: {
       if (name.length === 0 || names.has(name)) continue; // the map wins over a same-named file
       const check = checkGgufFile(path);
       if (!check.ok) {
-        skipped.push({ name, path, reason: check.reason });
+        skipped.push({ name, path, reason: check.reason, origin: "dir" });
         continue;
       }
-      candidates.push({ name, path, uri: null, sizeBytes: check.sizeBytes, origin: "dir" });
+      candidates.push({
+        name,
+        path,
+        uri: null,
+        sizeBytes: check.sizeBytes,
+        origin: "dir",
+        sizeUnchecked: check.sizeUnchecked,
+      });
       names.add(name);
     }
   }

@@ -34,8 +34,17 @@ beforeAll(() => {
   expect(at).toBeGreaterThan(0);
   noFf.write("llama.feed_forward_lengtX", at);
   writeFileSync(join(dir, "noff.gguf"), noFf);
-  // A header and no tensor data.
+  // A header and no tensor data: refused by the header check, never loaded.
   writeFileSync(join(dir, "truncated.gguf"), readFileSync(tinyPath).subarray(0, 5000));
+  // A tensor of a ggml type nobody knows: the header check cannot size it, llama.cpp rejects it.
+  const badType = readFileSync(tinyPath);
+  const name = "token_embd.weight";
+  const info = badType.indexOf(name);
+  expect(info).toBeGreaterThan(0);
+  const typeAt = info + name.length + 4 + 2 * 8; // after n_dims (u32) and two u64 dims
+  expect(badType.readUInt32LE(typeAt)).toBe(0); // F32
+  badType.writeUInt32LE(200, typeAt);
+  writeFileSync(join(dir, "badtype.gguf"), badType);
 });
 
 describe("broken model files", () => {
@@ -47,21 +56,27 @@ describe("broken model files", () => {
 
   it("fails jobs for broken models with model_load_failed and keeps serving the good one", async () => {
     const report = await runChild(dir, true, ["noff", "truncated", "tiny", "noff"]);
-    expect(report.before.sort()).toEqual(["noff", "tiny", "truncated"]);
+    // The truncated file is never advertised (the header check refuses it before any load).
+    expect(report.before.sort()).toEqual(["badtype", "noff", "tiny"]);
     expect(report.results).toEqual([
       expect.objectContaining({ model: "noff", ok: false, code: "model_load_failed" }),
-      expect.objectContaining({ model: "truncated", ok: false, code: "model_load_failed" }),
+      expect.objectContaining({
+        model: "truncated",
+        ok: false,
+        code: "model_not_found",
+        message: expect.stringMatching(/truncated\.gguf: truncated: /),
+      }),
       { model: "tiny", ok: true, completionTokens: 4 },
       expect.objectContaining({ model: "noff", ok: false, code: "model_load_failed" }),
     ]);
     // A model that failed to load is no longer advertised.
-    expect(report.after).toEqual(["tiny"]);
+    expect(report.after.sort()).toEqual(["badtype", "tiny"]);
   });
 
   it("without the preflight, a file llama.cpp rejects cleanly still fails only its job", async () => {
-    const report = await runChild(dir, false, ["truncated", "tiny"]);
+    const report = await runChild(dir, false, ["badtype", "tiny"]);
     expect(report.results).toEqual([
-      expect.objectContaining({ model: "truncated", ok: false, code: "model_load_failed" }),
+      expect.objectContaining({ model: "badtype", ok: false, code: "model_load_failed" }),
       { model: "tiny", ok: true, completionTokens: 4 },
     ]);
   });

@@ -1,22 +1,27 @@
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createFallbackBackend } from "../../src/backends/fallback.js";
 import { createLlamaBackend } from "../../src/backends/llama.js";
 import { createOllamaBackend } from "../../src/backends/ollama.js";
 import type { BackendError } from "../../src/backends/types.js";
 import { silentLogger } from "../../src/log.js";
-import { fixturesModels, never, req } from "./helpers.js";
+import { fixturesModels, never, req, tempDir } from "./helpers.js";
 
 let server: Server;
+let tagRequests = 0;
 let url: string;
 beforeAll(async () => {
   server = createServer((q, r) => {
     r.writeHead(200, { "content-type": "application/json" });
-    if (q.url === "/api/tags")
+    if (q.url === "/api/tags") {
+      tagRequests++;
       return r.end(
         JSON.stringify({ models: [{ name: "llama3.2:1b" }, { name: "tiny" }, { name: "tiny:70b" }] }),
       );
+    }
     q.resume();
     q.on("end", () =>
       r.end(JSON.stringify({ response: "from ollama", eval_count: 2, prompt_eval_count: 1 })),
@@ -89,6 +94,33 @@ describe("fallback backend", () => {
       expect(b.listModels().map((m) => m.name)).toEqual(["tiny"]);
       expect(b.hasModel("llama3.2:1b")).toBe(false);
       expect((await b.generate(req({ maxTokens: 4 }), never())).completionTokens).toBe(4);
+    } finally {
+      await b.close();
+    }
+  });
+
+  it("lists only servable models: a truncated file is left out on both sides of the fallback", async () => {
+    const dir = tempDir("fallback-trunc-");
+    const bytes = readFileSync(join(fixturesModels, "tiny.gguf"));
+    writeFileSync(join(dir, "cut.gguf"), bytes.subarray(0, bytes.length - 1));
+    const primary = createLlamaBackend({
+      modelsDir: dir,
+      threads: 1,
+      concurrency: 1,
+      gpu: false,
+      log: silentLogger(),
+    });
+    const ollama = createOllamaBackend({ url, log: silentLogger(), timeoutMs: 2000, refreshIntervalMs: 0 });
+    const b = createFallbackBackend(primary, ollama, silentLogger());
+    await b.init();
+    try {
+      expect(b.listModels().map((m) => m.name)).toEqual(["llama3.2:1b", "tiny", "tiny:70b"]);
+      expect(b.hasModel("cut")).toBe(false);
+      // A primary rescan that fails (models directory removed) still refreshes the secondary.
+      rmSync(dir, { recursive: true });
+      const tagsBefore = tagRequests;
+      await expect(b.refresh!()).rejects.toMatchObject({ code: "backend_unavailable" });
+      expect(tagRequests).toBe(tagsBefore + 1);
     } finally {
       await b.close();
     }

@@ -1,6 +1,6 @@
 // The llama backend on the generated tiny model, CPU, one thread (DESIGN §8: more threads than
 // cores makes it ~100x slower). Outputs are compared with each other, never with fixed text.
-import { copyFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -218,6 +218,90 @@ describe("llama backend model cache", () => {
       const r = await backend.generate(req({ model: "org/custom:7b", maxTokens: 4 }), never());
       expect(r).toMatchObject({ model: "org/custom:7b", completionTokens: 4 });
       expect(await code(backend.generate(req({ model: "remote" }), never()))).toBe("model_not_found");
+    } finally {
+      await backend.close();
+    }
+  });
+});
+
+describe("llama backend: only complete models are offered", () => {
+  it("a truncated file is not advertised, a complete one beside it is; a job for it says why", async () => {
+    const dir = tempDir("llama-trunc-");
+    const bytes = readFileSync(tinyPath);
+    copyFileSync(tinyPath, join(dir, "tiny.gguf"));
+    copyFileSync(tinyPath, join(dir, "llama3.gguf"));
+    writeFileSync(join(dir, "big.gguf"), bytes.subarray(0, bytes.length >> 1));
+    // A broken llama3-8b.gguf must not let llama3.gguf answer llama3:8b in its place.
+    writeFileSync(join(dir, "llama3-8b.gguf"), bytes.subarray(0, bytes.length - 1));
+    const lines: { event?: string; path?: string; reason?: string; msg?: string }[] = [];
+    const sink = new Writable({
+      write(chunk, _enc, cb) {
+        lines.push(JSON.parse(String(chunk)));
+        cb();
+      },
+    });
+    const backend = createLlamaBackend({
+      modelsDir: dir,
+      threads: 1,
+      concurrency: 1,
+      gpu: false,
+      log: createLogger({ level: "info", destination: sink }),
+      contextSize: 256,
+      preflight: false,
+    });
+    await backend.init();
+    try {
+      const names = () =>
+        backend
+          .listModels()
+          .map((m) => m.name)
+          .sort();
+      expect(names()).toEqual(["llama3", "tiny"]);
+      expect(backend.hasModel("big")).toBe(false);
+      expect(backend.hasModel("llama3:8b")).toBe(false);
+      expect(backend.hasModel("llama3")).toBe(true);
+      const err = await backend.generate(req({ model: "big" }), never()).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: "model_not_found" });
+      expect((err as Error).message).toMatch(/big\.gguf: truncated: 0\.2 MB of 0\.5 MB .*download it again/);
+      const tagged = await backend.generate(req({ model: "llama3:8b" }), never()).catch((e: unknown) => e);
+      expect(tagged).toMatchObject({ code: "model_not_found" });
+      expect((tagged as Error).message).toMatch(/llama3-8b\.gguf: truncated/);
+      expect(await backend.generate(req({ model: "tiny", maxTokens: 2 }), never())).toMatchObject({
+        completionTokens: 2,
+      });
+
+      // Rescans do not repeat the warning; a file that becomes complete is offered.
+      await backend.refresh();
+      await backend.refresh();
+      const skipped = lines.filter((l) => l.event === "model_skipped");
+      expect(skipped.map((l) => l.path).sort()).toEqual([join(dir, "big.gguf"), join(dir, "llama3-8b.gguf")]);
+      expect(skipped[0]?.msg).toMatch(/^model \S+ not offered: truncated: /);
+      copyFileSync(tinyPath, join(dir, "big.gguf"));
+      await backend.refresh();
+      expect(names()).toEqual(["big", "llama3", "tiny"]);
+      expect(lines.filter((l) => l.event === "model_skipped")).toHaveLength(2);
+    } finally {
+      await backend.close();
+    }
+  });
+
+  it("an empty models directory offers nothing; a file added later is offered after refresh", async () => {
+    const dir = tempDir("llama-empty-");
+    const backend = createLlamaBackend({
+      modelsDir: dir,
+      threads: 1,
+      concurrency: 1,
+      gpu: false,
+      log: silentLogger(),
+      preflight: false,
+    });
+    await backend.init();
+    try {
+      expect(backend.listModels()).toEqual([]);
+      expect(await code(backend.generate(req(), never()))).toBe("model_not_found");
+      copyFileSync(tinyPath, join(dir, "tiny.gguf"));
+      await backend.refresh();
+      expect(backend.listModels().map((m) => m.name)).toEqual(["tiny"]);
     } finally {
       await backend.close();
     }

@@ -1,7 +1,13 @@
-import { copyFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { advertisedNames, readModelMap, resolveModel, scanModels } from "../../src/backends/models.js";
+import {
+  advertisedNames,
+  checkGgufFile,
+  readModelMap,
+  resolveModel,
+  scanModels,
+} from "../../src/backends/models.js";
 import { BackendError } from "../../src/backends/types.js";
 import { tempDir, tinyPath } from "./helpers.js";
 
@@ -105,5 +111,39 @@ describe("model resolution", () => {
     expect(bad(JSON.stringify({ "bad name": "a.gguf" }))).toThrow(/invalid/);
     expect(bad(JSON.stringify({ x: { uri: "https://example.com/a.gguf" } }))).toThrow(/invalid/);
     expect(() => readModelMap(join(dir, "absent.json"))).toThrow(/cannot read/);
+  });
+
+  it("offers only complete files: a truncated one is skipped with how much of it is there", () => {
+    const dir = dirWith(["good.gguf"]);
+    const bytes = readFileSync(tinyPath);
+    writeFileSync(join(dir, "cut.gguf"), bytes.subarray(0, bytes.length - 1));
+    writeFileSync(join(dir, "half.gguf"), bytes.subarray(0, bytes.length >> 1));
+    writeFileSync(join(dir, "head.gguf"), bytes.subarray(0, 100));
+    const { candidates, skipped } = scanModels({ modelsDir: dir });
+    expect(candidates.map((c) => [c.name, c.sizeBytes])).toEqual([["good", bytes.length]]);
+    const why = Object.fromEntries(skipped.map((s) => [s.name, s.reason]));
+    expect(why["cut"]).toMatch(
+      new RegExp(
+        `^truncated: 0\\.5 MB of 0\\.5 MB \\(${bytes.length - 1} of ${bytes.length} bytes\\); .*download it again`,
+      ),
+    );
+    expect(why["half"]).toMatch(/^truncated: 0\.2 MB of 0\.5 MB/);
+    expect(why["head"]).toMatch(/^truncated: the GGUF header runs past the end of the file/);
+    expect(skipped.every((s) => s.origin === "dir")).toBe(true);
+  });
+
+  it("caches a file's check by path, size, mtime and inode (rescans re-read nothing)", () => {
+    const dir = dirWith(["m.gguf"]);
+    const p = join(dir, "m.gguf");
+    const t = 1_700_000_000; // whole seconds: utimes then restores the mtime exactly
+    utimesSync(p, t, t);
+    expect(checkGgufFile(p)).toMatchObject({ ok: true });
+    // Same size, same mtime, same inode: the cached answer stands even though the bytes changed.
+    writeFileSync(p, Buffer.alloc(statSync(p).size), { flag: "r+" });
+    utimesSync(p, t, t);
+    expect(checkGgufFile(p)).toMatchObject({ ok: true });
+    // A new mtime (an edit, a finished copy) is checked again.
+    utimesSync(p, t, t + 5);
+    expect(checkGgufFile(p)).toEqual({ ok: false, reason: "not a GGUF file" });
   });
 });
