@@ -222,6 +222,7 @@ export class Miner {
   async updateRegistration(): Promise<void> {
     if (!this.registered || this.stopping) return;
     await this.register().catch((err: unknown) => this.fail(err));
+    this.wake(); // a loop waiting for a servable model looks again now
   }
 
   /** Graceful stop (SIGTERM/SIGINT): finish or fail in-flight jobs, flush the outbox, deregister. */
