@@ -41,12 +41,38 @@ export interface Composed {
 export interface ComposeOverrides {
   /** Tests and the demo poll faster than the reference coordinator's 100/min allows. */
   pollMinIntervalMs?: number;
+  /** With pollMinIntervalMs: the long-poll wait to ask for (default 0). */
+  longPollSeconds?: number;
   flushTimeoutMs?: number;
   abortGraceMs?: number;
   /** How often to look for model changes (default 60 s). */
   modelRefreshMs?: number;
   /** Free space the state directory must keep before a job is taken (tests on a tiny tmpfs). */
   stateMinFreeBytes?: number;
+}
+
+/** How the miner spends the coordinator's poll budget (see PollBudget and docs/operations.md). */
+function pollSettings(
+  cfg: RunConfig,
+  overrides: ComposeOverrides,
+): Pick<MinerSettings, "pollsPerWindow" | "pollWindowMs" | "idlePollIntervalMs" | "longPollSeconds"> {
+  if (overrides.pollMinIntervalMs !== undefined) {
+    // Tests and the demo: a local coordinator without limits.
+    return {
+      pollsPerWindow: Number.POSITIVE_INFINITY,
+      pollWindowMs: 60_000,
+      idlePollIntervalMs: overrides.pollMinIntervalMs,
+      longPollSeconds: cfg.protocol === "aitbc" ? (overrides.longPollSeconds ?? 0) : 0,
+    };
+  }
+  const perMinute = cfg.pollsPerMinute;
+  return {
+    // The aitbc dialect's published limit is per minute; the claim dialect has none known.
+    pollsPerWindow: cfg.protocol === "aitbc" ? perMinute : Number.POSITIVE_INFINITY,
+    pollWindowMs: 60_000,
+    idlePollIntervalMs: Math.ceil(60_000 / perMinute),
+    longPollSeconds: cfg.protocol === "aitbc" ? cfg.longPoll : 0,
+  };
 }
 
 export async function composeMiner(
@@ -101,8 +127,7 @@ export async function composeMiner(
     minerId: cfg.minerId,
     concurrency: cfg.concurrency,
     heartbeatIntervalMs: cfg.heartbeatInterval * 1000,
-    pollIdleMaxMs: cfg.pollIdleMax * 1000,
-    pollMinIntervalMs: overrides.pollMinIntervalMs ?? cfg.pollMinInterval,
+    ...pollSettings(cfg, overrides),
     jobTimeoutMs: cfg.jobTimeout * 1000,
     gracePeriodMs: cfg.gracePeriod * 1000,
     abortGraceMs: overrides.abortGraceMs ?? 10_000,

@@ -12,6 +12,7 @@ import { checkConstraints, type HostFacts, type JobLimits, validatePayload } fro
 import type { ClaimedJob, ClaimJournal } from "./journal.js";
 import type { Logger } from "./log.js";
 import type { Outbox } from "./outbox.js";
+import { PollBudget } from "./poll-budget.js";
 import type { MinerReceiptInput } from "./receipts/receipt.js";
 import { type CoordinatorReceiptCheck, type ReceiptRecord, Reporter } from "./reporter.js";
 import { isStorageError, StateStorage, StateStorageError } from "./state-storage.js";
@@ -20,9 +21,16 @@ export interface MinerSettings {
   minerId: string;
   concurrency: number;
   heartbeatIntervalMs: number;
-  pollIdleMaxMs: number;
-  /** Minimum time between two polls: keeps the miner under the coordinator's poll rate limit. */
-  pollMinIntervalMs: number;
+  /**
+   * The coordinator's poll budget: at most this many polls in any `pollWindowMs` (Infinity: no
+   * known limit, learned from 429s). Polls burst while they return jobs, within the budget.
+   */
+  pollsPerWindow: number;
+  pollWindowMs: number;
+  /** Spacing of polls while no job comes back (the budget spread evenly over its window). */
+  idlePollIntervalMs: number;
+  /** max_wait_seconds sent with each poll: a coordinator that holds polls answers when a job comes. */
+  longPollSeconds: number;
   jobTimeoutMs: number;
   gracePeriodMs: number;
   /** How long a backend may take to honour an abort before it is declared wedged. */
@@ -74,6 +82,8 @@ const POLL_ABORT_WAIT_MS = 2000;
 const EARLY_BEAT_SPACING_MS = 1000;
 /** How often to re-probe a state directory that could not be written. */
 const STORAGE_RECHECK_MS = 5000;
+/** A poll answered no sooner than this was held open by the coordinator (long-poll). */
+const LONG_POLL_HELD_MS = 1000;
 /** How often to look again when no model can be served (the rescan also wakes the loop). */
 const NO_MODEL_RECHECK_MS = 5000;
 
@@ -138,7 +148,6 @@ export class Miner {
   private readonly stopSignal = new AbortController();
   private readonly inflight = new Map<string, Running>();
   private wakeUp: AbortController = new AbortController();
-  private lastPollAt = 0;
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private registered = false;
   private fatal: MinerFatalError | null = null;
@@ -413,23 +422,26 @@ export class Miner {
   // ---------------------------------------------------------------- polling
 
   private async pollLoop(): Promise<void> {
-    let idleMs = 250;
+    const budget = new PollBudget(this.s.pollsPerWindow, this.s.pollWindowMs);
     const failBackoff = new Backoff({ baseMs: 500, capMs: 30_000 });
+    /** When the next poll may go while idle: at once after a job, or after a held (long) poll. */
+    let nextPollAt = 0;
     while (!this.stopping) {
       if (this.inflight.size >= this.s.concurrency) {
         await this.waitForWake();
         continue;
       }
       if (!(await this.readyToTakeJobs())) continue;
-      const since = Date.now() - this.lastPollAt;
-      if (since < this.s.pollMinIntervalMs) {
-        await sleep(this.s.pollMinIntervalMs - since, this.stopSignal.signal);
+      const now = Date.now();
+      const wait = Math.max(budget.waitMs(now), nextPollAt - now);
+      if (wait > 0) {
+        await sleep(wait, this.stopSignal.signal);
         continue;
       }
-      this.lastPollAt = Date.now();
+      budget.spend(now);
       let job: Job | null;
       try {
-        job = await this.d.client.poll(0, this.stopSignal.signal);
+        job = await this.d.client.poll(this.s.longPollSeconds, this.stopSignal.signal);
         failBackoff.reset();
       } catch (err) {
         if (this.stopping) break;
@@ -440,6 +452,7 @@ export class Miner {
             "the coordinator handed over a job that cannot be used; failing it back",
           );
           await this.reporter.fail(err.jobId, err.failureCode, err.message);
+          nextPollAt = 0;
           continue;
         }
         if (err instanceof CoordinatorError && err.kind === "auth") {
@@ -452,6 +465,13 @@ export class Miner {
           this.registered = false;
           await this.register();
           continue;
+        }
+        if (err instanceof CoordinatorError && err.kind === "rate_limited") {
+          budget.learnFrom429(Date.now());
+          this.log.warn(
+            { event: "poll_rate_limited", pollsPerWindow: budget.perWindow, retryAfterMs: err.retryAfterMs },
+            "the coordinator limited our polls; polling within the lower budget it taught",
+          );
         }
         // Upstream answers a poll from a miner it forgot with 500, not 404: a heartbeat tells
         // (its 404 makes the miner register again).
@@ -466,11 +486,12 @@ export class Miner {
         break;
       }
       if (job === null) {
-        await this.waitForWake(idleMs);
-        idleMs = Math.min(idleMs * 2, this.s.pollIdleMaxMs);
+        // A coordinator that held the poll open has already waited for us: ask again at once.
+        const held = Date.now() - now >= LONG_POLL_HELD_MS;
+        nextPollAt = held ? 0 : now + this.s.idlePollIntervalMs;
         continue;
       }
-      idleMs = 250;
+      nextPollAt = 0; // a job came back: more may be queued, poll again while a slot is free
       await this.takeHandout(job);
     }
   }

@@ -117,7 +117,6 @@ async function runDemo(opts: DemoOptions): Promise<number> {
     logLevel: opts.verbose ? "info" : "warn",
     coordinatorKey: coordinatorKey.publicKeyHex,
     heartbeatInterval: 5,
-    pollIdleMax: 1,
     jobTimeout: 120,
     gracePeriod: 10,
   });

@@ -96,6 +96,8 @@ export class AitbcClient extends DialectClient implements CoordinatorClient {
         method: "POST",
         path: "/v1/miners/poll",
         json: { max_wait_seconds: wait },
+        // A coordinator that holds the poll may answer only after `wait`: that is not a timeout.
+        timeoutMs: wait > 0 ? this.o.http.timeoutMs + wait * 1000 : undefined,
         signal,
         keepHeadOnOverflow: true,
       });

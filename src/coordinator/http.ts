@@ -23,7 +23,7 @@ export interface HttpRequest {
   json?: unknown;
   /** Aborts the request at once (e.g. SIGTERM during a poll): rejected as kind "aborted". */
   signal?: AbortSignal | undefined;
-  /** A shorter deadline than the client's, for this request only (e.g. deregister at shutdown). */
+  /** This request's deadline instead of the client's (shorter at shutdown, longer for a long-poll). */
   timeoutMs?: number | undefined;
   /**
    * On an answer over the size cap, keep its first bytes on the error (`bodyHead`): a poll answer
@@ -120,6 +120,11 @@ export class HttpClient {
     });
   }
 
+  /** The deadline of a request that sets none. */
+  get timeoutMs(): number {
+    return this.opts.timeoutMs;
+  }
+
   /** Remove every registered secret from a text before it goes into an error. */
   scrub(text: string): string {
     let out = text;
@@ -136,7 +141,7 @@ export class HttpClient {
   /** Send a request; resolve with any HTTP status (the caller decides), reject on transport faults. */
   async send(req: HttpRequest): Promise<HttpResponse> {
     const where = `${req.method} ${req.path.split("?")[0]}`;
-    const timeoutMs = Math.min(this.opts.timeoutMs, req.timeoutMs ?? Number.POSITIVE_INFINITY);
+    const timeoutMs = req.timeoutMs ?? this.opts.timeoutMs;
     if (req.signal?.aborted) throw new CoordinatorError("aborted", `${where}: aborted before it was sent`);
     const controller = new AbortController();
     const onCallerAbort = () => controller.abort(new Error("aborted by caller"));

@@ -74,10 +74,10 @@ describe("chaos run", () => {
       ...["--models", modelsDir, "--threads", "1", "--gpu", "cpu", "--concurrency", "4"],
       ...["--state-dir", mkdtempSync(join(tmpdir(), "chaos-state-")), "--request-timeout", "1"],
       ...[
-        "--poll-min-interval",
+        "--polls-per-minute",
+        "60000",
+        "--long-poll",
         "0",
-        "--poll-idle-max",
-        "1",
         "--heartbeat-interval",
         "1",
         "--log-level",

@@ -82,8 +82,19 @@ describe("crash run", () => {
           "--models",
           modelsDir,
         ],
-        ...["--threads", "1", "--gpu", "cpu", "--state-dir", stateDir, "--poll-min-interval", "0"],
-        ...["--poll-idle-max", "1", "--request-timeout", "2", "--log-level", "info", ...extra],
+        ...[
+          "--threads",
+          "1",
+          "--gpu",
+          "cpu",
+          "--state-dir",
+          stateDir,
+          "--polls-per-minute",
+          "60000",
+          "--long-poll",
+          "0",
+        ],
+        ...["--request-timeout", "2", "--log-level", "info", ...extra],
       ]);
       miners.push(m);
       return m;

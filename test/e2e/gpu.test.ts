@@ -30,7 +30,16 @@ function startGpuMiner(url: string, devices: ReturnType<typeof fakeDevice>[]): S
     [
       "run",
       ...["--coordinator", url, "--api-key", API_KEY, "--miner-id", "gpu-miner", "--models", modelsDir],
-      ...["--threads", "1", "--gpu", "auto", "--state-dir", join(dir, "state"), "--poll-min-interval", "0"],
+      ...[
+        "--threads",
+        "1",
+        "--gpu",
+        "auto",
+        "--state-dir",
+        join(dir, "state"),
+        "--polls-per-minute",
+        "60000",
+      ],
       ...[
         "--heartbeat-interval",
         "1",

@@ -41,7 +41,6 @@ export function minerConfig(url: string, over: Record<string, unknown> = {}): Ru
     stateDir: mkdtempSync(join(tmpdir(), "miner-state-")),
     logLevel: "silent",
     heartbeatInterval: 1,
-    pollIdleMax: 1,
     requestTimeout: 5, // loopback, but 2 busy cores: slowness must not become lost answers
     jobTimeout: 60,
     gracePeriod: 5,
