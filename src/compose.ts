@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { createFallbackBackend } from "./backends/fallback.js";
 import { createLlamaBackend } from "./backends/llama.js";
 import { createOllamaBackend } from "./backends/ollama.js";
-import { type Backend, BackendError } from "./backends/types.js";
+import { type Backend, BackendError, type ModelInfo } from "./backends/types.js";
 import { watchModels } from "./backends/watch.js";
 import type { RunConfig } from "./config.js";
 import { createCoordinatorClient } from "./coordinator/client.js";
@@ -49,6 +49,19 @@ export interface ComposeOverrides {
   modelRefreshMs?: number;
   /** Free space the state directory must keep before a job is taken (tests on a tiny tmpfs). */
   stateMinFreeBytes?: number;
+}
+
+/** Which models to warm before the first job, in order: `all` is the largest first. */
+export function preloadOrder(preload: string, models: ModelInfo[]): string[] {
+  const spec = preload.trim();
+  if (spec === "none") return [];
+  if (spec === "all")
+    return [...models].sort((a, b) => (b.sizeBytes ?? 0) - (a.sizeBytes ?? 0)).map((m) => m.name);
+  const served = new Set(models.map((m) => m.name));
+  return spec
+    .split(",")
+    .map((n) => n.trim())
+    .filter((n) => n.length > 0 && served.has(n));
 }
 
 /** How the miner spends the coordinator's poll budget (see PollBudget and docs/operations.md). */
@@ -144,6 +157,8 @@ export async function composeMiner(
     settings,
     client,
     backend,
+    warmUp: async (signal) =>
+      backend.warm ? backend.warm(preloadOrder(cfg.preload, backend.listModels()), signal) : [],
     outbox: new Outbox(stateFiles.outbox(cfg.stateDir)),
     storage: new StateStorage(
       join(stateFiles.outbox(cfg.stateDir), ".tmp"),

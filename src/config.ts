@@ -72,6 +72,7 @@ export const runSchema = z
     heartbeatInterval: intIn(1, 3600).default(15),
     pollsPerMinute: intIn(1, 100_000).default(100),
     longPoll: intIn(0, 300).default(20),
+    preload: z.string().min(1).max(4096).default("all"),
     jobTimeout: intIn(1, 86_400).default(300),
     gracePeriod: intIn(0, 3600).default(30),
     requestTimeout: intIn(1, 600).default(15),
@@ -163,6 +164,12 @@ export const SETTINGS: SettingSpec[] = [
     flag: "--long-poll",
     arg: "SECONDS",
     help: "max_wait_seconds asked of the coordinator; one that holds polls answers as a job arrives (default: 20; 0 = never)",
+  },
+  {
+    key: "preload",
+    flag: "--preload",
+    arg: "NAMES",
+    help: "models loaded before the first job: all (largest first, as many as fit), none, or a comma list in order (default: all)",
   },
   { key: "jobTimeout", flag: "--job-timeout", arg: "SECONDS", help: "hard deadline per job (default: 300)" },
   {

@@ -66,6 +66,11 @@ export interface MinerDeps {
   jobMemoryProbe?(): Promise<() => Promise<void>>;
   /** GPU utilization/memory figures for a job's metrics. */
   jobMetrics?(): Promise<{ gpu_utilization: number | null; memory_used: number | null }>;
+  /**
+   * Start the inference runtime and load the models to serve, before the first job is taken (a
+   * job right after a start is then as fast as the rest). Resolves with the models now warm.
+   */
+  warmUp?(signal: AbortSignal): Promise<string[]>;
   /** Whether the state directory takes writes (default: probed in the outbox's directory). */
   storage?: StateStorage;
 }
@@ -200,7 +205,8 @@ export class Miner {
       await this.recover();
       if (this.stopping) return await exited;
       this.startHeartbeats();
-      this.polling = this.pollLoop();
+      const warm = this.warmUp();
+      this.polling = this.pollLoop(warm);
       await this.polling;
     } catch (err) {
       if (err instanceof MinerFatalError) this.fatal ??= err;
@@ -421,7 +427,26 @@ export class Miner {
 
   // ---------------------------------------------------------------- polling
 
-  private async pollLoop(): Promise<void> {
+  /** Registration does not wait for this; the first poll does. */
+  private async warmUp(): Promise<void> {
+    if (!this.d.warmUp) return;
+    const t0 = performance.now();
+    try {
+      const models = await this.d.warmUp(this.stopSignal.signal);
+      this.log.info(
+        { event: "models_warm", models, ms: Math.round(performance.now() - t0) },
+        models.length > 0 ? `warm before the first job: ${models.join(", ")}` : "no model preloaded",
+      );
+    } catch (err) {
+      this.log.warn(
+        { event: "warm_up_failed", err: describeError(err) },
+        "warm-up failed; models load on their first job instead",
+      );
+    }
+  }
+
+  private async pollLoop(warm: Promise<void> = Promise.resolve()): Promise<void> {
+    await Promise.race([warm, sleep(2 ** 31 - 1, this.stopSignal.signal)]);
     const budget = new PollBudget(this.s.pollsPerWindow, this.s.pollWindowMs);
     const failBackoff = new Backoff({ baseMs: 500, capMs: 30_000 });
     /** When the next poll may go while idle: at once after a job, or after a held (long) poll. */

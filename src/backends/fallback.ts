@@ -32,6 +32,15 @@ export function createFallbackBackend(primary: Backend, secondary: Backend, log:
         );
       }
     },
+    async warm(names, signal) {
+      // Only the in-process backend has anything to warm; Ollama keeps its own models loaded.
+      return primary.warm
+        ? primary.warm(
+            names.filter((n) => primary.hasModel(n)),
+            signal,
+          )
+        : [];
+    },
     listModels(): ModelInfo[] {
       const mine = primary.listModels();
       const names = new Set(mine.map((m) => m.name));

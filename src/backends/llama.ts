@@ -118,6 +118,27 @@ export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
   const unverified = new Map<string, string>();
   const preflighting = new Map<string, Promise<PreflightResult>>();
   let closed = false;
+  /** The runtime starting (or started): registration does not wait for it, jobs and warm-up do. */
+  let runtime: Promise<Llama> | null = null;
+
+  /** The runtime, started once; a failed start is tried again by the next caller. */
+  function ensureRuntime(): Promise<Llama> {
+    runtime ??= startRuntime().then(
+      (l) => {
+        llama = l;
+        return l;
+      },
+      (err: unknown) => {
+        runtime = null;
+        throw new BackendError(
+          "backend_unavailable",
+          `node-llama-cpp could not start (${(err as Error).message}); reinstall node-llama-cpp or use --backend ollama`,
+          { cause: err },
+        );
+      },
+    );
+    return runtime;
+  }
 
   async function startRuntime(): Promise<Llama> {
     const logger = (level: LlamaLogLevel, message: string) => {
@@ -373,7 +394,7 @@ export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
       if (!r.ok) throw new BackendError("model_load_failed", `model ${c.name} failed to load: ${r.reason}`);
     }
     await makeRoom(size);
-    const l = llama!;
+    const l = await ensureRuntime();
     const t0 = performance.now();
     let model: LlamaModel | undefined;
     try {
@@ -473,6 +494,28 @@ export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
     });
   }
 
+  /**
+   * One throwaway token on a fresh context: its first decode allocates the compute buffers,
+   * which the first job should not pay for.
+   */
+  async function primeSequences(entry: Loaded): Promise<void> {
+    const seq = entry.free.pop();
+    if (!seq) return;
+    entry.active++;
+    try {
+      const completion = new LlamaCompletion({ contextSequence: seq });
+      try {
+        await completion.generateCompletion(" ", { maxTokens: 1 });
+      } finally {
+        completion.dispose({ disposeSequence: false });
+      }
+    } catch {
+      // Priming is an optimisation: a model that loads but cannot prime still serves jobs.
+    } finally {
+      await release(entry, seq);
+    }
+  }
+
   async function release(entry: Loaded, seq: LlamaContextSequence): Promise<void> {
     // A finished job leaves nothing behind for the next one on this sequence.
     await seq.clearHistory().catch(() => undefined);
@@ -560,18 +603,34 @@ export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
       return llama ? llama.gpu : null;
     },
     async init() {
-      if (!llama) {
+      // What can be served is known from the files alone: the runtime starts meanwhile, and
+      // whoever needs it (a job, warm-up) waits for it.
+      ensureRuntime().catch(() => undefined);
+      await scan();
+    },
+    async warm(names, signal) {
+      await ensureRuntime();
+      const warmed: string[] = [];
+      const fits = (c: ModelCandidate) =>
+        budget === null ||
+        [...loaded.values()].reduce((sum, l) => sum + l.sizeBytes, 0) + (c.sizeBytes ?? 0) <= budget;
+      for (const name of names) {
+        if (signal.aborted || closed) break;
+        const c = lookup(name);
+        if (!c?.path || failed.has(c.path)) continue;
+        if (!loaded.has(c.path) && (loaded.size >= maxLoaded || !fits(c))) continue; // as many as fit
         try {
-          llama = await startRuntime();
+          const entry = await getLoaded(c);
+          await primeSequences(entry);
+          warmed.push(name);
         } catch (err) {
-          throw new BackendError(
-            "backend_unavailable",
-            `node-llama-cpp could not start (${(err as Error).message}); reinstall node-llama-cpp or use --backend ollama`,
-            { cause: err },
+          log.warn(
+            { event: "model_warm_failed", model: name, err: (err as Error).message },
+            "model could not be warmed; it loads on its first job instead",
           );
         }
       }
-      await scan();
+      return warmed;
     },
     async refresh() {
       await scan();
@@ -595,8 +654,8 @@ export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
     },
     async generate(req, signal) {
       if (closed) throw new BackendError("backend_unavailable", "llama backend is closed");
-      if (!llama) throw new BackendError("backend_unavailable", "llama backend is not initialised");
       const t0 = performance.now();
+      await ensureRuntime();
       const c = resolveModel(req.model, known());
       if (!c) {
         throw new BackendError(

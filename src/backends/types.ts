@@ -68,6 +68,11 @@ export interface Backend {
   generate(req: InferenceRequest, signal: AbortSignal): Promise<InferenceResult>;
   /** Look again for models (new files, a model map edit, Ollama pulls); listModels() follows. */
   refresh?(): Promise<void>;
+  /**
+   * Start the runtime and load these models (in this order, as many as fit) so the first job
+   * runs as fast as the rest. Resolves with the names now warm; never rejects for one model.
+   */
+  warm?(names: string[], signal: AbortSignal): Promise<string[]>;
   /** Whether the model is loaded now (its memory is already taken): admission skips it. */
   isLoaded?(name: string): boolean;
   /** Drop loaded models (used for --unload-after-job and on shutdown). */

@@ -46,6 +46,10 @@ describe("llama backend on the tiny model", () => {
     expect(backend.hasModel("tiny")).toBe(true);
     expect(backend.hasModel("tiny:latest")).toBe(true);
     expect(backend.hasModel("llama3")).toBe(false);
+  });
+
+  it("starts the runtime on the CPU when the GPU is off (init does not wait for it; warm-up does)", async () => {
+    expect(await backend.warm!([], new AbortController().signal)).toEqual([]);
     expect(backend.gpuType).toBe(false);
   });
 
