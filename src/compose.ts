@@ -16,11 +16,13 @@ import {
   heartbeatMetrics,
   VramWatch,
 } from "./gpu/index.js";
+import { restrictToGpus } from "./gpu/restrict.js";
 import type { GpuInfoSource, GpuSnapshot } from "./gpu/types.js";
 import type { HostFacts } from "./job.js";
 import { ClaimJournal } from "./journal.js";
 import { type Logger, registerSecret } from "./log.js";
-import { Miner, type MinerSettings } from "./miner.js";
+import { DEFAULT_ABORT_GRACE_MS, DEFAULT_FLUSH_TIMEOUT_MS, Miner, type MinerSettings } from "./miner.js";
+import type { MinerEvent } from "./ops/events.js";
 import { Outbox } from "./outbox.js";
 import { stateFiles } from "./paths.js";
 import {
@@ -49,6 +51,10 @@ export interface ComposeOverrides {
   modelRefreshMs?: number;
   /** Free space the state directory must keep before a job is taken (tests on a tiny tmpfs). */
   stateMinFreeBytes?: number;
+  /** Ops events (jobs, deliveries, polls) for metrics. */
+  onEvent?: (e: MinerEvent) => void;
+  /** This process is one worker of a multi-GPU host. */
+  worker?: { keyStateDir: string; gpuUuids: readonly string[] | null };
 }
 
 /** Which models to warm before the first job, in order: `all` is the largest first. */
@@ -96,10 +102,12 @@ export async function composeMiner(
   registerSecret(cfg.apiKey);
   registerSecret(cfg.bearerToken);
 
-  const { key } = await loadOrCreateKey(cfg.stateDir, log);
+  // A worker of a multi-GPU host signs with the host's key, kept in the host's state directory.
+  const { key } = await loadOrCreateKey(overrides.worker?.keyStateDir ?? cfg.stateDir, log);
   const receiptLog = new ReceiptLog(stateFiles.receiptsLog(cfg.stateDir));
 
-  const gpu = await createGpuInfoSource({ nvmlLibrary: cfg.nvmlLibrary, log });
+  const hostGpus = await createGpuInfoSource({ nvmlLibrary: cfg.nvmlLibrary, log });
+  const gpu = overrides.worker?.gpuUuids ? restrictToGpus(hostGpus, overrides.worker.gpuUuids) : hostGpus;
   let lastSnapshot: GpuSnapshot | null = null;
   /** A fresh snapshot, or null when it failed: decisions are never made on stale memory figures. */
   // NVML snapshots cost microseconds; nvidia-smi ones spawn a process, so reuse a recent one there.
@@ -143,8 +151,8 @@ export async function composeMiner(
     ...pollSettings(cfg, overrides),
     jobTimeoutMs: cfg.jobTimeout * 1000,
     gracePeriodMs: cfg.gracePeriod * 1000,
-    abortGraceMs: overrides.abortGraceMs ?? 10_000,
-    flushTimeoutMs: overrides.flushTimeoutMs ?? 10_000,
+    abortGraceMs: overrides.abortGraceMs ?? DEFAULT_ABORT_GRACE_MS,
+    flushTimeoutMs: overrides.flushTimeoutMs ?? DEFAULT_FLUSH_TIMEOUT_MS,
     limits: {
       maxPromptChars: cfg.maxPromptChars,
       maxTokens: cfg.maxTokens,
@@ -157,6 +165,7 @@ export async function composeMiner(
     settings,
     client,
     backend,
+    onEvent: overrides.onEvent,
     warmUp: async (signal) =>
       backend.warm ? backend.warm(preloadOrder(cfg.preload, backend.listModels()), signal) : [],
     outbox: new Outbox(stateFiles.outbox(cfg.stateDir)),

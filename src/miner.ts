@@ -11,6 +11,8 @@ import { describeError } from "./describe-error.js";
 import { checkConstraints, type HostFacts, type JobLimits, validatePayload } from "./job.js";
 import type { ClaimedJob, ClaimJournal } from "./journal.js";
 import type { Logger } from "./log.js";
+import type { MinerEvent, PollResult } from "./ops/events.js";
+import type { WorkerGauges } from "./ops/metrics.js";
 import type { Outbox } from "./outbox.js";
 import { PollBudget } from "./poll-budget.js";
 import type { MinerReceiptInput } from "./receipts/receipt.js";
@@ -71,6 +73,8 @@ export interface MinerDeps {
    * job right after a start is then as fast as the rest). Resolves with the models now warm.
    */
   warmUp?(signal: AbortSignal): Promise<string[]>;
+  /** Ops events (jobs, deliveries, polls) for metrics. */
+  onEvent?(e: MinerEvent): void;
   /** Whether the state directory takes writes (default: probed in the outbox's directory). */
   storage?: StateStorage;
 }
@@ -91,6 +95,19 @@ const STORAGE_RECHECK_MS = 5000;
 const LONG_POLL_HELD_MS = 1000;
 /** How often to look again when no model can be served (the rescan also wakes the loop). */
 const NO_MODEL_RECHECK_MS = 5000;
+
+/** The abort grace and outbox flush `run` uses (tests and the demo shorten them). */
+export const DEFAULT_ABORT_GRACE_MS = 10_000;
+export const DEFAULT_FLUSH_TIMEOUT_MS = 10_000;
+
+/** The longest a graceful stop of `run` can take with this grace period (seconds). */
+export function runShutdownBudgetMs(gracePeriodS: number): number {
+  return shutdownBudgetMs({
+    gracePeriodMs: gracePeriodS * 1000,
+    abortGraceMs: DEFAULT_ABORT_GRACE_MS,
+    flushTimeoutMs: DEFAULT_FLUSH_TIMEOUT_MS,
+  });
+}
 
 /**
  * The longest a graceful stop can take with these settings: the grace period, the abort grace for
@@ -142,6 +159,16 @@ export class MinerFatalError extends Error {
 interface Running {
   abort: AbortController;
   done: Promise<void>;
+  /** When the job must have ended (its deadline, or a resumed job's). */
+  deadlineAt: number;
+}
+
+/** For /healthz and /readyz: is the loop alive, and can it take jobs? */
+export interface MinerHealth {
+  live: boolean;
+  ready: boolean;
+  /** Why not, in words (empty when both hold). */
+  reasons: string[];
 }
 
 type AbortWhy = "deadline" | "shutting_down";
@@ -173,10 +200,78 @@ export class Miner {
     this.storage = d.storage ?? new StateStorage(join(d.outbox.dir, ".tmp"), d.log);
     this.reporter = new Reporter({
       ...d,
+      onEvent: (e) => this.emit(e),
       storage: this.storage,
       // Upstream frees a slot on /fail only when a heartbeat says so: send one at once.
       onFailureAcknowledged: () => this.beatSoon(),
     });
+  }
+
+  private loopTickAt = Date.now();
+
+  private emit(e: MinerEvent): void {
+    try {
+      this.d.onEvent?.(e);
+    } catch {
+      // Metrics never stop mining.
+    }
+  }
+
+  /**
+   * Live: not failed, the poll loop moved recently (or is waiting on full slots), and no job has
+   * outlived its deadline plus the abort grace (a wedged backend). Ready: registered, a model to
+   * serve, and a writable state directory.
+   */
+  health(now = Date.now()): MinerHealth {
+    const reasons: string[] = [];
+    let live = true;
+    if (this.fatal) {
+      live = false;
+      reasons.push(`stopping after a fatal error: ${this.fatal.message}`);
+    }
+    const wedgeAfter = this.s.abortGraceMs + 5000;
+    for (const [jobId, r] of this.inflight) {
+      if (now > r.deadlineAt + wedgeAfter) {
+        live = false;
+        reasons.push(
+          `job ${jobId} is ${Math.round((now - r.deadlineAt) / 1000)} s past its deadline: the backend is wedged`,
+        );
+      }
+    }
+    const slotsFull = this.inflight.size >= this.s.concurrency;
+    const stalledFor = now - this.loopTickAt;
+    const loopLimit = Math.max(120_000, 3 * this.s.idlePollIntervalMs) + this.s.longPollSeconds * 1000;
+    if (!slotsFull && !this.stopping && this.registered && stalledFor > loopLimit) {
+      live = false;
+      reasons.push(`the poll loop has not moved for ${Math.round(stalledFor / 1000)} s`);
+    }
+    let ready = live && !this.stopping;
+    if (!this.registered) {
+      ready = false;
+      reasons.push("not registered with the coordinator");
+    }
+    if (this.d.backend.listModels().length === 0) {
+      ready = false;
+      reasons.push("no model can be served");
+    }
+    if (!this.storage.writable) {
+      ready = false;
+      reasons.push("the state directory cannot be written");
+    }
+    if (this.stopping) reasons.push("stopping");
+    return { live, ready, reasons };
+  }
+
+  /** The figures ops gauges show, read at scrape time. */
+  async gauges(): Promise<WorkerGauges> {
+    return {
+      inflight: this.inflight.size,
+      pendingSubmissions: this.reporter.snapshot().pendingResults,
+      outboxFiles: await this.d.outbox.depth().catch(() => 0),
+      stateWritable: this.storage.writable,
+      registered: this.registered,
+      servableModels: this.d.backend.listModels().length,
+    };
   }
 
   snapshot(): MinerStats {
@@ -456,6 +551,7 @@ export class Miner {
         await this.waitForWake();
         continue;
       }
+      this.loopTickAt = Date.now();
       if (!(await this.readyToTakeJobs())) continue;
       const now = Date.now();
       const wait = Math.max(budget.waitMs(now), nextPollAt - now);
@@ -468,8 +564,12 @@ export class Miner {
       try {
         job = await this.d.client.poll(this.s.longPollSeconds, this.stopSignal.signal);
         failBackoff.reset();
+        this.loopTickAt = Date.now();
+        this.emit({ type: "poll", result: job ? "job" : "empty" });
       } catch (err) {
+        this.loopTickAt = Date.now();
         if (this.stopping) break;
+        this.emit({ type: "poll", result: pollErrorResult(err) });
         if (err instanceof UnusableJobError) {
           // Handed over, so ours: fail it back (the slot is freed) and go on mining.
           this.log.warn(
@@ -596,7 +696,11 @@ export class Miner {
         this.inflight.delete(job.jobId);
         this.wake();
       });
-    this.inflight.set(job.jobId, { abort, done });
+    this.inflight.set(job.jobId, {
+      abort,
+      done,
+      deadlineAt: recovered?.deadlineAt ?? Date.now() + this.s.jobTimeoutMs,
+    });
   }
 
   private async runJob(job: Job, recovered: ClaimedJob | null, abort: AbortController): Promise<void> {
@@ -746,6 +850,7 @@ export class Miner {
         "the result could not be written to the outbox; submitting it from memory",
       );
     }
+    this.emit({ type: "job_completed", durationMs, completionTokens: result.completionTokens });
     this.stats.completed++;
     this.stats.tokens += result.completionTokens;
     this.stats.promptTokens += result.promptTokens;
@@ -878,6 +983,12 @@ export class Miner {
     this.exitResolve?.(exit);
     return exit;
   }
+}
+
+function pollErrorResult(err: unknown): PollResult {
+  if (err instanceof UnusableJobError) return "unusable";
+  if (err instanceof CoordinatorError && err.kind === "rate_limited") return "rate_limited";
+  return "error";
 }
 
 class WedgedError extends Error {

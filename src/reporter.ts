@@ -8,6 +8,7 @@ import type { CompletedJob, CoordinatorClient, SubmitAck } from "./coordinator/t
 import { describeError } from "./describe-error.js";
 import type { ClaimJournal } from "./journal.js";
 import type { Logger } from "./log.js";
+import type { MinerEvent } from "./ops/events.js";
 import type { Outbox } from "./outbox.js";
 
 export interface CoordinatorReceiptCheck {
@@ -33,6 +34,8 @@ export interface ReporterDeps {
   recordReceipt(entry: ReceiptRecord): Promise<void>;
   /** Told about failed writes, so a full disk pauses mining instead of failing jobs. */
   storage?: { noteFailure(err: unknown): boolean };
+  /** Ops events (verdicts, deliveries) for metrics. */
+  onEvent?(e: MinerEvent): void;
   /** A failure verdict was acknowledged (upstream frees the slot only on the next heartbeat). */
   onFailureAcknowledged?(jobId: string): void;
 }
@@ -112,6 +115,7 @@ export class Reporter {
   async fail(jobId: string, errorCode: string, message: string): Promise<void> {
     this.stats.failed++;
     this.stats.failuresByCode[errorCode] = (this.stats.failuresByCode[errorCode] ?? 0) + 1;
+    this.d.onEvent?.({ type: "job_failed", errorCode });
     const now = Date.now();
     await this.d.journal
       .record({
@@ -244,6 +248,10 @@ export class Reporter {
           await this.forget(() => this.d.outbox.remove(result.jobId), result.jobId);
           if (err.kind === "conflict") this.stats.submitted++;
           else this.stats.dropped++;
+          this.d.onEvent?.({
+            type: "result_delivered",
+            answer: err.kind === "conflict" ? "already_done" : "gone",
+          });
           log.info(
             {
               event: err.kind === "conflict" ? "submit_already_done" : "submit_job_gone",
@@ -259,6 +267,7 @@ export class Reporter {
             return null;
           });
           this.stats.dropped++;
+          this.d.onEvent?.({ type: "result_delivered", answer: "rejected" });
           log.error(
             { event: "submit_rejected", status: err.status, keptAt: path },
             "coordinator rejected the result; kept for inspection, and the job is failed so its slot is freed",
@@ -297,6 +306,7 @@ export class Reporter {
   private async onAccepted(result: CompletedJob, ack: SubmitAck): Promise<void> {
     await this.forget(() => this.d.outbox.remove(result.jobId), result.jobId);
     this.stats.submitted++;
+    this.d.onEvent?.({ type: "result_delivered", answer: "accepted" });
     let verified: boolean | null = null;
     if (ack.coordinatorReceiptText !== null) {
       const check = this.d.checkCoordinatorReceipt(ack.coordinatorReceiptText);

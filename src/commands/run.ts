@@ -1,11 +1,8 @@
 // `run` (the default command): mine until SIGTERM/SIGINT.
 import { type Command, Option } from "commander";
-import { composeMiner } from "../compose.js";
 import { type RunConfigKey, resolveRunConfig, SETTINGS } from "../config.js";
 import { createLogger } from "../log.js";
-import { type MetricsServer, renderMinerMetrics, startMetricsServer } from "../metrics.js";
-import { EXIT_STATE_UNWRITABLE } from "../miner.js";
-import { isStorageError, StateStorage, StateStorageError } from "../state-storage.js";
+import { runMiner } from "../run-miner.js";
 
 /** Add every run setting as a flag (no commander defaults: an absent flag lets env/file decide). */
 export function addRunOptions(cmd: Command): Command {
@@ -36,67 +33,4 @@ export function register(program: Command): void {
     const log = createLogger({ level: cfg.logLevel });
     process.exitCode = await runMiner(cfg, log);
   });
-}
-
-export async function runMiner(
-  cfg: ReturnType<typeof resolveRunConfig>,
-  log: ReturnType<typeof createLogger>,
-): Promise<number> {
-  try {
-    // Before anything is written there (the signing key first): a directory that can never be
-    // written stops the miner with advice; a full one only pauses mining once it runs.
-    await new StateStorage(cfg.stateDir, log, 0).checkAtStart();
-  } catch (err) {
-    if (!(err instanceof StateStorageError)) throw err;
-    log.fatal({ event: "state_unwritable", dir: cfg.stateDir }, err.message);
-    return EXIT_STATE_UNWRITABLE;
-  }
-  let composed: Awaited<ReturnType<typeof composeMiner>>;
-  try {
-    composed = await composeMiner(cfg, log);
-  } catch (err) {
-    // e.g. the signing key cannot be created: without it no result can be signed.
-    if (!isStorageError(err)) throw err;
-    const code = (err as NodeJS.ErrnoException).code;
-    log.fatal(
-      { event: "state_unwritable", dir: cfg.stateDir, code },
-      `the state directory ${cfg.stateDir} cannot be written (${code}): free space, fix its permissions or choose another with --state-dir`,
-    );
-    return EXIT_STATE_UNWRITABLE;
-  }
-  let signals = 0;
-  const onSignal = (sig: NodeJS.Signals) => {
-    signals++;
-    if (signals > 1) {
-      // A second signal: the operator wants out now. The outbox is already on disk.
-      log.warn({ event: "forced_exit", signal: sig }, "second signal: exiting at once");
-      process.exit(130);
-    }
-    log.info(
-      { event: "signal", signal: sig },
-      `received ${sig}: finishing in-flight jobs (send again to exit at once)`,
-    );
-    void composed.miner.shutdown(sig);
-  };
-  process.on("SIGTERM", onSignal);
-  process.on("SIGINT", onSignal);
-  let metrics: MetricsServer | null = null;
-  if (cfg.metricsPort !== undefined) {
-    metrics = await startMetricsServer(cfg.metricsHost, cfg.metricsPort, async () =>
-      renderMinerMetrics(composed.miner.snapshot(), { miner_id: cfg.minerId }),
-    );
-    log.info({ event: "metrics", url: metrics.url }, `Prometheus metrics on ${metrics.url}`);
-  }
-  try {
-    const exit = await composed.miner.run();
-    if (exit.code !== 0) log.error({ event: "exit", code: exit.code, reason: exit.reason }, exit.reason);
-    // A wedged backend may hold native work that never ends: do not wait for it to let go.
-    if (exit.code === 70) setTimeout(() => process.exit(70), 500).unref();
-    return exit.code;
-  } finally {
-    process.off("SIGTERM", onSignal);
-    process.off("SIGINT", onSignal);
-    await metrics?.close();
-    await composed.close();
-  }
 }

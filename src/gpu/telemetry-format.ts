@@ -117,7 +117,7 @@ function labels(l: Record<string, string>): string {
   return `{${parts.join(",")}}`;
 }
 
-interface MetricDef {
+export interface GpuMetricDef {
   name: string;
   type: "gauge" | "counter";
   help: string;
@@ -125,7 +125,7 @@ interface MetricDef {
 }
 
 // Names and units follow DCGM-exporter's default counters (MiB, W, MHz, mJ, °C, %).
-const METRICS: MetricDef[] = [
+export const GPU_METRICS: GpuMetricDef[] = [
   {
     name: "DCGM_FI_DEV_GPU_UTIL",
     type: "gauge",
@@ -250,7 +250,7 @@ const METRICS: MetricDef[] = [
   },
 ];
 
-const gpuLabels = (g: TelemetryGpu): Record<string, string> => ({
+export const gpuLabels = (g: TelemetryGpu): Record<string, string> => ({
   gpu: String(g.index),
   UUID: g.uuid,
   device: `nvidia${g.index}`,
@@ -282,7 +282,7 @@ export function toPrometheus(s: GpuSnapshot): string {
     out.push("# TYPE aitbc_gpu_unreadable gauge");
     for (const g of t.gpus) out.push(`aitbc_gpu_unreadable${labels(gpuLabels(g))} ${g.error ? 1 : 0}`);
   }
-  for (const m of METRICS) {
+  for (const m of GPU_METRICS) {
     const samples = t.gpus.flatMap((g) => {
       const v = m.value(g);
       return v === null ? [] : [`${m.name}${labels(gpuLabels(g))} ${fmt(v)}`];

@@ -1,0 +1,53 @@
+// A worker's side of the IPC channel: ops events as they happen, gauges and health once a
+// second. A worker whose supervisor is gone (killed, crashed) stops cleanly rather than mine on
+// unsupervised.
+import type { Logger } from "../log.js";
+import type { MinerEvent } from "../ops/events.js";
+import type { WorkerGauges } from "../ops/metrics.js";
+import type { WorkerHealth, WorkerMessage } from "./ipc.js";
+
+const STATUS_EVERY_MS = 1000;
+
+export interface StatusSource {
+  gauges(): Promise<WorkerGauges>;
+  health(): WorkerHealth;
+  shutdown(reason: string): Promise<unknown>;
+}
+
+export interface SupervisorLink {
+  onEvent(e: MinerEvent): void;
+  attach(source: StatusSource): void;
+  close(): void;
+}
+
+export function linkToSupervisor(log: Logger): SupervisorLink {
+  const send = (m: WorkerMessage) => {
+    if (process.connected) process.send?.(m, undefined, undefined, () => undefined);
+  };
+  let timer: NodeJS.Timeout | null = null;
+  let onDisconnect: (() => void) | null = null;
+  return {
+    onEvent: (e) => send({ t: "event", e }),
+    attach(source) {
+      const report = () => {
+        source.gauges().then(
+          (gauges) => send({ t: "status", gauges, health: source.health() }),
+          () => undefined,
+        );
+      };
+      report();
+      timer = setInterval(report, STATUS_EVERY_MS);
+      timer.unref();
+      onDisconnect = () => {
+        log.warn({ event: "supervisor_gone" }, "the supervisor is gone: stopping this worker");
+        void source.shutdown("supervisor gone");
+      };
+      process.once("disconnect", onDisconnect);
+    },
+    close() {
+      if (timer) clearInterval(timer);
+      if (onDisconnect) process.off("disconnect", onDisconnect);
+      if (process.connected) process.disconnect();
+    },
+  };
+}

@@ -1,0 +1,217 @@
+// Prometheus metrics for ops tooling, through prom-client (the ecosystem's library): the miner's
+// jobs, polls and durable state per worker (labels gpu, uuid, miner_id), and each GPU's NVML
+// snapshot under DCGM-exporter's names where they overlap. Counters and histograms move on
+// events (so a worker's restart never resets them); gauges are read at scrape time.
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { GPU_METRICS, gpuLabels, toTelemetryJson } from "../gpu/telemetry-format.js";
+import type { GpuSnapshot } from "../gpu/types.js";
+import type { MinerEvent } from "./events.js";
+
+/** Which worker a series belongs to. A CPU worker has gpu "cpu" and no uuid. */
+export interface WorkerLabels {
+  gpu: string;
+  uuid: string;
+  miner_id: string;
+}
+
+/** What a worker reports for its gauges. */
+export interface WorkerGauges {
+  inflight: number;
+  pendingSubmissions: number;
+  outboxFiles: number;
+  stateWritable: boolean;
+  registered: boolean;
+  servableModels: number;
+}
+
+const WORKER = ["gpu", "uuid", "miner_id"] as const;
+
+export class OpsMetrics {
+  readonly registry = new Registry();
+  private readonly workers = new Map<string, { labels: WorkerLabels; gauges: WorkerGauges | null }>();
+  private snapshot: GpuSnapshot | null = null;
+
+  private readonly jobs = new Counter({
+    name: "aitbc_miner_jobs_total",
+    help: "Jobs ended by this miner, by outcome (completed, failed) and error code.",
+    labelNames: [...WORKER, "outcome", "error_code"],
+    registers: [this.registry],
+  });
+  private readonly duration = new Histogram({
+    name: "aitbc_miner_job_duration_seconds",
+    help: "Generation time of completed jobs (in s).",
+    labelNames: WORKER,
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
+    registers: [this.registry],
+  });
+  private readonly rate = new Histogram({
+    name: "aitbc_miner_tokens_per_second",
+    help: "Completion tokens per second of completed jobs.",
+    labelNames: WORKER,
+    buckets: [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000],
+    registers: [this.registry],
+  });
+  private readonly tokens = new Counter({
+    name: "aitbc_miner_tokens_generated_total",
+    help: "Completion tokens generated.",
+    labelNames: WORKER,
+    registers: [this.registry],
+  });
+  private readonly results = new Counter({
+    name: "aitbc_miner_results_total",
+    help: "Result deliveries, by how the coordinator answered (accepted, already_done, gone, rejected).",
+    labelNames: [...WORKER, "answer"],
+    registers: [this.registry],
+  });
+  private readonly polls = new Counter({
+    name: "aitbc_miner_polls_total",
+    help: "Polls, by result (job, empty, unusable, rate_limited, error).",
+    labelNames: [...WORKER, "result"],
+    registers: [this.registry],
+  });
+  private readonly restarts = new Counter({
+    name: "aitbc_miner_worker_restarts_total",
+    help: "Worker processes restarted by the supervisor after they died.",
+    labelNames: WORKER,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    const workers = this.workers;
+    const gauge = (name: string, help: string, read: (g: WorkerGauges) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: WORKER,
+        registers: [this.registry],
+        // Read at scrape time from each worker's last report.
+        collect() {
+          this.reset();
+          for (const { labels, gauges } of workers.values())
+            if (gauges) this.set({ ...labels }, read(gauges));
+        },
+      });
+    gauge("aitbc_miner_jobs_inflight", "Jobs running now.", (g) => g.inflight);
+    gauge(
+      "aitbc_miner_outbox_depth",
+      "Results waiting for the coordinator's acknowledgement.",
+      (g) => g.pendingSubmissions,
+    );
+    gauge("aitbc_miner_outbox_files", "Result files in the durable outbox.", (g) => g.outboxFiles);
+    gauge("aitbc_miner_state_writable", "1 when the state directory takes writes.", (g) =>
+      g.stateWritable ? 1 : 0,
+    );
+    gauge("aitbc_miner_registered", "1 while registered with the coordinator.", (g) =>
+      g.registered ? 1 : 0,
+    );
+    gauge("aitbc_miner_servable_models", "Models this worker can serve now.", (g) => g.servableModels);
+    this.registerGpuMetrics();
+  }
+
+  /** A worker to report for (its series exist from now on, with zero counts). */
+  addWorker(key: string, labels: WorkerLabels): void {
+    this.workers.set(key, { labels, gauges: this.workers.get(key)?.gauges ?? null });
+  }
+
+  setGauges(key: string, gauges: WorkerGauges): void {
+    const w = this.workers.get(key);
+    if (w) w.gauges = gauges;
+  }
+
+  workerRestarted(key: string): void {
+    const w = this.workers.get(key);
+    if (w) this.restarts.inc(this.l(w.labels));
+  }
+
+  observe(key: string, e: MinerEvent): void {
+    const w = this.workers.get(key);
+    if (!w) return;
+    const l = this.l(w.labels);
+    switch (e.type) {
+      case "job_completed":
+        this.jobs.inc({ ...l, outcome: "completed", error_code: "" });
+        this.duration.observe(l, e.durationMs / 1000);
+        if (e.durationMs > 0) this.rate.observe(l, (e.completionTokens * 1000) / e.durationMs);
+        this.tokens.inc(l, e.completionTokens);
+        return;
+      case "job_failed":
+        this.jobs.inc({ ...l, outcome: "failed", error_code: e.errorCode });
+        return;
+      case "result_delivered":
+        this.results.inc({ ...l, answer: e.answer });
+        return;
+      case "poll":
+        this.polls.inc({ ...l, result: e.result });
+        return;
+    }
+  }
+
+  /** The latest GPU snapshot, shared by every worker's card (taken once per scrape upstream). */
+  setSnapshot(s: GpuSnapshot | null): void {
+    this.snapshot = s;
+  }
+
+  metrics(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  private l(labels: WorkerLabels): Record<string, string> {
+    return { gpu: labels.gpu, uuid: labels.uuid, miner_id: labels.miner_id };
+  }
+
+  /** The snapshot's GPUs in telemetry form, computed once per snapshot (not once per metric). */
+  private gpus(): ReturnType<typeof toTelemetryJson>["gpus"] {
+    if (!this.snapshot) return [];
+    if (this.rendered?.of !== this.snapshot) {
+      this.rendered = { of: this.snapshot, gpus: toTelemetryJson(this.snapshot).gpus };
+    }
+    return this.rendered.gpus;
+  }
+
+  private rendered: { of: GpuSnapshot; gpus: ReturnType<typeof toTelemetryJson>["gpus"] } | null = null;
+
+  private registerGpuMetrics(): void {
+    const labelNames = ["gpu", "UUID", "device", "modelName", "pci_bus_id"];
+    const gpus = () => this.gpus();
+    for (const def of GPU_METRICS) {
+      new Gauge({
+        name: def.name,
+        help: def.help,
+        labelNames,
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          for (const g of gpus()) {
+            const v = def.value(g);
+            if (v !== null) this.set(gpuLabels(g), v);
+          }
+        },
+      });
+    }
+    new Gauge({
+      name: "aitbc_gpu_clock_event_reason",
+      help: "1 for each clocks-event (throttle) reason active now.",
+      labelNames: [...labelNames, "reason"],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const g of gpus())
+          for (const r of g.clockEventReasons ?? []) this.set({ ...gpuLabels(g), reason: r }, 1);
+      },
+    });
+    new Gauge({
+      name: "aitbc_gpu_unreadable",
+      help: "1 when the GPU could not be read (e.g. GPU is lost).",
+      labelNames,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const g of gpus()) this.set(gpuLabels(g), g.error ? 1 : 0);
+      },
+    });
+  }
+}
