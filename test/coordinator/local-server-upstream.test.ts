@@ -1,5 +1,9 @@
 // The local coordinator's upstream mode (`upstreamQuirks`, DESIGN §2c), over real HTTP: each
 // quirk of the real AITBC coordinator that the miner has to live with.
+import { spawn } from "node:child_process";
+import { dirname, join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { fetch } from "undici";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { CoordinatorEvent, LocalCoordinator } from "../../src/coordinator/local-server.js";
@@ -218,5 +222,57 @@ describe("local coordinator, upstream quirks", () => {
     } finally {
       await ref.close();
     }
+  });
+});
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const dist = (p: string) => join(root, "dist", ...p.split("/"));
+const COMMAND = `
+import { Command } from "commander";
+import { register } from ${JSON.stringify(pathToFileURL(dist("commands/coordinator.js")).href)};
+const program = new Command();
+register(program);
+await program.parseAsync(process.argv.slice(1), { from: "user" });
+`;
+
+/** Start a coordinator process, read the URL from its first stdout line, check both health paths. */
+async function healthOf(args: string[]): Promise<{ health: number; v1Health: number }> {
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"], cwd: root });
+  let stderr = "";
+  child.stderr.on("data", (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  try {
+    const line = await new Promise<string>((resolve, reject) => {
+      createInterface({ input: child.stdout }).once("line", resolve);
+      void exited.then((code) => reject(new Error(`exited ${code}: ${stderr}`)));
+    });
+    const url = line.startsWith("{") ? (JSON.parse(line) as { url: string }).url : line;
+    const status = async (path: string) => {
+      const r = await fetch(`${url}${path}`);
+      await r.text();
+      return r.status;
+    };
+    return { health: await status("/health"), v1Health: await status("/v1/health") };
+  } finally {
+    child.kill("SIGTERM");
+    await exited;
+  }
+}
+
+describe("--upstream-quirks", () => {
+  it("switches the child-process entry (local-server-main) to upstream mode", async () => {
+    const entry = dist("coordinator/local-server-main.js");
+    expect(await healthOf([entry, "--upstream-quirks"])).toEqual({ health: 200, v1Health: 404 });
+    expect(await healthOf([entry])).toEqual({ health: 200, v1Health: 200 });
+  });
+
+  it("switches the `coordinator` command to upstream mode", async () => {
+    const args = ["--input-type=module", "-e", COMMAND, "--", "coordinator", "--port", "0"];
+    expect(await healthOf([...args, "--upstream-quirks", "--log-level", "silent"])).toEqual({
+      health: 200,
+      v1Health: 404,
+    });
   });
 });
