@@ -1,5 +1,7 @@
 // A local, in-memory coordinator speaking both dialects at once, with the reference semantics of
-// DESIGN §2 (auth, 204 when idle, concurrency, rate limits, leases, exactly-once completion).
+// DESIGN §2 (auth, 204 when idle, concurrency, rate limits, leases, exactly-once completion), or
+// with `upstreamQuirks` the real upstream coordinator's (§2c; the policy hooks are in local/rules.ts
+// and local/upstream.ts).
 // Used by the demo, the tests and operators' smoke tests; optional persistence and seeded
 // faults make crash and flaky-network tests possible.
 import { randomUUID, timingSafeEqual } from "node:crypto";
