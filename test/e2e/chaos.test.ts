@@ -57,6 +57,8 @@ interface ChaosRun {
   upstreamQuirks: boolean;
   /** Miner request timeout (s). */
   requestTimeout: number;
+  /** Time between coordinator kills (ms): short enough for all kills to land before the end. */
+  killEveryMs: number;
 }
 
 interface ChaosOutcome {
@@ -107,7 +109,7 @@ async function chaosRun(o: ChaosRun): Promise<ChaosOutcome> {
   let warmRss = 0;
   let restarts = 0;
   const faultTotals: Record<string, number> = {};
-  let nextKillAt = Date.now() + 2500;
+  let nextKillAt = Date.now() + o.killEveryMs;
   const deadline = Date.now() + 240_000;
   for (;;) {
     if (Date.now() >= deadline) {
@@ -134,7 +136,7 @@ async function chaosRun(o: ChaosRun): Promise<ChaosOutcome> {
         upstreamQuirks,
       });
       restarts++;
-      nextKillAt = Date.now() + 2500;
+      nextKillAt = Date.now() + o.killEveryMs;
     }
   }
   const endRss = rssKb(pid);
@@ -149,7 +151,13 @@ async function chaosRun(o: ChaosRun): Promise<ChaosOutcome> {
 describe("chaos run", () => {
   it(`300 jobs through injected faults and ${RESTARTS} coordinator kills: each completed exactly once, memory flat`, async () => {
     const JOBS = 300;
-    const r = await chaosRun({ jobs: JOBS, restarts: RESTARTS, upstreamQuirks: false, requestTimeout: 1 });
+    const r = await chaosRun({
+      jobs: JOBS,
+      restarts: RESTARTS,
+      upstreamQuirks: false,
+      requestTimeout: 1,
+      killEveryMs: 2500,
+    });
     const byId = new Map(r.jobs.map((j) => [j.jobId, j]));
     const lost = r.ids.filter((id) => byId.get(id)?.state !== "COMPLETED").length;
     const acceptedTwice = r.jobs.filter((j) => j.submissions > 1).length;
@@ -180,7 +188,13 @@ describe("chaos run", () => {
   // the miner gave up on would leave its job RUNNING for good (an upstream property, not a miner bug).
   it(`upstream mode: 100 jobs through the same faults and ${RESTARTS} coordinator kills: none lost`, async () => {
     const JOBS = 100;
-    const r = await chaosRun({ jobs: JOBS, restarts: RESTARTS, upstreamQuirks: true, requestTimeout: 3 });
+    const r = await chaosRun({
+      jobs: JOBS,
+      restarts: RESTARTS,
+      upstreamQuirks: true,
+      requestTimeout: 3,
+      killEveryMs: 1500,
+    });
     const byId = new Map(r.jobs.map((j) => [j.jobId, j]));
     const lost = r.ids.filter((id) => byId.get(id)?.state !== "COMPLETED").length;
     report("chaos-upstream", {
