@@ -14,7 +14,10 @@ export interface LocalCoordinatorOptions {
   /** The claim dialect is unauthenticated, as in the tutorial, unless this is true. */
   claimRequiresKey?: boolean;
   rateLimits?: Partial<RateLimits>;
-  /** A RUNNING job not finished within this many ms is requeued (default 600 000; 0 = never). */
+  /**
+   * A RUNNING job not finished within this many ms is requeued (default 600 000; 0 = never).
+   * Ignored with upstreamQuirks, as is requeueOnFail.
+   */
   leaseTimeoutMs?: number;
   /**
    * Behave as the real upstream coordinator (DESIGN §2c): /fail keeps the miner's slot, failures
