@@ -17,6 +17,7 @@ interface CoordinatorCmdOptions {
   stateFile?: string;
   leaseSeconds: string;
   requeueOnFail?: boolean;
+  upstreamQuirks?: boolean;
   logLevel: string;
 }
 
@@ -46,6 +47,10 @@ export function register(program: Command): void {
     .option("--state-file <FILE>", "keep jobs in this file across restarts")
     .option("--lease-seconds <N>", "requeue a RUNNING job after this long (0 = never)", "600")
     .option("--requeue-on-fail", "requeue failed jobs instead of marking them FAILED")
+    .option(
+      "--upstream-quirks",
+      "behave as the real AITBC coordinator does (no leases, /fail keeps the slot, repeat results accepted)",
+    )
     .option("--log-level <LEVEL>", "log level", "info")
     .action(async (opts: CoordinatorCmdOptions) => {
       process.exitCode = await runCoordinator(opts);
@@ -75,6 +80,7 @@ async function runCoordinator(opts: CoordinatorCmdOptions): Promise<number> {
     stateFile: opts.stateFile,
     leaseTimeoutMs: lease * 1000,
     requeueOnFail: opts.requeueOnFail === true,
+    upstreamQuirks: opts.upstreamQuirks === true,
     log,
   });
   for (let i = 0; i < jobs; i++) {

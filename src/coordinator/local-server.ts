@@ -1,5 +1,7 @@
 // A local, in-memory coordinator speaking both dialects at once, with the reference semantics of
-// DESIGN §2 (auth, 204 when idle, concurrency, rate limits, leases, exactly-once completion).
+// DESIGN §2 (auth, 204 when idle, concurrency, rate limits, leases, exactly-once completion), or
+// with `upstreamQuirks` the real upstream coordinator's (§2c; the policy hooks are in local/rules.ts
+// and local/upstream.ts).
 // Used by the demo, the tests and operators' smoke tests; optional persistence and seeded
 // faults make crash and flaky-network tests possible.
 import { randomUUID, timingSafeEqual } from "node:crypto";
@@ -10,8 +12,10 @@ import { z } from "zod";
 import { type Logger, silentLogger } from "../log.js";
 import { isValidJobId, isValidMinerId } from "./ids.js";
 import { FaultInjector } from "./local/faults.js";
+import { type Ctx, HttpFail, type Reply, validate } from "./local/http.js";
 import { matchesConstraints } from "./local/match.js";
 import { DEFAULT_RATE_LIMITS, RateLimiter, type RateLimits } from "./local/rate-limit.js";
+import { asObj, type CoordinatorRules, referenceRules } from "./local/rules.js";
 import type {
   CoordinatorEvent,
   LocalCoordinator,
@@ -19,29 +23,11 @@ import type {
   LocalCoordinatorStats,
 } from "./local/server-types.js";
 import { CoordinatorState, type LocalJob, type NewJob } from "./local/state.js";
+import { upstreamRules } from "./local/upstream.js";
 
 export type { FaultOptions } from "./local/faults.js";
 export type * from "./local/server-types.js";
 export type { JobState, LocalJob, LocalMiner, NewJob, ReceiptCheck } from "./local/state.js";
-
-const REQUEUE_CODES = new Set(["shutting_down", "miner_restarted"]);
-
-interface Reply {
-  status: number;
-  json?: unknown;
-  /** Pre-serialised JSON body (keeps a signer's raw receipt text intact). */
-  raw?: string;
-  headers?: Record<string, string>;
-  /** The handler changed state (a dropAfterCommit fault may now cut the connection). */
-  committed?: boolean;
-}
-
-interface Ctx {
-  req: IncomingMessage;
-  url: URL;
-  body: unknown;
-  minerHeader: string | null;
-}
 
 type Obj = Record<string, unknown>;
 const obj = z.record(z.string(), z.unknown());
@@ -79,22 +65,6 @@ const adminJob = z.object({
   constraints: obj.optional(),
 });
 
-class HttpFail extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-function validate<T>(schema: z.ZodType<T>, value: unknown): T {
-  const r = schema.safeParse(value);
-  if (r.success) return r.data;
-  const issue = r.error.issues[0];
-  throw new HttpFail(400, issue ? `${issue.path.join(".") || "body"}: ${issue.message}` : "invalid body");
-}
-
 function safeEqual(a: string, b: string): boolean {
   const x = Buffer.from(a);
   const y = Buffer.from(b);
@@ -131,6 +101,7 @@ class Coordinator implements LocalCoordinator {
   private readonly state: CoordinatorState;
   private readonly limiter: RateLimiter;
   private readonly faults: FaultInjector;
+  private readonly rules: CoordinatorRules;
   private readonly emitter = new EventEmitter();
   private readonly sessions = new Map<string, string>();
   private readonly now: () => number;
@@ -159,6 +130,7 @@ class Coordinator implements LocalCoordinator {
     const limits: RateLimits = { ...DEFAULT_RATE_LIMITS, ...o.rateLimits };
     this.limiter = new RateLimiter(limits, this.now);
     this.faults = new FaultInjector(o.faults);
+    this.rules = o.upstreamQuirks ? upstreamRules : referenceRules;
     this.emitter.setMaxListeners(0);
   }
 
@@ -182,7 +154,7 @@ class Coordinator implements LocalCoordinator {
   }
 
   private leaseMs(): number {
-    return this.o.leaseTimeoutMs ?? 600_000;
+    return this.rules.leases ? (this.o.leaseTimeoutMs ?? 600_000) : 0;
   }
 
   private emit(e: CoordinatorEvent): void {
@@ -299,8 +271,7 @@ class Coordinator implements LocalCoordinator {
         throw new HttpFail(400, "bad percent-encoding in path");
       }
     };
-    if (method === "GET" && (path === "/health" || path === "/v1/health"))
-      return { name: "health", param: null };
+    if (method === "GET" && this.rules.healthPaths.has(path)) return { name: "health", param: null };
     if (seg[0] === "_admin" && this.o.admin && seg.length === 2) {
       return { name: `admin_${method === "POST" ? "enqueue" : seg[1]}`, param: seg[1] ?? null };
     }
@@ -391,7 +362,7 @@ class Coordinator implements LocalCoordinator {
       if (err instanceof HttpFail) {
         // 413: the rest of the body is unread, so the connection cannot be reused.
         const headers = err.status === 413 ? { connection: "close" } : retryHeaders(err);
-        this.send(res, { status: err.status, json: { detail: err.message }, headers });
+        this.send(res, { status: err.status, json: err.body ?? { detail: err.message }, headers });
         return;
       }
       this.log.error({ err, route: routeName }, "local coordinator handler failed");
@@ -519,6 +490,8 @@ class Coordinator implements LocalCoordinator {
       lastHeartbeatAt: prev?.lastHeartbeatAt ?? null,
       reportedInflight: prev?.reportedInflight ?? null,
       metadata: prev?.metadata ?? null,
+      inflight: 0,
+      status: "ONLINE",
     });
     this.state.save();
     this.emit({ type: "registered", minerId, dialect, concurrency });
@@ -533,6 +506,8 @@ class Coordinator implements LocalCoordinator {
     m.lastHeartbeatAt = this.now();
     m.reportedInflight = b.inflight ?? null;
     m.metadata = b.metadata ?? null;
+    m.status = b.status ?? "ONLINE";
+    this.rules.heartbeat(m, b.inflight);
     this.emit({ type: "heartbeat", minerId, inflight: m.reportedInflight });
     return { status: 200, json: { status: "ok" } };
   }
@@ -541,12 +516,13 @@ class Coordinator implements LocalCoordinator {
     const minerId = this.minerFromHeader(ctx);
     this.limit("poll", minerId);
     const m = this.state.miners.get(minerId);
-    if (!m) throw new HttpFail(404, "miner not registered");
+    if (!m) throw this.rules.unknownMinerPoll();
     this.sweepLeases();
-    if (this.state.runningFor(minerId) >= m.concurrency) return { status: 204 };
+    if (!this.rules.hasSlot(m, this.state)) return { status: 204 };
     for (const j of this.state.jobs.values()) {
       if (j.state !== "QUEUED" || !matchesConstraints(j.constraints, m.capabilities, m.region)) continue;
       this.state.assign(j, minerId, this.now());
+      this.rules.assigned(m);
       this.state.save();
       this.emit({ type: "assigned", jobId: j.jobId, minerId, attempt: j.attempts });
       return { status: 200, json: { job_id: j.jobId, payload: j.payload, constraints: j.constraints } };
@@ -562,7 +538,10 @@ class Coordinator implements LocalCoordinator {
     return this.finish(j, minerId, b.result, b.metrics ?? null, b.result["receipt"]);
   }
 
-  /** Complete a job exactly once; a later submission is a 409 and counted as a duplicate. */
+  /**
+   * Complete a job; a submission the rules refuse (reference: any after the first) is a 409 and
+   * counted as a duplicate.
+   */
   private finish(
     j: LocalJob,
     minerId: string,
@@ -570,7 +549,7 @@ class Coordinator implements LocalCoordinator {
     metrics: unknown,
     minerReceipt: unknown,
   ): Reply {
-    if (j.state === "COMPLETED" || j.state === "FAILED") {
+    if (!this.rules.acceptsResult(j)) {
       j.duplicateSubmissions++;
       this.counters.duplicateSubmissions++;
       this.state.save();
@@ -587,6 +566,7 @@ class Coordinator implements LocalCoordinator {
     j.metrics = metrics;
     j.minerReceipt = minerReceipt ?? null;
     j.submissions++;
+    this.rules.resultAccepted(j, this.state.miners.get(minerId));
     if (this.o.verifyReceipt) {
       let check: { ok: boolean; reason?: string | undefined };
       try {
@@ -600,7 +580,8 @@ class Coordinator implements LocalCoordinator {
     }
     let raw: string | undefined;
     if (this.o.signReceipt) {
-      const signed = this.o.signReceipt(this.receiptPayload(j, minerId, metrics));
+      const payload = this.rules.receiptPayload(j, minerId, asObj(result), metrics, this.now());
+      const signed = this.rules.afterSigning(this.o.signReceipt(payload));
       j.coordinatorReceipt = typeof signed === "string" ? JSON.parse(signed) : signed;
       raw = `{"status":"ok","receipt":${typeof signed === "string" ? signed : JSON.stringify(signed)}}`;
     }
@@ -612,33 +593,18 @@ class Coordinator implements LocalCoordinator {
       : { status: 200, json: { status: "ok" }, committed: true };
   }
 
-  private receiptPayload(j: LocalJob, minerId: string, metrics: unknown): Record<string, unknown> {
-    const m = (typeof metrics === "object" && metrics !== null ? metrics : {}) as Obj;
-    const mr = (typeof j.minerReceipt === "object" && j.minerReceipt !== null ? j.minerReceipt : {}) as Obj;
-    const payload: Record<string, unknown> = {
-      version: "1.0",
-      receipt_id: randomUUID(),
-      job_id: j.jobId,
-      miner_id: minerId,
-      model: typeof j.payload["model"] === "string" ? j.payload["model"] : null,
-      units: typeof m["units"] === "number" ? m["units"] : (mr["units"] ?? null),
-      unit_type: "tokens",
-      miner_receipt_id: mr["receipt_id"] ?? null,
-      result_hash: mr["result_hash"] ?? null,
-      completed_at: Math.floor(this.now() / 1000),
-    };
-    // Leave out what is not known rather than signing nulls.
-    for (const [k, v] of Object.entries(payload)) if (v === null || v === undefined) delete payload[k];
-    return payload;
-  }
-
   private fail(param: string | null, ctx: Ctx): Reply {
     const minerId = this.minerFromHeader(ctx);
     const b = validate(failBody, ctx.body);
     const j = this.knownJob(param);
-    if (j.state !== "RUNNING") throw new HttpFail(409, `job is ${j.state.toLowerCase()}, not running`);
-    const requeue = this.o.requeueOnFail === true || REQUEUE_CODES.has(b.error_code);
-    j.error = { code: b.error_code, message: b.error_message };
+    const verdict = this.rules.failVerdict(
+      j,
+      minerId,
+      { code: b.error_code, message: b.error_message },
+      this.o.requeueOnFail === true,
+    );
+    const requeue = verdict.requeue;
+    j.error = verdict.error;
     this.counters.failures++;
     if (requeue) {
       this.state.requeue(j);
@@ -654,19 +620,12 @@ class Coordinator implements LocalCoordinator {
 
   private deregister(param: string | null): Reply {
     if (!isValidMinerId(param)) throw new HttpFail(400, "invalid miner id");
-    if (!this.state.miners.delete(param)) throw new HttpFail(404, "miner not registered");
-    let requeued = 0;
-    for (const j of this.state.jobs.values()) {
-      if (j.state === "RUNNING" && j.minerId === param) {
-        this.state.requeue(j);
-        requeued++;
-      }
-    }
+    const { json, requeued } = this.rules.deregister(this.state, param);
     for (const [token, id] of this.sessions) if (id === param) this.sessions.delete(token);
     this.counters.requeued += requeued;
     this.state.save();
     this.emit({ type: "deregistered", minerId: param, requeued });
-    return { status: 200, json: { status: "ok" }, committed: true };
+    return { status: 200, json, committed: true };
   }
 
   // ---- claim dialect -----------------------------------------------------------------------

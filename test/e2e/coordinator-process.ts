@@ -20,6 +20,8 @@ export async function startCoordinatorProcess(opts: {
   stateFile: string;
   faults?: Record<string, unknown>;
   leaseMs?: number;
+  /** Run as the real upstream coordinator behaves (`--upstream-quirks`, DESIGN §2c). */
+  upstreamQuirks?: boolean;
 }): Promise<CoordinatorProcess> {
   const args = [
     entry,
@@ -36,6 +38,7 @@ export async function startCoordinatorProcess(opts: {
   ];
   if (opts.faults) args.push("--faults", JSON.stringify(opts.faults));
   if (opts.leaseMs !== undefined) args.push("--lease-ms", String(opts.leaseMs));
+  if (opts.upstreamQuirks) args.push("--upstream-quirks");
   const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "inherit"] });
   const line = await new Promise<string>((resolve, reject) => {
     let buf = "";

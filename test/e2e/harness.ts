@@ -15,6 +15,7 @@ export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", ".."
 export const modelsDir = join(repoRoot, "test", ".fixtures", "models");
 export const API_KEY = "test-key-5f1c0a9e77";
 
+/** An in-process coordinator that signs and checks receipts; `{upstreamQuirks: true}` for upstream mode. */
 export async function coordinatorWithReceipts(opts: LocalCoordinatorOptions = {}) {
   const key = generateKeyPair();
   const coordinator = await startLocalCoordinator({

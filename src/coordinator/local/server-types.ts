@@ -14,8 +14,17 @@ export interface LocalCoordinatorOptions {
   /** The claim dialect is unauthenticated, as in the tutorial, unless this is true. */
   claimRequiresKey?: boolean;
   rateLimits?: Partial<RateLimits>;
-  /** A RUNNING job not finished within this many ms is requeued (default 600 000; 0 = never). */
+  /**
+   * A RUNNING job not finished within this many ms is requeued (default 600 000; 0 = never).
+   * Ignored with upstreamQuirks, as is requeueOnFail.
+   */
   leaseTimeoutMs?: number;
+  /**
+   * Behave as the real upstream coordinator (DESIGN §2c): /fail keeps the miner's slot, failures
+   * are terminal, results are accepted again with a new receipt, no leases, /v1/health is 404,
+   * a poll from an unknown miner is a 500. Default false (the reference semantics).
+   */
+  upstreamQuirks?: boolean;
   /** Requeue a job reported failed (always done for "shutting_down" and "miner_restarted"). */
   requeueOnFail?: boolean;
   /** Largest request body accepted (default 1 MiB); larger → 413. */

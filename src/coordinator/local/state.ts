@@ -32,7 +32,8 @@ export interface LocalJob {
   minerReceipt: unknown;
   coordinatorReceipt: unknown;
   receiptCheck: ReceiptCheck | null;
-  error: { code: string; message: string } | null;
+  /** `code` is null in upstream mode, which keeps only the message. */
+  error: { code: string | null; message: string } | null;
   /** Accepted submissions (1 when completed) and refused repeats. */
   submissions: number;
   duplicateSubmissions: number;
@@ -48,6 +49,10 @@ export interface LocalMiner {
   lastHeartbeatAt: number | null;
   reportedInflight: number | null;
   metadata: unknown;
+  /** Upstream mode's slot counter (see upstream.ts); reset to 0 on register. */
+  inflight?: number;
+  /** "ONLINE", "OFFLINE" after a deregister in upstream mode, or what a heartbeat says. */
+  status?: string;
 }
 
 export interface NewJob {

@@ -1,0 +1,96 @@
+// The policy points where the local coordinator can behave either as the reference of DESIGN §2
+// (leases, exactly-once completion, requeue on a restart) or as the real upstream coordinator
+// (DESIGN §2c, see upstream.ts). The server calls these hooks; everything else is shared.
+import { randomUUID } from "node:crypto";
+import { HttpFail } from "./http.js";
+import type { CoordinatorState, LocalJob, LocalMiner } from "./state.js";
+
+type Obj = Record<string, unknown>;
+
+export interface FailVerdict {
+  requeue: boolean;
+  error: { code: string | null; message: string };
+}
+
+export interface CoordinatorRules {
+  /** GET paths that answer 200 when up. */
+  readonly healthPaths: ReadonlySet<string>;
+  /** RUNNING jobs past their lease are requeued (leaseTimeoutMs applies). */
+  readonly leases: boolean;
+  /** The answer to a poll from a miner that is not registered. */
+  unknownMinerPoll(): HttpFail;
+  /** May this miner be handed one more job now? */
+  hasSlot(m: LocalMiner, state: CoordinatorState): boolean;
+  heartbeat(m: LocalMiner, inflight: number | undefined): void;
+  assigned(m: LocalMiner): void;
+  /** A result for `j` was accepted from miner `m` (undefined when not registered). */
+  resultAccepted(j: LocalJob, m: LocalMiner | undefined): void;
+  /** False: the submission is a refused repeat (409). */
+  acceptsResult(j: LocalJob): boolean;
+  /** What a reported failure does to the job; throws when the report is refused. */
+  failVerdict(
+    j: LocalJob,
+    minerId: string,
+    b: { code: string; message: string },
+    requeueOnFail: boolean,
+  ): FailVerdict;
+  /** The coordinator receipt's signed fields. */
+  receiptPayload(j: LocalJob, minerId: string, result: Obj, metrics: unknown, nowMs: number): Obj;
+  /** Fields added to a signed receipt (raw JSON text or object) after signing. */
+  afterSigning(receipt: string | Obj): string | Obj;
+  /** Deregister (DELETE /v1/miners/{id}); returns the answer and how many jobs were requeued. */
+  deregister(state: CoordinatorState, minerId: string): { json: unknown; requeued: number };
+}
+
+const REQUEUE_CODES = new Set(["shutting_down", "miner_restarted"]);
+
+export function asObj(v: unknown): Obj {
+  return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Obj) : {};
+}
+
+/** DESIGN §2 semantics: slots counted from RUNNING jobs, completion exactly once. */
+export const referenceRules: CoordinatorRules = {
+  healthPaths: new Set(["/health", "/v1/health"]),
+  leases: true,
+  unknownMinerPoll: () => new HttpFail(404, "miner not registered"),
+  hasSlot: (m, state) => state.runningFor(m.minerId) < m.concurrency,
+  heartbeat: () => {},
+  assigned: () => {},
+  resultAccepted: () => {},
+  acceptsResult: (j) => j.state !== "COMPLETED" && j.state !== "FAILED",
+  failVerdict(j, _minerId, { code, message }, requeueOnFail) {
+    if (j.state !== "RUNNING") throw new HttpFail(409, `job is ${j.state.toLowerCase()}, not running`);
+    return { requeue: requeueOnFail || REQUEUE_CODES.has(code), error: { code, message } };
+  },
+  receiptPayload(j, minerId, _result, metrics, nowMs) {
+    const m = asObj(metrics);
+    const mr = asObj(j.minerReceipt);
+    const payload: Obj = {
+      version: "1.0",
+      receipt_id: randomUUID(),
+      job_id: j.jobId,
+      miner_id: minerId,
+      model: typeof j.payload["model"] === "string" ? j.payload["model"] : null,
+      units: typeof m["units"] === "number" ? m["units"] : (mr["units"] ?? null),
+      unit_type: "tokens",
+      miner_receipt_id: mr["receipt_id"] ?? null,
+      result_hash: mr["result_hash"] ?? null,
+      completed_at: Math.floor(nowMs / 1000),
+    };
+    // Leave out what is not known rather than signing nulls.
+    for (const [k, v] of Object.entries(payload)) if (v === null || v === undefined) delete payload[k];
+    return payload;
+  },
+  afterSigning: (receipt) => receipt,
+  deregister(state, minerId) {
+    if (!state.miners.delete(minerId)) throw new HttpFail(404, "miner not registered");
+    let requeued = 0;
+    for (const j of state.jobs.values()) {
+      if (j.state === "RUNNING" && j.minerId === minerId) {
+        state.requeue(j);
+        requeued++;
+      }
+    }
+    return { json: { status: "ok" }, requeued };
+  },
+};
