@@ -103,6 +103,9 @@ class Coordinator implements LocalCoordinator {
   private readonly faults: FaultInjector;
   private readonly rules: CoordinatorRules;
   private readonly emitter = new EventEmitter();
+  /** Fired when a job may have become available (wakes held long-polls). */
+  private readonly jobsChanged = new EventEmitter().setMaxListeners(0);
+  private closed = false;
   private readonly sessions = new Map<string, string>();
   private readonly now: () => number;
   private readonly log: Logger;
@@ -158,6 +161,8 @@ class Coordinator implements LocalCoordinator {
   }
 
   private emit(e: CoordinatorEvent): void {
+    // A job may have become available: held polls look again.
+    if (e.type !== "heartbeat" && e.type !== "assigned") this.jobsChanged.emit("change");
     this.log.info(e, `coordinator ${e.type}`);
     this.o.onEvent?.(e);
     this.emitter.emit("event", e);
@@ -252,6 +257,8 @@ class Coordinator implements LocalCoordinator {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    this.jobsChanged.emit("change");
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.emitter.removeAllListeners();
     await new Promise<void>((resolve) => {
@@ -351,7 +358,8 @@ class Coordinator implements LocalCoordinator {
       const minerHeader = typeof req.headers["x-miner-id"] === "string" ? req.headers["x-miner-id"] : null;
       const ctx: Ctx = { req, url, body, minerHeader };
       this.authorize(routeName, req, body);
-      const reply = this.dispatch(routeName, route.param, ctx);
+      let reply = this.dispatch(routeName, route.param, ctx);
+      if (routeName === "poll" && reply.status === 204) reply = await this.holdPoll(ctx, req);
       if (plan?.dropAfterCommit && reply.committed) {
         this.fault("dropAfterCommit", routeName);
         req.socket.destroy();
@@ -515,6 +523,50 @@ class Coordinator implements LocalCoordinator {
   private poll(ctx: Ctx): Reply {
     const minerId = this.minerFromHeader(ctx);
     this.limit("poll", minerId);
+    return this.handOut(minerId);
+  }
+
+  /**
+   * Long-poll: with `longPollMaxSeconds`, a poll that finds no job is held until one is queued
+   * (or the wait the miner asked for, capped, runs out), then answered as a poll at that moment.
+   * The rate limit counts it once.
+   */
+  private async holdPoll(ctx: Ctx, req: IncomingMessage): Promise<Reply> {
+    const asked = Number((ctx.body as Obj | undefined)?.["max_wait_seconds"] ?? 0);
+    const waitMs = Math.min(Number.isFinite(asked) ? asked : 0, this.o.longPollMaxSeconds ?? 0) * 1000;
+    if (waitMs <= 0) return { status: 204 };
+    const minerId = this.minerFromHeader(ctx);
+    const until = Date.now() + waitMs;
+    let gone = false;
+    const onClose = () => {
+      gone = true;
+      this.jobsChanged.emit("change");
+    };
+    req.socket.once("close", onClose);
+    try {
+      while (!gone && !this.closed) {
+        const left = until - Date.now();
+        if (left <= 0) return { status: 204 };
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            clearTimeout(timer);
+            this.jobsChanged.off("change", done);
+            resolve();
+          };
+          const timer = setTimeout(done, left);
+          this.jobsChanged.once("change", done);
+        });
+        if (gone || this.closed) break;
+        const reply = this.handOut(minerId);
+        if (reply.status !== 204) return reply;
+      }
+      return { status: 204 };
+    } finally {
+      req.socket.off("close", onClose);
+    }
+  }
+
+  private handOut(minerId: string): Reply {
     const m = this.state.miners.get(minerId);
     if (!m) throw this.rules.unknownMinerPoll();
     this.sweepLeases();

@@ -25,6 +25,12 @@ export interface LocalCoordinatorOptions {
    * a poll from an unknown miner is a 500. Default false (the reference semantics).
    */
   upstreamQuirks?: boolean;
+  /**
+   * Hold a poll that finds no job for up to this many seconds (capping the miner's
+   * max_wait_seconds), answering as soon as a job is queued. Default 0: answer at once, as the
+   * reference coordinator does.
+   */
+  longPollMaxSeconds?: number;
   /** Requeue a job reported failed (always done for "shutting_down" and "miner_restarted"). */
   requeueOnFail?: boolean;
   /** Largest request body accepted (default 1 MiB); larger → 413. */

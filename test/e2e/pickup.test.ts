@@ -1,0 +1,67 @@
+// Polling spends the coordinator's budget where it buys latency: at the reference limits an idle
+// miner never draws a 429 and still picks up jobs arriving one at a time; against a coordinator
+// that holds polls, the miner waits in the poll itself. (Pickup times are measured in bench/.)
+import { describe, expect, it } from "vitest";
+import { coordinatorWithReceipts, inferenceJob, minerConfig, startMiner } from "./harness.js";
+
+describe("poll budget and long-poll", () => {
+  it("at the reference 100 polls/min: no 429 while idle or while jobs trickle in", async () => {
+    const { coordinator } = await coordinatorWithReceipts({
+      rateLimits: { register: 50, heartbeat: 100, poll: 100, result: 50 },
+    });
+    let limited = 0;
+    coordinator.on((e) => {
+      if (e.type === "rate_limited") limited++;
+    });
+    // No test overrides: the miner polls exactly as `run` does.
+    const miner = await startMiner(
+      minerConfig(coordinator.url, { heartbeatInterval: 15, longPoll: 0 }),
+      undefined,
+      {
+        flushTimeoutMs: 3000,
+        abortGraceMs: 3000,
+      },
+    );
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      await new Promise((r) => setTimeout(r, 700));
+      ids.push(coordinator.enqueue(inferenceJob(i)));
+    }
+    await coordinator.waitFor((c) => ids.every((id) => c.job(id)!.state === "COMPLETED"), 20_000);
+    expect((await miner.stop()).code).toBe(0);
+    expect(limited).toBe(0);
+    const polls = coordinator.stats();
+    expect(polls.rateLimited).toBe(0);
+    await coordinator.close();
+  });
+
+  it("a coordinator that holds polls answers the held poll when a job arrives", async () => {
+    const { coordinator } = await coordinatorWithReceipts({ longPollMaxSeconds: 20 });
+    let polls = 0;
+    let assignedAt = 0;
+    const enqueuedAt: number[] = [];
+    coordinator.on((e) => {
+      if (e.type === "assigned") assignedAt = Date.now();
+    });
+    const miner = await startMiner(minerConfig(coordinator.url, { longPoll: 20 }), undefined, {
+      pollMinIntervalMs: 600,
+      longPollSeconds: 20,
+      flushTimeoutMs: 3000,
+      abortGraceMs: 3000,
+    });
+    await coordinator.waitFor((c) => c.miners().length === 1, 10_000);
+    const before = coordinator.stats().requests;
+    await new Promise((r) => setTimeout(r, 2000)); // idle: one poll held, not one every 600 ms
+    polls = coordinator.stats().requests - before;
+    expect(polls).toBeLessThanOrEqual(3); // heartbeats at most, plus the held poll
+    enqueuedAt.push(Date.now());
+    const id = coordinator.enqueue(inferenceJob(1));
+    await coordinator.waitFor((c) => c.job(id)!.state === "COMPLETED", 10_000);
+    expect(assignedAt - enqueuedAt[0]!).toBeLessThan(1000); // handed over from the held poll
+    // SIGTERM with a poll held open stops at once (the poll is aborted).
+    const t0 = Date.now();
+    expect((await miner.stop()).code).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    await coordinator.close();
+  });
+});
