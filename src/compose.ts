@@ -1,9 +1,6 @@
 // Wires a RunConfig into a Miner: key, receipts log, GPU source, backend, coordinator client.
 // The same composition serves `run` and `demo`; only the config differs.
 import { join } from "node:path";
-import { createFallbackBackend } from "./backends/fallback.js";
-import { createLlamaBackend } from "./backends/llama.js";
-import { createOllamaBackend } from "./backends/ollama.js";
 import { type Backend, BackendError, type ModelInfo } from "./backends/types.js";
 import { watchModels } from "./backends/watch.js";
 import type { RunConfig } from "./config.js";
@@ -298,6 +295,8 @@ async function initBackend(backend: Backend, log: Logger): Promise<{ stop(): voi
 }
 
 async function createBackend(cfg: RunConfig, log: Logger): Promise<Backend> {
+  // Loaded on demand: node-llama-cpp is large, and an Ollama-only host need not have it at all.
+  const { createOllamaBackend } = await import("./backends/ollama.js");
   const ollama = () =>
     createOllamaBackend({
       url: cfg.ollamaUrl,
@@ -306,6 +305,7 @@ async function createBackend(cfg: RunConfig, log: Logger): Promise<Backend> {
       unloadAfterJob: cfg.unloadAfterJob,
     });
   if (cfg.backend === "ollama") return ollama();
+  const { createLlamaBackend } = await import("./backends/llama.js");
   const llama = createLlamaBackend({
     modelsDir: cfg.models,
     modelMapFile: cfg.modelMap,
@@ -316,5 +316,7 @@ async function createBackend(cfg: RunConfig, log: Logger): Promise<Backend> {
     unloadAfterJob: cfg.unloadAfterJob,
     contextSize: cfg.contextSize,
   });
-  return cfg.ollamaFallback ? createFallbackBackend(llama, ollama(), log) : llama;
+  if (!cfg.ollamaFallback) return llama;
+  const { createFallbackBackend } = await import("./backends/fallback.js");
+  return createFallbackBackend(llama, ollama(), log);
 }

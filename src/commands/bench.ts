@@ -3,7 +3,6 @@
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import type { Command } from "commander";
-import { createLlamaBackend } from "../backends/llama.js";
 import { BENCH_PRESET, ensureTinyModel, TEST_PRESET } from "../backends/tiny-gguf.js";
 import type { Backend, InferenceRequest } from "../backends/types.js";
 import { createGpuInfoSource } from "../gpu/index.js";
@@ -80,6 +79,7 @@ export function register(program: Command): void {
         await ensureTinyModel(modelsDir, preset);
         model = preset.name;
       }
+      const { createLlamaBackend } = await import("../backends/llama.js");
       const make = (n: number) =>
         createLlamaBackend({
           modelsDir,
