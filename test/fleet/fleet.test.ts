@@ -1,0 +1,185 @@
+// Every GPU mines: on the fake NVML with 3 cards, `run` supervises one worker per card. Each
+// registers as its own miner advertising its own card; a job for one card's name runs there; a
+// worker SIGKILLed mid-job is restarted and its job delivered while the others go on; /metrics
+// and /readyz speak for the whole host; SIGTERM drains all and exits 0.
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import type { LocalCoordinator } from "../../src/coordinator/local/server-types.js";
+import { type Spawned, spawnCli } from "../e2e/cli.js";
+import { API_KEY, coordinatorWithReceipts, inferenceJob, modelsDir, repoRoot } from "../e2e/harness.js";
+import { freePort } from "../e2e/proxy.js";
+import { fakeDevice, writeFakeNvmlConfig } from "../fake-nvml/config.js";
+import { fakeNvmlPaths } from "../setup/fake-nvml.js";
+
+let coordinator: LocalCoordinator | null = null;
+let miner: Spawned | null = null;
+afterEach(async () => {
+  if (miner && miner.child.exitCode === null) {
+    miner.child.kill("SIGTERM");
+    await miner.exit;
+  }
+  await coordinator?.close();
+  miner = null;
+  coordinator = null;
+});
+
+const NAMES = ["NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-40GB", "NVIDIA L4"];
+
+function startHost(url: string, port: number, extra: string[] = [], cards = 3): Spawned {
+  const dir = mkdtempSync(join(tmpdir(), "fleet-"));
+  const config = writeFakeNvmlConfig(join(dir, "fake-nvml.conf"), {
+    driver: "550.54.15",
+    cuda: 12040,
+    devices: NAMES.slice(0, cards).map((name, i) => fakeDevice(i, { name })),
+  });
+  return spawnCli(
+    [
+      "run",
+      ...["--coordinator", url, "--miner-id", "host", "--models", modelsDir, "--threads", "1"],
+      ...["--gpu", "cpu", "--state-dir", join(dir, "state"), "--polls-per-minute", "60000"],
+      ...["--long-poll", "0", "--heartbeat-interval", "1", "--grace-period", "5"],
+      ...["--nvml-library", fakeNvmlPaths(repoRoot).current, "--log-level", "info"],
+      ...["--metrics-port", String(port), ...extra],
+    ],
+    { FAKE_NVML_CONFIG: config, AITBC_API_KEY: API_KEY },
+  );
+}
+
+async function get(url: string): Promise<{ status: number; text: string }> {
+  try {
+    const r = await fetch(url);
+    return { status: r.status, text: await r.text() };
+  } catch {
+    return { status: 0, text: "" };
+  }
+}
+
+async function until<T>(what: string, f: () => Promise<T | null> | T | null, ms = 60_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v !== null && v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Sum of a counter's samples whose labels include every given pair. */
+function sum(metrics: string, name: string, labels: Record<string, string>): number {
+  let total = 0;
+  for (const line of metrics.split("\n")) {
+    if (!line.startsWith(`${name}{`)) continue;
+    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
+    total += Number(line.slice(line.lastIndexOf(" ") + 1));
+  }
+  return total;
+}
+
+describe("one worker per GPU", () => {
+  it("three cards: three miners, per-card jobs, a killed worker restarted, host metrics, clean drain", {
+    timeout: 180_000,
+  }, async () => {
+    coordinator = (await coordinatorWithReceipts()).coordinator;
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    miner = startHost(coordinator.url, port);
+
+    await until("the ops server", async () => ((await get(`${base}/healthz`)).status === 200 ? true : null));
+    await until("three registrations", () => (coordinator!.miners().length === 3 ? true : null));
+    const miners = coordinator.miners().sort((a, b) => a.minerId.localeCompare(b.minerId));
+    expect(miners.map((m) => m.minerId)).toEqual(["host-gpu0", "host-gpu1", "host-gpu2"]);
+    for (const [i, m] of miners.entries()) {
+      const gpus = (m.capabilities as { gpus: { name: string; uuid: string }[] }).gpus;
+      expect(gpus).toEqual([expect.objectContaining({ name: NAMES[i], uuid: fakeDevice(i).uuid })]);
+    }
+    await until("readyz 200", async () => ((await get(`${base}/readyz`)).status === 200 ? true : null));
+
+    // A job for the L4 runs on the L4's worker.
+    const l4 = coordinator.enqueue({ ...inferenceJob(1), constraints: { gpu: "NVIDIA L4" } });
+    await coordinator.waitFor((c) => c.job(l4)!.state === "COMPLETED", 30_000);
+    expect(coordinator.job(l4)!.minerId).toBe("host-gpu2");
+
+    // SIGKILL the H100's worker once it has journaled and started a long job.
+    const pids = new Map<string, number>();
+    for (const line of miner.stderr().split("\n")) {
+      const m = /"event":"worker_started".*"worker":"([^"]+)".*"pid":(\d+)/.exec(line);
+      if (m) pids.set(m[1]!, Number(m[2]));
+    }
+    const victim = pids.get("host-gpu0")!;
+    expect(victim).toBeGreaterThan(0);
+    let killed = false;
+    miner.child.stderr!.on("data", (d: Buffer) => {
+      const text = d.toString();
+      if (!killed && text.includes(`"pid":${victim},`) && text.includes('"event":"job_started"')) {
+        killed = true;
+        process.kill(victim, "SIGKILL");
+      }
+    });
+    const long = coordinator.enqueue({
+      payload: { model: "tiny", prompt: "a long one", max_tokens: 480, temperature: 0 },
+      constraints: { gpu: NAMES[0] },
+    });
+    const others = [1, 2, 3, 4, 5, 6].map((i) =>
+      coordinator!.enqueue({ ...inferenceJob(i), constraints: { gpu: NAMES[1 + (i % 2)] } }),
+    );
+    const states = () => JSON.stringify([long, ...others].map((id) => coordinator!.job(id)!.state));
+    await coordinator
+      .waitFor((c) => others.every((id) => c.job(id)!.state === "COMPLETED"), 60_000)
+      .catch((e: Error) => {
+        throw new Error(`${e.message}: ${states()}\n${miner!.stderr().slice(-3000)}`);
+      });
+    await coordinator
+      .waitFor((c) => c.job(long)!.state === "COMPLETED", 90_000)
+      .catch((e: Error) => {
+        throw new Error(`${e.message}: ${states()}\n${miner!.stderr().slice(-3000)}`);
+      });
+    expect(killed).toBe(true);
+    expect(miner.stderr()).toContain('"event":"worker_died"');
+    expect(coordinator.job(long)!.minerId).toBe("host-gpu0");
+
+    // Metrics for the whole host: per-worker job counts that match the jobs run, per-GPU series.
+    const metrics = await until("metrics with every completion", async () => {
+      const t = (await get(`${base}/metrics`)).text;
+      return sum(t, "aitbc_miner_jobs_total", { outcome: "completed" }) >= 8 ? t : null;
+    });
+    expect(sum(metrics, "aitbc_miner_jobs_total", { miner_id: "host-gpu2", outcome: "completed" })).toBe(
+      1 + others.filter((_, i) => (i + 1) % 2 === 1).length,
+    );
+    expect(sum(metrics, "aitbc_miner_worker_restarts_total", { miner_id: "host-gpu0" })).toBe(1);
+    for (const [i, name] of NAMES.entries()) {
+      expect(metrics).toMatch(
+        new RegExp(`DCGM_FI_DEV_FB_TOTAL\\{gpu="${i}",UUID="[^"]+",device="nvidia${i}",modelName="${name}"`),
+      );
+    }
+    expect(metrics).toContain("aitbc_miner_job_duration_seconds_bucket");
+
+    miner.child.kill("SIGTERM");
+    const exit = await miner.exit;
+    expect(exit.code).toBe(0);
+    await coordinator.waitFor((c) => c.miners().length === 0, 5000);
+  });
+
+  it("--gpus none keeps today's single worker: one miner, the plain id, CPU", async () => {
+    coordinator = (await coordinatorWithReceipts()).coordinator;
+    miner = startHost(coordinator.url, await freePort(), ["--gpus", "none"]);
+    const id = coordinator.enqueue(inferenceJob(1));
+    await coordinator.waitFor((c) => c.job(id)!.state === "COMPLETED", 60_000);
+    expect(coordinator.miners().map((m) => m.minerId)).toEqual(["host"]);
+    expect(miner.stderr()).not.toContain("worker_started");
+    miner.child.kill("SIGTERM");
+    expect((await miner.exit).code).toBe(0);
+  });
+
+  it("--gpus 1: one card of three, one worker under the plain id, advertising that card only", async () => {
+    coordinator = (await coordinatorWithReceipts()).coordinator;
+    miner = startHost(coordinator.url, await freePort(), ["--gpus", "1"]);
+    await until("registration", () => (coordinator!.miners().length === 1 ? true : null));
+    const m = coordinator.miners()[0]!;
+    expect(m.minerId).toBe("host");
+    expect((m.capabilities as { gpus: { name: string }[] }).gpus.map((g) => g.name)).toEqual([NAMES[1]]);
+    miner.child.kill("SIGTERM");
+    expect((await miner.exit).code).toBe(0);
+  });
+});
