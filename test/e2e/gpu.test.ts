@@ -40,6 +40,8 @@ function startGpuMiner(url: string, devices: ReturnType<typeof fakeDevice>[]): S
         "--polls-per-minute",
         "60000",
       ],
+      // All cards as one worker (one group): the single-miner behaviour these tests describe.
+      ...["--gpu-groups", devices.map((_, i) => i).join(",")],
       ...[
         "--heartbeat-interval",
         "1",
