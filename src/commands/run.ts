@@ -2,8 +2,9 @@
 import { type Command, Option } from "commander";
 import { composeMiner } from "../compose.js";
 import { type RunConfigKey, resolveRunConfig, SETTINGS } from "../config.js";
-import { createLogger } from "../log.js";
+import { createLogger, registerSecret } from "../log.js";
 import { type MetricsServer, renderMinerMetrics, startMetricsServer } from "../metrics.js";
+import { urlCredentials } from "../redact.js";
 
 /** Add every run setting as a flag (no commander defaults: an absent flag lets env/file decide). */
 export function addRunOptions(cmd: Command): Command {
@@ -31,6 +32,8 @@ export function register(program: Command): void {
       flags: flagsFrom(cmd),
       configFile: cmd.opts<{ config?: string }>().config,
     });
+    // user:pass in a URL is a secret too: no log line may carry it.
+    for (const c of [...urlCredentials(cfg.coordinator), ...urlCredentials(cfg.ollamaUrl)]) registerSecret(c);
     const log = createLogger({ level: cfg.logLevel });
     process.exitCode = await runMiner(cfg, log);
   });
