@@ -127,8 +127,8 @@ WantedBy=multi-user.target
 }
 
 /**
- * Why `bin` is not a path to put in a unit, or undefined. npx runs the CLI from npm's cache,
- * which npm may clean at any time; and ProtectHome=yes hides /home and /root from the service.
+ * Why `bin` is not a path to put in a unit, or undefined: npx runs the CLI from npm's cache, which
+ * npm may clean at any time.
  */
 export function unstableBinReason(bin: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
   const p = resolve(bin);
@@ -136,10 +136,12 @@ export function unstableBinReason(bin: string, env: NodeJS.ProcessEnv = process.
   if (p.includes("/_npx/") || p.includes("/.npm/") || (cache && p.startsWith(`${resolve(cache)}/`))) {
     return `${p} is inside npm's package cache (npx), which npm may clean`;
   }
-  if (/^\/(home|root)(\/|$)/.test(p) || p.startsWith("/run/user/")) {
-    return `${p} is under a home directory, which the unit hides (ProtectHome=yes)`;
-  }
   return undefined;
+}
+
+/** A path the unit cannot reach: ProtectHome=yes hides /home, /root and /run/user. */
+export function hiddenByProtectHome(path: string): boolean {
+  return /^\/(home|root|run\/user)(\/|$)/.test(resolve(path));
 }
 
 interface ServiceOptions {
@@ -175,6 +177,14 @@ export function register(program: Command): void {
           throw new ConfigError(
             `${flag}: ${why}. Install a stable copy first: \`sudo npm install -g aitbc-native-miner\` ` +
               `(with a system-wide node), then \`sudo aitbc-native-miner service --install\`; or pass ${flag} PATH`,
+          );
+        }
+      }
+      for (const path of [bin, node]) {
+        if (hiddenByProtectHome(path)) {
+          process.stderr.write(
+            `warning: ${path} is under a home directory, which the unit hides (ProtectHome=yes); ` +
+              "install node and the miner system-wide (e.g. /usr/local) or pass --bin / --node\n",
           );
         }
       }

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   FLUSH_TIMEOUT_S,
+  hiddenByProtectHome,
   renderUnit,
   STOP_MARGIN_S,
   timeoutStopSec,
@@ -89,14 +90,15 @@ describe("systemd unit", () => {
     );
   });
 
-  it("refuses an ExecStart in npm's cache or under /home", () => {
+  it("refuses an ExecStart in npm's cache, knows what ProtectHome hides", () => {
     expect(
       unstableBinReason("/root/.npm/_npx/1a2b/node_modules/aitbc-native-miner/bin/aitbc-native-miner.js"),
     ).toMatch(/npm's package cache/);
     expect(unstableBinReason("/var/cache/npm/x/m.js", { npm_config_cache: "/var/cache/npm" })).toMatch(
       /cache/,
     );
-    expect(unstableBinReason("/home/ann/.nvm/versions/node/v20/bin/node", {})).toMatch(/ProtectHome/);
+    expect(hiddenByProtectHome("/home/ann/.nvm/versions/node/v20/bin/node")).toBe(true);
+    expect(hiddenByProtectHome("/usr/local/bin/node")).toBe(false);
     expect(
       unstableBinReason("/usr/local/lib/node_modules/aitbc-native-miner/bin/aitbc-native-miner.js", {}),
     ).toBe(undefined);
