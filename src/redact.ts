@@ -9,7 +9,11 @@ export function redactUrlCredentials(text: string): string {
   return text.replace(URL_USERINFO, "$1***@");
 }
 
-/** The userinfo parts of a URL (raw and decoded), for registering as log secrets. */
+/**
+ * The secret part of a URL's userinfo (raw and decoded), for registering as log secrets: the
+ * password, or the user name when it stands alone (https://TOKEN@host). A user name beside a
+ * password is not secret, and scrubbing a common word like "miner" would garble every log line.
+ */
 export function urlCredentials(url: string): string[] {
   let u: URL;
   try {
@@ -18,11 +22,12 @@ export function urlCredentials(url: string): string[] {
     return [];
   }
   const out = new Set<string>();
-  for (const part of [u.username, u.password]) {
-    if (!part) continue;
-    out.add(part);
+  const secret = u.password || u.username;
+  if (!secret) return [];
+  for (const raw of u.password ? [u.password, `${u.username}:${u.password}`] : [u.username]) {
+    out.add(raw);
     try {
-      out.add(decodeURIComponent(part));
+      out.add(decodeURIComponent(raw));
     } catch {
       // A malformed escape: the raw form is already registered.
     }

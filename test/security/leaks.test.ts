@@ -6,7 +6,7 @@ import { join } from "node:path";
 import type { Command } from "commander";
 import { describe, expect, it } from "vitest";
 import { buildProgram } from "../../src/cli.js";
-import { runCli } from "../e2e/cli.js";
+import { runCli, spawnCli } from "../e2e/cli.js";
 import { modelsDir } from "../e2e/harness.js";
 
 const CANARY = "canary-SECRET-4242-do-not-print";
@@ -111,6 +111,40 @@ describe("run", () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`chmod 600 ${file}`);
     expectNoCanary(r, HEX_CANARY);
+  });
+});
+
+describe("run logs", () => {
+  it("never carry the key file's key or URL credentials", async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), "leak-state-"));
+    const keyFile = tmpFile("api-key", `${CANARY}-file\n`);
+    // Loopback port 1: connection refused, so the miner logs registration retries until stopped.
+    const s = spawnCli(
+      [
+        "run",
+        "--coordinator",
+        `http://miner:${CANARY}@127.0.0.1:1`,
+        "--api-key-file",
+        keyFile,
+        "--models",
+        modelsDir,
+        "--state-dir",
+        stateDir,
+        "--log-level",
+        "trace",
+      ],
+      { AITBC_API_KEY: "" },
+    );
+    const deadline = Date.now() + 20_000;
+    while (!s.stderr().includes("register_retry") && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    s.child.kill("SIGTERM");
+    await s.exit;
+    expect(s.stderr()).toContain("register_retry");
+    // The user name beside a password is not a secret and must not garble the log.
+    expect(s.stderr()).toContain("/v1/miners/register");
+    expectNoCanary({ stdout: s.stdout(), stderr: s.stderr() });
   });
 });
 
