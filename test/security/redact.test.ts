@@ -14,10 +14,10 @@ describe("URL credentials", () => {
 
   it("register the password (or a lone token), not a user name beside a password", () => {
     expect(urlCredentials("https://miner:p%40ss@h").sort()).toEqual([
-      "p%40ss",
       "miner:p%40ss",
-      "p@ss",
       "miner:p@ss",
+      "p%40ss",
+      "p@ss",
     ]);
     expect(urlCredentials("https://tok123@h")).toEqual(["tok123"]);
     expect(urlCredentials("https://h")).toEqual([]);
