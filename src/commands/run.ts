@@ -35,6 +35,13 @@ export function register(program: Command): void {
     // user:pass in a URL is a secret too: no log line may carry it.
     for (const c of [...urlCredentials(cfg.coordinator), ...urlCredentials(cfg.ollamaUrl)]) registerSecret(c);
     const log = createLogger({ level: cfg.logLevel });
+    const inline = (["apiKey", "bearerToken"] as const).filter((k) => cmd.opts()[k] !== undefined);
+    if (inline.length > 0) {
+      log.warn(
+        { event: "secret_on_command_line" },
+        "a credential given as a flag is visible to every local user in ps: use --api-key-file / --bearer-token-file or the environment",
+      );
+    }
     process.exitCode = await runMiner(cfg, log);
   });
 }

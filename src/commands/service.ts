@@ -62,7 +62,9 @@ CacheDirectory=aitbc-native-miner
 CacheDirectoryMode=0700
 Environment=AITBC_STATE_DIR=%S/aitbc-native-miner
 Environment=CUDA_CACHE_PATH=%C/aitbc-native-miner/cuda
-ExecStart=${execArg(o.node)} ${execArg(o.bin)} run
+# --grace-period on the command line wins over the environment file, so the stop timeout below
+# always matches the miner's grace period.
+ExecStart=${execArg(o.node)} ${execArg(o.bin)} run --grace-period ${o.gracePeriodS}
 # SIGTERM: finish in-flight jobs (--grace-period), flush the outbox, deregister, exit 0. The stop
 # timeout covers grace + flush + ${STOP_MARGIN_S} s, so systemd never SIGKILLs a clean shutdown.
 KillSignal=SIGTERM

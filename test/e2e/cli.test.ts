@@ -55,7 +55,10 @@ describe("command line", () => {
   it.each([
     [["run", "--bogus"], /unknown option '--bogus'/],
     [["run", "--coordinator", "nope", "--api-key", "k", "--models", "."], /--coordinator: must be an http/],
-    [["run", "--coordinator", "http://127.0.0.1:1", "--models", "."], /an API key is required for --protocol aitbc/],
+    [
+      ["run", "--coordinator", "http://127.0.0.1:1", "--models", "."],
+      /an API key is required for --protocol aitbc/,
+    ],
     [["run", "--coordinator", "http://127.0.0.1:1", "--api-key", "k"], /--models is required/],
     [
       ["run", "--coordinator", "http://127.0.0.1:1", "--api-key", "k", "--models", "/no/such/dir"],
@@ -73,7 +76,7 @@ describe("service", () => {
   it("prints a systemd unit that restarts the miner and keeps the API key out of it", async () => {
     const r = await runCli(["service", "--user", "miner", "--grace-period", "45"]);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^ExecStart=\S+node\S* \S+aitbc-native-miner\.js run$/m);
+    expect(r.stdout).toMatch(/^ExecStart=\S+node\S* \S+aitbc-native-miner\.js run --grace-period 45$/m);
     expect(r.stdout).toContain("User=miner");
     expect(r.stdout).toContain("EnvironmentFile=/etc/aitbc-native-miner.env");
     expect(r.stdout).toContain("Restart=always");

@@ -86,7 +86,7 @@ describe("systemd unit", () => {
 
   it("quotes paths with spaces and escapes % in ExecStart", () => {
     expect(renderUnit({ ...base, node: "/opt/my node/node", bin: "/opt/100%/m.js" })).toMatch(
-      /^ExecStart="\/opt\/my node\/node" \/opt\/100%%\/m\.js run$/m,
+      /^ExecStart="\/opt\/my node\/node" \/opt\/100%%\/m\.js run --grace-period 30$/m,
     );
   });
 
