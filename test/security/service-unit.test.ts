@@ -16,7 +16,12 @@ import {
 } from "../../src/commands/service.js";
 import { cliPath } from "../e2e/cli.js";
 
-const hasAnalyze = spawnSync("systemd-analyze", ["--version"]).status === 0;
+// `security --offline=yes` arrived in systemd 252 (Debian 12).
+const analyzeVersion = Number(
+  /systemd (\d+)/.exec(spawnSync("systemd-analyze", ["--version"], { encoding: "utf8" }).stdout ?? "")?.[1] ??
+    0,
+);
+const hasAnalyze = analyzeVersion >= 252;
 
 function analyze(unitText: string): {
   verify: ReturnType<typeof spawnSync>;
