@@ -2,9 +2,11 @@
 // validated once at start. A bad setting is one clear line naming it (exit code 2).
 import { readFileSync, statSync } from "node:fs";
 import { availableParallelism, hostname } from "node:os";
+import { join } from "node:path";
 import { z } from "zod";
 import { defaultStateDir } from "./paths.js";
 import { parsePublicKey } from "./receipts/index.js";
+import { redactUrlCredentials } from "./redact.js";
 
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
@@ -29,7 +31,35 @@ const httpUrl = z
   }, "must be an http:// or https:// URL")
   .transform((s) => s.replace(/\/+$/, ""));
 
-const intIn = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+// Integers are plain decimal digits: Number() would take "0x10", "1e1" or " 16 " as well.
+const DECIMAL_INT = /^\d{1,15}$/;
+const intIn = (min: number, max: number) =>
+  z.preprocess(
+    (v) => (typeof v === "string" && DECIMAL_INT.test(v) ? Number(v) : v),
+    z
+      .number({ error: `must be a whole number in [${min}, ${max}] (decimal digits)` })
+      .int(`must be a whole number in [${min}, ${max}]`)
+      .min(min, `must be a whole number in [${min}, ${max}]`)
+      .max(max, `must be a whole number in [${min}, ${max}]`),
+  );
+const decimal = z.preprocess(
+  (v) => (typeof v === "string" && /^\d{1,15}(\.\d{1,15})?$/.test(v) ? Number(v) : v),
+  z.number({ error: "must be a decimal number such as 0.25" }).nonnegative(),
+);
+
+/**
+ * The one integer-flag parser for every command: decimal digits only, inside [min, max].
+ * A bad value is a ConfigError (exit code 2) naming the flag.
+ */
+export function parseIntFlag(flag: string, value: string, min: number, max: number): number {
+  const n = DECIMAL_INT.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new ConfigError(
+      `${flag} must be a whole number in [${min}, ${max}] written in decimal digits (got ${JSON.stringify(redactUrlCredentials(value))})`,
+    );
+  }
+  return n;
+}
 const bool = z.union([z.boolean(), z.enum(["true", "false", "1", "0", "yes", "no"])]).transform((v) => {
   if (typeof v === "boolean") return v;
   return v === "true" || v === "1" || v === "yes";
@@ -39,7 +69,9 @@ export const runSchema = z
   .object({
     coordinator: httpUrl,
     apiKey: z.string().min(1).max(4096).optional(),
+    apiKeyFile: z.string().min(1).optional(),
     bearerToken: z.string().min(1).max(8192).optional(),
+    bearerTokenFile: z.string().min(1).optional(),
     minerId: z
       .string()
       .regex(/^[A-Za-z0-9._:@-]{1,128}$/, "use 1-128 letters, digits or . _ : @ -")
@@ -64,7 +96,7 @@ export const runSchema = z
       .default(() => defaultStateDir()),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     region: z.string().min(1).max(64).optional(),
-    price: z.coerce.number().nonnegative().optional(),
+    price: decimal.optional(),
     coordinatorKey: z.string().min(1).optional(),
     allowInsecureHttp: bool.default(false),
     unloadAfterJob: bool.default(false),
@@ -90,6 +122,10 @@ export const runSchema = z
 export type RunConfig = z.infer<typeof runSchema>;
 export type RunConfigKey = keyof RunConfig;
 
+/** systemd credential names (LoadCredential=NAME:PATH) read from $CREDENTIALS_DIRECTORY. */
+export const API_KEY_CREDENTIAL = "aitbc-api-key";
+export const BEARER_TOKEN_CREDENTIAL = "aitbc-bearer-token";
+
 /** One row per setting: its flag, its environment variable and its help text. */
 export interface SettingSpec {
   key: RunConfigKey;
@@ -101,13 +137,31 @@ export interface SettingSpec {
 
 export const SETTINGS: SettingSpec[] = [
   { key: "coordinator", flag: "--coordinator", arg: "URL", help: "coordinator base URL (required)" },
-  { key: "apiKey", flag: "--api-key", arg: "KEY", help: "miner API key, sent as X-Api-Key", secret: true },
+  {
+    key: "apiKey",
+    flag: "--api-key",
+    arg: "KEY",
+    help: "miner API key, sent as X-Api-Key (visible in ps to every local user: prefer --api-key-file)",
+    secret: true,
+  },
+  {
+    key: "apiKeyFile",
+    flag: "--api-key-file",
+    arg: "FILE",
+    help: `file holding the API key (not world-readable; default: $CREDENTIALS_DIRECTORY/${API_KEY_CREDENTIAL} under systemd)`,
+  },
   {
     key: "bearerToken",
     flag: "--bearer-token",
     arg: "TOKEN",
-    help: "send Authorization: Bearer TOKEN instead of an API key",
+    help: "send Authorization: Bearer TOKEN instead of an API key (visible in ps: prefer --bearer-token-file)",
     secret: true,
+  },
+  {
+    key: "bearerTokenFile",
+    flag: "--bearer-token-file",
+    arg: "FILE",
+    help: `file holding the bearer token (not world-readable; default: $CREDENTIALS_DIRECTORY/${BEARER_TOKEN_CREDENTIAL})`,
   },
   { key: "minerId", flag: "--miner-id", arg: "ID", help: "miner id (default: <hostname>-miner)" },
   { key: "protocol", flag: "--protocol", arg: "aitbc|claim", help: "coordinator dialect (default: aitbc)" },
@@ -247,7 +301,12 @@ function readConfigFile(path: string): Record<string, unknown> {
   try {
     parsed = JSON.parse(text);
   } catch (err) {
-    throw new ConfigError(`--config: ${path} is not valid JSON: ${(err as Error).message}`);
+    // V8's message quotes the text around the error, and the file may hold a secret: keep only
+    // the position.
+    const at = /position (\d+)/.exec((err as Error).message)?.[1];
+    throw new ConfigError(
+      `--config: ${path} is not valid JSON${at ? ` (syntax error at character ${at})` : ""}; fix the file`,
+    );
   }
   if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
     throw new ConfigError(`--config: ${path} must hold a JSON object`);
@@ -281,6 +340,9 @@ export function resolveRunConfig(input: ResolveInput): RunConfig {
 
   const parsed = runSchema.safeParse(merged);
   if (!parsed.success) {
+    // A secret never goes into an error, and URL credentials are masked in any value shown.
+    const shown = (k: PropertyKey | undefined) =>
+      isSecretKey(k) ? "" : ` (got ${redactUrlCredentials(JSON.stringify(merged[k as string]) ?? "")})`;
     const issue = parsed.error.issues[0]!;
     const key = issue.path[0];
     if (issue.code === "unrecognized_keys") {
@@ -294,12 +356,100 @@ export function resolveRunConfig(input: ResolveInput): RunConfig {
     throw new ConfigError(
       missing
         ? `${flag} is required${envHint ? ` (or set ${envName(envHint)})` : ""}`
-        : `${flag}: ${issue.message}${isSecretKey(key) ? "" : ` (got ${JSON.stringify(merged[key as string])})`}`,
+        : `${flag}: ${issue.message}${shown(key)}`,
     );
   }
   const cfg = parsed.data;
+  Object.assign(cfg, resolveSecretFiles(cfg, env));
   checkCoherence(cfg);
   return cfg;
+}
+
+export interface SecretSources {
+  apiKey?: string | undefined;
+  apiKeyFile?: string | undefined;
+  bearerToken?: string | undefined;
+  bearerTokenFile?: string | undefined;
+}
+
+/**
+ * API key and bearer token from a value, a file (--api-key-file) or systemd's
+ * $CREDENTIALS_DIRECTORY (LoadCredential=aitbc-api-key:...), in that order. Shared by run and doctor.
+ */
+export function resolveSecretFiles(
+  src: SecretSources,
+  env: NodeJS.ProcessEnv = process.env,
+): { apiKey?: string; bearerToken?: string } {
+  const credDir = env["CREDENTIALS_DIRECTORY"];
+  const pick = (
+    value: string | undefined,
+    file: string | undefined,
+    flag: string,
+    credential: string,
+    max: number,
+  ): string | undefined => {
+    if (value !== undefined && value !== "" && file) {
+      throw new ConfigError(`${flag} and ${flag}-file are both set; keep one`);
+    }
+    if (value) return value;
+    if (file) return readSecretFile(file, `${flag}-file`, max);
+    if (credDir) {
+      const path = join(credDir, credential);
+      if (fileExists(path)) return readSecretFile(path, `$CREDENTIALS_DIRECTORY/${credential}`, max);
+    }
+    return undefined;
+  };
+  const out: { apiKey?: string; bearerToken?: string } = {};
+  const apiKey = pick(src.apiKey, src.apiKeyFile, "--api-key", API_KEY_CREDENTIAL, 4096);
+  if (apiKey !== undefined) out.apiKey = apiKey;
+  const bearerToken = pick(
+    src.bearerToken,
+    src.bearerTokenFile,
+    "--bearer-token",
+    BEARER_TOKEN_CREDENTIAL,
+    8192,
+  );
+  if (bearerToken !== undefined) out.bearerToken = bearerToken;
+  return out;
+}
+
+function fileExists(path: string): boolean {
+  try {
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** Read a one-line secret file. Its content never appears in an error. */
+function readSecretFile(path: string, what: string, max: number): string {
+  let text: string;
+  try {
+    const st = statSync(path);
+    if (!st.isFile()) throw new ConfigError(`${what}: ${path} is not a regular file`);
+    if (process.platform !== "win32" && (st.mode & 0o007) !== 0) {
+      const mode = (st.mode & 0o777).toString(8).padStart(4, "0");
+      throw new ConfigError(
+        `${what}: ${path} is readable by every local user (mode ${mode}); it holds a secret: run \`chmod 600 ${path}\``,
+      );
+    }
+    if (st.size > max + 2)
+      throw new ConfigError(`${what}: ${path} is too large for a key (over ${max} bytes)`);
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError(
+      `${what}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? "error"}; check the path and its owner`,
+    );
+  }
+  // `echo KEY > file` leaves a newline; it is not part of the key.
+  const value = text.replace(/(\r?\n)+$/, "");
+  if (value === "" || /[\r\n]/.test(value)) {
+    throw new ConfigError(`${what}: ${path} must hold the secret on one line`);
+  }
+  if (value.length > max)
+    throw new ConfigError(`${what}: ${path} is too large for a key (over ${max} bytes)`);
+  return value;
 }
 
 function isSecretKey(key: PropertyKey | undefined): boolean {
@@ -308,7 +458,9 @@ function isSecretKey(key: PropertyKey | undefined): boolean {
 
 function checkCoherence(cfg: RunConfig): void {
   if (cfg.protocol === "aitbc" && !cfg.apiKey && !cfg.bearerToken) {
-    throw new ConfigError("--api-key is required for --protocol aitbc (or set AITBC_API_KEY)");
+    throw new ConfigError(
+      "an API key is required for --protocol aitbc: --api-key-file FILE, AITBC_API_KEY_FILE or AITBC_API_KEY",
+    );
   }
   if (cfg.backend === "llama" && !cfg.models && !cfg.modelMap) {
     throw new ConfigError(
@@ -336,10 +488,31 @@ function checkCoherence(cfg: RunConfig): void {
       throw new ConfigError(`--coordinator-key: ${(err as Error).message}`);
     }
   }
-  const url = new URL(cfg.coordinator);
-  if (url.protocol === "http:" && !isLoopbackUrl(url) && !cfg.allowInsecureHttp) {
+  checkCoordinatorUrl(cfg.coordinator, cfg.allowInsecureHttp);
+}
+
+/**
+ * The rule for where credentials may go, shared by run and doctor: plain http:// only to a
+ * loopback coordinator unless the operator passed --allow-insecure-http.
+ */
+export function checkCoordinatorUrl(coordinator: string, allowInsecureHttp: boolean): URL {
+  let url: URL;
+  try {
+    url = new URL(coordinator);
+  } catch {
+    throw new ConfigError(
+      `--coordinator: must be an http:// or https:// URL (got ${JSON.stringify(redactUrlCredentials(coordinator))})`,
+    );
+  }
+  if ((url.protocol !== "http:" && url.protocol !== "https:") || url.hostname === "") {
+    throw new ConfigError(
+      `--coordinator: must be an http:// or https:// URL (got ${JSON.stringify(redactUrlCredentials(coordinator))})`,
+    );
+  }
+  if (url.protocol === "http:" && !isLoopbackUrl(url) && !allowInsecureHttp) {
     throw new ConfigError(
       `--coordinator: plain http:// to ${url.hostname} would send the API key in clear text; use https:// or pass --allow-insecure-http`,
     );
   }
+  return url;
 }

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import type { Command } from "commander";
 import { BENCH_PRESET, ensureTinyModel, TEST_PRESET } from "../backends/tiny-gguf.js";
 import type { Backend, InferenceRequest } from "../backends/types.js";
+import { parseIntFlag } from "../config.js";
 import { createGpuInfoSource } from "../gpu/index.js";
 import { silentLogger } from "../log.js";
 import { defaultCacheDir } from "../paths.js";
@@ -19,13 +20,6 @@ interface BenchOptions {
   gpu: "auto" | "cpu";
   small?: boolean;
   json?: boolean;
-}
-
-function int(name: string, v: string, min: number, max: number): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max)
-    throw new Error(`--${name} must be an integer in [${min}, ${max}]`);
-  return n;
 }
 
 async function timeJobs(
@@ -62,10 +56,10 @@ export function register(program: Command): void {
     .option("--small", "use the 0.5 MB test model instead of the benchmark model")
     .option("--json", "machine-readable output")
     .action(async (opts: BenchOptions) => {
-      const concurrency = int("concurrency", opts.concurrency, 1, 64);
-      const jobsN = int("jobs", opts.jobs, 1, 1000);
-      const maxTokens = int("max-tokens", opts.maxTokens, 1, 4096);
-      const threads = int("threads", opts.threads, 1, 1024);
+      const concurrency = parseIntFlag("--concurrency", opts.concurrency, 1, 64);
+      const jobsN = parseIntFlag("--jobs", opts.jobs, 1, 1000);
+      const maxTokens = parseIntFlag("--max-tokens", opts.maxTokens, 1, 4096);
+      const threads = parseIntFlag("--threads", opts.threads, 1, 1024);
       const say = (line: string) => {
         if (!opts.json) process.stdout.write(`${line}\n`);
       };

@@ -3,6 +3,7 @@
 //   aitbc-native-miner run --coordinator http://127.0.0.1:8080 --api-key KEY ...
 // Runs until SIGINT/SIGTERM; every event (registration, hand-over, completion...) is logged.
 import type { Command } from "commander";
+import { parseIntFlag } from "../config.js";
 import { startLocalCoordinator } from "../coordinator/local-server.js";
 import { createLogger, registerSecret } from "../log.js";
 
@@ -22,13 +23,6 @@ interface CoordinatorCmdOptions {
 }
 
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
-
-function intOption(name: string, value: string, min: number, max: number): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min || n > max)
-    throw new Error(`--${name} must be an integer in [${min}, ${max}]`);
-  return n;
-}
 
 export function register(program: Command): void {
   program
@@ -62,11 +56,11 @@ function collect(value: string, previous: string[] | undefined): string[] {
 }
 
 async function runCoordinator(opts: CoordinatorCmdOptions): Promise<number> {
-  const port = intOption("port", opts.port, 0, 65535);
-  const jobs = intOption("jobs", opts.jobs, 0, 10_000);
-  const lease = intOption("lease-seconds", opts.leaseSeconds, 0, 7 * 86_400);
+  const port = parseIntFlag("--port", opts.port, 0, 65535);
+  const jobs = parseIntFlag("--jobs", opts.jobs, 0, 10_000);
+  const lease = parseIntFlag("--lease-seconds", opts.leaseSeconds, 0, 7 * 86_400);
   const maxTokens =
-    opts.maxTokens === undefined ? undefined : intOption("max-tokens", opts.maxTokens, 1, 1_000_000);
+    opts.maxTokens === undefined ? undefined : parseIntFlag("--max-tokens", opts.maxTokens, 1, 1_000_000);
   const level = LEVELS.find((l) => l === opts.logLevel);
   if (!level) throw new Error(`--log-level must be one of ${LEVELS.join(", ")}`);
   const apiKeys = opts.apiKey ?? [];

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import type { Command } from "commander";
 import { ensureTinyModel } from "../backends/tiny-gguf.js";
 import { composeMiner } from "../compose.js";
-import { type RunConfig, runSchema } from "../config.js";
+import { parseIntFlag, type RunConfig, runSchema } from "../config.js";
 import { startLocalCoordinator } from "../coordinator/local-server.js";
 import { createLogger } from "../log.js";
 import { defaultCacheDir } from "../paths.js";
@@ -51,18 +51,11 @@ export function register(program: Command): void {
     });
 }
 
-function intOption(name: string, value: string, min: number, max: number): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min || n > max)
-    throw new Error(`--${name} must be an integer in [${min}, ${max}]`);
-  return n;
-}
-
 async function runDemo(opts: DemoOptions): Promise<number> {
   const t0 = performance.now();
-  const jobs = intOption("jobs", opts.jobs, 1, 50);
-  const concurrency = intOption("concurrency", opts.concurrency, 1, 8);
-  const maxTokens = intOption("max-tokens", opts.maxTokens, 1, 256);
+  const jobs = parseIntFlag("--jobs", opts.jobs, 1, 50);
+  const concurrency = parseIntFlag("--concurrency", opts.concurrency, 1, 8);
+  const maxTokens = parseIntFlag("--max-tokens", opts.maxTokens, 1, 256);
   if (opts.protocol !== "aitbc" && opts.protocol !== "claim")
     throw new Error("--protocol must be aitbc or claim");
   const out = (line: string) => process.stdout.write(`${line}\n`);

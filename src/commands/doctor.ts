@@ -1,11 +1,13 @@
 // `doctor`: what works on this host, what is missing, and what to do about it. Read-only.
 import { accessSync, constants, existsSync, statSync } from "node:fs";
 import type { Command } from "commander";
+import { checkCoordinatorUrl, resolveSecretFiles } from "../config.js";
 import { createCoordinatorClient } from "../coordinator/client.js";
 import { createGpuInfoSource, loadAddon } from "../gpu/index.js";
 import { silentLogger } from "../log.js";
 import { defaultStateDir, stateFiles } from "../paths.js";
 import { loadKeyFile } from "../receipts/index.js";
+import { redactUrlCredentials } from "../redact.js";
 import { version } from "../version.js";
 
 type Status = "ok" | "warn" | "fail";
@@ -17,29 +19,62 @@ interface Check {
 }
 
 interface DoctorOptions {
-  coordinator?: string;
-  apiKey?: string;
-  models?: string;
+  coordinator?: string | undefined;
+  apiKey?: string | undefined;
+  apiKeyFile?: string | undefined;
+  allowInsecureHttp?: boolean | undefined;
+  models?: string | undefined;
   stateDir: string;
-  nvmlLibrary?: string;
-  json?: boolean;
+  nvmlLibrary?: string | undefined;
+  json?: boolean | undefined;
+}
+
+/** Flags first, then AITBC_* environment, read at action time: help never shows an env value. */
+function withEnv(opts: Partial<DoctorOptions>, env: NodeJS.ProcessEnv): DoctorOptions {
+  const e = (name: string) => env[name] || undefined;
+  return {
+    ...opts,
+    coordinator: opts.coordinator ?? e("AITBC_COORDINATOR"),
+    apiKey: opts.apiKey ?? e("AITBC_API_KEY"),
+    apiKeyFile: opts.apiKeyFile ?? e("AITBC_API_KEY_FILE"),
+    allowInsecureHttp:
+      opts.allowInsecureHttp ?? ["1", "true", "yes"].includes(env["AITBC_ALLOW_INSECURE_HTTP"] ?? ""),
+    models: opts.models ?? e("AITBC_MODELS"),
+    stateDir: opts.stateDir ?? e("AITBC_STATE_DIR") ?? defaultStateDir(),
+    nvmlLibrary: opts.nvmlLibrary ?? e("AITBC_NVML_LIBRARY"),
+  };
 }
 
 export function register(program: Command): void {
   program
     .command("doctor")
     .description("check this host: Node, NVML/GPU, inference runtime, models, state, keys, coordinator")
+    // No defaults from the environment here: commander prints defaults in --help.
+    .option("--coordinator <URL>", "also check that this coordinator answers; env AITBC_COORDINATOR")
     .option(
-      "--coordinator <URL>",
-      "also check that this coordinator answers",
-      process.env["AITBC_COORDINATOR"],
+      "--api-key <KEY>",
+      "API key for the coordinator check (visible in ps: prefer --api-key-file); env AITBC_API_KEY",
     )
-    .option("--api-key <KEY>", "API key for the coordinator check", process.env["AITBC_API_KEY"])
-    .option("--models <DIR>", "models directory to inspect", process.env["AITBC_MODELS"])
-    .option("--state-dir <DIR>", "state directory", process.env["AITBC_STATE_DIR"] || defaultStateDir())
-    .option("--nvml-library <PATH>", "path of libnvidia-ml.so.1", process.env["AITBC_NVML_LIBRARY"])
+    .option("--api-key-file <FILE>", "file holding the API key; env AITBC_API_KEY_FILE")
+    .option(
+      "--allow-insecure-http",
+      "allow plain http:// to a non-loopback coordinator; env AITBC_ALLOW_INSECURE_HTTP",
+    )
+    .option("--models <DIR>", "models directory to inspect; env AITBC_MODELS")
+    .option(
+      "--state-dir <DIR>",
+      "state directory; env AITBC_STATE_DIR (default: $XDG_STATE_HOME/aitbc-native-miner)",
+    )
+    .option("--nvml-library <PATH>", "path of libnvidia-ml.so.1; env AITBC_NVML_LIBRARY")
     .option("--json", "machine-readable output")
-    .action(async (opts: DoctorOptions) => {
+    .action(async (raw: Partial<DoctorOptions>) => {
+      const opts = withEnv(raw, process.env);
+      // run's own rules first, before any check or request: doctor never sends a key where run
+      // would refuse to (a bad setting is a ConfigError: exit code 2).
+      if (opts.coordinator) {
+        checkCoordinatorUrl(opts.coordinator, opts.allowInsecureHttp === true);
+        opts.apiKey = resolveSecretFiles({ apiKey: opts.apiKey, apiKeyFile: opts.apiKeyFile }).apiKey;
+      }
       const checks = await runChecks(opts);
       if (opts.json) process.stdout.write(`${JSON.stringify({ version, checks }, null, 2)}\n`);
       else {
@@ -185,28 +220,31 @@ async function runChecks(opts: DoctorOptions): Promise<Check[]> {
     });
   }
 
-  if (opts.coordinator) {
-    const client = createCoordinatorClient({
-      protocol: "aitbc",
-      baseUrl: opts.coordinator.replace(/\/+$/, ""),
-      apiKey: opts.apiKey,
-      minerId: "doctor",
-      timeoutMs: 5000,
-      log: silentLogger(),
-    });
-    try {
-      await client.health();
-      checks.push({ name: "coordinator", status: "ok", detail: `${opts.coordinator} answers /health` });
-    } catch (err) {
-      checks.push({
-        name: "coordinator",
-        status: "fail",
-        detail: `${opts.coordinator}: ${(err as Error).message}`,
-        fix: "check the URL and the network",
-      });
-    } finally {
-      await client.close();
-    }
-  }
+  if (opts.coordinator) checks.push(await checkCoordinator(opts, opts.coordinator));
   return checks;
+}
+
+async function checkCoordinator(opts: DoctorOptions, coordinator: string): Promise<Check> {
+  const shown = redactUrlCredentials(coordinator);
+  const client = createCoordinatorClient({
+    protocol: "aitbc",
+    baseUrl: coordinator.replace(/\/+$/, ""),
+    apiKey: opts.apiKey,
+    minerId: "doctor",
+    timeoutMs: 5000,
+    log: silentLogger(),
+  });
+  try {
+    await client.health();
+    return { name: "coordinator", status: "ok", detail: `${shown} answers /health` };
+  } catch (err) {
+    return {
+      name: "coordinator",
+      status: "fail",
+      detail: `${shown}: ${redactUrlCredentials((err as Error).message)}`,
+      fix: "check the URL and the network",
+    };
+  } finally {
+    await client.close();
+  }
 }

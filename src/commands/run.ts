@@ -1,7 +1,8 @@
 // `run` (the default command): mine until SIGTERM/SIGINT.
 import { type Command, Option } from "commander";
 import { type RunConfigKey, resolveRunConfig, SETTINGS } from "../config.js";
-import { createLogger } from "../log.js";
+import { createLogger, registerSecret } from "../log.js";
+import { urlCredentials } from "../redact.js";
 import { runMiner } from "../run-miner.js";
 
 /** Add every run setting as a flag (no commander defaults: an absent flag lets env/file decide). */
@@ -30,7 +31,16 @@ export function register(program: Command): void {
       flags: flagsFrom(cmd),
       configFile: cmd.opts<{ config?: string }>().config,
     });
+    // user:pass in a URL is a secret too: no log line may carry it.
+    for (const c of [...urlCredentials(cfg.coordinator), ...urlCredentials(cfg.ollamaUrl)]) registerSecret(c);
     const log = createLogger({ level: cfg.logLevel });
+    const inline = (["apiKey", "bearerToken"] as const).filter((k) => cmd.opts()[k] !== undefined);
+    if (inline.length > 0) {
+      log.warn(
+        { event: "secret_on_command_line" },
+        "a credential given as a flag is visible to every local user in ps: use --api-key-file / --bearer-token-file or the environment",
+      );
+    }
     process.exitCode = await runMiner(cfg, log);
   });
 }

@@ -85,12 +85,13 @@ export function loadKeyFile(path: string): SigningKey {
     }
     parsed = result.data;
   } catch (err) {
-    // Never echo the file content: it holds the private key.
-    throw new KeyFileError(
-      `key file ${path} is not a valid key file (${(err as Error).message})`,
-      path,
-      "invalid",
-    );
+    // Never echo the file content: it holds the private key. JSON.parse's message quotes the
+    // text around the error, so a syntax error is reported without it.
+    const why =
+      err instanceof SyntaxError
+        ? "not JSON; it should be the file that `aitbc-native-miner keys generate` writes"
+        : (err as Error).message;
+    throw new KeyFileError(`key file ${path} is not a valid key file (${why})`, path, "invalid");
   }
   registerSecret(parsed.private_key_hex);
   const key = keyFromSeed(new Uint8Array(Buffer.from(parsed.private_key_hex, "hex")));

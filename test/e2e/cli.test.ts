@@ -55,7 +55,10 @@ describe("command line", () => {
   it.each([
     [["run", "--bogus"], /unknown option '--bogus'/],
     [["run", "--coordinator", "nope", "--api-key", "k", "--models", "."], /--coordinator: must be an http/],
-    [["run", "--coordinator", "http://127.0.0.1:1", "--models", "."], /--api-key is required/],
+    [
+      ["run", "--coordinator", "http://127.0.0.1:1", "--models", "."],
+      /an API key is required for --protocol aitbc/,
+    ],
     [["run", "--coordinator", "http://127.0.0.1:1", "--api-key", "k"], /--models is required/],
     [
       ["run", "--coordinator", "http://127.0.0.1:1", "--api-key", "k", "--models", "/no/such/dir"],
@@ -70,15 +73,17 @@ describe("command line", () => {
 });
 
 describe("service", () => {
-  it("prints a systemd unit that restarts the miner and keeps secrets in an EnvironmentFile", async () => {
+  it("prints a systemd unit that restarts the miner and keeps the API key out of it", async () => {
     const r = await runCli(["service", "--user", "miner", "--grace-period", "45"]);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^ExecStart=\S+node\S* \S+aitbc-native-miner\.js run$/m);
+    expect(r.stdout).toMatch(/^ExecStart=\S+node\S* \S+aitbc-native-miner\.js run --grace-period 45$/m);
     expect(r.stdout).toContain("User=miner");
     expect(r.stdout).toContain("EnvironmentFile=/etc/aitbc-native-miner.env");
     expect(r.stdout).toContain("Restart=always");
     expect(r.stdout).toContain("KillSignal=SIGTERM");
-    expect(r.stdout).toContain("TimeoutStopSec=75");
+    // grace 45 + outbox flush 10 + 15 s margin
+    expect(r.stdout).toContain("TimeoutStopSec=70");
+    expect(r.stdout).toContain("LoadCredential=aitbc-api-key:/etc/aitbc-native-miner/api-key");
     expect(r.stdout).not.toMatch(/API_KEY=/);
   });
 });
