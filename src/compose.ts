@@ -158,13 +158,43 @@ export async function composeMiner(
     unloadAfterJob: cfg.unloadAfterJob,
   };
 
+  /** VRAM admission for a model: why it cannot run here now (before it is loaded), or null. */
+  const admission = async (model: string): Promise<{ errorCode: string; message: string } | null> => {
+    if (cfg.gpu === "cpu" || gpu.kind === "none") return null;
+    const s = await snapshot();
+    if (s && s.devices.length > 0 && s.devices.every((d) => d.error)) {
+      const why = s.devices.map((d) => `GPU ${d.index} (${d.uuid}): ${d.error?.message}`).join("; ");
+      return { errorCode: "gpu_unavailable", message: `no usable GPU: ${why}` };
+    }
+    // A loaded model's memory is already taken (and counted as used): nothing new to fit.
+    if (backend.isLoaded?.(model)) return null;
+    const info = backend.listModels().find((m) => m.name === model);
+    // Unknown size or no snapshot: no figure to refuse on (the load itself reports a real failure).
+    if (!info?.sizeBytes || !s) return null;
+    const verdict = admit(s, info.sizeBytes);
+    return verdict.ok ? null : { errorCode: "insufficient_vram", message: verdict.reason };
+  };
+
   const miner = new Miner({
     settings,
     client,
     backend,
     onEvent: overrides.onEvent,
-    warmUp: async (signal) =>
-      backend.warm ? backend.warm(preloadOrder(cfg.preload, backend.listModels()), signal) : [],
+    // One model at a time, each through VRAM admission first: as many as fit, never more.
+    warmUp: async (signal) => {
+      const warm: string[] = [];
+      if (!backend.warm) return warm;
+      for (const name of preloadOrder(cfg.preload, backend.listModels())) {
+        if (signal.aborted) break;
+        const refusal = await admission(name);
+        if (refusal) {
+          log.info({ event: "model_not_preloaded", model: name, reason: refusal.message }, "not preloaded");
+          continue;
+        }
+        warm.push(...(await backend.warm([name], signal)));
+      }
+      return warm;
+    },
     outbox: new Outbox(stateFiles.outbox(cfg.stateDir)),
     storage: new StateStorage(
       join(stateFiles.outbox(cfg.stateDir), ".tmp"),
@@ -207,21 +237,7 @@ export async function composeMiner(
     signReceipt: (input) => buildMinerReceipt(input, key) as unknown as Record<string, unknown>,
     checkCoordinatorReceipt: (text) => verifyCoordinatorReceipt(text, cfg.coordinatorKey),
     recordReceipt: (entry) => receiptLog.append({ ...entry, at: new Date().toISOString() }),
-    async admit(req) {
-      if (cfg.gpu === "cpu" || gpu.kind === "none") return null;
-      const s = await snapshot();
-      if (s && s.devices.length > 0 && s.devices.every((d) => d.error)) {
-        const why = s.devices.map((d) => `GPU ${d.index} (${d.uuid}): ${d.error?.message}`).join("; ");
-        return { errorCode: "gpu_unavailable", message: `no usable GPU: ${why}` };
-      }
-      // A loaded model's memory is already taken (and counted as used): nothing new to fit.
-      if (backend.isLoaded?.(req.model)) return null;
-      const info = backend.listModels().find((m) => m.name === req.model);
-      // Unknown size or no snapshot: no figure to refuse on (the load itself reports a real failure).
-      if (!info?.sizeBytes || !s) return null;
-      const verdict = admit(s, info.sizeBytes);
-      return verdict.ok ? null : { errorCode: "insufficient_vram", message: verdict.reason };
-    },
+    admit: (req) => admission(req.model),
     async jobMemoryProbe() {
       const s = await snapshot();
       if (!s || s.devices.length === 0) return async () => undefined;

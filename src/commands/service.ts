@@ -5,19 +5,23 @@ import { writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Command } from "commander";
 import { API_KEY_CREDENTIAL, ConfigError, parseIntFlag } from "../config.js";
+import { runShutdownBudgetMs } from "../miner.js";
 import { packageRoot } from "../version.js";
 
 export const UNIT_PATH = "/etc/systemd/system/aitbc-native-miner.service";
 export const API_KEY_SOURCE = "/etc/aitbc-native-miner/api-key";
 
 /** The miner's outbox flush on shutdown (flushTimeoutMs in src/compose.ts), in seconds. */
-export const FLUSH_TIMEOUT_S = 10;
-/** Room after grace + flush for deregistering and for node to exit. */
-export const STOP_MARGIN_S = 15;
+/** Room after the miner's own stop budget for node to exit and for a supervisor's margin. */
+export const STOP_MARGIN_S = 10;
 
-/** TimeoutStopSec that covers the miner's own shutdown: grace period + outbox flush + margin. */
-export function timeoutStopSec(s: { gracePeriodS: number; flushTimeoutS?: number }): number {
-  return s.gracePeriodS + (s.flushTimeoutS ?? FLUSH_TIMEOUT_S) + STOP_MARGIN_S;
+/**
+ * TimeoutStopSec that covers the miner's whole shutdown budget (grace period, abort grace, outbox
+ * flush, deregistration, backend release: runShutdownBudgetMs) plus a margin, so systemd never
+ * SIGKILLs a clean shutdown.
+ */
+export function timeoutStopSec(s: { gracePeriodS: number }): number {
+  return Math.ceil(runShutdownBudgetMs(s.gracePeriodS) / 1000) + STOP_MARGIN_S;
 }
 
 export interface UnitOptions {
@@ -66,7 +70,7 @@ Environment=CUDA_CACHE_PATH=%C/aitbc-native-miner/cuda
 # always matches the miner's grace period.
 ExecStart=${execArg(o.node)} ${execArg(o.bin)} run --grace-period ${o.gracePeriodS}
 # SIGTERM: finish in-flight jobs (--grace-period), flush the outbox, deregister, exit 0. The stop
-# timeout covers grace + flush + ${STOP_MARGIN_S} s, so systemd never SIGKILLs a clean shutdown.
+# timeout covers the miner's whole stop budget + ${STOP_MARGIN_S} s, so systemd never SIGKILLs a clean shutdown.
 KillSignal=SIGTERM
 TimeoutStopSec=${timeoutStopSec(o)}
 # A wedged GPU makes the miner exit non-zero; systemd starts it again and the outbox resubmits.

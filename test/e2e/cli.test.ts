@@ -82,7 +82,7 @@ describe("service", () => {
     expect(r.stdout).toContain("Restart=always");
     expect(r.stdout).toContain("KillSignal=SIGTERM");
     // grace 45 + outbox flush 10 + 15 s margin
-    expect(r.stdout).toContain("TimeoutStopSec=70");
+    expect(r.stdout).toContain("TimeoutStopSec=88"); // 45 s grace + the rest of the stop budget (33 s) + 10 s
     expect(r.stdout).toContain("LoadCredential=aitbc-api-key:/etc/aitbc-native-miner/api-key");
     expect(r.stdout).not.toMatch(/API_KEY=/);
   });

@@ -7,13 +7,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
-  FLUSH_TIMEOUT_S,
   hiddenByProtectHome,
   renderUnit,
   STOP_MARGIN_S,
   timeoutStopSec,
   unstableBinReason,
 } from "../../src/commands/service.js";
+import { runShutdownBudgetMs } from "../../src/miner.js";
 import { cliPath } from "../e2e/cli.js";
 
 // `security --offline=yes` arrived in systemd 252 (Debian 12).
@@ -51,9 +51,12 @@ const base = {
 };
 
 describe("systemd unit", () => {
-  it("stops no sooner than grace + flush + margin", () => {
-    expect(timeoutStopSec({ gracePeriodS: 30 })).toBe(30 + FLUSH_TIMEOUT_S + STOP_MARGIN_S);
-    expect(timeoutStopSec({ gracePeriodS: 0, flushTimeoutS: 5 })).toBe(20);
+  it("stops no sooner than the miner's whole shutdown budget plus a margin", () => {
+    expect(timeoutStopSec({ gracePeriodS: 30 })).toBe(
+      Math.ceil(runShutdownBudgetMs(30) / 1000) + STOP_MARGIN_S,
+    );
+    expect(timeoutStopSec({ gracePeriodS: 30 }) * 1000).toBeGreaterThan(runShutdownBudgetMs(30));
+    expect(timeoutStopSec({ gracePeriodS: 0 }) * 1000).toBeGreaterThan(runShutdownBudgetMs(0));
     expect(renderUnit({ ...base, gracePeriodS: 45 })).toContain(
       `TimeoutStopSec=${timeoutStopSec({ gracePeriodS: 45 })}`,
     );
