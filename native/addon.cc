@@ -134,6 +134,22 @@ constexpr PackedString kPackedStrings[] = {
      [](const DeviceData& d) -> const std::string* { return d.errorCode ? &d.errorText : nullptr; }},
 };
 
+constexpr bool sameName(const char* a, const char* b) {
+  return *a == *b && (*a == '\0' || sameName(a + 1, b + 1));
+}
+
+template <typename Row, size_t N>
+constexpr bool uniqueNames(const Row (&rows)[N]) {
+  for (size_t i = 0; i < N; ++i)
+    for (size_t j = i + 1; j < N; ++j)
+      if (sameName(rows[i].name, rows[j].name)) return false;
+  return true;
+}
+
+// The decoder looks names up: a duplicate would silently hide the second value.
+static_assert(uniqueNames(kPackedNumbers), "packed field names must be unique");
+static_assert(uniqueNames(kPackedStrings), "packed string names must be unique");
+
 constexpr size_t kNumbersPerDevice = sizeof(kPackedNumbers) / sizeof(kPackedNumbers[0]);
 constexpr size_t kStringsPerDevice = sizeof(kPackedStrings) / sizeof(kPackedStrings[0]);
 

@@ -4,6 +4,7 @@ import {
   admit,
   capabilitiesFromSnapshot,
   createGpuInfoSource,
+  defaultNvmlLibrary,
   type GpuInfoSource,
   GpuSnapshotError,
   heartbeatMetrics,
@@ -192,6 +193,17 @@ describe("NVML addon over the fake library", () => {
     const s = await open();
     expect(s.kind).toBe("none");
     expect(s.reason).toContain("nvmlInit failed: Driver Not Loaded (NVML code 9)");
+  });
+
+  it("resolves the default library in TypeScript; the addon requires a path", async () => {
+    expect(defaultNvmlLibrary({})).toBe("libnvidia-ml.so.1");
+    expect(defaultNvmlLibrary({ AITBC_NVML_LIBRARY: "" })).toBe("libnvidia-ml.so.1");
+    expect(defaultNvmlLibrary({ AITBC_NVML_LIBRARY: "/opt/nvml.so" })).toBe("/opt/nvml.so");
+    const loaded = loadAddon();
+    if (!loaded.ok) throw new Error(loaded.reason);
+    const open = loaded.addon.open as (library?: unknown) => Promise<unknown>;
+    expect(() => open()).toThrow(TypeError);
+    expect(() => open("")).toThrow(/non-empty path/);
   });
 
   it("takes the library path from AITBC_NVML_LIBRARY when no option is given", async () => {
