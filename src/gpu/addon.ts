@@ -15,7 +15,8 @@ export type AddonLoad =
   | {
       ok: true;
       addon: NvmlAddon;
-      path: string /** Decoder built for this addon's packed layout. */;
+      path: string;
+      /** Decoder built for this addon's packed layout. */
       unpack: Unpack;
     }
   | { ok: false; reason: string };

@@ -34,7 +34,7 @@ function errorCode(err: unknown): number | null {
 }
 
 export interface NvmlSourceOptions {
-  /** Opened once for this source: the addon counts opens and shuts NVML down after the last close. */
+  /** Opened once for this source: that open is this source's hold, returned by close(). */
   addon: NvmlAddon;
   unpack: Unpack;
   library: string;
