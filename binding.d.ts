@@ -9,20 +9,18 @@
 // - A failure that breaks one device (GPU_IS_LOST = 15, no handle) is a per-device entry with
 //   `error: {code, message}` (message = nvmlErrorString); the other devices are still read.
 // - A failure that breaks the whole snapshot (not open, nvmlDeviceGetCount failing) THROWS
-//   (`snapshot`) or REJECTS (`snapshotAsync`) with an `NvmlError`: `code` is the NVML return code.
-// One NVML session per process: `open()` again with the same library is a no-op, with another
-// library it shuts the first one down. `close()` (also run at environment teardown) calls
-// nvmlShutdown and dlclose.
+//   (`snapshotPacked`) or REJECTS (`snapshotPackedAsync`) with an `NvmlError`: `code` is the NVML
+//   return code.
+// One NVML session per process, reference-counted in the addon: every `open()` that resolves
+// available takes a hold, every `close()` returns one of the calling environment's holds, and the
+// last hold returned calls nvmlShutdown and dlclose. An environment's teardown (a worker thread
+// exiting, the main thread at exit) returns the holds it still has, never another's. `open()` with
+// another library while a hold exists resolves unavailable.
 
 export interface NvmlError extends Error {
   name: "NvmlError";
   /** NVML return code (1 uninitialized, 15 GPU is lost, 999 unknown, ...). */
   code: number;
-}
-
-export interface NvmlOpenOptions {
-  /** Library path; default: env AITBC_NVML_LIBRARY, else "libnvidia-ml.so.1" (dlopen search). */
-  library?: string;
 }
 
 export type NvmlOpenResult =
@@ -115,14 +113,22 @@ export interface NvmlSnapshot {
   devices: NvmlDevice[];
 }
 
+/** Names of the packed values, in their order within one device's slice (see NvmlPackedSnapshot). */
+export interface NvmlPackedLayout {
+  /**
+   * Today: the numeric NvmlDeviceOk fields by name (eccModeCurrent/Pending as 1/0),
+   * computeCapabilityMajor/Minor, errorCode (set only on a failed device) and processCount.
+   */
+  readonly packedFields: readonly string[];
+  /** Today: name, uuid, pciBusId, errorMessage. */
+  readonly packedStrings: readonly string[];
+}
+
 /**
- * The same facts packed for speed (src/gpu/packed.ts decodes it): per device `packedFieldCount`
- * numbers in `numbers` (NaN = null) in the order memoryTotal/Used/Free/ReservedBytes,
- * utilizationGpu/MemoryPct, temperatureC, powerDraw/Limit/EnforcedLimitMw, totalEnergyMj,
- * sm/memClockMHz, sm/memClockMaxMHz, fanSpeedPct, pstate, clockEventReasons, eccModeCurrent/Pending
- * (1/0), eccUncorrectedVolatile, pcieLinkGen/Width/GenMax/WidthMax, pcieTx/RxKBs, cc major/minor,
- * error code, process start, process count; per device 4 `strings` (name, uuid, pciBusId, error
- * message); `processes` holds (pid, usedMemoryBytes) pairs.
+ * The snapshot packed for speed (src/gpu/packed.ts decodes it into NvmlSnapshot): device i's
+ * numbers are `numbers[i * packedFields.length + packedFields.indexOf(name)]` (NaN = null), its
+ * strings likewise in `strings` with `packedStrings`; `processes` holds (pid, usedMemoryBytes)
+ * pairs, each device's `processCount` pairs after the previous devices' pairs.
  */
 export interface NvmlPackedSnapshot {
   driverVersion: string | null;
@@ -134,20 +140,20 @@ export interface NvmlPackedSnapshot {
   processes: Float64Array;
 }
 
-export interface NvmlAddon {
-  /** dlopen + symbol resolution + nvmlInit, off the JS thread. */
-  open(options?: NvmlOpenOptions): Promise<NvmlOpenResult>;
+export interface NvmlAddon extends NvmlPackedLayout {
+  /**
+   * dlopen + symbol resolution + nvmlInit, off the JS thread; takes a hold when available. The path
+   * is required (src/gpu/addon.ts defaultNvmlLibrary picks it); a non-string or empty one throws a
+   * TypeError.
+   */
+  open(library: string): Promise<NvmlOpenResult>;
   /** Synchronous snapshot for hot paths (no blocking calls unless pcieThroughput). Throws NvmlError. */
-  snapshot(options?: NvmlSnapshotOptions): NvmlSnapshot;
-  /** The same, on the libuv thread pool. Rejects with NvmlError. */
-  snapshotAsync(options?: NvmlSnapshotOptions): Promise<NvmlSnapshot>;
   snapshotPacked(options?: NvmlSnapshotOptions): NvmlPackedSnapshot;
+  /** The same, on the libuv thread pool. Rejects with NvmlError. */
   snapshotPackedAsync(options?: NvmlSnapshotOptions): Promise<NvmlPackedSnapshot>;
-  /** Numbers per device in NvmlPackedSnapshot.numbers (32). */
-  readonly packedFieldCount: number;
-  /** nvmlShutdown + dlclose; idempotent. */
+  /** Returns one of this environment's holds (none held: no-op); the last one shuts NVML down. */
   close(): void;
   isOpen(): boolean;
   /** Bumped when this surface changes; the loader refuses a binary with another value. */
-  readonly abiVersion: 1;
+  readonly abiVersion: 2;
 }

@@ -1,29 +1,33 @@
-// N-API glue: open (async: dlopen + nvmlInit off the JS thread), snapshot (sync and async),
+// N-API glue: open (async: dlopen + nvmlInit off the JS thread), packed snapshot (sync and async),
 // close. One NVML session per process, guarded by a mutex; binding.d.ts types this surface.
 #include <napi.h>
 
-#include <cmath>
-#include <cstdlib>
+#include <limits>
 #include <mutex>
+#include <unordered_map>
 
 #include "snapshot.h"
 
 namespace {
 
+using aitbc::DeviceData;
 using aitbc::NvmlFailure;
 using aitbc::NvmlLibrary;
 using aitbc::SnapshotData;
 using aitbc::SnapshotOptions;
 
+// The one reference count of the NVML session: open() calls not yet closed, per Node environment
+// (main thread, each worker). NVML is shut down only when no environment holds it, so a worker's
+// teardown returns just its own holds.
 struct Session {
   std::mutex mu;
   NvmlLibrary lib;
-  bool initialized = false;
-  int environments = 0;  // Node environments that loaded the addon
+  bool initialized = false;  // == !holds.empty()
+  std::unordered_map<napi_env, int> holds;
 };
 
 Session& session() {
-  // Leaked on purpose: the cleanup hook shuts NVML down; destructors at exit must not race it.
+  // Leaked on purpose: cleanup hooks shut NVML down; destructors at exit must not race them.
   static Session* s = new Session();
   return *s;
 }
@@ -31,7 +35,16 @@ Session& session() {
 void shutdownLocked(Session& s) {
   if (s.initialized && s.lib.api().shutdown != nullptr) s.lib.api().shutdown();
   s.initialized = false;
+  s.holds.clear();
   s.lib.close();
+}
+
+// Returns `count` holds of `env` (all of them when count < 0); the last one out shuts NVML down.
+void releaseLocked(Session& s, napi_env env, int count) {
+  auto it = s.holds.find(env);
+  if (it == s.holds.end()) return;
+  if (count < 0 || (it->second -= count) <= 0) s.holds.erase(it);
+  if (s.holds.empty()) shutdownLocked(s);
 }
 
 Napi::Error nvmlError(Napi::Env env, int code, const std::string& message) {
@@ -50,134 +63,122 @@ Napi::Value optStr(Napi::Env env, const aitbc::Opt<std::string>& v) {
   return v ? Napi::String::New(env, *v) : env.Null();
 }
 
-Napi::Value optBool(Napi::Env env, const aitbc::Opt<bool>& v) {
-  return v ? Napi::Boolean::New(env, *v) : env.Null();
+// Packed form: every number of every device in one Float64Array (NaN = null), strings in one
+// array. Building ~40 properties per device through N-API costs ~10 µs per device; this costs well
+// under 1 µs, and src/gpu/packed.ts turns it into objects in JS.
+//
+// The layout is these two tables and nothing else: a row's position is its offset within a
+// device's slice, and its name is exported (packedFields / packedStrings), so the decoder finds
+// every value by name and a field one side lacks fails at load instead of reading a neighbour.
+constexpr double kNull = std::numeric_limits<double>::quiet_NaN();
+
+template <typename T>
+double num(const aitbc::Opt<T>& v) {
+  return v ? static_cast<double>(*v) : kNull;
 }
 
-Napi::Object toJs(Napi::Env env, const SnapshotData& s) {
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("driverVersion", optStr(env, s.driverVersion));
-  out.Set("nvmlVersion", optStr(env, s.nvmlVersion));
-  out.Set("cudaDriverVersion", optNum(env, s.cudaDriverVersion));
-  Napi::Array devices = Napi::Array::New(env, s.devices.size());
-  for (size_t i = 0; i < s.devices.size(); ++i) {
-    const aitbc::DeviceData& d = s.devices[i];
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("index", Napi::Number::New(env, d.index));
-    if (d.errorCode) {
-      Napi::Object e = Napi::Object::New(env);
-      e.Set("code", Napi::Number::New(env, *d.errorCode));
-      e.Set("message", Napi::String::New(env, d.errorText));
-      o.Set("error", e);
-      o.Set("name", optStr(env, d.name));
-      o.Set("uuid", optStr(env, d.uuid));
-      devices.Set(static_cast<uint32_t>(i), o);
-      continue;
-    }
-    o.Set("error", env.Null());
-    o.Set("name", optStr(env, d.name));
-    o.Set("uuid", optStr(env, d.uuid));
-    o.Set("pciBusId", optStr(env, d.pciBusId));
-    o.Set("memoryTotalBytes", optNum(env, d.memTotal));
-    o.Set("memoryUsedBytes", optNum(env, d.memUsed));
-    o.Set("memoryFreeBytes", optNum(env, d.memFree));
-    o.Set("memoryReservedBytes", optNum(env, d.memReserved));
-    o.Set("utilizationGpuPct", optNum(env, d.utilGpu));
-    o.Set("utilizationMemoryPct", optNum(env, d.utilMem));
-    o.Set("temperatureC", optNum(env, d.temperature));
-    o.Set("powerDrawMw", optNum(env, d.powerDrawMw));
-    o.Set("powerLimitMw", optNum(env, d.powerLimitMw));
-    o.Set("powerEnforcedLimitMw", optNum(env, d.powerEnforcedMw));
-    o.Set("totalEnergyMj", optNum(env, d.energyMj));
-    o.Set("smClockMHz", optNum(env, d.smClock));
-    o.Set("memClockMHz", optNum(env, d.memClock));
-    o.Set("smClockMaxMHz", optNum(env, d.smClockMax));
-    o.Set("memClockMaxMHz", optNum(env, d.memClockMax));
-    o.Set("fanSpeedPct", optNum(env, d.fan));
-    o.Set("pstate", optNum(env, d.pstate));
-    o.Set("clockEventReasons", optNum(env, d.clockEventReasons));
-    o.Set("eccModeCurrent", optBool(env, d.eccCurrent));
-    o.Set("eccModePending", optBool(env, d.eccPending));
-    o.Set("eccUncorrectedVolatile", optNum(env, d.eccUncorrectedVolatile));
-    o.Set("pcieLinkGen", optNum(env, d.pcieGen));
-    o.Set("pcieLinkWidth", optNum(env, d.pcieWidth));
-    o.Set("pcieLinkGenMax", optNum(env, d.pcieGenMax));
-    o.Set("pcieLinkWidthMax", optNum(env, d.pcieWidthMax));
-    o.Set("pcieTxKBs", optNum(env, d.pcieTxKBs));
-    o.Set("pcieRxKBs", optNum(env, d.pcieRxKBs));
-    if (d.ccMajor && d.ccMinor) {
-      Napi::Object cc = Napi::Object::New(env);
-      cc.Set("major", Napi::Number::New(env, *d.ccMajor));
-      cc.Set("minor", Napi::Number::New(env, *d.ccMinor));
-      o.Set("computeCapability", cc);
-    } else {
-      o.Set("computeCapability", env.Null());
-    }
-    if (d.processes) {
-      Napi::Array procs = Napi::Array::New(env, d.processes->size());
-      for (size_t j = 0; j < d.processes->size(); ++j) {
-        const aitbc::ProcessData& p = (*d.processes)[j];
-        Napi::Object po = Napi::Object::New(env);
-        po.Set("pid", Napi::Number::New(env, p.pid));
-        po.Set("usedMemoryBytes", optNum(env, p.usedMemoryBytes));
-        procs.Set(static_cast<uint32_t>(j), po);
-      }
-      o.Set("processes", procs);
-    } else {
-      o.Set("processes", env.Null());
-    }
-    devices.Set(static_cast<uint32_t>(i), o);
-  }
-  out.Set("devices", devices);
+const std::string* text(const aitbc::Opt<std::string>& v) { return v ? &*v : nullptr; }
+
+struct PackedNumber {
+  const char* name;
+  double (*get)(const DeviceData&);
+};
+
+struct PackedString {
+  const char* name;
+  const std::string* (*get)(const DeviceData&);
+};
+
+constexpr PackedNumber kPackedNumbers[] = {
+    {"memoryTotalBytes", [](const DeviceData& d) { return num(d.memTotal); }},
+    {"memoryUsedBytes", [](const DeviceData& d) { return num(d.memUsed); }},
+    {"memoryFreeBytes", [](const DeviceData& d) { return num(d.memFree); }},
+    {"memoryReservedBytes", [](const DeviceData& d) { return num(d.memReserved); }},
+    {"utilizationGpuPct", [](const DeviceData& d) { return num(d.utilGpu); }},
+    {"utilizationMemoryPct", [](const DeviceData& d) { return num(d.utilMem); }},
+    {"temperatureC", [](const DeviceData& d) { return num(d.temperature); }},
+    {"powerDrawMw", [](const DeviceData& d) { return num(d.powerDrawMw); }},
+    {"powerLimitMw", [](const DeviceData& d) { return num(d.powerLimitMw); }},
+    {"powerEnforcedLimitMw", [](const DeviceData& d) { return num(d.powerEnforcedMw); }},
+    {"totalEnergyMj", [](const DeviceData& d) { return num(d.energyMj); }},
+    {"smClockMHz", [](const DeviceData& d) { return num(d.smClock); }},
+    {"memClockMHz", [](const DeviceData& d) { return num(d.memClock); }},
+    {"smClockMaxMHz", [](const DeviceData& d) { return num(d.smClockMax); }},
+    {"memClockMaxMHz", [](const DeviceData& d) { return num(d.memClockMax); }},
+    {"fanSpeedPct", [](const DeviceData& d) { return num(d.fan); }},
+    {"pstate", [](const DeviceData& d) { return num(d.pstate); }},
+    {"clockEventReasons", [](const DeviceData& d) { return num(d.clockEventReasons); }},
+    {"eccModeCurrent", [](const DeviceData& d) { return num(d.eccCurrent); }},  // 1/0
+    {"eccModePending", [](const DeviceData& d) { return num(d.eccPending); }},  // 1/0
+    {"eccUncorrectedVolatile", [](const DeviceData& d) { return num(d.eccUncorrectedVolatile); }},
+    {"pcieLinkGen", [](const DeviceData& d) { return num(d.pcieGen); }},
+    {"pcieLinkWidth", [](const DeviceData& d) { return num(d.pcieWidth); }},
+    {"pcieLinkGenMax", [](const DeviceData& d) { return num(d.pcieGenMax); }},
+    {"pcieLinkWidthMax", [](const DeviceData& d) { return num(d.pcieWidthMax); }},
+    {"pcieTxKBs", [](const DeviceData& d) { return num(d.pcieTxKBs); }},
+    {"pcieRxKBs", [](const DeviceData& d) { return num(d.pcieRxKBs); }},
+    {"computeCapabilityMajor", [](const DeviceData& d) { return num(d.ccMajor); }},
+    {"computeCapabilityMinor", [](const DeviceData& d) { return num(d.ccMinor); }},
+    // Set only on a device that could not be read; its other numbers are then null.
+    {"errorCode", [](const DeviceData& d) { return num(d.errorCode); }},
+    // This device's (pid, usedMemoryBytes) pairs follow the previous devices' in `processes`.
+    {"processCount",
+     [](const DeviceData& d) { return d.processes ? static_cast<double>(d.processes->size()) : kNull; }},
+};
+
+constexpr PackedString kPackedStrings[] = {
+    {"name", [](const DeviceData& d) { return text(d.name); }},
+    {"uuid", [](const DeviceData& d) { return text(d.uuid); }},
+    {"pciBusId", [](const DeviceData& d) { return text(d.pciBusId); }},
+    {"errorMessage",
+     [](const DeviceData& d) -> const std::string* { return d.errorCode ? &d.errorText : nullptr; }},
+};
+
+constexpr bool sameName(const char* a, const char* b) {
+  return *a == *b && (*a == '\0' || sameName(a + 1, b + 1));
+}
+
+template <typename Row, size_t N>
+constexpr bool uniqueNames(const Row (&rows)[N]) {
+  for (size_t i = 0; i < N; ++i)
+    for (size_t j = i + 1; j < N; ++j)
+      if (sameName(rows[i].name, rows[j].name)) return false;
+  return true;
+}
+
+// The decoder looks names up: a duplicate would silently hide the second value.
+static_assert(uniqueNames(kPackedNumbers), "packed field names must be unique");
+static_assert(uniqueNames(kPackedStrings), "packed string names must be unique");
+
+constexpr size_t kNumbersPerDevice = sizeof(kPackedNumbers) / sizeof(kPackedNumbers[0]);
+constexpr size_t kStringsPerDevice = sizeof(kPackedStrings) / sizeof(kPackedStrings[0]);
+
+template <typename Row, size_t N>
+Napi::Array names(Napi::Env env, const Row (&rows)[N]) {
+  Napi::Array out = Napi::Array::New(env, N);
+  for (size_t i = 0; i < N; ++i) out.Set(static_cast<uint32_t>(i), rows[i].name);
   return out;
 }
 
-
-// Packed form: every numeric field of every device in one Float64Array (NaN = null), strings in
-// one array. Building ~40 properties per device through N-API costs ~10 µs per device; this
-// costs well under 1 µs, and src/gpu/packed.ts turns it into objects in JS.
-constexpr size_t kPackedFields = 32;
-
 Napi::Object toPacked(Napi::Env env, const SnapshotData& s) {
-  const double nan = std::nan("");
   size_t procTotal = 0;
   for (const auto& d : s.devices) procTotal += d.processes ? d.processes->size() : 0;
-  Napi::Float64Array nums = Napi::Float64Array::New(env, s.devices.size() * kPackedFields);
+  Napi::Float64Array nums = Napi::Float64Array::New(env, s.devices.size() * kNumbersPerDevice);
   Napi::Float64Array procs = Napi::Float64Array::New(env, procTotal * 2);
-  Napi::Array strings = Napi::Array::New(env, s.devices.size() * 4);
+  Napi::Array strings = Napi::Array::New(env, s.devices.size() * kStringsPerDevice);
   double* n = nums.Data();
   double* p = procs.Data();
-  size_t procAt = 0;
-  auto put = [&](const auto& v) { *n++ = v ? static_cast<double>(*v) : nan; };
-  auto str = [&](uint32_t at, const aitbc::Opt<std::string>& v) {
-    strings.Set(at, v ? Napi::Value(Napi::String::New(env, *v)) : env.Null());
-  };
-  for (size_t i = 0; i < s.devices.size(); ++i) {
-    const aitbc::DeviceData& d = s.devices[i];
-    const uint32_t base = static_cast<uint32_t>(i * 4);
-    str(base, d.name);
-    str(base + 1, d.uuid);
-    str(base + 2, d.pciBusId);
-    strings.Set(base + 3, d.errorCode ? Napi::Value(Napi::String::New(env, d.errorText)) : env.Null());
-    put(d.memTotal); put(d.memUsed); put(d.memFree); put(d.memReserved);
-    put(d.utilGpu); put(d.utilMem); put(d.temperature);
-    put(d.powerDrawMw); put(d.powerLimitMw); put(d.powerEnforcedMw); put(d.energyMj);
-    put(d.smClock); put(d.memClock); put(d.smClockMax); put(d.memClockMax);
-    put(d.fan); put(d.pstate); put(d.clockEventReasons);
-    put(d.eccCurrent); put(d.eccPending); put(d.eccUncorrectedVolatile);
-    put(d.pcieGen); put(d.pcieWidth); put(d.pcieGenMax); put(d.pcieWidthMax); put(d.pcieTxKBs); put(d.pcieRxKBs);
-    put(d.ccMajor); put(d.ccMinor); put(d.errorCode);
-    if (d.processes) {
-      *n++ = static_cast<double>(procAt);
-      *n++ = static_cast<double>(d.processes->size());
-      for (const auto& pr : *d.processes) {
-        *p++ = pr.pid;
-        *p++ = pr.usedMemoryBytes ? *pr.usedMemoryBytes : nan;
-      }
-      procAt += d.processes->size();
-    } else {
-      *n++ = nan;
-      *n++ = nan;
+  uint32_t at = 0;
+  for (const DeviceData& d : s.devices) {
+    for (const PackedNumber& f : kPackedNumbers) *n++ = f.get(d);
+    for (const PackedString& f : kPackedStrings) {
+      const std::string* v = f.get(d);
+      strings.Set(at++, v != nullptr ? Napi::Value(Napi::String::New(env, *v)) : env.Null());
+    }
+    if (!d.processes) continue;
+    for (const auto& pr : *d.processes) {
+      *p++ = pr.pid;
+      *p++ = num(pr.usedMemoryBytes);
     }
   }
   Napi::Object out = Napi::Object::New(env);
@@ -214,16 +215,18 @@ SnapshotData collectLocked(const SnapshotOptions& opts) {
 class OpenWorker : public Napi::AsyncWorker {
  public:
   OpenWorker(Napi::Env env, std::string path)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), path_(std::move(path)) {}
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), env_(env), path_(std::move(path)) {}
   Napi::Promise promise() { return deferred_.Promise(); }
 
   void Execute() override {
     Session& s = session();
     std::lock_guard<std::mutex> lock(s.mu);
-    if (s.initialized && s.lib.path() == path_) {
-      ok_ = true;
-    } else {
-      shutdownLocked(s);
+    if (s.initialized && s.lib.path() != path_) {
+      // Switching under other holders would change their library behind their back.
+      reason_ = "NVML is already open in this process with " + s.lib.path() + "; close it first";
+      return;
+    }
+    if (!s.initialized) {
       std::string err;
       if (!s.lib.open(path_, err)) {
         reason_ = err;
@@ -237,8 +240,9 @@ class OpenWorker : public Napi::AsyncWorker {
         return;
       }
       s.initialized = true;
-      ok_ = true;
     }
+    s.holds[env_]++;
+    ok_ = true;
     resolved_ = s.lib.resolved();
     missing_ = s.lib.missing();
   }
@@ -266,6 +270,7 @@ class OpenWorker : public Napi::AsyncWorker {
 
  private:
   Napi::Promise::Deferred deferred_;
+  napi_env env_;  // only a key into Session::holds, never used from this thread
   std::string path_;
   bool ok_ = false;
   int code_ = -1;
@@ -275,8 +280,8 @@ class OpenWorker : public Napi::AsyncWorker {
 
 class SnapshotWorker : public Napi::AsyncWorker {
  public:
-  SnapshotWorker(Napi::Env env, SnapshotOptions opts, bool packed)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), opts_(opts), packed_(packed) {}
+  SnapshotWorker(Napi::Env env, SnapshotOptions opts)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), opts_(opts) {}
   Napi::Promise promise() { return deferred_.Promise(); }
 
   void Execute() override {
@@ -287,7 +292,7 @@ class SnapshotWorker : public Napi::AsyncWorker {
       SetError(f.message);
     }
   }
-  void OnOK() override { deferred_.Resolve(packed_ ? toPacked(Env(), data_) : toJs(Env(), data_)); }
+  void OnOK() override { deferred_.Resolve(toPacked(Env(), data_)); }
   void OnError(const Napi::Error& e) override {
     deferred_.Reject(nvmlError(Env(), code_, e.Message()).Value());
   }
@@ -295,35 +300,20 @@ class SnapshotWorker : public Napi::AsyncWorker {
  private:
   Napi::Promise::Deferred deferred_;
   SnapshotOptions opts_;
-  bool packed_;
   SnapshotData data_;
   int code_ = NVML_ERROR_UNKNOWN;
 };
 
+// The path is required: which library to load (and its default) is decided in src/gpu/.
 Napi::Value Open(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::string path;
-  if (info.Length() > 0 && info[0].IsObject()) {
-    Napi::Value lib = info[0].As<Napi::Object>().Get("library");
-    if (lib.IsString()) path = lib.As<Napi::String>().Utf8Value();
+  if (info.Length() < 1 || !info[0].IsString() || info[0].As<Napi::String>().Utf8Value().empty()) {
+    throw Napi::TypeError::New(env, "open(library): library must be a non-empty path string");
   }
-  if (path.empty()) {
-    const char* envPath = std::getenv("AITBC_NVML_LIBRARY");
-    path = envPath != nullptr && *envPath != '\0' ? envPath : "libnvidia-ml.so.1";
-  }
-  auto* w = new OpenWorker(env, path);
+  auto* w = new OpenWorker(env, info[0].As<Napi::String>().Utf8Value());
   Napi::Promise p = w->promise();
   w->Queue();
   return p;
-}
-
-Napi::Value Snapshot(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  try {
-    return toJs(env, collectLocked(parseSnapshotOptions(info)));
-  } catch (const NvmlFailure& f) {
-    throw nvmlError(env, f.code, f.message);
-  }
 }
 
 Napi::Value SnapshotPacked(const Napi::CallbackInfo& info) {
@@ -336,14 +326,7 @@ Napi::Value SnapshotPacked(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value SnapshotPackedAsync(const Napi::CallbackInfo& info) {
-  auto* w = new SnapshotWorker(info.Env(), parseSnapshotOptions(info), true);
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
-}
-
-Napi::Value SnapshotAsync(const Napi::CallbackInfo& info) {
-  auto* w = new SnapshotWorker(info.Env(), parseSnapshotOptions(info), false);
+  auto* w = new SnapshotWorker(info.Env(), parseSnapshotOptions(info));
   Napi::Promise p = w->promise();
   w->Queue();
   return p;
@@ -352,7 +335,7 @@ Napi::Value SnapshotAsync(const Napi::CallbackInfo& info) {
 Napi::Value Close(const Napi::CallbackInfo& info) {
   Session& s = session();
   std::lock_guard<std::mutex> lock(s.mu);
-  shutdownLocked(s);
+  releaseLocked(s, info.Env(), 1);
   return info.Env().Undefined();
 }
 
@@ -364,25 +347,20 @@ Napi::Value IsOpen(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("open", Napi::Function::New(env, Open, "open"));
-  exports.Set("snapshot", Napi::Function::New(env, Snapshot, "snapshot"));
-  exports.Set("snapshotAsync", Napi::Function::New(env, SnapshotAsync, "snapshotAsync"));
   exports.Set("snapshotPacked", Napi::Function::New(env, SnapshotPacked, "snapshotPacked"));
   exports.Set("snapshotPackedAsync", Napi::Function::New(env, SnapshotPackedAsync, "snapshotPackedAsync"));
-  exports.Set("packedFieldCount", Napi::Number::New(env, static_cast<double>(kPackedFields)));
+  exports.Set("packedFields", names(env, kPackedNumbers));
+  exports.Set("packedStrings", names(env, kPackedStrings));
   exports.Set("close", Napi::Function::New(env, Close, "close"));
   exports.Set("isOpen", Napi::Function::New(env, IsOpen, "isOpen"));
-  exports.Set("abiVersion", Napi::Number::New(env, 1));
-  // The NVML session is per process, but each environment (main thread, every worker that loads
-  // the addon) registers a hook: only the last one to go away shuts NVML down.
-  {
+  exports.Set("abiVersion", Napi::Number::New(env, 2));
+  // An environment going away (a worker exiting, the main thread at exit) returns the holds it
+  // still has; the others' session stays open.
+  napi_env key = env;
+  env.AddCleanupHook([key]() {
     Session& s = session();
     std::lock_guard<std::mutex> lock(s.mu);
-    s.environments++;
-  }
-  env.AddCleanupHook([]() {
-    Session& s = session();
-    std::lock_guard<std::mutex> lock(s.mu);
-    if (--s.environments == 0) shutdownLocked(s);
+    releaseLocked(s, key, -1);
   });
   return exports;
 }

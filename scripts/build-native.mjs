@@ -72,7 +72,7 @@ try {
     process.execPath,
     [
       "-e",
-      `const m = require(${JSON.stringify(built)}); if (typeof m.open !== "function" || m.abiVersion !== 1) process.exit(3);`,
+      `const m = require(${JSON.stringify(built)}); if (typeof m.open !== "function" || m.abiVersion !== 2) process.exit(3);`,
     ],
     { stdio: "pipe", timeout: 30_000 },
   );

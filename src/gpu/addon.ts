@@ -1,16 +1,30 @@
 // Finds and loads the NVML addon: env AITBC_NVML_ADDON, then prebuilds/<platform>-<arch>/, then
-// build/Release/. A binary that fails to load or has another ABI is skipped with its reason.
+// build/Release/. A binary that fails to load, has another ABI or a packed layout lacking a field
+// the decoder needs is skipped with its reason.
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { NvmlAddon } from "../../binding.js";
-import { PACKED_FIELDS } from "./packed.js";
+import { packedDecoder, type Unpack } from "./packed.js";
 
 // src/gpu/ and dist/gpu/ both sit two levels below the package root.
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
-export type AddonLoad = { ok: true; addon: NvmlAddon; path: string } | { ok: false; reason: string };
+export type AddonLoad =
+  | {
+      ok: true;
+      addon: NvmlAddon;
+      path: string;
+      /** Decoder built for this addon's packed layout. */
+      unpack: Unpack;
+    }
+  | { ok: false; reason: string };
+
+/** The NVML library to load: env AITBC_NVML_LIBRARY, else the driver's soname (dlopen search). */
+export function defaultNvmlLibrary(env: NodeJS.ProcessEnv = process.env): string {
+  return env["AITBC_NVML_LIBRARY"] || "libnvidia-ml.so.1";
+}
 
 export function addonCandidates(env: NodeJS.ProcessEnv = process.env): string[] {
   const list: string[] = [];
@@ -25,13 +39,12 @@ function isAddon(m: unknown): m is NvmlAddon {
   if (typeof m !== "object" || m === null) return false;
   const o = m as Record<string, unknown>;
   return (
-    o["abiVersion"] === 1 &&
+    o["abiVersion"] === 2 &&
     typeof o["open"] === "function" &&
-    typeof o["snapshot"] === "function" &&
-    typeof o["snapshotAsync"] === "function" &&
     typeof o["snapshotPacked"] === "function" &&
     typeof o["snapshotPackedAsync"] === "function" &&
-    o["packedFieldCount"] === PACKED_FIELDS &&
+    Array.isArray(o["packedFields"]) &&
+    Array.isArray(o["packedStrings"]) &&
     typeof o["close"] === "function"
   );
 }
@@ -50,10 +63,10 @@ export function loadAddon(env: NodeJS.ProcessEnv = process.env): AddonLoad {
     try {
       const m: unknown = require(path);
       if (!isAddon(m)) {
-        problems.push(`${path}: not a compatible aitbc_nvml addon (ABI 1)`);
+        problems.push(`${path}: not a compatible aitbc_nvml addon (ABI 2)`);
         continue;
       }
-      cached = { ok: true, addon: m, path };
+      cached = { ok: true, addon: m, path, unpack: packedDecoder(m) };
       return cached;
     } catch (err) {
       problems.push(`${path}: ${(err as Error).message.split("\n")[0]}`);

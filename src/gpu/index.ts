@@ -1,12 +1,12 @@
 // GPU information for the miner: NVML addon first, then nvidia-smi, then none; the source
 // records which one it uses and why.
 import type { Logger } from "../log.js";
-import { loadAddon } from "./addon.js";
+import { defaultNvmlLibrary, loadAddon } from "./addon.js";
 import { NvmlGpuSource } from "./nvml-source.js";
 import { SmiGpuSource } from "./smi.js";
 import type { GpuInfoSource, GpuSnapshot } from "./types.js";
 
-export { type AddonLoad, addonCandidates, loadAddon } from "./addon.js";
+export { type AddonLoad, addonCandidates, defaultNvmlLibrary, loadAddon } from "./addon.js";
 export { type GpuExtra, readExtra } from "./extra.js";
 export {
   type AdmitOptions,
@@ -62,12 +62,12 @@ class NoGpuSource implements GpuInfoSource {
 async function tryNvml(opts: GpuSourceOptions): Promise<GpuInfoSource | string> {
   const loaded = loadAddon();
   if (!loaded.ok) return loaded.reason;
-  const lib = opts.nvmlLibrary ?? process.env["AITBC_NVML_LIBRARY"];
-  const r = await loaded.addon.open(lib ? { library: lib } : {});
+  const r = await loaded.addon.open(opts.nvmlLibrary || defaultNvmlLibrary());
   if (!r.available) return `NVML not available: ${r.reason}`;
   const missing = r.missingSymbols.length > 0 ? `; missing symbols: ${r.missingSymbols.join(", ")}` : "";
   return new NvmlGpuSource({
     addon: loaded.addon,
+    unpack: loaded.unpack,
     library: r.library,
     reason: `NVML via ${r.library} (addon ${loaded.path})${missing}`,
     log: opts.log,

@@ -2,7 +2,7 @@
 import type { NvmlAddon, NvmlDevice, NvmlSnapshot } from "../../binding.js";
 import type { Logger } from "../log.js";
 import { emptyExtra, type GpuExtra } from "./extra.js";
-import { unpackSnapshot } from "./packed.js";
+import type { Unpack } from "./packed.js";
 import { decodeClockEventReasons } from "./reasons.js";
 import type { GpuDevice, GpuInfoSource, GpuSnapshot } from "./types.js";
 
@@ -33,11 +33,10 @@ function errorCode(err: unknown): number | null {
   return typeof c === "number" ? c : null;
 }
 
-// The addon holds one NVML session per process: shut it down when the last source closes.
-let openSources = 0;
-
 export interface NvmlSourceOptions {
+  /** Opened once for this source: that open is this source's hold, returned by close(). */
   addon: NvmlAddon;
+  unpack: Unpack;
   library: string;
   reason: string;
   log: Logger;
@@ -49,6 +48,7 @@ export class NvmlGpuSource implements GpuInfoSource {
   readonly kind = "nvml" as const;
   readonly reason: string;
   private readonly addon: NvmlAddon;
+  private readonly unpack: Unpack;
   private readonly log: Logger;
   private readonly pcieThroughput: boolean;
   // Identity of each index from the last good read, so a lost GPU still has a name and UUID.
@@ -58,17 +58,17 @@ export class NvmlGpuSource implements GpuInfoSource {
 
   constructor(opts: NvmlSourceOptions) {
     this.addon = opts.addon;
+    this.unpack = opts.unpack;
     this.reason = opts.reason;
     this.log = opts.log;
     this.pcieThroughput = opts.pcieThroughput ?? false;
-    openSources++;
   }
 
   async snapshot(): Promise<GpuSnapshot> {
     this.assertOpen();
     try {
       const raw = await this.addon.snapshotPackedAsync({ pcieThroughput: this.pcieThroughput });
-      return this.map(unpackSnapshot(raw));
+      return this.map(this.unpack(raw));
     } catch (err) {
       throw this.wrap(err);
     }
@@ -78,7 +78,7 @@ export class NvmlGpuSource implements GpuInfoSource {
   snapshotSync(): GpuSnapshot {
     this.assertOpen();
     try {
-      return this.map(unpackSnapshot(this.addon.snapshotPacked({ pcieThroughput: this.pcieThroughput })));
+      return this.map(this.unpack(this.addon.snapshotPacked({ pcieThroughput: this.pcieThroughput })));
     } catch (err) {
       throw this.wrap(err);
     }
@@ -87,8 +87,7 @@ export class NvmlGpuSource implements GpuInfoSource {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    openSources--;
-    if (openSources === 0) this.addon.close();
+    this.addon.close();
   }
 
   private assertOpen(): void {

@@ -1,6 +1,7 @@
 // Typed description of the fake NVML's devices and faults, written as the key=value file that
 // fake_nvml.c reads at nvmlInit (env FAKE_NVML_CONFIG).
 import { writeFileSync } from "node:fs";
+import type { NvmlDevice, NvmlSnapshot } from "../../binding.js";
 
 export type FakeField =
   | "name"
@@ -182,4 +183,76 @@ export function renderFakeNvmlConfig(cfg: FakeNvmlConfig): string {
 export function writeFakeNvmlConfig(file: string, cfg: FakeNvmlConfig): string {
   writeFileSync(file, renderFakeNvmlConfig(cfg));
   return file;
+}
+
+/**
+ * What the addon must report for `cfg` served by the current (versioned-symbol) fake: the truth
+ * the fake serves, computed from the config rather than read back through the addon. Covers a
+ * device lost from the start (lostAfter 0), not one lost part-way or a growing process list.
+ */
+export function expectedSnapshot(cfg: FakeNvmlConfig, opts: { pcieThroughput?: boolean } = {}): NvmlSnapshot {
+  const devices = cfg.devices.map((d, index): NvmlDevice => {
+    if (d.lostAfter === 0) {
+      // Lost from the first call, which is nvmlDeviceGetHandleByIndex.
+      const message = "nvmlDeviceGetHandleByIndex: GPU is lost";
+      return { index, error: { code: 15, message }, name: null, uuid: null };
+    }
+    if (d.lostAfter !== undefined || d.processesGrow) throw new Error("expectedSnapshot: fault not covered");
+    const has = (g: FakeField) => !d.unsupported?.includes(g);
+    const val = <T>(g: FakeField, v: T): T | null => (has(g) ? v : null);
+    const bytes = (mib: number | undefined) => Math.round((mib ?? 0) * MiB);
+    const total = bytes(d.memTotalMiB);
+    const used = bytes(d.memUsedMiB);
+    const reserved = bytes(d.memReservedMiB);
+    const pstate = d.pstate ?? 0;
+    const [major, minor] = d.cc ?? [0, 0];
+    return {
+      index,
+      error: null,
+      name: val("name", d.name ?? ""),
+      uuid: val("uuid", d.uuid ?? ""),
+      pciBusId: val("pci", d.pci ?? null),
+      memoryTotalBytes: val("memory", total),
+      memoryUsedBytes: val("memory", used),
+      memoryFreeBytes: val("memory", total - used - reserved),
+      memoryReservedBytes: val("memory", reserved),
+      utilizationGpuPct: val("utilization", d.utilGpu ?? 0),
+      utilizationMemoryPct: val("utilization", d.utilMem ?? 0),
+      temperatureC: val("temperature", d.temp ?? 0),
+      powerDrawMw: val("power", d.powerMw ?? 0),
+      powerLimitMw: val("power_limit", d.powerLimitMw ?? 0),
+      powerEnforcedLimitMw: val("power_enforced", d.powerEnforcedMw ?? 0),
+      totalEnergyMj: val("energy", d.energyMj ?? 0),
+      smClockMHz: val("clocks", d.smClock ?? 0),
+      memClockMHz: val("clocks", d.memClock ?? 0),
+      smClockMaxMHz: val("max_clocks", d.smClockMax ?? 0),
+      memClockMaxMHz: val("max_clocks", d.memClockMax ?? 0),
+      fanSpeedPct: val("fan", d.fan ?? 0),
+      pstate: pstate >= 0 && pstate <= 15 ? val("pstate", pstate) : null,
+      clockEventReasons: val("clock_reasons", d.clockReasons ?? 0),
+      eccModeCurrent: val("ecc", d.eccCurrent ?? false),
+      eccModePending: val("ecc", d.eccPending ?? false),
+      eccUncorrectedVolatile: val("ecc_errors", d.eccUncorrected ?? 0),
+      pcieLinkGen: val("pcie", d.pcieGen ?? 0),
+      pcieLinkWidth: val("pcie", d.pcieWidth ?? 0),
+      pcieLinkGenMax: val("pcie", d.pcieGenMax ?? 0),
+      pcieLinkWidthMax: val("pcie", d.pcieWidthMax ?? 0),
+      pcieTxKBs: opts.pcieThroughput ? val("pcie_throughput", d.pcieTxKBs ?? 0) : null,
+      pcieRxKBs: opts.pcieThroughput ? val("pcie_throughput", d.pcieRxKBs ?? 0) : null,
+      computeCapability: val("cc", { major, minor }),
+      processes: val(
+        "processes",
+        (d.processes ?? []).map((p) => ({
+          pid: p.pid,
+          usedMemoryBytes: p.usedMiB === null ? null : bytes(p.usedMiB),
+        })),
+      ),
+    };
+  });
+  return {
+    driverVersion: cfg.driver ?? "550.54.14",
+    nvmlVersion: cfg.nvml ?? "12.550.54.14",
+    cudaDriverVersion: cfg.cuda ?? 12040,
+    devices,
+  };
 }

@@ -4,6 +4,7 @@ import {
   admit,
   capabilitiesFromSnapshot,
   createGpuInfoSource,
+  defaultNvmlLibrary,
   type GpuInfoSource,
   GpuSnapshotError,
   heartbeatMetrics,
@@ -11,9 +12,9 @@ import {
   pickDevice,
   readExtra,
 } from "../../src/gpu/index.js";
-import { unpackSnapshot } from "../../src/gpu/packed.js";
+import { PackedLayoutError, packedDecoder } from "../../src/gpu/packed.js";
 import { silentLogger } from "../../src/log.js";
-import { fakeDevice } from "../fake-nvml/config.js";
+import { expectedSnapshot, type FakeNvmlConfig, fakeDevice } from "../fake-nvml/config.js";
 import { fake, useFakeConfig } from "./helpers.js";
 
 const log = silentLogger();
@@ -194,6 +195,17 @@ describe("NVML addon over the fake library", () => {
     expect(s.reason).toContain("nvmlInit failed: Driver Not Loaded (NVML code 9)");
   });
 
+  it("resolves the default library in TypeScript; the addon requires a path", async () => {
+    expect(defaultNvmlLibrary({})).toBe("libnvidia-ml.so.1");
+    expect(defaultNvmlLibrary({ AITBC_NVML_LIBRARY: "" })).toBe("libnvidia-ml.so.1");
+    expect(defaultNvmlLibrary({ AITBC_NVML_LIBRARY: "/opt/nvml.so" })).toBe("/opt/nvml.so");
+    const loaded = loadAddon();
+    if (!loaded.ok) throw new Error(loaded.reason);
+    const open = loaded.addon.open as (library?: unknown) => Promise<unknown>;
+    expect(() => open()).toThrow(TypeError);
+    expect(() => open("")).toThrow(/non-empty path/);
+  });
+
   it("takes the library path from AITBC_NVML_LIBRARY when no option is given", async () => {
     useFakeConfig({ devices: [fakeDevice(0), fakeDevice(1)] });
     process.env["AITBC_NVML_LIBRARY"] = fake.current;
@@ -208,8 +220,8 @@ describe("NVML addon over the fake library", () => {
 });
 
 describe("packed snapshot", () => {
-  it("decodes to exactly what the object form of the addon returns", async () => {
-    useFakeConfig({
+  it("decodes to exactly what the fake NVML serves, sync and async", async () => {
+    const cfg: FakeNvmlConfig = {
       devices: [
         fakeDevice(0, {
           processes: [
@@ -220,16 +232,34 @@ describe("packed snapshot", () => {
         }),
         fakeDevice(1, { unsupported: ["fan", "cc", "processes", "ecc", "power"], eccCurrent: false }),
         fakeDevice(2, { lostAfter: 0 }),
+        // After a lost device and one without a process list: its pairs must still line up.
+        fakeDevice(3, { processes: [{ pid: 31, usedMiB: 3 }], pstate: 32 }),
       ],
-    });
+      cuda: 12020,
+    };
+    useFakeConfig(cfg);
     await open();
     const loaded = loadAddon();
     if (!loaded.ok) throw new Error(loaded.reason);
-    const a = loaded.addon;
-    const viaObjects = a.snapshot({ pcieThroughput: true });
-    expect(unpackSnapshot(a.snapshotPacked({ pcieThroughput: true }))).toEqual(viaObjects);
-    expect(unpackSnapshot(await a.snapshotPackedAsync())).toEqual(await a.snapshotAsync());
-    expect(viaObjects.devices[2]!.error?.code).toBe(15);
+    const { addon, unpack } = loaded;
+    expect(unpack(addon.snapshotPacked({ pcieThroughput: true }))).toEqual(
+      expectedSnapshot(cfg, { pcieThroughput: true }),
+    );
+    expect(unpack(await addon.snapshotPackedAsync())).toEqual(expectedSnapshot(cfg));
+  });
+
+  it("names its layout, and a value the decoder needs but the addon lacks fails at load", () => {
+    const loaded = loadAddon();
+    if (!loaded.ok) throw new Error(loaded.reason);
+    const { packedFields, packedStrings } = loaded.addon;
+    expect(new Set(packedFields).size).toBe(packedFields.length);
+    expect(packedStrings).toEqual(["name", "uuid", "pciBusId", "errorMessage"]);
+    // The decoder reads by name, so another order decodes the same.
+    expect(() => packedDecoder({ packedFields: [...packedFields].reverse(), packedStrings })).not.toThrow();
+    const without = packedFields.filter((f) => f !== "pcieRxKBs");
+    expect(() => packedDecoder({ packedFields: without, packedStrings })).toThrow(PackedLayoutError);
+    expect(() => packedDecoder({ packedFields: without, packedStrings })).toThrow(/lack "pcieRxKBs"/);
+    expect(() => packedDecoder({ packedFields, packedStrings: ["name", "uuid"] })).toThrow(/lack "pciBusId"/);
   });
 });
 

@@ -22,14 +22,51 @@ describe("addon and worker threads", () => {
     const script = `
       const { Worker } = require("node:worker_threads");
       const a = require(${JSON.stringify(addon.path)});
-      a.open({ library: ${JSON.stringify(fakeNvmlPaths(root).current)} }).then(() => {
+      a.open(${JSON.stringify(fakeNvmlPaths(root).current)}).then(() => {
         const w = new Worker("require(" + JSON.stringify(${JSON.stringify(addon.path)}) + ")", { eval: true });
-        w.on("exit", () => console.log(JSON.stringify({ open: a.isOpen(), devices: a.snapshot().devices.length })));
+        w.on("exit", () => console.log(JSON.stringify({ open: a.isOpen(), devices: a.snapshotPacked().count })));
       });`;
     const out = execFileSync(process.execPath, ["-e", script], {
       env: { ...process.env, FAKE_NVML_CONFIG: config },
       encoding: "utf8",
     });
     expect(JSON.parse(out)).toEqual({ open: true, devices: 2 });
+  });
+
+  it("one count: each open is a hold, a worker's exit returns only its own, the last close shuts down", () => {
+    const addon = loadAddon();
+    expect(addon.ok).toBe(true);
+    if (!addon.ok) return;
+    const config = writeFakeNvmlConfig(join(mkdtempSync(join(tmpdir(), "nvml-worker-")), "fake.conf"), {
+      devices: [fakeDevice(0)],
+    });
+    const path = JSON.stringify(addon.path);
+    const lib = JSON.stringify(fakeNvmlPaths(root).current);
+    // The worker opens twice and closes once, then exits still holding one.
+    const worker = `const a = require(${path}); a.open(${lib}).then(() => a.open(${lib})).then(() => a.close());`;
+    const script = `
+      const { Worker } = require("node:worker_threads");
+      const a = require(${path});
+      const seen = [];
+      (async () => {
+        await a.open(${lib});
+        await a.open(${lib});
+        a.close();
+        seen.push(a.isOpen());
+        const other = await a.open("/nonexistent/libnvidia-ml.so.1");
+        seen.push(other.available, other.reason.includes("already open"));
+        await new Promise((r) => new Worker(${JSON.stringify(worker)}, { eval: true }).on("exit", r));
+        seen.push(a.isOpen());
+        a.close();
+        seen.push(a.isOpen());
+        a.close();
+        seen.push(a.isOpen(), (await a.open(${lib})).available);
+        console.log(JSON.stringify(seen));
+      })();`;
+    const out = execFileSync(process.execPath, ["-e", script], {
+      env: { ...process.env, FAKE_NVML_CONFIG: config },
+      encoding: "utf8",
+    });
+    expect(JSON.parse(out)).toEqual([true, false, true, true, false, false, true]);
   });
 });
