@@ -22,6 +22,8 @@ using aitbc::SnapshotOptions;
 struct Session {
   std::mutex mu;
   NvmlLibrary lib;
+  // What snapshots learned about slow and unsupported fields; forgotten when NVML closes.
+  aitbc::FieldMemo memo;
   bool initialized = false;  // == !holds.empty()
   std::unordered_map<napi_env, int> holds;
 };
@@ -37,6 +39,7 @@ void shutdownLocked(Session& s) {
   s.initialized = false;
   s.holds.clear();
   s.lib.close();
+  s.memo.clear();
 }
 
 // Returns `count` holds of `env` (all of them when count < 0); the last one out shuts NVML down.
@@ -209,7 +212,7 @@ SnapshotData collectLocked(const SnapshotOptions& opts) {
   Session& s = session();
   std::lock_guard<std::mutex> lock(s.mu);
   if (!s.initialized) throw NvmlFailure{NVML_ERROR_UNINITIALIZED, "NVML is not open: call open() first"};
-  return aitbc::collectSnapshot(s.lib, opts);
+  return aitbc::collectSnapshot(s.lib, opts, s.memo);
 }
 
 class OpenWorker : public Napi::AsyncWorker {

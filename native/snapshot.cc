@@ -1,5 +1,6 @@
 #include "snapshot.h"
 
+#include <chrono>
 #include <cstring>
 #include <memory>
 
@@ -20,6 +21,59 @@ bool field(Fn&& call) {
   if (rc == NVML_SUCCESS) return true;
   if (isDeviceFatal(rc)) throw DeviceLost{rc};
   return false;
+}
+
+// Fields whose reads are memoised (see DeviceMemo). kAlways: read every time, but a field the
+// device does not support is still remembered and skipped.
+enum MemoField : int {
+  kPowerLimit,
+  kEnergy,
+  kSmClockMax,
+  kMemClockMax,
+  kFan,
+  kEcc,
+  kPcieGenMax,
+  kPcieWidthMax,
+  kCc,
+  kPowerEnforced,
+  kClockReasons,
+  kEccErrors,
+  kPstate,
+  kMemoFields
+};
+static_assert(kMemoFields <= 16, "DeviceMemo::readAtMs holds 16 fields");
+
+constexpr long long kForever = -1;
+constexpr long long kAlways = 0;
+
+long long nowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+bool unsupportedCode(nvmlReturn_t rc) {
+  return rc == NVML_ERROR_NOT_SUPPORTED || rc == NVML_ERROR_FUNCTION_NOT_FOUND;
+}
+
+// Read one memoised field: from the last snapshot while fresh, never when unsupported, else ask
+// the driver (`read` stores into the new DeviceData and returns the NVML code).
+template <typename Read, typename Copy>
+void memoised(DeviceMemo& m, MemoField f, long long ttlMs, long long now, Read&& read, Copy&& copy) {
+  const unsigned long long bit = 1ULL << f;
+  if (m.unsupported & bit) return;
+  const long long at = m.readAtMs[f];
+  if (at != 0 && ttlMs != kAlways && (ttlMs == kForever || now - at < ttlMs)) {
+    copy();
+    return;
+  }
+  nvmlReturn_t rc = read();
+  if (rc == NVML_SUCCESS) {
+    m.readAtMs[f] = now;
+  } else if (unsupportedCode(rc)) {
+    m.unsupported |= bit;
+  } else if (isDeviceFatal(rc)) {
+    throw DeviceLost{rc};
+  }
 }
 
 std::string boundedString(const char* buf, size_t cap) { return std::string(buf, strnlen(buf, cap)); }
@@ -60,7 +114,7 @@ void readProcesses(const NvmlApi& a, nvmlDevice_t dev, DeviceData& d) {
   d.processes = std::move(out);
 }
 
-void readDevice(const NvmlApi& a, nvmlDevice_t dev, const SnapshotOptions& opts, DeviceData& d) {
+void readDevice(const NvmlApi& a, nvmlDevice_t dev, const SnapshotOptions& opts, DeviceData& d, DeviceMemo& m) {
   char buf[256];
   if (a.deviceGetName && field([&] { return a.deviceGetName(dev, buf, sizeof buf); }))
     d.name = boundedString(buf, sizeof buf);
@@ -108,54 +162,133 @@ void readDevice(const NvmlApi& a, nvmlDevice_t dev, const SnapshotOptions& opts,
   auto enumField = [&](nvmlDeviceGetEnumUInt_fn fn, int arg, Opt<double>& slot) {
     if (fn && field([&] { return fn(dev, arg, &v); })) slot = v;
   };
+  const long long now = nowMs();
+  const DeviceData& last = m.last;
+  // A memoised unsigned field: `slot` is the field in both the new and the last DeviceData.
+  auto memoUint = [&](MemoField f, long long ttl, nvmlDeviceGetUInt_fn fn, Opt<double> DeviceData::*slot) {
+    if (!fn) return;
+    memoised(
+        m, f, ttl, now,
+        [&] {
+          nvmlReturn_t rc = fn(dev, &v);
+          if (rc == NVML_SUCCESS) d.*slot = v;
+          return rc;
+        },
+        [&] { d.*slot = last.*slot; });
+  };
+  auto memoEnum = [&](MemoField f, long long ttl, nvmlDeviceGetEnumUInt_fn fn, int arg,
+                      Opt<double> DeviceData::*slot) {
+    if (!fn) return;
+    memoised(
+        m, f, ttl, now,
+        [&] {
+          nvmlReturn_t rc = fn(dev, arg, &v);
+          if (rc == NVML_SUCCESS) d.*slot = v;
+          return rc;
+        },
+        [&] { d.*slot = last.*slot; });
+  };
   enumField(a.deviceGetTemperature, NVML_TEMPERATURE_GPU, d.temperature);
   uintField(a.deviceGetPowerUsage, d.powerDrawMw);
-  uintField(a.deviceGetPowerManagementLimit, d.powerLimitMw);
-  uintField(a.deviceGetEnforcedPowerLimit, d.powerEnforcedMw);
-  if (a.deviceGetTotalEnergyConsumption && field([&] { return a.deviceGetTotalEnergyConsumption(dev, &ull); }))
-    d.energyMj = static_cast<double>(ull);
+  memoUint(kPowerLimit, 30000, a.deviceGetPowerManagementLimit, &DeviceData::powerLimitMw);
+  memoUint(kPowerEnforced, kAlways, a.deviceGetEnforcedPowerLimit, &DeviceData::powerEnforcedMw);
+  if (a.deviceGetTotalEnergyConsumption) {
+    memoised(
+        m, kEnergy, 5000, now,
+        [&] {
+          nvmlReturn_t rc = a.deviceGetTotalEnergyConsumption(dev, &ull);
+          if (rc == NVML_SUCCESS) d.energyMj = static_cast<double>(ull);
+          return rc;
+        },
+        [&] { d.energyMj = last.energyMj; });
+  }
   enumField(a.deviceGetClockInfo, NVML_CLOCK_SM, d.smClock);
   enumField(a.deviceGetClockInfo, NVML_CLOCK_MEM, d.memClock);
-  enumField(a.deviceGetMaxClockInfo, NVML_CLOCK_SM, d.smClockMax);
-  enumField(a.deviceGetMaxClockInfo, NVML_CLOCK_MEM, d.memClockMax);
-  uintField(a.deviceGetFanSpeed, d.fan);
+  memoEnum(kSmClockMax, kForever, a.deviceGetMaxClockInfo, NVML_CLOCK_SM, &DeviceData::smClockMax);
+  memoEnum(kMemClockMax, kForever, a.deviceGetMaxClockInfo, NVML_CLOCK_MEM, &DeviceData::memClockMax);
+  memoUint(kFan, kAlways, a.deviceGetFanSpeed, &DeviceData::fan);
   int iv = 0;
   // NVML_PSTATE_UNKNOWN (32) is a value that says nothing: report it as null.
-  if (a.deviceGetPerformanceState && field([&] { return a.deviceGetPerformanceState(dev, &iv); }) && iv >= 0 &&
-      iv <= 15)
-    d.pstate = iv;
-  if (a.deviceGetClocksEventReasons && field([&] { return a.deviceGetClocksEventReasons(dev, &ull); }))
-    d.clockEventReasons = static_cast<double>(ull);
-  int cur = 0, pend = 0;
-  if (a.deviceGetEccMode && field([&] { return a.deviceGetEccMode(dev, &cur, &pend); })) {
-    d.eccCurrent = cur != 0;
-    d.eccPending = pend != 0;
+  if (a.deviceGetPerformanceState) {
+    memoised(
+        m, kPstate, kAlways, now,
+        [&] {
+          nvmlReturn_t rc = a.deviceGetPerformanceState(dev, &iv);
+          if (rc == NVML_SUCCESS && iv >= 0 && iv <= 15) d.pstate = iv;
+          return rc;
+        },
+        [] {});
   }
-  if (a.deviceGetTotalEccErrors && field([&] {
-        return a.deviceGetTotalEccErrors(dev, NVML_MEMORY_ERROR_TYPE_UNCORRECTED, NVML_VOLATILE_ECC, &ull);
-      }))
-    d.eccUncorrectedVolatile = static_cast<double>(ull);
+  if (a.deviceGetClocksEventReasons) {
+    memoised(
+        m, kClockReasons, kAlways, now,
+        [&] {
+          nvmlReturn_t rc = a.deviceGetClocksEventReasons(dev, &ull);
+          if (rc == NVML_SUCCESS) d.clockEventReasons = static_cast<double>(ull);
+          return rc;
+        },
+        [] {});
+  }
+  if (a.deviceGetEccMode) {
+    memoised(
+        m, kEcc, 30000, now,
+        [&] {
+          int cur = 0, pend = 0;
+          nvmlReturn_t rc = a.deviceGetEccMode(dev, &cur, &pend);
+          if (rc == NVML_SUCCESS) {
+            d.eccCurrent = cur != 0;
+            d.eccPending = pend != 0;
+          }
+          return rc;
+        },
+        [&] {
+          d.eccCurrent = last.eccCurrent;
+          d.eccPending = last.eccPending;
+        });
+  }
+  if (a.deviceGetTotalEccErrors) {
+    memoised(
+        m, kEccErrors, kAlways, now,
+        [&] {
+          nvmlReturn_t rc =
+              a.deviceGetTotalEccErrors(dev, NVML_MEMORY_ERROR_TYPE_UNCORRECTED, NVML_VOLATILE_ECC, &ull);
+          if (rc == NVML_SUCCESS) d.eccUncorrectedVolatile = static_cast<double>(ull);
+          return rc;
+        },
+        [] {});
+  }
   uintField(a.deviceGetCurrPcieLinkGeneration, d.pcieGen);
   uintField(a.deviceGetCurrPcieLinkWidth, d.pcieWidth);
-  uintField(a.deviceGetMaxPcieLinkGeneration, d.pcieGenMax);
-  uintField(a.deviceGetMaxPcieLinkWidth, d.pcieWidthMax);
+  memoUint(kPcieGenMax, kForever, a.deviceGetMaxPcieLinkGeneration, &DeviceData::pcieGenMax);
+  memoUint(kPcieWidthMax, kForever, a.deviceGetMaxPcieLinkWidth, &DeviceData::pcieWidthMax);
   if (opts.pcieThroughput) {
     // Each of these blocks ~20 ms on real hardware: only when asked.
     enumField(a.deviceGetPcieThroughput, NVML_PCIE_UTIL_TX_BYTES, d.pcieTxKBs);
     enumField(a.deviceGetPcieThroughput, NVML_PCIE_UTIL_RX_BYTES, d.pcieRxKBs);
   }
-  int major = 0, minor = 0;
-  if (a.deviceGetCudaComputeCapability &&
-      field([&] { return a.deviceGetCudaComputeCapability(dev, &major, &minor); })) {
-    d.ccMajor = major;
-    d.ccMinor = minor;
+  if (a.deviceGetCudaComputeCapability) {
+    memoised(
+        m, kCc, kForever, now,
+        [&] {
+          int major = 0, minor = 0;
+          nvmlReturn_t rc = a.deviceGetCudaComputeCapability(dev, &major, &minor);
+          if (rc == NVML_SUCCESS) {
+            d.ccMajor = major;
+            d.ccMinor = minor;
+          }
+          return rc;
+        },
+        [&] {
+          d.ccMajor = last.ccMajor;
+          d.ccMinor = last.ccMinor;
+        });
   }
   if (opts.processes) readProcesses(a, dev, d);
 }
 
 }  // namespace
 
-SnapshotData collectSnapshot(const NvmlLibrary& lib, const SnapshotOptions& opts) {
+SnapshotData collectSnapshot(const NvmlLibrary& lib, const SnapshotOptions& opts, FieldMemo& memo) {
   const NvmlApi& a = lib.api();
   SnapshotData s;
   char buf[96];
@@ -170,6 +303,7 @@ SnapshotData collectSnapshot(const NvmlLibrary& lib, const SnapshotOptions& opts
   nvmlReturn_t rc = a.deviceGetCount(&count);
   if (rc != NVML_SUCCESS) throw NvmlFailure{rc, "nvmlDeviceGetCount: " + lib.errorString(rc)};
   s.devices.resize(count);
+  if (memo.devices.size() != count) memo.devices.assign(count, DeviceMemo{});
   for (unsigned int i = 0; i < count; ++i) {
     DeviceData& d = s.devices[i];
     d.index = i;
@@ -180,9 +314,23 @@ SnapshotData collectSnapshot(const NvmlLibrary& lib, const SnapshotOptions& opts
       d.errorText = "nvmlDeviceGetHandleByIndex: " + lib.errorString(rc);
       continue;
     }
+    DeviceMemo& m = memo.devices[i];
     try {
-      readDevice(a, dev, opts, d);
+      readDevice(a, dev, opts, d, m);
+      // Another card at this index (hot-plug, re-enumeration): what we knew was about another GPU.
+      const std::string uuid = d.uuid.value_or("");
+      if (m.uuid.empty()) {
+        m.uuid = uuid;
+      } else if (m.uuid != uuid) {
+        m = DeviceMemo{};
+        m.uuid = uuid;
+        d = DeviceData{};
+        d.index = i;
+        readDevice(a, dev, opts, d, m);
+      }
+      m.last = d;
     } catch (const DeviceLost& lost) {
+      m = DeviceMemo{};
       DeviceData failed;
       failed.index = i;
       failed.uuid = d.uuid;

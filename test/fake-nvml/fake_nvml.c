@@ -179,9 +179,26 @@ static int unsupported(const dev_t_* d, const char* group) {
   return 0;
 }
 
+/* With FAKE_NVML_CALL_LOG set, every device call appends its field group (one per line), so a
+ * test can count which calls the addon really makes. */
+static void log_call(const char* group) {
+  static FILE* log = NULL;
+  static int opened = 0;
+  if (!opened) {
+    const char* path = getenv("FAKE_NVML_CALL_LOG");
+    if (path != NULL && *path) log = fopen(path, "a");
+    opened = 1;
+  }
+  if (log != NULL) {
+    fprintf(log, "%s\n", group != NULL ? group : "-");
+    fflush(log);
+  }
+}
+
 /* Common prologue of every device call: initialized, valid handle, lost countdown, support. */
 static nvmlReturn_t enter(void* handle, const char* group, dev_t_** out) {
   if (!initialized) return UNINIT;
+  log_call(group);
   dev_t_* d = (dev_t_*)handle;
   if (d < devs || d >= devs + ndevs) return INVALID;
   d->calls++;

@@ -1,7 +1,8 @@
 // The real N-API path in child processes: long runs, lost GPUs, the telemetry command.
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { fakeDevice } from "../fake-nvml/config.js";
-import { configFile, fake, root, runNode } from "./helpers.js";
+import { configFile, fake, root, runNode, tmp } from "./helpers.js";
 
 const MB = 1024 * 1024;
 const env = (cfg: string) => ({
@@ -42,5 +43,30 @@ describe("NVML addon in a child process", () => {
     // The sixth snapshot fails as a whole (NVML code carried), the next ones work again.
     expect(out.seen[5]).toBe("error:999");
     expect(out.seen[7]).toEqual(["ok:81559", "lost:15"]);
+  });
+});
+
+describe("slow and unsupported NVML fields (what a real H200 driver showed)", () => {
+  it("asks an unsupported field once, static facts once, and settings at most every 30 s", async () => {
+    const cfg = configFile({ devices: [fakeDevice(0, { unsupported: ["fan"] })] });
+    const log = `${tmp}/calls-${process.pid}.log`;
+    const r = await runNode(["test/gpu/fixtures/call-count.mjs", fake.current, "12"], {
+      ...env(cfg),
+      FAKE_NVML_CALL_LOG: log,
+    });
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const calls = readFileSync(log, "utf8").trim().split("\n");
+    const count = (g: string) => calls.filter((c) => c === g).length;
+    expect(count("temperature")).toBe(12); // live values: every snapshot
+    expect(count("fan")).toBe(1); // NOT_SUPPORTED once: never asked again
+    expect(count("max_clocks")).toBe(2); // SM and memory, once each
+    expect(count("cc")).toBe(1);
+    expect(count("energy")).toBe(1); // a 5 s counter: one read in this short run
+    expect(count("power_limit")).toBe(1); // an admin setting: every 30 s
+    // Memoised values are the ones the device gave, not nulls.
+    const out = JSON.parse(r.stdout) as { first: Record<string, unknown>; last: Record<string, unknown> };
+    expect(out.last).toEqual(out.first);
+    expect(out.last["powerLimitW"]).toBe(700);
   });
 });
