@@ -6,7 +6,8 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-export const vectorsPath = join(repoRoot, "..", "shared", "vectors", "receipts.json");
+/** Made by the Python reference implementation; see test/fixtures/receipt-vectors/README.md. */
+export const vectorsPath = join(repoRoot, "test", "fixtures", "receipt-vectors", "receipts.json");
 
 export interface Vector {
   payload_json: string;

@@ -11,7 +11,7 @@ import { loadVectors, nodeSign, nodeVerify } from "./helpers.js";
 
 const vectors = loadVectors();
 
-describe("reference vectors (../shared/vectors/receipts.json)", () => {
+describe("reference vectors (test/fixtures/receipt-vectors, made by the Python reference)", () => {
   it("has the vectors this suite relies on", () => {
     expect(vectors.length).toBeGreaterThanOrEqual(7);
     expect(vectors[3]!.payload_json).toContain("\u007f");
