@@ -1,5 +1,6 @@
 // `doctor`: what works on this host, what is missing, and what to do about it. Read-only.
-import { accessSync, constants, existsSync, statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
+import { dirname } from "node:path";
 import type { Command } from "commander";
 import { checkCoordinatorUrl, resolveSecretFiles } from "../config.js";
 import { createCoordinatorClient } from "../coordinator/client.js";
@@ -8,6 +9,7 @@ import { silentLogger } from "../log.js";
 import { defaultStateDir, stateFiles } from "../paths.js";
 import { loadKeyFile } from "../receipts/index.js";
 import { redactUrlCredentials } from "../redact.js";
+import { DEFAULT_MIN_FREE_BYTES, StateStorage } from "../state-storage.js";
 import { version } from "../version.js";
 
 type Status = "ok" | "warn" | "fail";
@@ -192,17 +194,7 @@ async function runChecks(opts: DoctorOptions): Promise<Check[]> {
     });
   }
 
-  try {
-    if (existsSync(opts.stateDir)) accessSync(opts.stateDir, constants.W_OK);
-    checks.push({ name: "state", status: "ok", detail: `state directory ${opts.stateDir}` });
-  } catch {
-    checks.push({
-      name: "state",
-      status: "fail",
-      detail: `${opts.stateDir} is not writable`,
-      fix: "pass --state-dir DIR that this user can write",
-    });
-  }
+  checks.push(await checkStateDir(opts.stateDir));
   const keyPath = stateFiles.key(opts.stateDir);
   if (existsSync(keyPath)) {
     try {
@@ -222,6 +214,31 @@ async function runChecks(opts: DoctorOptions): Promise<Check[]> {
 
   if (opts.coordinator) checks.push(await checkCoordinator(opts, opts.coordinator));
   return checks;
+}
+
+/**
+ * A real write (a probe file, fsync, removed) and the free space: what the miner itself needs
+ * before it takes a job. A directory not made yet is judged by its nearest existing parent.
+ */
+async function checkStateDir(dir: string): Promise<Check> {
+  let probeDir = dir;
+  while (!existsSync(probeDir) && dirname(probeDir) !== probeDir) probeDir = dirname(probeDir);
+  const storage = new StateStorage(probeDir, silentLogger(), DEFAULT_MIN_FREE_BYTES);
+  const writable = await storage.check();
+  const { reason, freeBytes } = storage.snapshot();
+  const free = freeBytes === null ? "" : `, ${Math.floor(freeBytes / (1024 * 1024))} MiB free`;
+  const where =
+    probeDir === dir ? `state directory ${dir}` : `state directory ${dir} (to be created in ${probeDir})`;
+  if (writable) return { name: "state", status: "ok", detail: `${where} writable${free}` };
+  return {
+    name: "state",
+    status: "fail",
+    detail: `${where}: ${reason}`,
+    fix:
+      freeBytes !== null && reason?.includes("headroom")
+        ? "free disk space: the miner takes no job while the state directory is this full"
+        : "pass --state-dir DIR that this user can write (or fix its permissions / remount it read-write)",
+  };
 }
 
 async function checkCoordinator(opts: DoctorOptions, coordinator: string): Promise<Check> {

@@ -179,3 +179,22 @@ describe("unwritable state directory at start", () => {
     expect(exit.reason).toContain("--state-dir");
   });
 });
+
+describe("doctor checks the state directory as the miner needs it", () => {
+  it.runIf(canMount)("a real write and the headroom: full and read-only both fail with advice", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "state-doctor-"));
+    expect(tryMount(dir, "size=1m")).toBe(true);
+    cleanups.push(() => {
+      spawnSync("umount", [dir]);
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const full = await runCli(["doctor", "--state-dir", dir]);
+    expect(full.stdout).toMatch(/state .*below the 64 MiB headroom/);
+    expect(full.stdout).toContain("free disk space");
+    expect(spawnSync("mount", ["-o", "remount,ro", dir]).status).toBe(0);
+    const ro = await runCli(["doctor", "--state-dir", dir]);
+    expect(ro.stdout).toMatch(/state .*read-only \(EROFS\)/);
+    const ok = await runCli(["doctor", "--state-dir", mkdtempSync(join(tmpdir(), "state-ok-"))]);
+    expect(ok.stdout).toMatch(/state .*writable, \d+ MiB free/);
+  });
+});
