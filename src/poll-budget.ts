@@ -5,6 +5,8 @@
 // A dialect with no known limit starts unbounded and learns one from its 429s.
 
 const UNBOUNDED_HISTORY = 10_000;
+/** The lowest limit a 429 can teach (per window). */
+const MIN_LEARNED_LIMIT = 10;
 
 export class PollBudget {
   /** Send times of the polls still inside the window, oldest first (at most `limit`). */
@@ -37,11 +39,13 @@ export class PollBudget {
 
   /**
    * The coordinator answered 429: its limit is below what we sent in this window. Settle just
-   * under that count (never below 1) so the same burst does not happen again.
+   * under that count, but only on evidence: a 429 after a handful of polls says more about the
+   * server (a shared IP, a burst from elsewhere) than about a limit, and Retry-After covers it.
    */
   learnFrom429(now: number, sentInWindow = this.countInWindow(now)): void {
-    const next = Math.max(1, Math.min(this.limit, sentInWindow - 1));
-    if (!Number.isFinite(this.limit) || next < this.limit) this.limit = next;
+    if (sentInWindow <= MIN_LEARNED_LIMIT) return;
+    const next = Math.min(this.limit, sentInWindow - 1);
+    if (next < this.limit) this.limit = next;
   }
 
   private countInWindow(now: number): number {

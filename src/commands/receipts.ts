@@ -1,5 +1,6 @@
 // `receipts`: list and summarise the receipts log (the miner's own receipts and the
 // coordinator's, with whether each verified).
+
 import type { Command } from "commander";
 import { stateFiles } from "../paths.js";
 import {
@@ -10,6 +11,7 @@ import {
   stringifyJson,
   summarizeReceipts,
 } from "../receipts/index.js";
+import { receiptModel } from "../receipts/receipt.js";
 import { resolveStateDir, STATE_DIR_HELP } from "../receipts/state-dir.js";
 
 interface ReceiptsOptions {
@@ -26,10 +28,17 @@ function str(v: unknown): string {
 
 function entryLine(e: ReceiptLogEntry): string {
   const r = typeof e.receipt === "object" && e.receipt !== null ? (e.receipt as Record<string, unknown>) : {};
+  // A coordinator receipt valid only without upstream's post-signing fields says which ones.
   const status =
-    e.verified === true ? "verified" : e.verified === false ? `FAILED (${e.reason ?? "?"})` : "unverified";
+    e.verified === true
+      ? e.reason?.startsWith("valid, unsigned fields")
+        ? `verified (${e.reason})`
+        : "verified"
+      : e.verified === false
+        ? `FAILED (${e.reason ?? "?"})`
+        : "unverified";
   const at = typeof e.at === "number" ? new Date(e.at).toISOString() : e.at;
-  return `  ${at}  ${e.kind.padEnd(11)}  ${e.jobId}  ${str(r["model"])}  ${str(r["units"])} ${str(r["unit_type"])}  ${status}`;
+  return `  ${at}  ${e.kind.padEnd(11)}  ${e.jobId}  ${receiptModel(r) ?? "-"}  ${str(r["units"])} ${str(r["unit_type"])}  ${status}`;
 }
 
 function summaryText(path: string, s: ReceiptSummary, shown: ReceiptLogEntry[]): string {

@@ -6,9 +6,9 @@ import {
   DEFAULT_MAX_LENGTH_BYTES,
   describeReceipt,
   type TextVerifyResult,
-  verifyReceiptText,
+  verifyReceiptDocument,
 } from "../receipts/cli-verify.js";
-import { stringifyJson } from "../receipts/index.js";
+import { stringifyJson, validityText } from "../receipts/index.js";
 
 interface VerifyCliOptions {
   publicKey?: string;
@@ -43,7 +43,7 @@ export function register(program: Command): void {
     .action((file: string, opts: VerifyCliOptions) => {
       let result: TextVerifyResult;
       try {
-        result = verifyReceiptText(readInput(file), { publicKey: opts.publicKey, keyId: opts.keyId });
+        result = verifyReceiptDocument(readInput(file), { publicKey: opts.publicKey, keyId: opts.keyId });
       } catch (err) {
         result = {
           valid: false,
@@ -56,7 +56,7 @@ export function register(program: Command): void {
         const { receipt: _receipt, ...outcome } = result;
         process.stdout.write(`${stringifyJson({ file, ...outcome })}\n`);
       } else if (result.valid) {
-        process.stdout.write(`valid ${describeReceipt(result)}\n`);
+        process.stdout.write(`${validityText(result)}: ${describeReceipt(result)}\n`);
       } else {
         process.stderr.write(`invalid: ${result.reason ?? "unknown reason"}\n`);
       }

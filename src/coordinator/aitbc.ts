@@ -35,6 +35,28 @@ const pollAnswer = z.looseObject({
 });
 const resultAnswer = z.looseObject({ status: z.string().optional(), receipt: z.unknown().optional() });
 
+/**
+ * The metrics the AITBC coordinator prices: upstream bills `units` x its unit price with
+ * `unit_type` defaulting to gpu_seconds, and signs `started_at = completed_at - units` (seconds);
+ * its reference miner sends only duration_ms. So units are the job's GPU seconds, and the token
+ * counts travel in their own fields. (The miner's own receipt keeps units = tokens: that is the
+ * receipt scheme, checked against the reference vectors.)
+ */
+export function pricedMetrics(result: CompletedJob): Record<string, unknown> {
+  const m = result.metrics;
+  return {
+    duration_ms: m.duration_ms,
+    units: m.duration_ms / 1000,
+    unit_type: "gpu_seconds",
+    gpu_utilization: m.gpu_utilization,
+    memory_used: m.memory_used,
+    memory_peak: m.memory_peak,
+    prompt_tokens: result.promptTokens,
+    completion_tokens: result.completionTokens,
+    tokens: result.promptTokens + result.completionTokens,
+  };
+}
+
 function safeJson(text: string): unknown {
   try {
     return JSON.parse(text);
@@ -148,7 +170,7 @@ export class AitbcClient extends DialectClient implements CoordinatorClient {
         completion_tokens: result.completionTokens,
         receipt: result.receipt,
       },
-      metrics: result.metrics,
+      metrics: pricedMetrics(result),
     };
     const { req, res } = await this.expectOk({
       method: "POST",
@@ -175,7 +197,12 @@ export class AitbcClient extends DialectClient implements CoordinatorClient {
     await this.expectOk({
       method: "POST",
       path: `/v1/miners/${jobSegment(jobId)}/fail`,
-      json: { error_code: errorCode, error_message: errorMessage.slice(0, 2000), metrics: {} },
+      // Upstream keeps only error_message (its error_code is dropped): the code leads the message.
+      json: {
+        error_code: errorCode,
+        error_message: `${errorCode}: ${errorMessage}`.slice(0, 2000),
+        metrics: {},
+      },
     });
   }
 

@@ -1,12 +1,9 @@
 // What `verify` needs beyond verifyReceiptText: unwrap `{receipt: {...}}` (a coordinator answer
 // or a receipts-log line) and a one-line summary of a valid receipt.
+
 import { JsonFloat, type JsonLimits, stringifyJson } from "./json.js";
-import {
-  type TextVerifyResult,
-  type VerifyOptions,
-  verifyReceiptText as verifyBare,
-  verifyReceipt,
-} from "./verify.js";
+import { receiptModel } from "./receipt.js";
+import { type TextVerifyResult, type VerifyOptions, verifyReceipt, verifyReceiptText } from "./verify.js";
 
 export type { TextVerifyResult };
 
@@ -17,12 +14,12 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 }
 
 /** Like verifyReceiptText, but a document without `signature` that wraps one in `receipt` is unwrapped. */
-export function verifyReceiptText(
+export function verifyReceiptDocument(
   text: string,
   opts: VerifyOptions = {},
   limits: JsonLimits = {},
 ): TextVerifyResult {
-  const r = verifyBare(text, opts, limits);
+  const r = verifyReceiptText(text, opts, limits);
   const doc = r.receipt;
   if (r.code === "missing_signature" && isRecord(doc) && isRecord(doc["receipt"])) {
     const inner = doc["receipt"];
@@ -44,7 +41,7 @@ export function describeReceipt(result: TextVerifyResult): string {
   const parts = [`Ed25519 signature by key_id ${result.keyId ?? "?"}`];
   const job = field(r, "job_id");
   if (job) parts.push(`job ${job}`);
-  const model = field(r, "model");
+  const model = receiptModel(r);
   if (model) parts.push(`model ${model}`);
   const units = field(r, "units");
   if (units) parts.push(`${units} ${field(r, "unit_type") ?? "units"}`);
@@ -52,5 +49,6 @@ export function describeReceipt(result: TextVerifyResult): string {
   if (signer) parts.push(`miner ${signer}`);
   const id = field(r, "receipt_id");
   if (id) parts.push(`receipt ${id}`);
+  if (result.unsignedFields?.length) parts.push(`unsigned fields: ${result.unsignedFields.join(", ")}`);
   return parts.join(", ");
 }

@@ -42,11 +42,13 @@ export {
 export { resolveStateDir, STATE_DIR_HELP } from "./state-dir.js";
 export {
   type CoordinatorReceiptCheck,
+  POST_SIGNING_FIELDS,
   signedPayload,
   type TextVerifyResult,
   type VerifyFailure,
   type VerifyOptions,
   type VerifyResult,
+  validityText,
   verifyCoordinatorReceipt,
   verifyReceipt,
   verifyReceiptText,

@@ -1,8 +1,10 @@
 // The receipts log: one JSON line per receipt (the miner's own and the coordinator's), appended
 // with a single O_APPEND write so concurrent appends never interleave within a line.
+
 import { appendFile, mkdir, readFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { type JsonValue, parseJsonLossless, stringifyJson } from "./json.js";
+import { receiptModel } from "./receipt.js";
 
 export type ReceiptKind = "miner" | "coordinator";
 
@@ -124,7 +126,7 @@ export function summarizeReceipts(read: ReadResult): ReceiptSummary {
     else s.unverified++;
     const r =
       typeof e.receipt === "object" && e.receipt !== null ? (e.receipt as Record<string, unknown>) : {};
-    const model = typeof r["model"] === "string" ? r["model"] : "(unknown)";
+    const model = receiptModel(r) ?? "(unknown)";
     let byModel = Object.hasOwn(s.unitsByModel, model) ? s.unitsByModel[model] : undefined;
     if (!byModel) {
       byModel = { miner: 0, coordinator: 0 };

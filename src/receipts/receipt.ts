@@ -81,3 +81,18 @@ export function buildMinerReceipt(
   };
   return { ...payload, signature: signPayload(payload, key) };
 }
+
+/**
+ * The model a receipt is for: top-level `model` (the miner's receipts), else the job payload's
+ * (upstream's coordinator receipts carry it only in metadata.job_payload.model).
+ */
+export function receiptModel(r: Record<string, unknown>): string | null {
+  if (typeof r["model"] === "string") return r["model"];
+  const meta = r["metadata"];
+  const payload = isObject(meta) ? meta["job_payload"] : null;
+  return isObject(payload) && typeof payload["model"] === "string" ? payload["model"] : null;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}

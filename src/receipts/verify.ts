@@ -21,6 +21,11 @@ export interface VerifyResult {
   code?: VerifyFailure;
   /** key_id of the signer, when the signature object could be read. */
   keyId?: string;
+  /**
+   * Valid, but only once these fields were left out: fields the upstream coordinator adds after
+   * signing (see POST_SIGNING_FIELDS). Everything else in the receipt is covered by the signature.
+   */
+  unsignedFields?: string[];
 }
 
 export interface VerifyOptions {
@@ -33,6 +38,15 @@ export interface VerifyOptions {
 /** Fields outside the signed payload. */
 const UNSIGNED_FIELDS = new Set(["signature", "attestations"]);
 
+/**
+ * Fields the upstream AITBC coordinator sets on its receipt after signing it (oib/AITBC
+ * apps/coordinator-api .../routers/miner.py: _attach_zk_proof and _attach_tee_attestation run
+ * after ReceiptService.create_receipt signed the payload), so its own verifier rejects its
+ * receipts. A receipt that verifies once exactly these are left out is reported valid with them
+ * named; any other difference still makes it invalid.
+ */
+export const POST_SIGNING_FIELDS = ["zk_status", "zk_proof", "tee_status", "tee_attestation_id", "tee_quote"];
+
 function fail(code: VerifyFailure, reason: string, keyId?: string): VerifyResult {
   return keyId === undefined ? { valid: false, code, reason } : { valid: false, code, reason, keyId };
 }
@@ -41,11 +55,14 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-/** The signed payload of a receipt: every field but `signature` and `attestations`. */
-export function signedPayload(receipt: Record<string, unknown>): Record<string, unknown> {
+/** The signed payload of a receipt: every field but `signature`, `attestations` and `leaveOut`. */
+export function signedPayload(
+  receipt: Record<string, unknown>,
+  leaveOut: readonly string[] = [],
+): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const k of Object.keys(receipt)) {
-    if (!UNSIGNED_FIELDS.has(k)) {
+    if (!UNSIGNED_FIELDS.has(k) && !leaveOut.includes(k)) {
       Object.defineProperty(out, k, {
         value: receipt[k],
         enumerable: true,
@@ -97,24 +114,35 @@ export function verifyReceipt(receipt: unknown, opts: VerifyOptions = {}): Verif
     }
   }
 
-  let message: Uint8Array;
+  const matches = (leaveOut: readonly string[]): boolean =>
+    verifyBytes(
+      signature,
+      new TextEncoder().encode(canonicalJson(signedPayload(receipt, leaveOut))),
+      publicKey,
+    );
   try {
-    message = new TextEncoder().encode(canonicalJson(signedPayload(receipt)));
+    if (matches([])) return { valid: true, keyId: keyIdText };
+    const added = POST_SIGNING_FIELDS.filter((k) => Object.hasOwn(receipt, k));
+    if (added.length > 0 && matches(added)) return { valid: true, keyId: keyIdText, unsignedFields: added };
   } catch (err) {
     if (err instanceof JsonError) {
       return fail("not_canonicalizable", `cannot canonicalize the receipt: ${err.message}`, keyIdText);
     }
     throw err;
   }
-  if (!verifyBytes(signature, message, publicKey)) {
-    return fail(
-      "signature_mismatch",
-      "signature mismatch: the receipt was changed after signing, or the signature is not by key_id " +
-        keyIdText,
+  return fail(
+    "signature_mismatch",
+    "signature mismatch: the receipt was changed after signing, or the signature is not by key_id " +
       keyIdText,
-    );
-  }
-  return { valid: true, keyId: keyIdText };
+    keyIdText,
+  );
+}
+
+/** "valid" or "valid, unsigned fields: zk_status, tee_status": how a valid outcome is shown. */
+export function validityText(r: Pick<VerifyResult, "unsignedFields">): string {
+  return r.unsignedFields && r.unsignedFields.length > 0
+    ? `valid, unsigned fields: ${r.unsignedFields.join(", ")}`
+    : "valid";
 }
 
 export interface TextVerifyResult extends VerifyResult {
@@ -144,6 +172,8 @@ export interface CoordinatorReceiptCheck {
   /** null: no coordinator key configured, so not checked. */
   verified: boolean | null;
   reason?: string | undefined;
+  /** Valid, with these fields added after signing (upstream's zk_status, tee_status...). */
+  unsignedFields?: string[] | undefined;
   receipt: unknown;
 }
 
@@ -162,7 +192,8 @@ export function verifyCoordinatorReceipt(
     return { verified: null, reason: "no coordinator key configured", receipt };
   }
   const r = verifyReceiptText(rawText, { publicKey: coordinatorKey });
-  return r.valid
-    ? { verified: true, receipt: r.receipt }
-    : { verified: false, reason: r.reason, receipt: r.receipt ?? rawText };
+  if (!r.valid) return { verified: false, reason: r.reason, receipt: r.receipt ?? rawText };
+  return r.unsignedFields
+    ? { verified: true, reason: validityText(r), unsignedFields: r.unsignedFields, receipt: r.receipt }
+    : { verified: true, receipt: r.receipt };
 }
