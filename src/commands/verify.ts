@@ -56,7 +56,8 @@ export function register(program: Command): void {
         const { receipt: _receipt, ...outcome } = result;
         process.stdout.write(`${stringifyJson({ file, ...outcome })}\n`);
       } else if (result.valid) {
-        process.stdout.write(`${validityText(result)}: ${describeReceipt(result)}\n`);
+        const sep = result.unsignedFields?.length ? "; " : " ";
+        process.stdout.write(`${validityText(result)}${sep}${describeReceipt(result)}\n`);
       } else {
         process.stderr.write(`invalid: ${result.reason ?? "unknown reason"}\n`);
       }

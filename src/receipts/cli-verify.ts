@@ -49,6 +49,5 @@ export function describeReceipt(result: TextVerifyResult): string {
   if (signer) parts.push(`miner ${signer}`);
   const id = field(r, "receipt_id");
   if (id) parts.push(`receipt ${id}`);
-  if (result.unsignedFields?.length) parts.push(`unsigned fields: ${result.unsignedFields.join(", ")}`);
   return parts.join(", ");
 }

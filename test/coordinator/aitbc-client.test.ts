@@ -57,12 +57,21 @@ describe("aitbc client ↔ local coordinator", () => {
       execution_time: 0.25,
       receipt: { job_id: a },
     });
-    expect(done?.metrics).toMatchObject({ duration_ms: 250, units: 5, unit_type: "tokens" });
+    // Priced as upstream prices them: GPU seconds from the duration; tokens in their own fields.
+    expect(done?.metrics).toMatchObject({
+      duration_ms: 250,
+      units: 0.25,
+      unit_type: "gpu_seconds",
+      prompt_tokens: 3,
+      completion_tokens: 5,
+      tokens: 8,
+    });
 
     await c.fail(b, "backend_error", "model exploded");
     expect(coord.job(b)).toMatchObject({
       state: "FAILED",
-      error: { code: "backend_error", message: "model exploded" },
+      // The code also leads the message: upstream keeps only error_message.
+      error: { code: "backend_error", message: "backend_error: model exploded" },
     });
 
     await c.deregister();
@@ -198,7 +207,7 @@ describe("aitbc client ↔ local coordinator", () => {
     await c.poll(0);
     const ack = await c.submit(completed(id));
     expect(ack.coordinatorReceiptText).toBe(raw);
-    expect(seen[0]).toMatchObject({ job_id: id, miner_id: "miner-1", model: "tiny", units: 5 });
+    expect(seen[0]).toMatchObject({ job_id: id, miner_id: "miner-1", model: "tiny", units: 0.25 });
     expect(coord.job(id)?.receiptCheck).toEqual({ ok: true });
     expect(coord.stats().receipts).toEqual({ verified: 1, rejected: 0 });
   });
