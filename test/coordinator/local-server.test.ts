@@ -168,6 +168,13 @@ describe("local coordinator", () => {
       body: "{oops",
     });
     expect(bad.status).toBe(400);
+    // Not an object: neither dialect's register (a 400, not a handler crash).
+    const nullRegister = await fetch(`${coord.url}/v1/miners/register`, {
+      method: "POST",
+      headers: { "x-miner-id": "miner-1", "content-type": "application/json" },
+      body: "null",
+    });
+    expect(nullRegister.status).toBe(400);
     const noMiner = await fetch(`${coord.url}/v1/miners/poll`, { method: "POST", body: "{}" });
     expect(noMiner.status).toBe(400);
     const unknown = await fetch(`${coord.url}/v1/nothing`);
