@@ -4,7 +4,7 @@
 // Runs until SIGINT/SIGTERM; every event (registration, hand-over, completion...) is logged.
 import type { Command } from "commander";
 import { parseIntFlag } from "../config.js";
-import { startLocalCoordinator } from "../coordinator/local-server.js";
+import { startLocalCoordinator } from "../local-coordinator/index.js";
 import { createLogger, registerSecret } from "../log.js";
 
 interface CoordinatorCmdOptions {

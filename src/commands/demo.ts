@@ -8,7 +8,7 @@ import type { Command } from "commander";
 import { ensureTinyModel } from "../backends/tiny-gguf.js";
 import { composeMiner } from "../compose.js";
 import { parseIntFlag, type RunConfig, runSchema } from "../config.js";
-import { startLocalCoordinator } from "../coordinator/local-server.js";
+import { startLocalCoordinator } from "../local-coordinator/index.js";
 import { createLogger } from "../log.js";
 import { defaultCacheDir } from "../paths.js";
 import { generateKeyPair, signPayload, verifyReceipt } from "../receipts/index.js";

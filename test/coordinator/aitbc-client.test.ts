@@ -1,8 +1,8 @@
 // The aitbc dialect against the local coordinator over real loopback HTTP.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { CoordinatorError } from "../../src/coordinator/errors.js";
-import { type LocalCoordinator, startLocalCoordinator } from "../../src/coordinator/local-server.js";
 import type { CoordinatorClient } from "../../src/coordinator/types.js";
+import { type LocalCoordinator, startLocalCoordinator } from "../../src/local-coordinator/index.js";
 import { API_KEY, caps, client, completed, rejection } from "./helpers.js";
 
 describe("aitbc client ↔ local coordinator", () => {

@@ -1,7 +1,7 @@
 // The claim (tutorial) dialect against the local coordinator over real loopback HTTP.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { type LocalCoordinator, startLocalCoordinator } from "../../src/coordinator/local-server.js";
 import type { CoordinatorClient } from "../../src/coordinator/types.js";
+import { type LocalCoordinator, startLocalCoordinator } from "../../src/local-coordinator/index.js";
 import { API_KEY, caps, client, completed, rawServer, rejection } from "./helpers.js";
 
 describe("claim client ↔ local coordinator", () => {

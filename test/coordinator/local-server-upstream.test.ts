@@ -6,8 +6,8 @@ import { createInterface } from "node:readline";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { fetch } from "undici";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { CoordinatorEvent, LocalCoordinator } from "../../src/coordinator/local-server.js";
-import { startLocalCoordinator } from "../../src/coordinator/local-server.js";
+import type { CoordinatorEvent, LocalCoordinator } from "../../src/local-coordinator/index.js";
+import { startLocalCoordinator } from "../../src/local-coordinator/index.js";
 import { generateKeyPair, signPayload } from "../../src/receipts/index.js";
 import { API_KEY, caps } from "./helpers.js";
 
@@ -262,8 +262,8 @@ async function healthOf(args: string[]): Promise<{ health: number; v1Health: num
 }
 
 describe("--upstream-quirks", () => {
-  it("switches the child-process entry (local-server-main) to upstream mode", async () => {
-    const entry = dist("coordinator/local-server-main.js");
+  it("switches the child-process entry (local-coordinator/main) to upstream mode", async () => {
+    const entry = dist("local-coordinator/main.js");
     expect(await healthOf([entry, "--upstream-quirks"])).toEqual({ health: 200, v1Health: 404 });
     expect(await healthOf([entry])).toEqual({ health: 200, v1Health: 200 });
   });

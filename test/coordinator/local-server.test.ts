@@ -6,11 +6,11 @@ import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
-import { startLocalCoordinator } from "../../src/coordinator/local-server.js";
+import { startLocalCoordinator } from "../../src/local-coordinator/index.js";
 import { API_KEY, caps, client, completed, rejection } from "./helpers.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const entry = join(root, "dist", "coordinator", "local-server-main.js");
+const entry = join(root, "dist", "local-coordinator", "main.js");
 
 async function spawnCoordinator(args: string[]): Promise<{ child: ChildProcess; url: string; port: number }> {
   const child = spawn(process.execPath, [entry, ...args], { stdio: ["ignore", "pipe", "pipe"] });
@@ -168,6 +168,13 @@ describe("local coordinator", () => {
       body: "{oops",
     });
     expect(bad.status).toBe(400);
+    // Not an object: neither dialect's register (a 400, not a handler crash).
+    const nullRegister = await fetch(`${coord.url}/v1/miners/register`, {
+      method: "POST",
+      headers: { "x-miner-id": "miner-1", "content-type": "application/json" },
+      body: "null",
+    });
+    expect(nullRegister.status).toBe(400);
     const noMiner = await fetch(`${coord.url}/v1/miners/poll`, { method: "POST", body: "{}" });
     expect(noMiner.status).toBe(400);
     const unknown = await fetch(`${coord.url}/v1/nothing`);

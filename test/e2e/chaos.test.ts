@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import type { LocalJob } from "../../src/coordinator/local/state.js";
+import type { LocalJob } from "../../src/local-coordinator/index.js";
 import { type Spawned, spawnCli } from "./cli.js";
 import {
   type CoordinatorProcess,

@@ -2,7 +2,7 @@ import { chmodSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import type { LocalCoordinator } from "../../src/coordinator/local/server-types.js";
+import type { LocalCoordinator } from "../../src/local-coordinator/index.js";
 import { version } from "../../src/version.js";
 import { runCli, spawnCli } from "./cli.js";
 import { API_KEY, coordinatorWithReceipts, modelsDir } from "./harness.js";

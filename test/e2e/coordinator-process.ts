@@ -3,7 +3,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { LocalJob } from "../../src/coordinator/local/state.js";
+import type { LocalJob } from "../../src/local-coordinator/index.js";
 import { API_KEY, repoRoot } from "./harness.js";
 
 export interface CoordinatorProcess {
@@ -13,7 +13,7 @@ export interface CoordinatorProcess {
   kill(): Promise<void>;
 }
 
-const entry = join(repoRoot, "dist", "coordinator", "local-server-main.js");
+const entry = join(repoRoot, "dist", "local-coordinator", "main.js");
 
 export async function startCoordinatorProcess(opts: {
   port: number;

@@ -7,7 +7,7 @@ import { promises as fsp, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import type { LocalCoordinator } from "../../src/coordinator/local/server-types.js";
+import type { LocalCoordinator } from "../../src/local-coordinator/index.js";
 import { EXIT_STATE_UNWRITABLE } from "../../src/miner.js";
 import { runCli } from "./cli.js";
 import {

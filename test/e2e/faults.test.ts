@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import type { LocalCoordinator } from "../../src/coordinator/local/server-types.js";
+import type { LocalCoordinator } from "../../src/local-coordinator/index.js";
 import {
   capturingLogger,
   coordinatorWithReceipts,

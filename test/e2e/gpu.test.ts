@@ -4,7 +4,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import type { LocalCoordinator } from "../../src/coordinator/local/server-types.js";
+import type { LocalCoordinator } from "../../src/local-coordinator/index.js";
 import { fakeDevice, writeFakeNvmlConfig } from "../fake-nvml/config.js";
 import { fakeNvmlPaths } from "../setup/fake-nvml.js";
 import { type Spawned, spawnCli } from "./cli.js";

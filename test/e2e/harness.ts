@@ -6,8 +6,8 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type ComposeOverrides, composeMiner } from "../../src/compose.js";
 import { type RunConfig, runSchema } from "../../src/config.js";
-import type { LocalCoordinatorOptions } from "../../src/coordinator/local/server-types.js";
-import { startLocalCoordinator } from "../../src/coordinator/local-server.js";
+import type { LocalCoordinatorOptions } from "../../src/local-coordinator/index.js";
+import { startLocalCoordinator } from "../../src/local-coordinator/index.js";
 import { createLogger, type Logger, silentLogger } from "../../src/log.js";
 import { generateKeyPair, signPayload, verifyReceipt } from "../../src/receipts/index.js";
 

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import type { LocalCoordinator } from "../../src/coordinator/local/server-types.js";
+import type { LocalCoordinator } from "../../src/local-coordinator/index.js";
 import { stateFiles } from "../../src/paths.js";
 import {
   coordinatorWithReceipts,

@@ -2,7 +2,7 @@
 // the coordinator's slot, so after each acknowledged failure the miner must heartbeat at once
 // (inflight from its body) instead of sitting idle until the next heartbeat interval.
 import { afterEach, describe, expect, it } from "vitest";
-import type { LocalCoordinator } from "../../src/coordinator/local/server-types.js";
+import type { LocalCoordinator } from "../../src/local-coordinator/index.js";
 import {
   capturingLogger,
   coordinatorWithReceipts,

@@ -6,7 +6,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import type { LocalCoordinator } from "../../src/coordinator/local/server-types.js";
+import type { LocalCoordinator } from "../../src/local-coordinator/index.js";
 import { type Spawned, spawnCli } from "../e2e/cli.js";
 import { API_KEY, coordinatorWithReceipts, inferenceJob, modelsDir, repoRoot } from "../e2e/harness.js";
 import { freePort } from "../e2e/proxy.js";

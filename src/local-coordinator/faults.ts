@@ -1,6 +1,6 @@
 // Seeded fault injection for the local coordinator: the same seed gives the same faults, so a
 // flaky-network test is reproducible.
-import { seededRandom } from "../../prng.js";
+import { seededRandom } from "../prng.js";
 
 export type FaultKind = "serverError" | "reset" | "slow" | "dropAfterCommit";
 
@@ -18,8 +18,6 @@ export interface FaultOptions {
   /** Only these routes (e.g. "poll", "result", "complete") get faults; all when absent. */
   routes?: string[];
 }
-
-export { seededRandom };
 
 export interface FaultPlan {
   reset: boolean;

@@ -5,9 +5,7 @@
 // with POST /_admin/jobs {payload, constraints?, jobId?}; GET /_admin/jobs|stats|miners).
 import { parseArgs } from "node:util";
 import { createLogger } from "../log.js";
-import type { FaultOptions } from "./local/faults.js";
-import type { RateLimits } from "./local/rate-limit.js";
-import { startLocalCoordinator } from "./local-server.js";
+import { type FaultOptions, type RateLimits, startLocalCoordinator } from "./index.js";
 
 function fail(msg: string): never {
   process.stderr.write(`local coordinator: ${msg}\n`);

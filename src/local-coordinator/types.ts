@@ -1,5 +1,5 @@
-// Public shapes of the local coordinator (options, stats, events).
-import type { Logger } from "../../log.js";
+// Public shapes of the local coordinator (options, stats, events, the handle it returns).
+import type { Logger } from "../log.js";
 import type { FaultKind, FaultOptions } from "./faults.js";
 import type { RateLimits } from "./rate-limit.js";
 import type { LocalJob, LocalMiner, NewJob, ReceiptCheck } from "./state.js";
@@ -45,7 +45,7 @@ export interface LocalCoordinatorOptions {
   /** Job and miner tables persist here (atomic rewrite on each change). */
   stateFile?: string;
   faults?: FaultOptions;
-  /** Expose /_admin/jobs, /_admin/stats, /_admin/miners (used by the child-process entry). */
+  /** Expose /_admin/jobs, /_admin/stats, /_admin/miners (the child-process entry, main.ts, turns it on). */
   admin?: boolean;
   log?: Logger;
   /** Called for each event (job enqueued, handed over, completed...). */

@@ -1,5 +1,5 @@
-// Request/reply shapes shared by the local coordinator's route handlers, and the error they
-// throw to answer with a status other than 200.
+// The contract between the local coordinator's server (server.ts) and its route handlers: the
+// request a handler gets, the reply it returns, and the errors it throws to answer otherwise.
 import type { IncomingMessage } from "node:http";
 import type { z } from "zod";
 
@@ -20,6 +20,9 @@ export interface Ctx {
   minerHeader: string | null;
 }
 
+/** A route handler: `param` is the decoded path parameter (job or miner id), if the route has one. */
+export type Handler = (ctx: Ctx, param: string | null) => Reply | Promise<Reply>;
+
 export class HttpFail extends Error {
   constructor(
     readonly status: number,
@@ -28,6 +31,13 @@ export class HttpFail extends Error {
     readonly body?: unknown,
   ) {
     super(message);
+  }
+}
+
+/** A 429; the server turns `retryAfterMs` into a Retry-After header. */
+export class RateLimitFail extends HttpFail {
+  constructor(readonly retryAfterMs: number) {
+    super(429, "rate limit exceeded");
   }
 }
 

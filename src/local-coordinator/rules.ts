@@ -1,6 +1,7 @@
 // The policy points where the local coordinator can behave either as the reference of DESIGN §2
 // (leases, exactly-once completion, requeue on a restart) or as the real upstream coordinator
-// (DESIGN §2c, see upstream.ts). The server calls these hooks; everything else is shared.
+// (DESIGN §2c, see upstream.ts). core.ts and the route modules call these hooks; everything else
+// is shared.
 import { randomUUID } from "node:crypto";
 import { HttpFail } from "./http.js";
 import type { CoordinatorState, LocalJob, LocalMiner } from "./state.js";
