@@ -43,21 +43,28 @@ describe("poll budget and long-poll", () => {
     coordinator.on((e) => {
       if (e.type === "assigned") assignedAt = Date.now();
     });
-    const miner = await startMiner(minerConfig(coordinator.url, { longPoll: 20 }), undefined, {
-      pollMinIntervalMs: 600,
-      longPollSeconds: 20,
-      flushTimeoutMs: 3000,
-      abortGraceMs: 3000,
-    });
+    const miner = await startMiner(
+      minerConfig(coordinator.url, { longPoll: 20, heartbeatInterval: 60 }),
+      undefined,
+      {
+        pollMinIntervalMs: 600,
+        longPollSeconds: 20,
+        flushTimeoutMs: 3000,
+        abortGraceMs: 3000,
+      },
+    );
     await coordinator.waitFor((c) => c.miners().length === 1, 10_000);
     const before = coordinator.stats().requests;
     await new Promise((r) => setTimeout(r, 2000)); // idle: one poll held, not one every 600 ms
     polls = coordinator.stats().requests - before;
-    expect(polls).toBeLessThanOrEqual(3); // heartbeats at most, plus the held poll
+    // At most the first heartbeat and the held poll (a miner not holding would poll every 600 ms).
+    expect(polls).toBeLessThanOrEqual(2);
     enqueuedAt.push(Date.now());
     const id = coordinator.enqueue(inferenceJob(1));
     await coordinator.waitFor((c) => c.job(id)!.state === "COMPLETED", 10_000);
-    expect(assignedAt - enqueuedAt[0]!).toBeLessThan(1000); // handed over from the held poll
+    // Handed over from the held poll (an unheld miner's next poll would be up to 600 ms away,
+    // so this is a loose bound for a busy machine, not a timing claim).
+    expect(assignedAt - enqueuedAt[0]!).toBeLessThan(3000);
     // SIGTERM with a poll held open stops at once (the poll is aborted).
     const t0 = Date.now();
     expect((await miner.stop()).code).toBe(0);
