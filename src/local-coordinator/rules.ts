@@ -72,8 +72,14 @@ export const referenceRules: CoordinatorRules = {
       job_id: j.jobId,
       miner_id: minerId,
       model: typeof j.payload["model"] === "string" ? j.payload["model"] : null,
+      // The units the miner priced (GPU seconds from an aitbc miner), else its receipt's (tokens).
       units: typeof m["units"] === "number" ? m["units"] : (mr["units"] ?? null),
-      unit_type: "tokens",
+      unit_type:
+        typeof m["units"] === "number"
+          ? typeof m["unit_type"] === "string"
+            ? m["unit_type"]
+            : "gpu_seconds"
+          : (mr["unit_type"] ?? null),
       miner_receipt_id: mr["receipt_id"] ?? null,
       result_hash: mr["result_hash"] ?? null,
       completed_at: Math.floor(nowMs / 1000),
