@@ -1,21 +1,10 @@
 // Structured logs (pino), one event per line on stderr. Secrets never reach them: known secret
 // paths are censored, and every registered secret string is scrubbed from messages.
 import { type LevelWithSilent, type Logger, pino } from "pino";
+import { scrubSecrets } from "./secrets.js";
 
+export { registerSecret, scrubSecrets } from "./secrets.js";
 export type { Logger };
-
-const secrets = new Set<string>();
-
-/** Register a secret (API key, private key hex...) so that no log line can ever contain it. */
-export function registerSecret(value: string | undefined | null): void {
-  if (value && value.length >= 4) secrets.add(value);
-}
-
-export function scrubSecrets(text: string): string {
-  let out = text;
-  for (const s of secrets) if (out.includes(s)) out = out.split(s).join("[REDACTED]");
-  return out;
-}
 
 const REDACT_PATHS = [
   "apiKey",
@@ -44,7 +33,7 @@ export function createLogger(opts: LogOptions = {}): Logger {
   const dest = opts.destination ?? process.stderr;
   const stream = {
     write(line: string): void {
-      dest.write(secrets.size > 0 ? scrubSecrets(line) : line);
+      dest.write(scrubSecrets(line));
     },
   };
   return pino(

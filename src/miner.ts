@@ -607,7 +607,10 @@ export class Miner {
         continue;
       }
       if (job !== null && this.stopping) {
-        await this.reporter.fail(job.jobId, "shutting_down", "the miner is shutting down");
+        // Handed over as the stop began: run it within the grace period (upstream never requeues
+        // a failed job), or fail it back at once when there is no grace period.
+        if (this.s.gracePeriodMs > 0) await this.takeHandout(job);
+        else await this.reporter.fail(job.jobId, "shutting_down", "the miner is shutting down");
         break;
       }
       if (job === null) {

@@ -2,7 +2,8 @@
 // ever printed.
 import type { Command } from "commander";
 import { stateFiles } from "../paths.js";
-import { generateKeyFile, KeyFileError, loadKeyFile, type SigningKey } from "../receipts/index.js";
+import type { SigningKey } from "../receipts/crypto.js";
+import { generateKeyFile, KeyFileError, loadKeyFile } from "../receipts/keys.js";
 import { resolveStateDir, STATE_DIR_HELP } from "../receipts/state-dir.js";
 
 interface KeysOptions {

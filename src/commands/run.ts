@@ -1,9 +1,8 @@
 // `run` (the default command): mine until SIGTERM/SIGINT.
 import { type Command, Option } from "commander";
 import { type RunConfigKey, resolveRunConfig, SETTINGS } from "../config.js";
-import { createLogger, registerSecret } from "../log.js";
 import { urlCredentials } from "../redact.js";
-import { runMiner } from "../run-miner.js";
+import { registerSecret } from "../secrets.js";
 
 /** Add every run setting as a flag (no commander defaults: an absent flag lets env/file decide). */
 export function addRunOptions(cmd: Command): Command {
@@ -33,6 +32,11 @@ export function register(program: Command): void {
     });
     // user:pass in a URL is a secret too: no log line may carry it.
     for (const c of [...urlCredentials(cfg.coordinator), ...urlCredentials(cfg.ollamaUrl)]) registerSecret(c);
+    // The miner's modules load only when it runs (`run --help` stays fast).
+    const [{ createLogger }, { runMiner }] = await Promise.all([
+      import("../log.js"),
+      import("../run-miner.js"),
+    ]);
     const log = createLogger({ level: cfg.logLevel });
     const inline = (["apiKey", "bearerToken"] as const).filter((k) => cmd.opts()[k] !== undefined);
     if (inline.length > 0) {

@@ -8,7 +8,8 @@ import {
   type TextVerifyResult,
   verifyReceiptDocument,
 } from "../receipts/cli-verify.js";
-import { stringifyJson, validityText } from "../receipts/index.js";
+import { stringifyJson } from "../receipts/json.js";
+import { validityText } from "../receipts/verify.js";
 
 interface VerifyCliOptions {
   publicKey?: string;

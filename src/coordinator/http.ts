@@ -21,7 +21,10 @@ export interface HttpRequest {
   path: string;
   headers?: Record<string, string>;
   json?: unknown;
-  /** Aborts the request at once (e.g. SIGTERM during a poll): rejected as kind "aborted". */
+  /**
+   * Aborts the request while it waits for the server's answer (e.g. SIGTERM during a held poll):
+   * rejected as kind "aborted". An answer whose headers arrived is still read to the end.
+   */
   signal?: AbortSignal | undefined;
   /** This request's deadline instead of the client's (shorter at shutdown, longer for a long-poll). */
   timeoutMs?: number | undefined;
@@ -170,6 +173,9 @@ export class HttpClient {
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
       });
+      // An answer already arriving is read to the end (a poll's job is ours once sent): the
+      // caller's abort only cuts a request still waiting for the server.
+      req.signal?.removeEventListener("abort", onCallerAbort);
       // A fresh deadline for the whole body: undici's bodyTimeout is per chunk, which a server
       // dribbling one byte at a time (slowloris) never trips.
       clearTimeout(timer);

@@ -15,9 +15,9 @@ import {
   writeSync,
 } from "node:fs";
 import { dirname } from "node:path";
-import { z } from "zod";
-import { type Logger, registerSecret } from "../log.js";
+import type { Logger } from "../log.js";
 import { stateFiles } from "../paths.js";
+import { registerSecret } from "../secrets.js";
 import { generateKeyPair, keyFromSeed, type SigningKey } from "./crypto.js";
 
 export class KeyFileError extends Error {
@@ -32,13 +32,32 @@ export class KeyFileError extends Error {
   }
 }
 
-const keyFileSchema = z.object({
-  alg: z.literal("Ed25519"),
-  private_key_hex: z.string().regex(/^[0-9a-f]{64}$/, "64 lowercase hex digits"),
-  public_key_hex: z.string().regex(/^[0-9a-f]{64}$/, "64 lowercase hex digits"),
-  key_id: z.string().optional(),
-  created_at: z.string().optional(),
-});
+interface KeyFileFields {
+  alg: "Ed25519";
+  private_key_hex: string;
+  public_key_hex: string;
+  key_id?: string;
+  created_at?: string;
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/**
+ * Check a key file's JSON by hand (no schema library: `keys show` and `verify` start fast).
+ * Returns the fields, or which one is wrong; never the value.
+ */
+function readKeyFields(v: unknown): KeyFileFields | string {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return "file: expected a JSON object";
+  const o = v as Record<string, unknown>;
+  if (o["alg"] !== "Ed25519") return 'alg: expected "Ed25519"';
+  for (const k of ["private_key_hex", "public_key_hex"] as const) {
+    if (typeof o[k] !== "string" || !HEX64.test(o[k] as string)) return `${k}: 64 lowercase hex digits`;
+  }
+  for (const k of ["key_id", "created_at"] as const) {
+    if (o[k] !== undefined && typeof o[k] !== "string") return `${k}: expected a string`;
+  }
+  return o as unknown as KeyFileFields;
+}
 
 const MAX_KEY_FILE_BYTES = 64 * 1024;
 
@@ -76,14 +95,11 @@ export function loadKeyFile(path: string): SigningKey {
       "permissions",
     );
   }
-  let parsed: z.infer<typeof keyFileSchema>;
+  let parsed: KeyFileFields;
   try {
-    const result = keyFileSchema.safeParse(JSON.parse(readFileSync(path, "utf8")));
-    if (!result.success) {
-      const issue = result.error.issues[0];
-      throw new Error(`${issue?.path.join(".") || "file"}: ${issue?.message ?? "invalid"}`);
-    }
-    parsed = result.data;
+    const result = readKeyFields(JSON.parse(readFileSync(path, "utf8")));
+    if (typeof result === "string") throw new Error(result);
+    parsed = result;
   } catch (err) {
     // Never echo the file content: it holds the private key. JSON.parse's message quotes the
     // text around the error, so a syntax error is reported without it.

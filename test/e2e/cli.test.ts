@@ -170,6 +170,11 @@ describe("SIGTERM", () => {
       "info",
     ]);
     await coordinator.waitFor((c) => c.job(id)?.state !== "QUEUED", 30_000);
+    // In flight means started by the miner: SIGTERM aborts a poll whose answer has not arrived.
+    const until = Date.now() + 30_000;
+    while (!miner.stderr().includes('"event":"job_started"') && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
     miner.child.kill("SIGTERM");
     const exit = await miner.exit;
     return { id, exit, stderr: miner.stderr() };

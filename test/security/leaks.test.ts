@@ -41,8 +41,10 @@ function tmpFile(name: string, text: string, mode = 0o600): string {
   return file;
 }
 
+const helpPaths = [[], ...commandPaths(await buildProgram())];
+
 describe("no secret in help", () => {
-  const paths = [[], ...commandPaths(buildProgram())];
+  const paths = helpPaths;
   it.each(paths.map((p) => [p.join(" ") || "(top)", p]))("%s --help", async (_name, path) => {
     const r = await runCli([...(path as string[]), "--help"], secretEnv);
     expect(r.code).toBe(0);
