@@ -4,7 +4,7 @@
 // Needs dist/ (npm run build). Models are cached under .cache/bench-models/.
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { createLlamaBackend } from "../dist/backends/llama.js";
+import { createLlamaBackend } from "../dist/backends/llama/index.js";
 import { BENCH_PRESET, ensureTinyModel, TEST_PRESET } from "../dist/backends/tiny-gguf.js";
 import { silentLogger } from "../dist/log.js";
 

@@ -321,7 +321,7 @@ async function createBackend(cfg: RunConfig, log: Logger): Promise<Backend> {
       unloadAfterJob: cfg.unloadAfterJob,
     });
   if (cfg.backend === "ollama") return ollama();
-  const { createLlamaBackend } = await import("./backends/llama.js");
+  const { createLlamaBackend } = await import("./backends/llama/index.js");
   const llama = createLlamaBackend({
     modelsDir: cfg.models,
     modelMapFile: cfg.modelMap,

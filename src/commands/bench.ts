@@ -73,7 +73,7 @@ export function register(program: Command): void {
         await ensureTinyModel(modelsDir, preset);
         model = preset.name;
       }
-      const { createLlamaBackend } = await import("../backends/llama.js");
+      const { createLlamaBackend } = await import("../backends/llama/index.js");
       const make = (n: number) =>
         createLlamaBackend({
           modelsDir,

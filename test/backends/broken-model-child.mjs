@@ -1,7 +1,7 @@
 // Child process for broken-model.test.ts: a llama backend over a directory holding the tiny model
 // plus broken ones. Runs against the compiled dist/ (built by global setup). Prints one JSON line.
 //   node broken-model-child.mjs DIR PREFLIGHT(true|false) MODEL...
-import { createLlamaBackend } from "../../dist/backends/llama.js";
+import { createLlamaBackend } from "../../dist/backends/llama/index.js";
 import { silentLogger } from "../../dist/log.js";
 
 const [dir, preflight, ...models] = process.argv.slice(2);

@@ -5,7 +5,7 @@ import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { beforeAll, describe, expect, it } from "vitest";
-import { preflightModel } from "../../src/backends/preflight.js";
+import { preflightModel } from "../../src/backends/llama/preflight.js";
 import { repoRoot, tempDir, tinyPath } from "./helpers.js";
 
 const run = promisify(execFile);

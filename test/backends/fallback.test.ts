@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createFallbackBackend } from "../../src/backends/fallback.js";
-import { createLlamaBackend } from "../../src/backends/llama.js";
+import { createLlamaBackend } from "../../src/backends/llama/index.js";
 import { createOllamaBackend } from "../../src/backends/ollama.js";
 import type { BackendError } from "../../src/backends/types.js";
 import { silentLogger } from "../../src/log.js";

@@ -4,7 +4,7 @@ import { statSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { getLlama } from "node-llama-cpp";
 import { describe, expect, it } from "vitest";
-import { GGUF_LIMITS, ggmlTypeSize, readGgufHeader } from "../../src/backends/gguf-header.js";
+import { GGUF_LIMITS, ggmlTypeSize, readGgufHeader } from "../../src/backends/llama/gguf-header.js";
 import { encodeTinyGguf } from "../../src/backends/tiny-gguf.js";
 import { tempDir } from "./helpers.js";
 

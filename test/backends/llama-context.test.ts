@@ -3,8 +3,8 @@
 // loaded here on a separate runtime, is the oracle for prompt lengths.
 import { getLlama, type Llama, LlamaLogLevel, type LlamaModel } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createLlamaBackend, type LlamaBackend } from "../../src/backends/llama.js";
-import { preflightTimeoutMs } from "../../src/backends/preflight.js";
+import { createLlamaBackend, type LlamaBackend } from "../../src/backends/llama/index.js";
+import { preflightTimeoutMs } from "../../src/backends/llama/preflight.js";
 import { BackendError } from "../../src/backends/types.js";
 import { silentLogger } from "../../src/log.js";
 import { fixturesModels, never, req, tinyPath } from "./helpers.js";

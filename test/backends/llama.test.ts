@@ -4,7 +4,7 @@ import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createLlamaBackend, type LlamaBackend } from "../../src/backends/llama.js";
+import { createLlamaBackend, type LlamaBackend } from "../../src/backends/llama/index.js";
 import { writeTinyGguf } from "../../src/backends/tiny-gguf.js";
 import { BackendError, type InferenceResult } from "../../src/backends/types.js";
 import { createLogger, silentLogger } from "../../src/log.js";

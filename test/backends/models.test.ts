@@ -7,7 +7,7 @@ import {
   readModelMap,
   resolveModel,
   scanModels,
-} from "../../src/backends/models.js";
+} from "../../src/backends/llama/models.js";
 import { BackendError } from "../../src/backends/types.js";
 import { tempDir, tinyPath } from "./helpers.js";
 

@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 export function preflightScript(): string | null {
   const candidates = [
     new URL("./preflight-main.js", import.meta.url),
-    new URL("../../dist/backends/preflight-main.js", import.meta.url),
+    new URL("../../../dist/backends/llama/preflight-main.js", import.meta.url),
   ].map((u) => fileURLToPath(u));
   return candidates.find((p) => existsSync(p)) ?? null;
 }

@@ -8,8 +8,8 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { z } from "zod";
+import { BackendError } from "../types.js";
 import { readGgufHeader } from "./gguf-header.js";
-import { BackendError } from "./types.js";
 
 export interface ModelCandidate {
   /** Name advertised to the coordinator. */

@@ -1,0 +1,149 @@
+// In-process inference with node-llama-cpp (DESIGN §5, §8), composed of four parts that each own
+// their state: the runtime (runtime.ts), what can be served (catalog.ts), loaded models and their
+// sequences (pool.ts), and one completion (generate.ts). This file only wires them into a Backend.
+import type { Logger } from "../../log.js";
+import { type Backend, BackendError, type ModelInfo } from "../types.js";
+import { ModelCatalog } from "./catalog.js";
+import { runCompletion } from "./generate.js";
+import { ModelPool } from "./pool.js";
+import { LlamaRuntime } from "./runtime.js";
+
+export interface LlamaBackendOptions {
+  modelsDir?: string | undefined;
+  modelMapFile?: string | undefined;
+  threads: number;
+  concurrency: number;
+  gpu: "auto" | false;
+  log: Logger;
+  unloadAfterJob?: boolean | undefined;
+  /** Models kept loaded at once (default 2). */
+  maxLoadedModels?: number | undefined;
+  /** Sum of loaded model file sizes allowed (null: no budget). */
+  vramBudgetBytes?: number | null | undefined;
+  /** Tokens per sequence (default: the model's training context, at most 4096). */
+  contextSize?: number | undefined;
+  /** Load each model once in a child process before trusting it in-process (default true). */
+  preflight?: boolean | undefined;
+  /** Preflight time limit for a file of this size (default: preflightTimeoutMs, 60 s + 30 s/GiB). */
+  preflightTimeoutMs?: ((sizeBytes: number | null) => number) | undefined;
+  /** Where `hf:` map entries are downloaded (default: <cache dir>/models). */
+  downloadDir?: string | undefined;
+  /** Give up a download that makes no progress for this long (default 30 s). */
+  downloadStallMs?: number | undefined;
+}
+
+export interface LlamaBackend extends Backend {
+  /** Rescan the models directory and map (advertised names change accordingly). */
+  refresh(): Promise<void>;
+  /** The GPU type in use ("cuda", ...) or false for CPU; null before init. */
+  readonly gpuType: string | false | null;
+}
+
+export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
+  const log = opts.log.child({ component: "llama" });
+  const threads = Math.max(1, Math.floor(opts.threads));
+  const runtime = new LlamaRuntime({ threads, gpu: opts.gpu, log });
+  const catalog = new ModelCatalog({
+    modelsDir: opts.modelsDir,
+    modelMapFile: opts.modelMapFile,
+    log,
+    preflight: opts.preflight,
+    preflightTimeoutMs: opts.preflightTimeoutMs,
+    downloadDir: opts.downloadDir,
+    downloadStallMs: opts.downloadStallMs,
+  });
+  const pool = new ModelPool({
+    threads,
+    concurrency: Math.max(1, Math.floor(opts.concurrency)),
+    maxLoadedModels: Math.max(1, opts.maxLoadedModels ?? 2),
+    vramBudgetBytes: opts.vramBudgetBytes ?? null,
+    contextSize: opts.contextSize,
+    unloadAfterJob: opts.unloadAfterJob,
+    log,
+    runtime,
+    catalog,
+  });
+
+  return {
+    name: "llama",
+    get gpuType() {
+      return runtime.gpuType;
+    },
+    async init() {
+      // What can be served is known from the files alone: the runtime starts meanwhile, and
+      // whoever needs it (a job, warm-up) waits for it.
+      runtime.ensure().catch(() => undefined);
+      await catalog.scan();
+    },
+    async warm(names, signal) {
+      await runtime.ensure();
+      const warmed: string[] = [];
+      for (const name of names) {
+        if (signal.aborted || pool.closed) break;
+        const c = catalog.lookup(name);
+        if (!c?.path || catalog.hasFailed(c.path)) continue;
+        if (!pool.isLoaded(c.path) && !pool.hasRoomFor(c)) continue; // as many as fit
+        try {
+          const entry = await pool.get(c);
+          await pool.prime(entry);
+          warmed.push(name);
+        } catch (err) {
+          log.warn(
+            { event: "model_warm_failed", model: name, err: (err as Error).message },
+            "model could not be warmed; it loads on its first job instead",
+          );
+        }
+      }
+      return warmed;
+    },
+    async refresh() {
+      await catalog.scan();
+      await catalog.retryUnverified();
+    },
+    listModels(): ModelInfo[] {
+      return catalog.advertised.map((name) => {
+        const c = catalog.lookup(name);
+        return { name, sizeBytes: c?.sizeBytes ?? null, source: c?.uri ?? c?.path ?? "" };
+      });
+    },
+    hasModel(name) {
+      return catalog.lookup(name) !== null;
+    },
+    hasExactModel(name) {
+      return catalog.lookup(name, { plainFallback: false }) !== null;
+    },
+    isLoaded(name) {
+      const c = catalog.lookup(name);
+      return c?.path ? pool.isLoaded(c.path) : false;
+    },
+    async generate(req, signal) {
+      if (pool.closed) throw new BackendError("backend_unavailable", "llama backend is closed");
+      const t0 = performance.now();
+      await runtime.ensure();
+      const c = catalog.forJob(req.model);
+      if (signal.aborted) throw new BackendError("aborted", "job aborted before it started");
+      const { entry, seq } = await pool.checkout(c, signal);
+      try {
+        const out = await runCompletion(entry.model, seq, req, signal);
+        return { ...out, model: req.model, backend: "llama", durationMs: Math.round(performance.now() - t0) };
+      } catch (err) {
+        if (err instanceof BackendError) throw err;
+        if (signal.aborted)
+          throw new BackendError("aborted", "job aborted during generation", { cause: err });
+        throw new BackendError("inference_failed", `inference failed: ${(err as Error).message}`, {
+          cause: err,
+        });
+      } finally {
+        await pool.release(entry, seq);
+      }
+    },
+    async unloadAll() {
+      await pool.unloadAll();
+    },
+    async close() {
+      if (pool.closed) return;
+      await pool.close();
+      await runtime.dispose();
+    },
+  };
+}
