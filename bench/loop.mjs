@@ -36,7 +36,7 @@ import { createSeedLoop } from "./seed-loop.mjs";
 const quick = benchArgs().quick;
 const JOBS = quick ? 20 : 150;
 const REPS = quick ? 1 : 3;
-const ARRIVALS = quick ? 3 : 8;
+const ARRIVALS = quick ? 3 : 6;
 const job = (i) => ({ payload: { model: "zero", prompt: `job ${i}`, max_tokens: 1, temperature: 0 } });
 
 /** One loop against a fresh coordinator; returns timings from the coordinator's events. */
