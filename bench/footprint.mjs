@@ -5,8 +5,6 @@
 //   node bench/footprint.mjs [--quick]
 import { execFile, fork } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import {
@@ -23,7 +21,7 @@ import {
 } from "./lib.mjs";
 
 const quick = benchArgs().quick;
-const N = quick ? 3 : 10;
+const N = quick ? 3 : 8;
 const JOBS = quick ? 100 : 1000;
 const DEMOS = quick ? 1 : 3;
 const run = promisify(execFile);
@@ -79,9 +77,9 @@ await once(child, "exit");
 await coordinator.close();
 
 // ---- demo -------------------------------------------------------------------------------------
-const cacheDir = mkdtempSync(join(tmpdir(), "aitbc-bench-demo-"));
-// The first demo generates its tiny model; only the runs after it are timed.
-await wall([cli, "demo", "--cache-dir", cacheDir]);
+// A cache kept between bench runs, as a user's repeated demos keep theirs: the tiny model is
+// generated once (0.5 MB, milliseconds), the key and receipts log are reused.
+const cacheDir = join(root, ".cache", "bench-demo");
 const demo = [];
 for (let i = 0; i < DEMOS; i++) demo.push(await wall([cli, "demo", "--cache-dir", cacheDir]));
 

@@ -27,7 +27,7 @@ const quick = args.quick;
 const threads = Number(args.threads);
 const preset = quick ? TEST_PRESET : BENCH_PRESET;
 const tokens = Number(args.tokens ?? (quick ? 8 : 48));
-const JOBS = quick ? 3 : 12;
+const JOBS = quick ? 3 : 8;
 const modelsDir = join(root, ".cache", "bench-models");
 const modelPath = await ensureTinyModel(modelsDir, preset);
 

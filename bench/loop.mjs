@@ -34,7 +34,7 @@ import {
 import { createSeedLoop } from "./seed-loop.mjs";
 
 const quick = benchArgs().quick;
-const JOBS = quick ? 20 : 150;
+const JOBS = quick ? 20 : 100;
 const REPS = quick ? 1 : 3;
 const ARRIVALS = quick ? 3 : 6;
 const job = (i) => ({ payload: { model: "zero", prompt: `job ${i}`, max_tokens: 1, temperature: 0 } });
