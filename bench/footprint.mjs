@@ -60,7 +60,7 @@ const ask = async () => {
   }
 };
 await once(child, "message");
-await sleep(3000); // registered, heartbeating, polling idle
+await sleep(quick ? 1000 : 3000); // registered, heartbeating, polling idle
 const idle = await ask();
 const ids = [];
 for (let i = 0; i < JOBS; i++) {

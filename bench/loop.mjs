@@ -36,7 +36,7 @@ import { createSeedLoop } from "./seed-loop.mjs";
 const quick = benchArgs().quick;
 const JOBS = quick ? 20 : 100;
 const REPS = quick ? 1 : 3;
-const ARRIVALS = quick ? 3 : 6;
+const ARRIVALS = quick ? 2 : 6;
 const job = (i) => ({ payload: { model: "zero", prompt: `job ${i}`, max_tokens: 1, temperature: 0 } });
 
 /** One loop against a fresh coordinator; returns timings from the coordinator's events. */
@@ -53,7 +53,7 @@ async function runLoop(kind, concurrency, { jobs, rateLimits, gaps, settings }) 
   const pollsBefore = pollCount(coordinator);
   if (gaps) {
     // Let the loop settle into its idle rhythm first, as a miner that has been up a while.
-    await sleep(1500);
+    await sleep(quick ? 300 : 1500);
     for (let i = 0; i < gaps.length; i++) {
       await sleep(gaps[i]);
       ids.push(coordinator.enqueue(job(i)));

@@ -30,7 +30,8 @@ const threads = Number(args.threads);
 const preset = quick ? TEST_PRESET : BENCH_PRESET;
 const tokens = Number(args.tokens ?? (quick ? 8 : 32));
 const REPS = quick ? 1 : 3;
-const LEVELS = [1, 2, 4];
+// --quick checks the path works; one level is enough for that.
+const LEVELS = quick ? [1] : [1, 2, 4];
 const PROMPT = "The quick brown fox";
 const modelsDir = join(root, ".cache", "bench-models");
 const modelPath = await ensureTinyModel(modelsDir, preset);
