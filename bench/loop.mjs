@@ -1,0 +1,256 @@
+#!/usr/bin/env node
+// The miner's loop vs a plain port of the seed's loop (bench/seed-loop.mjs), both against the
+// local coordinator with a backend that answers at once, so only the loop's own cost remains:
+//   1. jobs/s with a full queue (rate limits lifted), miner at concurrency 1, 2, 4;
+//   2. per-job overhead, hand-out → acknowledged result (coordinator events), p50/p99, beside
+//      micro-measurements of its pieces: one HTTP round trip, one fsync'd record, one signing;
+//   3. pickup p50/p99 and polls/min for jobs arriving one at a time at seeded random gaps, on a
+//      coordinator with the reference rate limits (100 polls/min), miner at its defaults.
+//   node bench/loop.mjs [--quick]
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { request } from "undici";
+import {
+  benchArgs,
+  buildMiner,
+  buildMinerReceipt,
+  DEFAULT_RATE_LIMITS,
+  DurableStore,
+  finished,
+  generateKeyPair,
+  jobClock,
+  localCoordinatorLongPolls,
+  mmm,
+  printTable,
+  prng,
+  ratio,
+  sleep,
+  startCoordinator,
+  summary,
+  writeResult,
+  zeroBackend,
+} from "./lib.mjs";
+import { createSeedLoop } from "./seed-loop.mjs";
+
+const quick = benchArgs().quick;
+const JOBS = quick ? 20 : 100;
+const REPS = quick ? 1 : 3;
+const ARRIVALS = quick ? 2 : 6;
+const job = (i) => ({ payload: { model: "zero", prompt: `job ${i}`, max_tokens: 1, temperature: 0 } });
+
+/** One loop against a fresh coordinator; returns timings from the coordinator's events. */
+async function runLoop(kind, concurrency, { jobs, rateLimits, gaps, settings }) {
+  const { coordinator, coordinatorKey } = await startCoordinator(rateLimits ? { rateLimits } : {});
+  const clock = jobClock(coordinator);
+  const ids = [];
+  if (!gaps) for (let i = 0; i < jobs; i++) ids.push(coordinator.enqueue(job(i)));
+  const loop =
+    kind === "seed"
+      ? createSeedLoop({ url: coordinator.url, minerId: "seed-miner", backend: zeroBackend() })
+      : buildMiner({ url: coordinator.url, backend: zeroBackend(), coordinatorKey, concurrency, settings });
+  const t0 = performance.now();
+  const pollsBefore = pollCount(coordinator);
+  if (gaps) {
+    // Let the loop settle into its idle rhythm first, as a miner that has been up a while.
+    await sleep(quick ? 300 : 1500);
+    for (let i = 0; i < gaps.length; i++) {
+      await sleep(gaps[i]);
+      ids.push(coordinator.enqueue(job(i)));
+    }
+  }
+  await coordinator.waitFor((c) => finished(c, ids), 120_000);
+  const seconds = (performance.now() - t0) / 1000;
+  const polls = pollCount(coordinator) - pollsBefore;
+  const stats = coordinator.stats();
+  await loop.stop();
+  clock.off();
+  await coordinator.close();
+  const ev = ids.map((id) => clock.at.get(id) ?? {});
+  const completed = ids.filter((id) => coordinator.job(id)?.state === "COMPLETED").length;
+  return {
+    seconds,
+    completed,
+    jobsPerSecond: completed / seconds,
+    overheadMs: ev.filter((e) => e.completed).map((e) => e.completed - e.assigned),
+    pickupMs: ev.filter((e) => e.assigned).map((e) => e.assigned - e.enqueued),
+    pollsPerMin: polls / (seconds / 60),
+    rateLimited: stats.rateLimited,
+  };
+}
+
+function pollCount(c) {
+  const r = c.stats().byRoute;
+  return (r["POST /v1/miners/poll"] ?? 0) + (r["GET /v1/jobs/available"] ?? 0);
+}
+
+// ---- 1 + 2: full queue -----------------------------------------------------------------------
+const configs = [
+  ["seed loop (claim)", "seed", 1],
+  ["miner c=1", "miner", 1],
+  ["miner c=2", "miner", 2],
+  ["miner c=4", "miner", 4],
+];
+const full = Object.fromEntries(configs.map(([name]) => [name, []]));
+// Lifted limits and no poll spacing: the seed polls again at once after a job, so does the miner.
+const fullOpts = { jobs: JOBS, settings: { pollMinIntervalMs: 0 } };
+for (let rep = 0; rep < REPS; rep++) {
+  // Rotate the order so that drift on a shared host does not favour one loop.
+  for (let k = 0; k < configs.length; k++) {
+    const [name, kind, c] = configs[(k + rep) % configs.length];
+    full[name].push(await runLoop(kind, c, fullOpts));
+  }
+}
+const seedMedian = summary(full["seed loop (claim)"].map((r) => r.jobsPerSecond)).median;
+printTable(
+  `loop, full queue: ${JOBS} jobs × ${REPS} runs, zero-cost backend, limits lifted`,
+  ["loop", "jobs/s min / median / max", "overhead p50 ms", "overhead p99 ms", "ratio (jobs/s vs seed)"],
+  configs.map(([name]) => {
+    const runs = full[name];
+    const o = summary(runs.flatMap((r) => r.overheadMs));
+    const med = summary(runs.map((r) => r.jobsPerSecond)).median;
+    return [
+      name,
+      mmm(runs.map((r) => r.jobsPerSecond)),
+      o.p50.toFixed(2),
+      o.p99.toFixed(2),
+      ratio(med, seedMedian),
+    ];
+  }),
+);
+
+// ---- pieces of the overhead ------------------------------------------------------------------
+const N = quick ? 20 : 300;
+const micro = {};
+{
+  const { coordinator } = await startCoordinator();
+  const url = `${coordinator.url}/v1/jobs/available?miner_id=probe`;
+  const http = [];
+  for (let i = 0; i < N + 20; i++) {
+    const t = performance.now();
+    const res = await request(url);
+    await res.body.dump();
+    if (i >= 20) http.push(performance.now() - t);
+  }
+  micro.httpRoundTripMs = summary(http);
+  await coordinator.close();
+}
+{
+  const store = new DurableStore(mkdtempSync(join(tmpdir(), "aitbc-bench-store-")), (v) => v);
+  await store.open();
+  const puts = [];
+  for (let i = 0; i < Math.ceil(N / 3); i++) {
+    const t = performance.now();
+    await store.put(`job-${i}`, { jobId: `job-${i}`, result: "ok", receipt: { signature: "x".repeat(128) } });
+    puts.push(performance.now() - t);
+  }
+  micro.durablePutMs = summary(puts);
+}
+{
+  const key = generateKeyPair();
+  const signs = [];
+  const now = Math.floor(Date.now() / 1000);
+  for (let i = 0; i < N + 20; i++) {
+    const t = performance.now();
+    buildMinerReceipt(
+      {
+        jobId: `job-${i}`,
+        minerId: "bench",
+        model: "zero",
+        prompt: "p",
+        output: "ok",
+        units: 1,
+        startedAt: now,
+        completedAt: now,
+        durationMs: 0,
+      },
+      key,
+    );
+    if (i >= 20) signs.push(performance.now() - t);
+  }
+  micro.signMs = summary(signs);
+}
+const m1 = summary(full["miner c=1"].flatMap((r) => r.overheadMs));
+const s1 = summary(full["seed loop (claim)"].flatMap((r) => r.overheadMs));
+printTable(
+  "loop, per-job overhead (hand-out → acknowledged result) and its pieces, ms",
+  ["what", "p50", "p99", "ratio (p50 vs seed)"],
+  [
+    ["seed loop: claim → complete", s1.p50.toFixed(2), s1.p99.toFixed(2), "1.00×"],
+    ["miner c=1: poll → result acknowledged", m1.p50.toFixed(2), m1.p99.toFixed(2), ratio(m1.p50, s1.p50)],
+    [
+      "  one HTTP round trip (undici, loopback)",
+      f2(micro.httpRoundTripMs.p50),
+      f2(micro.httpRoundTripMs.p99),
+      "",
+    ],
+    [
+      "  one durable record put (fsync file + dir)",
+      f2(micro.durablePutMs.p50),
+      f2(micro.durablePutMs.p99),
+      "",
+    ],
+    ["  one receipt signing (Ed25519)", f2(micro.signMs.p50), f2(micro.signMs.p99), ""],
+  ],
+);
+function f2(x) {
+  return x.toFixed(2);
+}
+
+// ---- 3: pickup on the rate-limited coordinator -----------------------------------------------
+const rnd = prng(20261128);
+// Gaps of 0.5-4 s: shorter than the seed's 2 s sleep sometimes, longer other times.
+const gaps = Array.from({ length: ARRIVALS }, () => Math.round(500 + rnd() * 3500));
+const pickupConfigs = [
+  ["seed loop (2 s idle sleep)", "seed", {}],
+  ["miner, defaults (min 650 ms, idle max 10 s)", "miner", {}],
+  ["miner, --poll-idle-max 2", "miner", { pollIdleMaxMs: 2000 }],
+];
+const pickup = [];
+for (const [name, kind, settings] of pickupConfigs) {
+  const r = await runLoop(kind, 1, { gaps, rateLimits: DEFAULT_RATE_LIMITS, settings });
+  pickup.push({ name, ...r });
+}
+const seedPick = summary(pickup[0].pickupMs).p50;
+printTable(
+  `loop, pickup: ${ARRIVALS} jobs one at a time, seeded gaps 0.5-4 s, reference limits (${DEFAULT_RATE_LIMITS.poll} polls/min)`,
+  ["loop", "pickup p50 ms", "pickup p99 ms", "polls/min", "429s", "ratio (p50 vs seed)"],
+  pickup.map((r) => {
+    const s = summary(r.pickupMs);
+    return [
+      r.name,
+      s.p50.toFixed(0),
+      s.p99.toFixed(0),
+      r.pollsPerMin.toFixed(1),
+      r.rateLimited,
+      ratio(s.p50, seedPick),
+    ];
+  }),
+);
+const longPoll = localCoordinatorLongPolls();
+if (!longPoll) process.stdout.write("long-poll: not supported by the local coordinator yet\n");
+
+await writeResult(
+  "loop",
+  {
+    settings: { jobs: JOBS, reps: REPS, arrivals: ARRIVALS, gapsMs: gaps },
+    fullQueue: Object.fromEntries(
+      configs.map(([name]) => [
+        name,
+        {
+          jobsPerSecond: summary(full[name].map((r) => r.jobsPerSecond)),
+          overheadMs: summary(full[name].flatMap((r) => r.overheadMs)),
+        },
+      ]),
+    ),
+    overheadPiecesMs: micro,
+    pickup: pickup.map((r) => ({
+      name: r.name,
+      pickupMs: summary(r.pickupMs),
+      pollsPerMin: r.pollsPerMin,
+      rateLimited: r.rateLimited,
+    })),
+    longPoll: longPoll ? "supported (not measured by this version of the bench)" : "not supported",
+  },
+  { quick },
+);
