@@ -10,7 +10,7 @@ const m = buildMiner({
   coordinatorKey: { publicKeyHex },
   concurrency: 4,
   // Idle polling capped at 1 s so the 1,000 jobs are found promptly once queued.
-  settings: { pollMinIntervalMs: 0, pollIdleMaxMs: 1000 },
+  settings: { pollsPerWindow: Number.POSITIVE_INFINITY, idlePollIntervalMs: 10, longPollSeconds: 0 },
 });
 process.on("message", async (msg) => {
   if (msg === "rss")

@@ -18,11 +18,11 @@ export const { ClaimJournal } = await dist("journal.js");
 export const { DurableStore } = await dist("durable-store.js");
 export const { StateStorage, DEFAULT_MIN_FREE_BYTES } = await dist("state-storage.js");
 export const { createCoordinatorClient } = await dist("coordinator/client.js");
-export const { startLocalCoordinator } = await dist("coordinator/local-server.js");
-export const { DEFAULT_RATE_LIMITS } = await dist("coordinator/local/rate-limit.js");
+export const { startLocalCoordinator } = await dist("local-coordinator/index.js");
+export const { DEFAULT_RATE_LIMITS } = await dist("local-coordinator/rate-limit.js");
 export const { composeMiner } = await dist("compose.js");
 export const { runSchema } = await dist("config.js");
-export const { createLlamaBackend } = await dist("backends/llama.js");
+export const { createLlamaBackend } = await dist("backends/llama/index.js");
 export const { createOllamaBackend } = await dist("backends/ollama.js");
 export const { BENCH_PRESET, TEST_PRESET, ensureTinyModel } = await dist("backends/tiny-gguf.js");
 export const { silentLogger } = await dist("log.js");
@@ -37,14 +37,11 @@ export const {
 } = await dist("receipts/index.js");
 /** Whether the local coordinator honours max_wait_seconds (long-poll); looked up in its source. */
 export function localCoordinatorLongPolls() {
-  const files = ["coordinator/local-server.js", "coordinator/local/state.js"];
-  return files.some((f) => {
-    try {
-      return readFileSync(join(root, "dist", f), "utf8").includes("max_wait");
-    } catch {
-      return false;
-    }
-  });
+  try {
+    return readFileSync(join(root, "dist", "local-coordinator", "long-poll.js"), "utf8").includes("max_wait");
+  } catch {
+    return false;
+  }
 }
 
 // ---- command line ---------------------------------------------------------------------------
@@ -219,8 +216,11 @@ export function buildMiner({ url, backend, coordinatorKey, concurrency = 1, sett
       minerId,
       concurrency,
       heartbeatIntervalMs: 15_000,
-      pollIdleMaxMs: 10_000,
-      pollMinIntervalMs: 650,
+      // `run`'s defaults: the reference budget of 100 polls a minute, long-poll asked for.
+      pollsPerWindow: 100,
+      pollWindowMs: 60_000,
+      idlePollIntervalMs: 600,
+      longPollSeconds: 20,
       jobTimeoutMs: 120_000,
       gracePeriodMs: 10_000,
       abortGraceMs: 5_000,

@@ -87,7 +87,6 @@ for (const c of LEVELS) {
       logLevel: "silent",
       coordinatorKey: coordinatorKey.publicKeyHex,
       heartbeatInterval: 15,
-      pollIdleMax: 1,
     },
     { pollMinIntervalMs: 0, flushTimeoutMs: 5000 },
   );
