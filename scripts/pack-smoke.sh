@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Packaging test of record (DESIGN §9): pack the package, then in an empty directory run the
+# Packaging test of record (docs/operations.md): pack the package, then in an empty directory run the
 # tarball with npx as an operator would: --version, doctor, demo. Needs the npm registry.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)

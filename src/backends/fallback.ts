@@ -1,4 +1,4 @@
-// Primary + secondary backend (DESIGN §5: Ollama serves a job "when its model is only available
+// Primary + secondary backend (docs/models.md: Ollama serves a job "when its model is only available
 // there"). A job goes to a backend that has its exact name (the primary first), else to one that
 // serves it by a tag fallback (the primary first); never to a backend that lacks the model. The
 // secondary is optional at start-up: if it cannot be reached, the miner runs on the primary alone

@@ -1,4 +1,4 @@
-// Ollama adapter (DESIGN §5): GET /api/tags lists models, POST /api/generate runs one job.
+// Ollama adapter (docs/models.md): GET /api/tags lists models, POST /api/generate runs one job.
 // Every response is bounded (time and bytes) and validated; failures become BackendErrors.
 import { request } from "undici";
 import { z } from "zod";

@@ -1,6 +1,6 @@
 // Deterministic random-weight GGUF v3 `llama` models for tests, the demo and benchmarks.
 // Same options → same bytes (seeded PRNG, fixed layout). Pitfalls that make llama.cpp assert or
-// print garbage are handled here (DESIGN §8): feed_forward_length, token types (6 = byte),
+// print garbage are handled here (docs/models.md): feed_forward_length, token types (6 = byte),
 // rms epsilon, context length and tokenizer model are always written, and the output rows of
 // tokens that would end generation or produce non-ASCII text are zeroed.
 import { createHash } from "node:crypto";

@@ -1,4 +1,4 @@
-// Periodic model rescan (DESIGN §5: advertise only what can be served). New files, a file that
+// Periodic model rescan (docs/models.md: advertise only what can be served). New files, a file that
 // finished copying, map edits and Ollama pulls show up in backend.listModels() after refresh();
 // when that set of names changes, `onChange` runs (compose: the miner registers again). Rescans
 // never overlap (a refresh can take long: downloads, preflights), and a failing one is logged once.

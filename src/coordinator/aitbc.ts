@@ -1,4 +1,4 @@
-// The `aitbc` dialect (DESIGN §2a): /v1/miners/* with X-Api-Key + X-Miner-ID.
+// The `aitbc` dialect (docs/protocols.md): /v1/miners/* with X-Api-Key + X-Miner-ID.
 import { z } from "zod";
 import type { Logger } from "../log.js";
 import { DialectClient } from "./dialect.js";

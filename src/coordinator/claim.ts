@@ -1,4 +1,4 @@
-// The `claim` dialect (DESIGN §2b, the seed tutorial): list an available job, claim it, complete
+// The `claim` dialect (docs/protocols.md, the seed tutorial): list an available job, claim it, complete
 // it. It has no heartbeat, fail or deregister calls: those resolve without a request.
 import { z } from "zod";
 import type { Logger } from "../log.js";

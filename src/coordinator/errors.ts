@@ -28,7 +28,7 @@ export class CoordinatorError extends Error {
   /** The first bytes of an answer over the size cap, when the request asked to keep them. */
   readonly bodyHead: string | undefined;
 
-  /** Whether the same request may succeed later (DESIGN §7: no retry on 4xx but 408/425/429). */
+  /** Whether the same request may succeed later (docs/architecture.md#durability-rules: no retry on 4xx but 408/425/429). */
   get retryable(): boolean {
     switch (this.kind) {
       case "rate_limited":

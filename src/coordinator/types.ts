@@ -1,4 +1,4 @@
-// Contract between the miner loop and a coordinator dialect (DESIGN §2).
+// Contract between the miner loop and a coordinator dialect (docs/protocols.md).
 
 export type Protocol = "aitbc" | "claim";
 
@@ -49,7 +49,7 @@ export interface CompletedJob {
   /** Unix milliseconds. */
   completedAt: number;
   metrics: JobMetrics;
-  /** The miner's signed receipt (DESIGN §3). */
+  /** The miner's signed receipt (docs/receipts.md). */
   receipt: Record<string, unknown>;
 }
 

@@ -1,4 +1,4 @@
-// Job constraints against a miner's registered capabilities (DESIGN §2a), as the reference
+// Job constraints against a miner's registered capabilities (docs/protocols.md), as the reference
 // coordinator matches them. A constraint the miner says nothing about does not match.
 
 type Obj = Record<string, unknown>;

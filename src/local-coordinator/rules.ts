@@ -1,6 +1,6 @@
-// The policy points where the local coordinator can behave either as the reference of DESIGN §2
+// The policy points where the local coordinator can behave either as the reference semantics of docs/protocols.md
 // (leases, exactly-once completion, requeue on a restart) or as the real upstream coordinator
-// (DESIGN §2c, see upstream.ts). core.ts and the route modules call these hooks; everything else
+// (docs/protocols.md#how-the-upstream-coordinator-behaves, see upstream.ts). core.ts and the route modules call these hooks; everything else
 // is shared.
 import { randomUUID } from "node:crypto";
 import { HttpFail } from "./http.js";
@@ -49,7 +49,7 @@ export function asObj(v: unknown): Obj {
   return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Obj) : {};
 }
 
-/** DESIGN §2 semantics: slots counted from RUNNING jobs, completion exactly once. */
+/** docs/protocols.md semantics: slots counted from RUNNING jobs, completion exactly once. */
 export const referenceRules: CoordinatorRules = {
   healthPaths: new Set(["/health", "/v1/health"]),
   leases: true,

@@ -20,7 +20,7 @@ export interface LocalCoordinatorOptions {
    */
   leaseTimeoutMs?: number;
   /**
-   * Behave as the real upstream coordinator (DESIGN §2c): /fail keeps the miner's slot, failures
+   * Behave as the real upstream coordinator (docs/protocols.md#how-the-upstream-coordinator-behaves): /fail keeps the miner's slot, failures
    * are terminal, results are accepted again with a new receipt, no leases, /v1/health is 404,
    * a poll from an unknown miner is a 500. Default false (the reference semantics).
    */

@@ -1,5 +1,5 @@
 // `upstreamQuirks`: the rules of the real AITBC coordinator (oib/AITBC apps/coordinator-api:
-// routers/miner.py, services/miners.py, services/jobs.py, services/receipts.py; DESIGN §2c), so
+// routers/miner.py, services/miners.py, services/jobs.py, services/receipts.py; docs/protocols.md#how-the-upstream-coordinator-behaves), so
 // the miner can be tested against what it will meet rather than against our stricter reference.
 import { randomBytes } from "node:crypto";
 import { HttpFail } from "./http.js";

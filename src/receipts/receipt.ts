@@ -1,4 +1,4 @@
-// The miner's own receipt for a completed job (DESIGN §3): hashes of prompt and output, token
+// The miner's own receipt for a completed job (docs/receipts.md): hashes of prompt and output, token
 // units, integer unix-second times; signed over everything but `signature`.
 import { randomBytes, randomUUID } from "node:crypto";
 import { type ReceiptSignature, type SigningKey, sha256Hex, signPayload } from "./crypto.js";

@@ -1,4 +1,4 @@
-// Broken GGUFs can abort the whole process inside llama.cpp (GGML_ASSERT, DESIGN §8), so these
+// Broken GGUFs can abort the whole process inside llama.cpp (GGML_ASSERT, docs/models.md), so these
 // scenarios run in a child process; the backend's own preflight must keep that child alive too.
 import { execFile } from "node:child_process";
 import { copyFileSync, readFileSync, writeFileSync } from "node:fs";

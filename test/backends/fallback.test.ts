@@ -64,7 +64,7 @@ describe("fallback backend", () => {
     const b = createFallbackBackend(primary, ollama, silentLogger());
     await b.init();
     try {
-      // Alone, the llama backend serves any tiny:TAG with its lone tiny.gguf (DESIGN §5)...
+      // Alone, the llama backend serves any tiny:TAG with its lone tiny.gguf (docs/models.md)...
       expect(primary.hasModel("tiny:70b")).toBe(true);
       expect(primary.hasExactModel?.("tiny:70b")).toBe(false);
       // ...but Ollama has exactly tiny:70b (and tiny:latest), so those go there.

@@ -1,4 +1,4 @@
-// The llama backend on the generated tiny model, CPU, one thread (DESIGN §8: more threads than
+// The llama backend on the generated tiny model, CPU, one thread (docs/models.md: more threads than
 // cores makes it ~100x slower). Outputs are compared with each other, never with fixed text.
 import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";

@@ -1,4 +1,4 @@
-// The local coordinator's upstream mode (`upstreamQuirks`, DESIGN §2c), over real HTTP: each
+// The local coordinator's upstream mode (`upstreamQuirks`, docs/protocols.md#how-the-upstream-coordinator-behaves), over real HTTP: each
 // quirk of the real AITBC coordinator that the miner has to live with.
 import { spawn } from "node:child_process";
 import { dirname, join } from "node:path";

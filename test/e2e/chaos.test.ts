@@ -1,4 +1,4 @@
-// Reliability runs (DESIGN §7, issue 5). Their figures are written to test/.fixtures/reliability-*.json
+// Reliability runs (docs/architecture.md#durability-rules, issue 5). Their figures are written to test/.fixtures/reliability-*.json
 // and summarised in the README's "Reliability" section.
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";

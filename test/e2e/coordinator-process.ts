@@ -20,7 +20,7 @@ export async function startCoordinatorProcess(opts: {
   stateFile: string;
   faults?: Record<string, unknown>;
   leaseMs?: number;
-  /** Run as the real upstream coordinator behaves (`--upstream-quirks`, DESIGN §2c). */
+  /** Run as the real upstream coordinator behaves (`--upstream-quirks`, docs/protocols.md#how-the-upstream-coordinator-behaves). */
   upstreamQuirks?: boolean;
 }): Promise<CoordinatorProcess> {
   const args = [

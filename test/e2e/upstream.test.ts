@@ -1,4 +1,4 @@
-// The real miner against the local coordinator in upstream mode (DESIGN §2c): /fail does not free
+// The real miner against the local coordinator in upstream mode (docs/protocols.md#how-the-upstream-coordinator-behaves): /fail does not free
 // the coordinator's slot, so after each acknowledged failure the miner must heartbeat at once
 // (inflight from its body) instead of sitting idle until the next heartbeat interval.
 import { afterEach, describe, expect, it } from "vitest";

@@ -40,7 +40,7 @@ function withoutSignature(r: MinerReceipt): Record<string, unknown> {
 }
 
 describe("miner receipts", () => {
-  it("carry the fields of DESIGN §3 and a signature node:crypto accepts", () => {
+  it("carry the fields of docs/receipts.md and a signature node:crypto accepts", () => {
     const r = receipt();
     expect(r).toMatchObject({
       version: "1.0",

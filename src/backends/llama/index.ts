@@ -1,4 +1,4 @@
-// In-process inference with node-llama-cpp (DESIGN §5, §8), composed of four parts that each own
+// In-process inference with node-llama-cpp (docs/models.md), composed of four parts that each own
 // their state: the runtime (runtime.ts), what can be served (catalog.ts), loaded models and their
 // sequences (pool.ts), and one completion (generate.ts). This file only wires them into a Backend.
 import type { Logger } from "../../log.js";

@@ -1,4 +1,4 @@
-// Which GGUF file serves which job model name (DESIGN §5):
+// Which GGUF file serves which job model name (docs/models.md):
 // - `NAME.gguf` in the models directory serves `NAME`;
 // - an Ollama-style tag `NAME:TAG` is served by `NAME-TAG.gguf`, or by `NAME.gguf` when that is the
 //   only file for NAME (no other `NAME-*.gguf`);
