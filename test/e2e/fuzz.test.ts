@@ -5,8 +5,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createCoordinatorClient } from "../../src/coordinator/client.js";
 import { CoordinatorError, UnusableJobError } from "../../src/coordinator/errors.js";
 import type { LocalCoordinator } from "../../src/coordinator/local/server-types.js";
-import { validatePayload } from "../../src/job.js";
 import { silentLogger } from "../../src/log.js";
+import { validatePayload } from "../../src/miner/screening.js";
 import { API_KEY, coordinatorWithReceipts, minerConfig, startMiner } from "./harness.js";
 
 let coordinator: LocalCoordinator | null = null;

@@ -1,6 +1,6 @@
 // Job validation: an untrusted payload from the coordinator becomes a bounded InferenceRequest,
 // or a JobRejection with an error_code the coordinator understands. Never throws.
-import type { InferenceRequest } from "./backends/types.js";
+import type { InferenceRequest } from "../backends/types.js";
 
 export interface JobLimits {
   maxPromptChars: number;

@@ -4,7 +4,7 @@
 import { promises as fs } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import type { CompletedJob } from "./coordinator/types.js";
+import type { CompletedJob } from "../coordinator/types.js";
 import { type CorruptRecord, DurableStore } from "./durable-store.js";
 
 const completedJobSchema = z.object({
