@@ -15,12 +15,13 @@ import {
 } from "./gpu/index.js";
 import { restrictToGpus } from "./gpu/restrict.js";
 import type { GpuInfoSource, GpuSnapshot } from "./gpu/types.js";
-import type { HostFacts } from "./job.js";
-import { ClaimJournal } from "./journal.js";
 import { type Logger, registerSecret } from "./log.js";
-import { DEFAULT_ABORT_GRACE_MS, DEFAULT_FLUSH_TIMEOUT_MS, Miner, type MinerSettings } from "./miner.js";
+import { ClaimJournal } from "./miner/journal.js";
+import { DEFAULT_ABORT_GRACE_MS, DEFAULT_FLUSH_TIMEOUT_MS, Miner, type MinerSettings } from "./miner/loop.js";
+import { Outbox } from "./miner/outbox.js";
+import type { HostFacts } from "./miner/screening.js";
+import { DEFAULT_MIN_FREE_BYTES, StateStorage } from "./miner/state-storage.js";
 import type { MinerEvent } from "./ops/events.js";
-import { Outbox } from "./outbox.js";
 import { stateFiles } from "./paths.js";
 import {
   buildMinerReceipt,
@@ -28,7 +29,6 @@ import {
   ReceiptLog,
   verifyCoordinatorReceipt,
 } from "./receipts/index.js";
-import { DEFAULT_MIN_FREE_BYTES, StateStorage } from "./state-storage.js";
 
 export interface Composed {
   miner: Miner;

@@ -11,11 +11,12 @@ import { linkToSupervisor, type SupervisorLink } from "./fleet/worker-link.js";
 import { createGpuInfoSource } from "./gpu/index.js";
 import type { GpuInfoSource } from "./gpu/types.js";
 import type { Logger } from "./log.js";
-import { EXIT_STATE_UNWRITABLE, runShutdownBudgetMs } from "./miner.js";
+import { ExitCode } from "./miner/exit-codes.js";
+import { runShutdownBudgetMs } from "./miner/loop.js";
+import { isStorageError, StateStorage, StateStorageError } from "./miner/state-storage.js";
 import { OpsMetrics } from "./ops/metrics.js";
 import { type OpsServer, startOpsServer } from "./ops/server.js";
 import { loadOrCreateKey } from "./receipts/index.js";
-import { isStorageError, StateStorage, StateStorageError } from "./state-storage.js";
 import { packageRoot } from "./version.js";
 
 export async function runMiner(
@@ -30,7 +31,7 @@ export async function runMiner(
       log.child({ worker: worker.minerId }),
       { worker },
     );
-  if (!(await stateDirUsable(cfg.stateDir, log))) return EXIT_STATE_UNWRITABLE;
+  if (!(await stateDirUsable(cfg.stateDir, log))) return ExitCode.stateUnwritable;
 
   let workers: WorkerSpec[];
   let gpu: GpuInfoSource | null = null;
@@ -123,7 +124,7 @@ interface OneOptions {
 
 /** One miner in this process: the whole host, one GPU of it, or a supervisor's worker. */
 async function runOne(cfg: RunConfig, log: Logger, o: OneOptions): Promise<number> {
-  if (o.worker && !(await stateDirUsable(cfg.stateDir, log))) return EXIT_STATE_UNWRITABLE;
+  if (o.worker && !(await stateDirUsable(cfg.stateDir, log))) return ExitCode.stateUnwritable;
   const link: SupervisorLink | null = o.worker ? linkToSupervisor(log) : null;
   const ops = cfg.metricsPort !== undefined ? new OpsMetrics() : null;
   const key = "main";
@@ -153,7 +154,7 @@ async function runOne(cfg: RunConfig, log: Logger, o: OneOptions): Promise<numbe
       { event: "state_unwritable", dir: cfg.stateDir, code },
       `the state directory ${cfg.stateDir} cannot be written (${code}): free space, fix its permissions or choose another with --state-dir`,
     );
-    return EXIT_STATE_UNWRITABLE;
+    return ExitCode.stateUnwritable;
   }
   const miner = composed.miner;
   link?.attach({
@@ -167,7 +168,7 @@ async function runOne(cfg: RunConfig, log: Logger, o: OneOptions): Promise<numbe
     if (signals > 1) {
       // A second signal: the operator wants out now. The outbox is already on disk.
       log.warn({ event: "forced_exit", signal: sig }, "second signal: exiting at once");
-      process.exit(130);
+      process.exit(ExitCode.secondSignal);
     }
     log.info(
       { event: "signal", signal: sig },
@@ -194,7 +195,7 @@ async function runOne(cfg: RunConfig, log: Logger, o: OneOptions): Promise<numbe
     const exit = await miner.run();
     if (exit.code !== 0) log.error({ event: "exit", code: exit.code, reason: exit.reason }, exit.reason);
     // A wedged backend may hold native work that never ends: do not wait for it to let go.
-    if (exit.code === 70) setTimeout(() => process.exit(70), 500).unref();
+    if (exit.code === ExitCode.wedged) setTimeout(() => process.exit(ExitCode.wedged), 500).unref();
     return exit.code;
   } finally {
     process.off("SIGTERM", onSignal);

@@ -2,7 +2,7 @@
 
 export type BackendName = "llama" | "ollama";
 
-/** A validated inference request (see src/job.ts for the bounds). */
+/** A validated inference request (see src/miner/screening.ts for the bounds). */
 export interface InferenceRequest {
   model: string;
   prompt: string;

@@ -6,10 +6,10 @@ import { checkCoordinatorUrl, resolveSecretFiles } from "../config.js";
 import { createCoordinatorClient } from "../coordinator/client.js";
 import { createGpuInfoSource, loadAddon } from "../gpu/index.js";
 import { silentLogger } from "../log.js";
+import { DEFAULT_MIN_FREE_BYTES, StateStorage } from "../miner/state-storage.js";
 import { defaultStateDir, stateFiles } from "../paths.js";
 import { loadKeyFile } from "../receipts/index.js";
 import { redactUrlCredentials } from "../redact.js";
-import { DEFAULT_MIN_FREE_BYTES, StateStorage } from "../state-storage.js";
 import { version } from "../version.js";
 
 type Status = "ok" | "warn" | "fail";

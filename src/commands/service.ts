@@ -5,7 +5,7 @@ import { writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Command } from "commander";
 import { API_KEY_CREDENTIAL, ConfigError, parseIntFlag } from "../config.js";
-import { runShutdownBudgetMs } from "../miner.js";
+import { runShutdownBudgetMs } from "../miner/loop.js";
 import { packageRoot } from "../version.js";
 
 export const UNIT_PATH = "/etc/systemd/system/aitbc-native-miner.service";

@@ -20,7 +20,7 @@ export interface Capabilities {
   price?: number | undefined;
 }
 
-/** A job as handed over by the coordinator. `payload` is untrusted: src/job.ts validates it. */
+/** A job as handed over by the coordinator. `payload` is untrusted: src/miner/screening.ts validates it. */
 export interface Job {
   jobId: string;
   payload: unknown;

@@ -7,13 +7,14 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { Backoff } from "../backoff.js";
 import type { GpuInfoSource } from "../gpu/types.js";
 import type { Logger } from "../log.js";
+import { ExitCode } from "../miner/exit-codes.js";
 import { OpsMetrics, type WorkerLabels } from "../ops/metrics.js";
 import { type HealthReport, type OpsServer, startOpsServer } from "../ops/server.js";
 import { parseWorkerMessage, WORKER_ENV, type WorkerEnv, type WorkerHealth } from "./ipc.js";
 import type { WorkerSpec } from "./plan.js";
 
 /** Exit codes a restart cannot fix (bad settings, unwritable state): the worker is not restarted. */
-const FINAL_EXIT_CODES = new Set([2, 73]);
+const FINAL_EXIT_CODES = new Set<number>([ExitCode.badSettings, ExitCode.stateUnwritable]);
 /** A worker that has not reported for this long is not alive (its loop or event loop is stuck). */
 const STATUS_STALE_MS = 30_000;
 /** A worker up this long has recovered: its next crash starts the backoff over. */

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
 import { envName, SETTINGS } from "../../src/config.js";
-import { runShutdownBudgetMs } from "../../src/miner.js";
+import { runShutdownBudgetMs } from "../../src/miner/index.js";
 import { OPS_PATHS, type OpsServer, startOpsServer } from "../../src/ops/server.js";
 import { repoRoot } from "../e2e/harness.js";
 

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { LocalCoordinator } from "../../src/local-coordinator/index.js";
-import { EXIT_STATE_UNWRITABLE } from "../../src/miner.js";
+import { ExitCode } from "../../src/miner/exit-codes.js";
 import { runCli } from "./cli.js";
 import {
   API_KEY,
@@ -158,7 +158,7 @@ describe("unwritable state directory at start", () => {
       ],
       { AITBC_API_KEY: API_KEY },
     );
-    expect(r.code).toBe(EXIT_STATE_UNWRITABLE);
+    expect(r.code).toBe(ExitCode.stateUnwritable);
     expect(r.stdout + r.stderr).toContain("--state-dir");
     expect(r.stdout + r.stderr).not.toMatch(/\n\s+at /);
   });
@@ -175,7 +175,7 @@ describe("unwritable state directory at start", () => {
     const miner = await startMiner(cfg);
     const exit = await miner.done;
     await miner.close();
-    expect(exit.code).toBe(EXIT_STATE_UNWRITABLE);
+    expect(exit.code).toBe(ExitCode.stateUnwritable);
     expect(exit.reason).toContain("--state-dir");
   });
 });

@@ -4,9 +4,9 @@ import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { createCoordinatorClient } from "../../src/coordinator/client.js";
 import { CoordinatorError, UnusableJobError } from "../../src/coordinator/errors.js";
-import { validatePayload } from "../../src/job.js";
 import type { LocalCoordinator } from "../../src/local-coordinator/index.js";
 import { silentLogger } from "../../src/log.js";
+import { validatePayload } from "../../src/miner/screening.js";
 import { API_KEY, coordinatorWithReceipts, minerConfig, startMiner } from "./harness.js";
 
 let coordinator: LocalCoordinator | null = null;

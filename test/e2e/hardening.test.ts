@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { LocalCoordinator } from "../../src/local-coordinator/index.js";
-import { shutdownBudgetMs } from "../../src/miner.js";
+import { shutdownBudgetMs } from "../../src/miner/loop.js";
 import { stateFiles } from "../../src/paths.js";
 import {
   capturingLogger,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { checkConstraints, validatePayload } from "../../src/job.js";
+import { checkConstraints, validatePayload } from "../../src/miner/screening.js";
 
 const limits = { maxPromptChars: 100, maxTokens: 64, defaultMaxTokens: 16 };
 

@@ -4,8 +4,8 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { Backoff } from "../../src/backoff.js";
 import type { CompletedJob } from "../../src/coordinator/types.js";
-import { ClaimJournal } from "../../src/journal.js";
-import { Outbox } from "../../src/outbox.js";
+import { ClaimJournal } from "../../src/miner/journal.js";
+import { Outbox } from "../../src/miner/outbox.js";
 
 function result(jobId: string): CompletedJob {
   return {

@@ -1,7 +1,7 @@
 // The poll budget: bursts are fine, no window ever holds more than the limit, and a 429 teaches a
 // lower limit to a dialect that published none.
 import { describe, expect, it } from "vitest";
-import { PollBudget } from "../../src/poll-budget.js";
+import { PollBudget } from "../../src/miner/poll-budget.js";
 
 /** Spend as fast as the budget allows over `ms`, returning the send times. */
 function drain(b: PollBudget, from: number, ms: number): number[] {

@@ -13,7 +13,7 @@ import {
   timeoutStopSec,
   unstableBinReason,
 } from "../../src/commands/service.js";
-import { runShutdownBudgetMs } from "../../src/miner.js";
+import { runShutdownBudgetMs } from "../../src/miner/loop.js";
 import { cliPath } from "../e2e/cli.js";
 
 // `security --offline=yes` arrived in systemd 252 (Debian 12).

@@ -1,10 +1,10 @@
-// Durable outbox (DESIGN §7): a computed result is on disk before its first submit and leaves
+// Durable outbox (docs/architecture.md#durability-rules): a computed result is on disk before its first submit and leaves
 // only when the coordinator acknowledged it (or said the job is gone).
 
 import { promises as fs } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import type { CompletedJob } from "./coordinator/types.js";
+import type { CompletedJob } from "../coordinator/types.js";
 import { type CorruptRecord, DurableStore } from "./durable-store.js";
 
 const completedJobSchema = z.object({

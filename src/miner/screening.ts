@@ -1,6 +1,6 @@
 // Job validation: an untrusted payload from the coordinator becomes a bounded InferenceRequest,
 // or a JobRejection with an error_code the coordinator understands. Never throws.
-import type { InferenceRequest } from "./backends/types.js";
+import type { InferenceRequest } from "../backends/types.js";
 
 export interface JobLimits {
   maxPromptChars: number;
@@ -67,7 +67,7 @@ function optionalNumber(
   return v;
 }
 
-/** Validate an inference payload (DESIGN §2a). */
+/** Validate an inference payload (docs/protocols.md). */
 export function validatePayload(payload: unknown, limits: JobLimits): Validated {
   if (!isPlainObject(payload))
     return reject("invalid_payload", `payload must be a JSON object, got ${describe(payload)}`);

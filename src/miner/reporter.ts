@@ -2,13 +2,13 @@
 // verdicts (from the journal) — retrying each until it is acknowledged or the coordinator says the
 // job is gone. On shutdown, flush() gives every pending delivery one more try now and a bounded
 // window; what is left stays on disk for the next start.
-import { Backoff, sleep, within } from "./backoff.js";
-import { CoordinatorError } from "./coordinator/errors.js";
-import type { CompletedJob, CoordinatorClient, SubmitAck } from "./coordinator/types.js";
-import { describeError } from "./describe-error.js";
+import { Backoff, sleep, within } from "../backoff.js";
+import { CoordinatorError } from "../coordinator/errors.js";
+import type { CompletedJob, CoordinatorClient, SubmitAck } from "../coordinator/types.js";
+import { describeError } from "../describe-error.js";
+import type { Logger } from "../log.js";
+import type { MinerEvent } from "../ops/events.js";
 import type { ClaimJournal } from "./journal.js";
-import type { Logger } from "./log.js";
-import type { MinerEvent } from "./ops/events.js";
 import type { Outbox } from "./outbox.js";
 
 export interface CoordinatorReceiptCheck {

@@ -3,7 +3,7 @@
 import { createHash } from "node:crypto";
 import { promises as fs } from "node:fs";
 import { join } from "node:path";
-import { topLevelStringMember } from "./coordinator/json-span.js";
+import { topLevelStringMember } from "../coordinator/json-span.js";
 
 /** A record file that could not be read back. */
 export interface CorruptRecord {

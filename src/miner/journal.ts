@@ -1,4 +1,4 @@
-// Claim journal (DESIGN §7): a job is on disk from the moment it is ours until it has a result in
+// Claim journal (docs/architecture.md#durability-rules): a job is on disk from the moment it is ours until it has a result in
 // the outbox or was reported failed, so a restart knows what it had taken on.
 import { z } from "zod";
 import { type CorruptRecord, DurableStore } from "./durable-store.js";

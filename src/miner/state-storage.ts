@@ -4,7 +4,7 @@
 // per episode. Mining resumes by itself when space is back.
 import { promises as fs } from "node:fs";
 import { join } from "node:path";
-import type { Logger } from "./log.js";
+import type { Logger } from "../log.js";
 
 /** Error codes that mean "the disk cannot take this write", not "this job is bad". */
 const STORAGE_CODES = new Set(["ENOSPC", "EROFS", "EDQUOT", "EACCES", "EPERM", "EIO", "EMFILE", "ENFILE"]);

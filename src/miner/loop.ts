@@ -1,22 +1,28 @@
 // The miner loop: register → heartbeat → poll → run → receipt → outbox → submit.
 // Every next step is decided from local state (journal, outbox) plus the coordinator's answer,
-// so a lost reply or a restart is harmless (DESIGN §7).
+// so a lost reply or a restart is harmless (docs/architecture.md#durability-rules).
 
 import { join } from "node:path";
-import { type Backend, BackendError, type InferenceRequest, type InferenceResult } from "./backends/types.js";
-import { Backoff, sleep, within } from "./backoff.js";
-import { CoordinatorError, UnusableJobError } from "./coordinator/errors.js";
-import type { Capabilities, CompletedJob, CoordinatorClient, Job } from "./coordinator/types.js";
-import { describeError } from "./describe-error.js";
-import { checkConstraints, type HostFacts, type JobLimits, validatePayload } from "./job.js";
+import {
+  type Backend,
+  BackendError,
+  type InferenceRequest,
+  type InferenceResult,
+} from "../backends/types.js";
+import { Backoff, sleep, within } from "../backoff.js";
+import { CoordinatorError, UnusableJobError } from "../coordinator/errors.js";
+import type { Capabilities, CompletedJob, CoordinatorClient, Job } from "../coordinator/types.js";
+import { describeError } from "../describe-error.js";
+import type { Logger } from "../log.js";
+import type { MinerEvent, PollResult } from "../ops/events.js";
+import type { WorkerGauges } from "../ops/metrics.js";
+import type { MinerReceiptInput } from "../receipts/receipt.js";
+import { ExitCode } from "./exit-codes.js";
 import type { ClaimedJob, ClaimJournal } from "./journal.js";
-import type { Logger } from "./log.js";
-import type { MinerEvent, PollResult } from "./ops/events.js";
-import type { WorkerGauges } from "./ops/metrics.js";
 import type { Outbox } from "./outbox.js";
 import { PollBudget } from "./poll-budget.js";
-import type { MinerReceiptInput } from "./receipts/receipt.js";
 import { type CoordinatorReceiptCheck, type ReceiptRecord, Reporter } from "./reporter.js";
+import { checkConstraints, type HostFacts, type JobLimits, validatePayload } from "./screening.js";
 import { isStorageError, StateStorage, StateStorageError } from "./state-storage.js";
 
 export interface MinerSettings {
@@ -78,9 +84,6 @@ export interface MinerDeps {
   /** Whether the state directory takes writes (default: probed in the outbox's directory). */
   storage?: StateStorage;
 }
-
-/** Exit code when the state directory can never be written (EX_CANTCREAT, sysexits.h). */
-export const EXIT_STATE_UNWRITABLE = 73;
 
 /** Time allowed to deregister at shutdown, and to release the backend after it. */
 const DEREGISTER_TIMEOUT_MS = 5000;
@@ -305,7 +308,11 @@ export class Miner {
       await this.polling;
     } catch (err) {
       if (err instanceof MinerFatalError) this.fatal ??= err;
-      else this.fatal ??= new MinerFatalError(`unexpected: ${(err as Error)?.stack ?? String(err)}`, 1);
+      else
+        this.fatal ??= new MinerFatalError(
+          `unexpected: ${(err as Error)?.stack ?? String(err)}`,
+          ExitCode.unexpected,
+        );
       void this.shutdown(this.fatal.message);
     }
     return await exited;
@@ -316,7 +323,7 @@ export class Miner {
     try {
       await this.storage.checkAtStart();
     } catch (err) {
-      if (err instanceof StateStorageError) throw new MinerFatalError(err.message, EXIT_STATE_UNWRITABLE);
+      if (err instanceof StateStorageError) throw new MinerFatalError(err.message, ExitCode.stateUnwritable);
       throw err;
     }
     for (const store of [this.d.outbox, this.d.journal]) {
@@ -367,13 +374,13 @@ export class Miner {
         if (err instanceof CoordinatorError && err.kind === "auth") {
           throw new MinerFatalError(
             `the coordinator refused our credentials (HTTP ${err.status}): check --api-key / AITBC_API_KEY and --miner-id`,
-            2,
+            ExitCode.badSettings,
           );
         }
         if (err instanceof CoordinatorError && err.kind === "client" && !err.retryable) {
           throw new MinerFatalError(
             `the coordinator rejected registration (HTTP ${err.status}): ${err.message}`,
-            2,
+            ExitCode.badSettings,
           );
         }
         const delay = backoff.next(err instanceof CoordinatorError ? err.retryAfterMs : null);
@@ -583,7 +590,7 @@ export class Miner {
         if (err instanceof CoordinatorError && err.kind === "auth") {
           throw new MinerFatalError(
             `the coordinator refused our credentials (HTTP ${err.status}) while polling: check --api-key`,
-            2,
+            ExitCode.badSettings,
           );
         }
         if (err instanceof CoordinatorError && err.kind === "not_found") {
@@ -784,7 +791,7 @@ export class Miner {
       const why = abort.signal.reason as AbortWhy | undefined;
       if (err instanceof WedgedError) {
         await this.reporter.fail(jobId, "timeout", err.message);
-        throw new MinerFatalError(err.message, 70);
+        throw new MinerFatalError(err.message, ExitCode.wedged);
       }
       const code =
         why === "deadline"
@@ -928,13 +935,13 @@ export class Miner {
     this.fatal =
       err instanceof MinerFatalError
         ? err
-        : new MinerFatalError(`unexpected: ${(err as Error)?.stack ?? String(err)}`, 1);
+        : new MinerFatalError(`unexpected: ${(err as Error)?.stack ?? String(err)}`, ExitCode.unexpected);
     this.log.fatal({ event: "fatal", reason: this.fatal.message }, "miner cannot continue");
     void this.shutdown(this.fatal.message);
   }
 
   private async doShutdown(reason: string): Promise<MinerExit> {
-    const wedged = this.fatal?.exitCode === 70;
+    const wedged = this.fatal?.exitCode === ExitCode.wedged;
     // One budget for the whole stop (grace, flush, deregister, backend): see shutdownBudgetMs.
     const deadline = Date.now() + shutdownBudgetMs(this.s);
     const left = (cap: number) => Math.max(0, Math.min(cap, deadline - Date.now()));
@@ -981,7 +988,7 @@ export class Miner {
     );
     const exit: MinerExit = this.fatal
       ? { code: this.fatal.exitCode, reason: this.fatal.message }
-      : { code: 0, reason };
+      : { code: ExitCode.ok, reason };
     this.log.info({ event: "stopped", exitCode: exit.code, stats: this.snapshot() }, "miner stopped");
     this.exitResolve?.(exit);
     return exit;
