@@ -22,6 +22,7 @@ import type { ClaimedJob, ClaimJournal } from "./journal.js";
 import type { Outbox } from "./outbox.js";
 import { PollBudget } from "./poll-budget.js";
 import { type CoordinatorReceiptCheck, type ReceiptRecord, Reporter } from "./reporter.js";
+import { decide, type RetryRule } from "./retry.js";
 import { checkConstraints, type HostFacts, type JobLimits, validatePayload } from "./screening.js";
 import { isStorageError, StateStorage, StateStorageError } from "./state-storage.js";
 
@@ -81,6 +82,8 @@ export interface MinerDeps {
   warmUp?(signal: AbortSignal): Promise<string[]>;
   /** Ops events (jobs, deliveries, polls) for metrics. */
   onEvent?(e: MinerEvent): void;
+  /** What a failed coordinator call means (default: `decide`, the one rule). */
+  retryRule?: RetryRule;
   /** Whether the state directory takes writes (default: probed in the outbox's directory). */
   storage?: StateStorage;
 }
@@ -193,6 +196,7 @@ export class Miner {
   private readonly reporter: Reporter;
   private readonly stats = { completed: 0, tokens: 0, promptTokens: 0, busySeconds: 0 };
   private readonly storage: StateStorage;
+  private readonly retryRule: RetryRule;
   private beating = false;
   private beatAgain = false;
   private lastBeatAt = 0;
@@ -201,8 +205,10 @@ export class Miner {
     this.s = d.settings;
     this.log = d.log;
     this.storage = d.storage ?? new StateStorage(join(d.outbox.dir, ".tmp"), d.log);
+    this.retryRule = d.retryRule ?? decide;
     this.reporter = new Reporter({
       ...d,
+      retryRule: this.retryRule,
       onEvent: (e) => this.emit(e),
       storage: this.storage,
       // Upstream frees a slot on /fail only when a heartbeat says so: send one at once.
@@ -371,19 +377,9 @@ export class Miner {
         );
         return;
       } catch (err) {
-        if (err instanceof CoordinatorError && err.kind === "auth") {
-          throw new MinerFatalError(
-            `the coordinator refused our credentials (HTTP ${err.status}): check --api-key / AITBC_API_KEY and --miner-id`,
-            ExitCode.badSettings,
-          );
-        }
-        if (err instanceof CoordinatorError && err.kind === "client" && !err.retryable) {
-          throw new MinerFatalError(
-            `the coordinator rejected registration (HTTP ${err.status}): ${err.message}`,
-            ExitCode.badSettings,
-          );
-        }
-        const delay = backoff.next(err instanceof CoordinatorError ? err.retryAfterMs : null);
+        const verdict = this.retryRule(err, "register", backoff);
+        if (verdict.kind === "fatal") throw new MinerFatalError(verdict.message, verdict.exitCode);
+        const delay = verdict.kind === "retry" ? verdict.afterMs : backoff.next(null);
         this.log.warn(
           { event: "register_retry", err: describeError(err), retryInMs: delay },
           "registration failed; retrying",
@@ -587,13 +583,9 @@ export class Miner {
           nextPollAt = 0;
           continue;
         }
-        if (err instanceof CoordinatorError && err.kind === "auth") {
-          throw new MinerFatalError(
-            `the coordinator refused our credentials (HTTP ${err.status}) while polling: check --api-key`,
-            ExitCode.badSettings,
-          );
-        }
-        if (err instanceof CoordinatorError && err.kind === "not_found") {
+        const verdict = this.retryRule(err, "poll", failBackoff);
+        if (verdict.kind === "fatal") throw new MinerFatalError(verdict.message, verdict.exitCode);
+        if (verdict.kind === "gone") {
           this.registered = false;
           await this.register();
           continue;
@@ -608,7 +600,7 @@ export class Miner {
         // Upstream answers a poll from a miner it forgot with 500, not 404: a heartbeat tells
         // (its 404 makes the miner register again).
         if (err instanceof CoordinatorError && err.kind === "server") this.beatSoon();
-        const delay = failBackoff.next(err instanceof CoordinatorError ? err.retryAfterMs : null);
+        const delay = verdict.kind === "retry" ? verdict.afterMs : failBackoff.next(null);
         this.log.warn({ event: "poll_failed", err: describeError(err), retryInMs: delay }, "poll failed");
         await sleep(delay, this.stopSignal.signal);
         continue;

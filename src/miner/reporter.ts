@@ -3,13 +3,13 @@
 // job is gone. On shutdown, flush() gives every pending delivery one more try now and a bounded
 // window; what is left stays on disk for the next start.
 import { Backoff, sleep, within } from "../backoff.js";
-import { CoordinatorError } from "../coordinator/errors.js";
 import type { CompletedJob, CoordinatorClient, SubmitAck } from "../coordinator/types.js";
 import { describeError } from "../describe-error.js";
 import type { Logger } from "../log.js";
 import type { MinerEvent } from "../ops/events.js";
 import type { ClaimJournal } from "./journal.js";
 import type { Outbox } from "./outbox.js";
+import { decide, type RetryRule } from "./retry.js";
 
 export interface CoordinatorReceiptCheck {
   verified: boolean | null;
@@ -36,6 +36,8 @@ export interface ReporterDeps {
   storage?: { noteFailure(err: unknown): boolean };
   /** Ops events (verdicts, deliveries) for metrics. */
   onEvent?(e: MinerEvent): void;
+  /** What a failed coordinator call means (default: `decide`). */
+  retryRule?: RetryRule;
   /** A failure verdict was acknowledged (upstream frees the slot only on the next heartbeat). */
   onFailureAcknowledged?(jobId: string): void;
 }
@@ -55,8 +57,11 @@ export class Reporter {
   private readonly superseded = new Map<string, AbortController>();
   private readonly stats: ReporterStats = { failed: 0, failuresByCode: {}, submitted: 0, dropped: 0 };
 
+  private readonly retryRule: RetryRule;
+
   constructor(private readonly d: ReporterDeps) {
     this.log = d.log;
+    this.retryRule = d.retryRule ?? decide;
   }
 
   snapshot(): ReporterStats & { pendingResults: number; pendingFailures: number } {
@@ -176,10 +181,9 @@ export class Reporter {
         acknowledged = true;
         break;
       } catch (err) {
-        const gone = err instanceof CoordinatorError && (err.kind === "not_found" || err.kind === "conflict");
-        const hopeless = err instanceof CoordinatorError && err.kind === "client" && !err.retryable;
-        if (gone) break;
-        if (hopeless) {
+        const verdict = this.retryRule(err, "fail", backoff);
+        if (verdict.kind === "gone") break;
+        if (verdict.kind === "rejected" || verdict.kind === "fatal") {
           this.log.warn(
             { event: "fail_report_rejected", jobId, err: describeError(err) },
             "coordinator refused a failure report",
@@ -193,8 +197,7 @@ export class Reporter {
           );
           return;
         }
-        const auth = err instanceof CoordinatorError && err.kind === "auth";
-        const delay = auth ? 60_000 : backoff.next(err instanceof CoordinatorError ? err.retryAfterMs : null);
+        const delay = verdict.afterMs;
         this.log.warn(
           { event: "fail_report_retry", jobId, err: describeError(err), retryInMs: delay },
           "failure report failed; will retry",
@@ -243,40 +246,40 @@ export class Reporter {
         await this.onAccepted(result, ack);
         return;
       } catch (err) {
-        if (err instanceof CoordinatorError && (err.kind === "not_found" || err.kind === "conflict")) {
+        const verdict = this.retryRule(err, "submit", backoff);
+        if (verdict.kind === "gone") {
           // 409: already completed (possibly by our own earlier try whose answer was lost). 404: job gone.
           await this.forget(() => this.d.outbox.remove(result.jobId), result.jobId);
-          if (err.kind === "conflict") this.stats.submitted++;
+          if (verdict.alreadyDone) this.stats.submitted++;
           else this.stats.dropped++;
           this.d.onEvent?.({
             type: "result_delivered",
-            answer: err.kind === "conflict" ? "already_done" : "gone",
+            answer: verdict.alreadyDone ? "already_done" : "gone",
           });
           log.info(
-            {
-              event: err.kind === "conflict" ? "submit_already_done" : "submit_job_gone",
-              status: err.status,
-            },
+            { event: verdict.alreadyDone ? "submit_already_done" : "submit_job_gone" },
             "coordinator no longer needs this result",
           );
           return;
         }
-        if (err instanceof CoordinatorError && err.kind === "client" && !err.retryable) {
-          const path = await this.d.outbox.reject(result, err.message).catch((e: unknown) => {
+        if (verdict.kind === "rejected" || verdict.kind === "fatal") {
+          const status = verdict.kind === "rejected" ? verdict.status : null;
+          const why = (err as Error).message;
+          const path = await this.d.outbox.reject(result, why).catch((e: unknown) => {
             this.d.storage?.noteFailure(e);
             return null;
           });
           this.stats.dropped++;
           this.d.onEvent?.({ type: "result_delivered", answer: "rejected" });
           log.error(
-            { event: "submit_rejected", status: err.status, keptAt: path },
+            { event: "submit_rejected", status, keptAt: path },
             "coordinator rejected the result; kept for inspection, and the job is failed so its slot is freed",
           );
           // A refused result still leaves the job RUNNING there: a failure verdict closes it.
           await this.fail(
             result.jobId,
             "result_rejected",
-            `the coordinator refused the result (HTTP ${err.status}): ${err.message}`,
+            `the coordinator refused the result (HTTP ${status}): ${why}`,
           );
           return;
         }
@@ -284,10 +287,7 @@ export class Reporter {
           log.warn({ event: "submit_deferred" }, "result stays in the outbox for the next start");
           return;
         }
-        const authIssue = err instanceof CoordinatorError && err.kind === "auth";
-        const delay = authIssue
-          ? 60_000
-          : backoff.next(err instanceof CoordinatorError ? err.retryAfterMs : null);
+        const delay = verdict.afterMs;
         log.warn(
           {
             event: "submit_retry",
