@@ -7,15 +7,13 @@ import type { CompletedJob, CoordinatorClient, SubmitAck } from "../coordinator/
 import { describeError } from "../describe-error.js";
 import type { Logger } from "../log.js";
 import type { MinerEvent } from "../ops/events.js";
+import type { CoordinatorReceiptCheck } from "../receipts/verify.js";
 import type { ClaimJournal } from "./journal.js";
 import type { Outbox } from "./outbox.js";
 import { decide, type RetryRule } from "./retry.js";
 
-export interface CoordinatorReceiptCheck {
-  verified: boolean | null;
-  reason?: string | undefined;
-  receipt: unknown;
-}
+/** The receipts module's verdict on a coordinator receipt (one definition, there). */
+export type { CoordinatorReceiptCheck };
 
 export interface ReceiptRecord {
   kind: "miner" | "coordinator";
