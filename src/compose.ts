@@ -6,15 +6,10 @@ import { watchModels } from "./backends/watch.js";
 import type { RunConfig } from "./config.js";
 import { createCoordinatorClient } from "./coordinator/client.js";
 import type { Capabilities } from "./coordinator/types.js";
-import {
-  admit,
-  capabilitiesFromSnapshot,
-  createGpuInfoSource,
-  heartbeatMetrics,
-  VramWatch,
-} from "./gpu/index.js";
+import { capabilitiesFromSnapshot, createGpuInfoSource, heartbeatMetrics } from "./gpu/index.js";
+import { createGpuPolicy } from "./gpu/policy.js";
 import { restrictToGpus } from "./gpu/restrict.js";
-import type { GpuInfoSource, GpuSnapshot } from "./gpu/types.js";
+import type { GpuInfoSource } from "./gpu/types.js";
 import { type Logger, registerSecret } from "./log.js";
 import { ClaimJournal } from "./miner/journal.js";
 import { DEFAULT_ABORT_GRACE_MS, DEFAULT_FLUSH_TIMEOUT_MS, Miner, type MinerSettings } from "./miner/loop.js";
@@ -105,22 +100,16 @@ export async function composeMiner(
 
   const hostGpus = await createGpuInfoSource({ nvmlLibrary: cfg.nvmlLibrary, log });
   const gpu = overrides.worker?.gpuUuids ? restrictToGpus(hostGpus, overrides.worker.gpuUuids) : hostGpus;
-  let lastSnapshot: GpuSnapshot | null = null;
-  /** A fresh snapshot, or null when it failed: decisions are never made on stale memory figures. */
-  // NVML snapshots cost microseconds; nvidia-smi ones spawn a process, so reuse a recent one there.
-  const maxAgeMs = gpu.kind === "nvidia-smi" ? 2000 : 0;
-  const snapshot = async (): Promise<GpuSnapshot | null> => {
-    if (maxAgeMs > 0 && lastSnapshot && Date.now() - lastSnapshot.takenAt < maxAgeMs) return lastSnapshot;
-    try {
-      lastSnapshot = await gpu.snapshot();
-      return lastSnapshot;
-    } catch (err) {
-      log.warn({ event: "gpu_snapshot_failed", err: (err as Error).message }, "GPU snapshot failed");
-      return null;
-    }
-  };
-
   const backend = await createBackend(cfg, log);
+  const policy = createGpuPolicy({
+    gpu,
+    models: backend,
+    log,
+    cpuOnly: cfg.gpu === "cpu",
+    unloadAfterJob: cfg.unloadAfterJob,
+  });
+  const snapshot = () => policy.snapshot();
+  const admission = (model: string) => policy.admission(model);
   const initRetry = await initBackend(backend, log);
   const models = backend.listModels();
   if (models.length === 0) {
@@ -156,23 +145,6 @@ export async function composeMiner(
       defaultMaxTokens: Math.min(256, cfg.maxTokens),
     },
     unloadAfterJob: cfg.unloadAfterJob,
-  };
-
-  /** VRAM admission for a model: why it cannot run here now (before it is loaded), or null. */
-  const admission = async (model: string): Promise<{ errorCode: string; message: string } | null> => {
-    if (cfg.gpu === "cpu" || gpu.kind === "none") return null;
-    const s = await snapshot();
-    if (s && s.devices.length > 0 && s.devices.every((d) => d.error)) {
-      const why = s.devices.map((d) => `GPU ${d.index} (${d.uuid}): ${d.error?.message}`).join("; ");
-      return { errorCode: "gpu_unavailable", message: `no usable GPU: ${why}` };
-    }
-    // A loaded model's memory is already taken (and counted as used): nothing new to fit.
-    if (backend.isLoaded?.(model)) return null;
-    const info = backend.listModels().find((m) => m.name === model);
-    // Unknown size or no snapshot: no figure to refuse on (the load itself reports a real failure).
-    if (!info?.sizeBytes || !s) return null;
-    const verdict = admit(s, info.sizeBytes);
-    return verdict.ok ? null : { errorCode: "insufficient_vram", message: verdict.reason };
   };
 
   const miner = new Miner({
@@ -216,7 +188,7 @@ export async function composeMiner(
       };
     },
     async hostFacts(): Promise<HostFacts> {
-      const s = lastSnapshot ?? (await snapshot());
+      const s = await policy.recent();
       const devices = s?.devices ?? [];
       return {
         models: backend.listModels().map((m) => m.name),
@@ -238,30 +210,8 @@ export async function composeMiner(
     checkCoordinatorReceipt: (text) => verifyCoordinatorReceipt(text, cfg.coordinatorKey),
     recordReceipt: (entry) => receiptLog.append({ ...entry, at: new Date().toISOString() }),
     admit: (req) => admission(req.model),
-    async jobMemoryProbe() {
-      const s = await snapshot();
-      if (!s || s.devices.length === 0) return async () => undefined;
-      const watch = new VramWatch(s, process.pid);
-      return async () => {
-        const after = await snapshot();
-        if (!after) return;
-        const leaked = watch.leakedMiB(after);
-        // Models stay loaded between jobs unless --unload-after-job: only then must it all come back.
-        if (leaked > 0 && cfg.unloadAfterJob) {
-          log.warn(
-            { event: "vram_not_released", leakedMiB: leaked },
-            "VRAM taken by the job did not come back",
-          );
-        } else if (leaked > 0) {
-          log.debug({ event: "vram_held", heldMiB: leaked }, "VRAM held by loaded models after the job");
-        }
-      };
-    },
-    async jobMetrics() {
-      const s = lastSnapshot;
-      const d = s?.devices[0];
-      return { gpu_utilization: d?.utilizationGpuPct ?? null, memory_used: d?.memoryUsedMiB ?? null };
-    },
+    jobMemoryProbe: () => policy.memoryProbe(),
+    jobMetrics: async () => policy.jobMetrics(),
   });
 
   // New model files, map edits or Ollama pulls: look again every minute and tell the coordinator.
