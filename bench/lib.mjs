@@ -80,17 +80,8 @@ export function ratio(a, b, digits = 2) {
   return `${(a / b).toFixed(digits)}×`;
 }
 
-/** Seeded PRNG (mulberry32): the same arrival gaps on every run. */
-export function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded PRNG (the miner's own mulberry32): the same arrival gaps on every run. */
+export const { seededRandom: prng } = await dist("prng.js");
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
