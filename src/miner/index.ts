@@ -3,6 +3,7 @@
 
 export { DurableStore } from "./durable-store.js";
 export { ExitCode } from "./exit-codes.js";
+export type { FailureCode } from "./failure-codes.js";
 export { type ClaimedJob, ClaimJournal } from "./journal.js";
 export {
   type CoordinatorReceiptCheck,
@@ -21,5 +22,6 @@ export {
 export { Outbox } from "./outbox.js";
 export { PollBudget } from "./poll-budget.js";
 export { Reporter } from "./reporter.js";
+export { AUTH_RETRY_MS, decide, type RetriedCall, type RetryRule, type RetryVerdict } from "./retry.js";
 export { checkConstraints, type HostFacts, type JobLimits, validatePayload } from "./screening.js";
 export { DEFAULT_MIN_FREE_BYTES, isStorageError, StateStorage, StateStorageError } from "./state-storage.js";

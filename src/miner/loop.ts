@@ -70,7 +70,9 @@ export interface MinerDeps {
   checkCoordinatorReceipt(rawText: string): CoordinatorReceiptCheck;
   recordReceipt(entry: ReceiptRecord): Promise<void>;
   /** VRAM admission: why the job cannot run here (before any model is loaded), or null to go ahead. */
-  admit?(req: InferenceRequest): Promise<{ errorCode: string; message: string } | null>;
+  admit?(
+    req: InferenceRequest,
+  ): Promise<{ errorCode: "gpu_unavailable" | "insufficient_vram"; message: string } | null>;
   /** Around each job: e.g. check that VRAM came back. */
   jobMemoryProbe?(): Promise<() => Promise<void>>;
   /** GPU utilization/memory figures for a job's metrics. */

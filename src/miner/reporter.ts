@@ -8,6 +8,7 @@ import { describeError } from "../describe-error.js";
 import type { Logger } from "../log.js";
 import type { MinerEvent } from "../ops/events.js";
 import type { CoordinatorReceiptCheck } from "../receipts/verify.js";
+import type { FailureCode } from "./failure-codes.js";
 import type { ClaimJournal } from "./journal.js";
 import type { Outbox } from "./outbox.js";
 import { decide, type RetryRule } from "./retry.js";
@@ -115,7 +116,7 @@ export class Reporter {
    * Fail a job at the coordinator. The verdict is journaled first, so a report that cannot be made
    * now (coordinator down, miner restarting) is made later: the job is never left hanging.
    */
-  async fail(jobId: string, errorCode: string, message: string): Promise<void> {
+  async fail(jobId: string, errorCode: FailureCode, message: string): Promise<void> {
     this.stats.failed++;
     this.stats.failuresByCode[errorCode] = (this.stats.failuresByCode[errorCode] ?? 0) + 1;
     this.d.onEvent?.({ type: "job_failed", errorCode });
