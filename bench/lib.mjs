@@ -12,11 +12,8 @@ export const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const dist = (p) => import(join(root, "dist", p));
 
 // ---- the compiled miner (the only place bench/ reaches into dist/) ------------------------
-export const { Miner } = await dist("miner.js");
-export const { Outbox } = await dist("outbox.js");
-export const { ClaimJournal } = await dist("journal.js");
-export const { DurableStore } = await dist("durable-store.js");
-export const { StateStorage, DEFAULT_MIN_FREE_BYTES } = await dist("state-storage.js");
+export const { Miner, Outbox, ClaimJournal, DurableStore, StateStorage, DEFAULT_MIN_FREE_BYTES } =
+  await dist("miner/index.js");
 export const { createCoordinatorClient } = await dist("coordinator/client.js");
 export const { startLocalCoordinator } = await dist("local-coordinator/index.js");
 export const { DEFAULT_RATE_LIMITS } = await dist("local-coordinator/rate-limit.js");
