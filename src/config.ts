@@ -4,13 +4,12 @@ import { readFileSync, statSync } from "node:fs";
 import { availableParallelism, hostname } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
+import { ConfigError, readConfigFile } from "./config-file.js";
 import { defaultStateDir } from "./paths.js";
 import { parsePublicKey } from "./receipts/index.js";
 import { redactUrlCredentials } from "./redact.js";
 
-export class ConfigError extends Error {
-  override readonly name = "ConfigError";
-}
+export { ConfigError } from "./config-file.js";
 
 const LOOPBACK = /^(localhost|127(?:\.\d{1,3}){3}|\[::1\])$/i;
 
@@ -287,38 +286,6 @@ export function envName(spec: SettingSpec): string {
 }
 
 const flagByKey = new Map(SETTINGS.map((s) => [s.key, s.flag]));
-
-function readConfigFile(path: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (err) {
-    throw new ConfigError(
-      `--config: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
-    );
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (err) {
-    // V8's message quotes the text around the error, and the file may hold a secret: keep only
-    // the position.
-    const at = /position (\d+)/.exec((err as Error).message)?.[1];
-    throw new ConfigError(
-      `--config: ${path} is not valid JSON${at ? ` (syntax error at character ${at})` : ""}; fix the file`,
-    );
-  }
-  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
-    throw new ConfigError(`--config: ${path} must hold a JSON object`);
-  }
-  // Accept both camelCase keys and the flag spellings ("model-map").
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(parsed)) {
-    const camel = k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
-    out[camel] = v;
-  }
-  return out;
-}
 
 export interface ResolveInput {
   /** Values given as flags (only those the operator actually typed). */

@@ -7,9 +7,10 @@ import { createCoordinatorClient } from "../coordinator/client.js";
 import { createGpuInfoSource, loadAddon } from "../gpu/index.js";
 import { silentLogger } from "../log.js";
 import { DEFAULT_MIN_FREE_BYTES, StateStorage } from "../miner/state-storage.js";
-import { defaultStateDir, stateFiles } from "../paths.js";
+import { stateFiles } from "../paths.js";
 import { loadKeyFile } from "../receipts/index.js";
 import { redactUrlCredentials } from "../redact.js";
+import { resolveStateDir } from "../state-dir.js";
 import { version } from "../version.js";
 
 type Status = "ok" | "warn" | "fail";
@@ -27,6 +28,8 @@ interface DoctorOptions {
   allowInsecureHttp?: boolean | undefined;
   models?: string | undefined;
   stateDir: string;
+  /** --config: its stateDir applies here as in `run`. */
+  config?: string | undefined;
   nvmlLibrary?: string | undefined;
   json?: boolean | undefined;
 }
@@ -42,7 +45,7 @@ function withEnv(opts: Partial<DoctorOptions>, env: NodeJS.ProcessEnv): DoctorOp
     allowInsecureHttp:
       opts.allowInsecureHttp ?? ["1", "true", "yes"].includes(env["AITBC_ALLOW_INSECURE_HTTP"] ?? ""),
     models: opts.models ?? e("AITBC_MODELS"),
-    stateDir: opts.stateDir ?? e("AITBC_STATE_DIR") ?? defaultStateDir(),
+    stateDir: resolveStateDir(opts.stateDir, opts.config, env),
     nvmlLibrary: opts.nvmlLibrary ?? e("AITBC_NVML_LIBRARY"),
   };
 }
@@ -65,8 +68,9 @@ export function register(program: Command): void {
     .option("--models <DIR>", "models directory to inspect; env AITBC_MODELS")
     .option(
       "--state-dir <DIR>",
-      "state directory; env AITBC_STATE_DIR (default: $XDG_STATE_HOME/aitbc-native-miner)",
+      "state directory; env AITBC_STATE_DIR (default: stateDir in --config, else $XDG_STATE_HOME/aitbc-native-miner)",
     )
+    .option("--config <FILE>", "JSON config file (its stateDir applies, as in run); env AITBC_CONFIG")
     .option("--nvml-library <PATH>", "path of libnvidia-ml.so.1; env AITBC_NVML_LIBRARY")
     .option("--json", "machine-readable output")
     .action(async (raw: Partial<DoctorOptions>) => {

@@ -4,9 +4,10 @@ import type { Command } from "commander";
 import { stateFiles } from "../paths.js";
 import type { SigningKey } from "../receipts/crypto.js";
 import { generateKeyFile, KeyFileError, loadKeyFile } from "../receipts/keys.js";
-import { resolveStateDir, STATE_DIR_HELP } from "../receipts/state-dir.js";
+import { CONFIG_HELP, resolveStateDir, STATE_DIR_HELP } from "../state-dir.js";
 
 interface KeysOptions {
+  config?: string;
   stateDir?: string;
   force?: boolean;
   json?: boolean;
@@ -47,10 +48,11 @@ export function register(program: Command): void {
     .command("generate")
     .description("create a new signing key (refuses to replace an existing one without --force)")
     .option("--state-dir <DIR>", STATE_DIR_HELP)
+    .option("--config <FILE>", CONFIG_HELP)
     .option("--force", "replace an existing key (receipts signed with the old key still verify with it)")
     .option("--json", "print the public key as JSON")
     .action((opts: KeysOptions) => {
-      const path = stateFiles.key(resolveStateDir(opts.stateDir));
+      const path = stateFiles.key(resolveStateDir(opts.stateDir, opts.config));
       try {
         const key = generateKeyFile(path, { force: opts.force === true });
         print(key, path, opts.json, "generated a new signing key");
@@ -63,9 +65,10 @@ export function register(program: Command): void {
     .command("show")
     .description("print the public key and key_id (never the private key)")
     .option("--state-dir <DIR>", STATE_DIR_HELP)
+    .option("--config <FILE>", CONFIG_HELP)
     .option("--json", "print as JSON: {alg, public_key_hex, key_id, path}")
     .action((opts: KeysOptions) => {
-      const path = stateFiles.key(resolveStateDir(opts.stateDir));
+      const path = stateFiles.key(resolveStateDir(opts.stateDir, opts.config));
       try {
         print(loadKeyFile(path), path, opts.json, "signing key");
       } catch (err) {

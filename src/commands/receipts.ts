@@ -12,9 +12,10 @@ import {
   summarizeReceipts,
 } from "../receipts/index.js";
 import { receiptModel } from "../receipts/receipt.js";
-import { resolveStateDir, STATE_DIR_HELP } from "../receipts/state-dir.js";
+import { CONFIG_HELP, resolveStateDir, STATE_DIR_HELP } from "../state-dir.js";
 
 interface ReceiptsOptions {
+  config?: string;
   stateDir?: string;
   json?: boolean;
   limit: string;
@@ -70,6 +71,7 @@ export function register(program: Command): void {
     .command("receipts")
     .description("list and summarise the receipts log: counts by kind, verification, units per model")
     .option("--state-dir <DIR>", STATE_DIR_HELP)
+    .option("--config <FILE>", CONFIG_HELP)
     .option("--json", "print the summary and the listed entries as JSON")
     .option("--limit <N>", "list at most the last N entries (0: summary only)", "20")
     .addHelpText(
@@ -84,7 +86,7 @@ export function register(program: Command): void {
         process.exitCode = 2;
         return;
       }
-      const path = stateFiles.receiptsLog(resolveStateDir(opts.stateDir));
+      const path = stateFiles.receiptsLog(resolveStateDir(opts.stateDir, opts.config));
       let read: Awaited<ReturnType<ReceiptLog["read"]>>;
       try {
         read = await new ReceiptLog(path).read();

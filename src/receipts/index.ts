@@ -39,7 +39,6 @@ export {
   type MinerReceiptInput,
   ReceiptInputError,
 } from "./receipt.js";
-export { resolveStateDir, STATE_DIR_HELP } from "./state-dir.js";
 export {
   type CoordinatorReceiptCheck,
   POST_SIGNING_FIELDS,
