@@ -25,6 +25,7 @@ import { type CoordinatorReceiptCheck, type ReceiptRecord, Reporter } from "./re
 import { decide, type RetryRule } from "./retry.js";
 import { checkConstraints, type HostFacts, type JobLimits, validatePayload } from "./screening.js";
 import { isStorageError, StateStorage, StateStorageError } from "./state-storage.js";
+import { type AbortWhy, generateWithDeadline, WedgedError } from "./watchdog.js";
 
 export interface MinerSettings {
   minerId: string;
@@ -178,8 +179,6 @@ export interface MinerHealth {
   /** Why not, in words (empty when both hold). */
   reasons: string[];
 }
-
-type AbortWhy = "deadline" | "shutting_down";
 
 export class Miner {
   private readonly s: MinerSettings;
@@ -780,7 +779,7 @@ export class Miner {
     const t0 = performance.now(); // durations from the monotonic clock: NTP steps cannot make them negative
     let result: InferenceResult;
     try {
-      result = await this.generateWithDeadline(req, abort, deadlineAt);
+      result = await generateWithDeadline(this.d.backend, req, abort, deadlineAt, this.s.abortGraceMs);
     } catch (err) {
       const why = abort.signal.reason as AbortWhy | undefined;
       if (err instanceof WedgedError) {
@@ -881,45 +880,6 @@ export class Miner {
     this.reporter.submit(completed);
   }
 
-  /** Run the backend under the job's deadline; a backend that ignores the abort is wedged. */
-  private async generateWithDeadline(
-    req: InferenceRequest,
-    abort: AbortController,
-    deadlineAt: number,
-  ): Promise<InferenceResult> {
-    const gen = this.d.backend.generate(req, abort.signal);
-    let deadlineTimer: NodeJS.Timeout | undefined;
-    let wedgeTimer: NodeJS.Timeout | undefined;
-    const armWedge = () =>
-      new Promise<never>((_, reject) => {
-        wedgeTimer = setTimeout(
-          () =>
-            reject(
-              new WedgedError(
-                `the ${this.d.backend.name} backend did not stop within ${this.s.abortGraceMs} ms of an abort: the GPU or backend is wedged; exiting so the service manager restarts the miner`,
-              ),
-            ),
-          this.s.abortGraceMs,
-        );
-      });
-    const wedged = new Promise<never>((_, reject) => {
-      const onAbort = () => armWedge().catch(reject);
-      if (abort.signal.aborted) onAbort();
-      else abort.signal.addEventListener("abort", onAbort, { once: true });
-      deadlineTimer = setTimeout(
-        () => abort.abort("deadline" satisfies AbortWhy),
-        Math.max(0, deadlineAt - Date.now()),
-      );
-    });
-    try {
-      return await Promise.race([gen, wedged]);
-    } finally {
-      clearTimeout(deadlineTimer);
-      clearTimeout(wedgeTimer);
-      gen.catch(() => undefined);
-    }
-  }
-
   // ---------------------------------------------------------------- reporting
 
   // ---------------------------------------------------------------- shutdown
@@ -993,8 +953,4 @@ function pollErrorResult(err: unknown): PollResult {
   if (err instanceof UnusableJobError) return "unusable";
   if (err instanceof CoordinatorError && err.kind === "rate_limited") return "rate_limited";
   return "error";
-}
-
-class WedgedError extends Error {
-  override readonly name = "WedgedError";
 }

@@ -1,0 +1,52 @@
+// The watchdog around one generation: the job's deadline aborts it, and a backend that does not
+// stop within the abort grace after an abort is wedged (a stuck GPU): WedgedError, which the loop
+// turns into exit 70 so the service manager restarts the miner (the outbox keeps the results).
+import type { Backend, InferenceRequest, InferenceResult } from "../backends/types.js";
+
+/** Why a job's AbortController fired. */
+export type AbortWhy = "deadline" | "shutting_down";
+
+export class WedgedError extends Error {
+  override readonly name = "WedgedError";
+}
+
+/** Run the backend under the job's deadline; a backend that ignores the abort is wedged. */
+export async function generateWithDeadline(
+  backend: Backend,
+  req: InferenceRequest,
+  abort: AbortController,
+  deadlineAt: number,
+  abortGraceMs: number,
+): Promise<InferenceResult> {
+  const gen = backend.generate(req, abort.signal);
+  let deadlineTimer: NodeJS.Timeout | undefined;
+  let wedgeTimer: NodeJS.Timeout | undefined;
+  const armWedge = () =>
+    new Promise<never>((_, reject) => {
+      wedgeTimer = setTimeout(
+        () =>
+          reject(
+            new WedgedError(
+              `the ${backend.name} backend did not stop within ${abortGraceMs} ms of an abort: the GPU or backend is wedged; exiting so the service manager restarts the miner`,
+            ),
+          ),
+        abortGraceMs,
+      );
+    });
+  const wedged = new Promise<never>((_, reject) => {
+    const onAbort = () => armWedge().catch(reject);
+    if (abort.signal.aborted) onAbort();
+    else abort.signal.addEventListener("abort", onAbort, { once: true });
+    deadlineTimer = setTimeout(
+      () => abort.abort("deadline" satisfies AbortWhy),
+      Math.max(0, deadlineAt - Date.now()),
+    );
+  });
+  try {
+    return await Promise.race([gen, wedged]);
+  } finally {
+    clearTimeout(deadlineTimer);
+    clearTimeout(wedgeTimer);
+    gen.catch(() => undefined);
+  }
+}
