@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { beforeAll, describe, expect, it } from "vitest";
 import { preflightModel } from "../../src/backends/llama/preflight.js";
-import { repoRoot, tempDir, tinyPath } from "./helpers.js";
+import { repoRoot, tempDir, tinyPath } from "../support/backends.js";
 
 const run = promisify(execFile);
 const child = join(repoRoot, "test", "backends", "broken-model-child.mjs");

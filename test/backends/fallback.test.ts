@@ -8,7 +8,7 @@ import { createLlamaBackend } from "../../src/backends/llama/index.js";
 import { createOllamaBackend } from "../../src/backends/ollama.js";
 import type { BackendError } from "../../src/backends/types.js";
 import { silentLogger } from "../../src/log.js";
-import { fixturesModels, never, req, tempDir } from "./helpers.js";
+import { fixturesModels, never, req, tempDir } from "../support/backends.js";
 
 let server: Server;
 let tagRequests = 0;

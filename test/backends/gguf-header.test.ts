@@ -6,7 +6,7 @@ import { getLlama } from "node-llama-cpp";
 import { describe, expect, it } from "vitest";
 import { GGUF_LIMITS, ggmlTypeSize, readGgufHeader } from "../../src/backends/llama/gguf-header.js";
 import { encodeTinyGguf } from "../../src/backends/tiny-gguf.js";
-import { tempDir } from "./helpers.js";
+import { tempDir } from "../support/backends.js";
 
 const dir = tempDir("gguf-header-");
 let n = 0;

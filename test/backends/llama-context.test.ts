@@ -7,7 +7,7 @@ import { createLlamaBackend, type LlamaBackend } from "../../src/backends/llama/
 import { preflightTimeoutMs } from "../../src/backends/llama/preflight.js";
 import { BackendError } from "../../src/backends/types.js";
 import { silentLogger } from "../../src/log.js";
-import { fixturesModels, never, req, tinyPath } from "./helpers.js";
+import { fixturesModels, never, req, tinyPath } from "../support/backends.js";
 
 const CTX = 256;
 let oracleLlama: Llama;

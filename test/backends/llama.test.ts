@@ -8,7 +8,7 @@ import { createLlamaBackend, type LlamaBackend } from "../../src/backends/llama/
 import { writeTinyGguf } from "../../src/backends/tiny-gguf.js";
 import { BackendError, type InferenceResult } from "../../src/backends/types.js";
 import { createLogger, silentLogger } from "../../src/log.js";
-import { fixturesModels, never, req, tempDir, tinyPath } from "./helpers.js";
+import { fixturesModels, never, req, tempDir, tinyPath } from "../support/backends.js";
 
 const PROMPTS = ["The quick brown fox", "Once upon a time", "hello world", "AITBC miners compute"];
 

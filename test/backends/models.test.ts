@@ -9,7 +9,7 @@ import {
   scanModels,
 } from "../../src/backends/llama/models.js";
 import { BackendError } from "../../src/backends/types.js";
-import { tempDir, tinyPath } from "./helpers.js";
+import { tempDir, tinyPath } from "../support/backends.js";
 
 function dirWith(names: string[]): string {
   const dir = tempDir("models-");

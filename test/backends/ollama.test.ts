@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createOllamaBackend } from "../../src/backends/ollama.js";
 import { BackendError } from "../../src/backends/types.js";
 import { silentLogger } from "../../src/log.js";
-import { never, req } from "./helpers.js";
+import { never, req } from "../support/backends.js";
 
 type Handler = (req: IncomingMessage, body: string, res: ServerResponse) => void;
 

@@ -11,7 +11,7 @@ import {
   toHalf,
   writeTinyGguf,
 } from "../../src/backends/tiny-gguf.js";
-import { tempDir } from "./helpers.js";
+import { tempDir } from "../support/backends.js";
 
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 

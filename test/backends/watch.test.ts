@@ -7,8 +7,8 @@ import { describe, expect, it } from "vitest";
 import type { Backend, ModelInfo } from "../../src/backends/types.js";
 import { watchModels } from "../../src/backends/watch.js";
 import { createLogger } from "../../src/log.js";
-import { coordinatorWithReceipts, fastOverrides, minerConfig, startMiner } from "../e2e/harness.js";
-import { tempDir, tinyPath } from "./helpers.js";
+import { tempDir, tinyPath } from "../support/backends.js";
+import { coordinatorWithReceipts, fastOverrides, minerConfig, startMiner } from "../support/harness.js";
 
 function fakeBackend() {
   const state = { models: [] as string[], refreshes: 0, fail: null as string | null, refreshMs: 0 };

@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { CoordinatorError } from "../../src/coordinator/errors.js";
 import type { CoordinatorClient } from "../../src/coordinator/types.js";
 import { type LocalCoordinator, startLocalCoordinator } from "../../src/local-coordinator/index.js";
-import { API_KEY, caps, client, completed, rejection } from "./helpers.js";
+import { API_KEY, caps, client, completed, rejection } from "../support/coordinator.js";
 
 describe("aitbc client ↔ local coordinator", () => {
   let coord: LocalCoordinator;

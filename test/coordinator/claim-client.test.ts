@@ -2,7 +2,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { CoordinatorClient } from "../../src/coordinator/types.js";
 import { type LocalCoordinator, startLocalCoordinator } from "../../src/local-coordinator/index.js";
-import { API_KEY, caps, client, completed, rawServer, rejection } from "./helpers.js";
+import { API_KEY, caps, client, completed, rawServer, rejection } from "../support/coordinator.js";
 
 describe("claim client ↔ local coordinator", () => {
   let coord: LocalCoordinator;

@@ -4,7 +4,7 @@ import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
-import { caps, client } from "./helpers.js";
+import { caps, client } from "../support/coordinator.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const PROGRAM = `

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { CoordinatorError } from "../../src/coordinator/errors.js";
 import { parseRetryAfter } from "../../src/coordinator/http.js";
 import type { CoordinatorClient } from "../../src/coordinator/types.js";
-import { API_KEY, caps, client, completed, rawServer, rejection } from "./helpers.js";
+import { API_KEY, caps, client, completed, rawServer, rejection } from "../support/coordinator.js";
 
 type Handler = Parameters<typeof rawServer>[0];
 

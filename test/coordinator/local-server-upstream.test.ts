@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { CoordinatorEvent, LocalCoordinator } from "../../src/local-coordinator/index.js";
 import { startLocalCoordinator } from "../../src/local-coordinator/index.js";
 import { generateKeyPair, signPayload } from "../../src/receipts/index.js";
-import { API_KEY, caps } from "./helpers.js";
+import { API_KEY, caps } from "../support/coordinator.js";
 
 type Obj = Record<string, unknown>;
 

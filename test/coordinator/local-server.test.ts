@@ -7,7 +7,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { startLocalCoordinator } from "../../src/local-coordinator/index.js";
-import { API_KEY, caps, client, completed, rejection } from "./helpers.js";
+import { API_KEY, caps, client, completed, rejection } from "../support/coordinator.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const entry = join(root, "dist", "local-coordinator", "main.js");

@@ -9,7 +9,7 @@ import { parseAllDocuments } from "yaml";
 import { envName, SETTINGS } from "../../src/config.js";
 import { runShutdownBudgetMs } from "../../src/miner/index.js";
 import { OPS_PATHS, type OpsServer, startOpsServer } from "../../src/ops/server.js";
-import { repoRoot } from "../e2e/harness.js";
+import { repoRoot } from "../support/harness.js";
 
 type Obj = Record<string, unknown>;
 const deploy = join(repoRoot, "deploy");

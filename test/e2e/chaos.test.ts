@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { LocalJob } from "../../src/local-coordinator/index.js";
-import { type Spawned, spawnCli } from "./cli.js";
+import { type Spawned, spawnCli } from "../support/cli.js";
 import {
   type CoordinatorProcess,
   enqueue,
@@ -13,9 +13,9 @@ import {
   rssKb,
   startCoordinatorProcess,
   stats,
-} from "./coordinator-process.js";
-import { API_KEY, modelsDir, repoRoot } from "./harness.js";
-import { freePort } from "./proxy.js";
+} from "../support/coordinator-process.js";
+import { API_KEY, modelsDir, repoRoot } from "../support/harness.js";
+import { freePort } from "../support/proxy.js";
 
 const RESTARTS = 4;
 const FAULTS = {

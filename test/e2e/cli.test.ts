@@ -4,8 +4,8 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { LocalCoordinator } from "../../src/local-coordinator/index.js";
 import { version } from "../../src/version.js";
-import { runCli, spawnCli } from "./cli.js";
-import { API_KEY, coordinatorWithReceipts, modelsDir } from "./harness.js";
+import { runCli, spawnCli } from "../support/cli.js";
+import { API_KEY, coordinatorWithReceipts, modelsDir } from "../support/harness.js";
 
 let coordinator: LocalCoordinator | null = null;
 afterEach(async () => {

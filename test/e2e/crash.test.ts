@@ -4,9 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { LocalCoordinator } from "../../src/local-coordinator/index.js";
-import { type Spawned, spawnCli } from "./cli.js";
-import { API_KEY, coordinatorWithReceipts, modelsDir } from "./harness.js";
-import { type FaultProxy, startFaultProxy } from "./proxy.js";
+import { type Spawned, spawnCli } from "../support/cli.js";
+import { API_KEY, coordinatorWithReceipts, modelsDir } from "../support/harness.js";
+import { type FaultProxy, startFaultProxy } from "../support/proxy.js";
 
 let coordinator: LocalCoordinator | null = null;
 let proxy: FaultProxy | null = null;

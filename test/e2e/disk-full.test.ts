@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { LocalCoordinator } from "../../src/local-coordinator/index.js";
 import { ExitCode } from "../../src/miner/exit-codes.js";
-import { runCli } from "./cli.js";
+import { runCli } from "../support/cli.js";
 import {
   API_KEY,
   capturingLogger,
@@ -19,7 +19,7 @@ import {
   minerConfig,
   modelsDir,
   startMiner,
-} from "./harness.js";
+} from "../support/harness.js";
 
 let coordinator: LocalCoordinator | null = null;
 const cleanups: (() => unknown)[] = [];

@@ -6,8 +6,8 @@ import {
   inferenceJob,
   minerConfig,
   startMiner,
-} from "./harness.js";
-import { type FaultProxy, freePort, startFaultProxy } from "./proxy.js";
+} from "../support/harness.js";
+import { type FaultProxy, freePort, startFaultProxy } from "../support/proxy.js";
 
 let coordinator: LocalCoordinator | null = null;
 let proxy: FaultProxy | null = null;

@@ -7,7 +7,7 @@ import { CoordinatorError, UnusableJobError } from "../../src/coordinator/errors
 import type { LocalCoordinator } from "../../src/local-coordinator/index.js";
 import { silentLogger } from "../../src/log.js";
 import { validatePayload } from "../../src/miner/screening.js";
-import { API_KEY, coordinatorWithReceipts, minerConfig, startMiner } from "./harness.js";
+import { API_KEY, coordinatorWithReceipts, minerConfig, startMiner } from "../support/harness.js";
 
 let coordinator: LocalCoordinator | null = null;
 afterEach(async () => {

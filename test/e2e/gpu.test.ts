@@ -7,8 +7,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { LocalCoordinator } from "../../src/local-coordinator/index.js";
 import { fakeDevice, writeFakeNvmlConfig } from "../fake-nvml/config.js";
 import { fakeNvmlPaths } from "../setup/fake-nvml.js";
-import { type Spawned, spawnCli } from "./cli.js";
-import { API_KEY, coordinatorWithReceipts, inferenceJob, modelsDir, repoRoot } from "./harness.js";
+import { type Spawned, spawnCli } from "../support/cli.js";
+import { API_KEY, coordinatorWithReceipts, inferenceJob, modelsDir, repoRoot } from "../support/harness.js";
 
 let coordinator: LocalCoordinator | null = null;
 let miner: Spawned | null = null;

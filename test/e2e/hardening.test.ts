@@ -15,9 +15,13 @@ import {
   inferenceJob,
   minerConfig,
   startMiner,
-} from "./harness.js";
-import { startFaultProxy } from "./proxy.js";
-import { defaultReply, type ScriptedCoordinator, startScriptedCoordinator } from "./scripted-coordinator.js";
+} from "../support/harness.js";
+import { startFaultProxy } from "../support/proxy.js";
+import {
+  defaultReply,
+  type ScriptedCoordinator,
+  startScriptedCoordinator,
+} from "../support/scripted-coordinator.js";
 
 let coordinator: LocalCoordinator | null = null;
 let scripted: ScriptedCoordinator | null = null;

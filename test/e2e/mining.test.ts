@@ -11,7 +11,7 @@ import {
   minerConfig,
   modelsDir,
   startMiner,
-} from "./harness.js";
+} from "../support/harness.js";
 
 let coordinator: LocalCoordinator | null = null;
 afterEach(async () => {

@@ -2,7 +2,7 @@
 // miner never draws a 429 and still picks up jobs arriving one at a time; against a coordinator
 // that holds polls, the miner waits in the poll itself. (Pickup times are measured in bench/.)
 import { describe, expect, it } from "vitest";
-import { coordinatorWithReceipts, inferenceJob, minerConfig, startMiner } from "./harness.js";
+import { coordinatorWithReceipts, inferenceJob, minerConfig, startMiner } from "../support/harness.js";
 
 describe("poll budget and long-poll", () => {
   it("at the reference 100 polls/min: no 429 while idle or while jobs trickle in", async () => {

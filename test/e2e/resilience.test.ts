@@ -10,8 +10,8 @@ import {
   inferenceJob,
   minerConfig,
   startMiner,
-} from "./harness.js";
-import { startFaultProxy } from "./proxy.js";
+} from "../support/harness.js";
+import { startFaultProxy } from "../support/proxy.js";
 
 let coordinator: LocalCoordinator | null = null;
 const servers: Server[] = [];

@@ -9,7 +9,7 @@ import {
   inferenceJob,
   minerConfig,
   startMiner,
-} from "./harness.js";
+} from "../support/harness.js";
 
 let coordinator: LocalCoordinator | null = null;
 afterEach(async () => {

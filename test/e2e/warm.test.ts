@@ -8,7 +8,7 @@ import {
   inferenceJob,
   minerConfig,
   startMiner,
-} from "./harness.js";
+} from "../support/harness.js";
 
 const eventIndex = (lines: string[], event: string) =>
   lines.findIndex((l) => l.includes(`"event":"${event}"`));

@@ -7,11 +7,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { LocalCoordinator } from "../../src/local-coordinator/index.js";
-import { type Spawned, spawnCli } from "../e2e/cli.js";
-import { API_KEY, coordinatorWithReceipts, inferenceJob, modelsDir, repoRoot } from "../e2e/harness.js";
-import { freePort } from "../e2e/proxy.js";
 import { fakeDevice, writeFakeNvmlConfig } from "../fake-nvml/config.js";
 import { fakeNvmlPaths } from "../setup/fake-nvml.js";
+import { type Spawned, spawnCli } from "../support/cli.js";
+import { API_KEY, coordinatorWithReceipts, inferenceJob, modelsDir, repoRoot } from "../support/harness.js";
+import { freePort } from "../support/proxy.js";
 
 let coordinator: LocalCoordinator | null = null;
 let miner: Spawned | null = null;

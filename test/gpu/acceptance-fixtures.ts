@@ -4,7 +4,7 @@ import { execFile } from "node:child_process";
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type FakeDevice, fakeDevice } from "../fake-nvml/config.js";
-import { configFile, fake, root } from "./helpers.js";
+import { configFile, fake, root } from "../support/gpu.js";
 
 export const devices: FakeDevice[] = [
   fakeDevice(0),

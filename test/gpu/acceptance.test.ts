@@ -3,6 +3,7 @@
 // must compare every field and pass; when nvidia-smi disagrees on memory.total it must fail.
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { root, tmp } from "../support/gpu.js";
 import {
   type Check,
   devices,
@@ -11,7 +12,6 @@ import {
   smiValues,
   writeFakeSmi,
 } from "./acceptance-fixtures.js";
-import { root, tmp } from "./helpers.js";
 
 const script = join(root, "scripts", "gpu-acceptance.sh");
 // node-llama-cpp is installed in the dev tree: demo/bench on CPU are not what this tests.

@@ -5,8 +5,8 @@ import { execFile, execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { configFile, fake, root, tmp } from "../support/gpu.js";
 import { devices, runAcceptance, smiValues, writeFakeSmi } from "./acceptance-fixtures.js";
-import { configFile, fake, root, tmp } from "./helpers.js";
 
 const out = join(tmp, "bundle");
 const pkg = join(out, "pkg");

@@ -2,7 +2,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { fakeDevice } from "../fake-nvml/config.js";
-import { configFile, fake, root, runNode, tmp } from "./helpers.js";
+import { configFile, fake, root, runNode, tmp } from "../support/gpu.js";
 
 const MB = 1024 * 1024;
 const env = (cfg: string) => ({

@@ -15,7 +15,7 @@ import {
 import { PackedLayoutError, packedDecoder } from "../../src/gpu/packed.js";
 import { silentLogger } from "../../src/log.js";
 import { expectedSnapshot, type FakeNvmlConfig, fakeDevice } from "../fake-nvml/config.js";
-import { fake, useFakeConfig } from "./helpers.js";
+import { fake, useFakeConfig } from "../support/gpu.js";
 
 const log = silentLogger();
 let src: GpuInfoSource | null = null;

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parseSmiAppsCsv, parseSmiGpuCsv, readExtra, SMI_GPU_FIELDS } from "../../src/gpu/index.js";
 import { SmiParseError } from "../../src/gpu/smi.js";
-import { runNode, telemetryCli, tmp } from "./helpers.js";
+import { runNode, telemetryCli, tmp } from "../support/gpu.js";
 
 const GPU_CSV = [
   "0, GPU-aaaa-1111, NVIDIA A100-SXM4-40GB, 00000000:07:00.0, 535.104.05, 40960, 1000, 39500, 35, 10, 45, 80.50, 400.00, 400.00, 1410, 1215, 1410, 1215, [N/A], P0, 4, 16, 4, 16, Enabled, Enabled, 0, 8.0",

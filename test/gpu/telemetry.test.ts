@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { fakeDevice } from "../fake-nvml/config.js";
-import { addonPath, configFile, fake, root, runNode, telemetryCli, tmp } from "./helpers.js";
+import { addonPath, configFile, fake, root, runNode, telemetryCli, tmp } from "../support/gpu.js";
 
 const n = z.number().nullable();
 // The schema of docs/telemetry.md ("aitbc-telemetry/1"); strict, so undocumented keys fail.

@@ -11,7 +11,7 @@ import { ClaimJournal } from "../../src/miner/journal.js";
 import { Outbox } from "../../src/miner/outbox.js";
 import { Reporter } from "../../src/miner/reporter.js";
 import type { MinerEvent } from "../../src/ops/events.js";
-import { completed } from "../coordinator/helpers.js";
+import { completed } from "../support/coordinator.js";
 
 type Answer = SubmitAck | CoordinatorError;
 

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { resolveRunConfig } from "../../src/config.js";
 import { resolveStateDir } from "../../src/state-dir.js";
-import { runCli } from "../e2e/cli.js";
+import { runCli } from "../support/cli.js";
 
 const dir = mkdtempSync(join(tmpdir(), "state-dir-"));
 const config = join(dir, "miner.json");

@@ -1,18 +1,11 @@
-// A wedged backend (a GPU that never returns, even after an abort) must not hang the miner:
-// the job is failed, the outbox is flushed, and the process exits 70 for systemd to restart it.
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { Backend, InferenceRequest, InferenceResult } from "../../src/backends/types.js";
-import { createCoordinatorClient } from "../../src/coordinator/client.js";
-import { silentLogger } from "../../src/log.js";
-import { ClaimJournal } from "../../src/miner/journal.js";
 import { Miner } from "../../src/miner/loop.js";
 import { Outbox } from "../../src/miner/outbox.js";
-import { buildMinerReceipt, generateKeyPair } from "../../src/receipts/index.js";
-import { API_KEY, coordinatorWithReceipts } from "../e2e/harness.js";
-import { startFaultProxy } from "../e2e/proxy.js";
+import { coordinatorWithReceipts } from "../support/harness.js";
+import { testMinerDeps } from "../support/miner-deps.js";
+import { startFaultProxy } from "../support/proxy.js";
 
 /** Serves prompt "p", hangs forever on any other and ignores the abort signal, like a wedged GPU. */
 function wedgingBackend(): Backend {
@@ -48,51 +41,20 @@ describe("watchdog", () => {
     const proxy = await startFaultProxy(coordinator.url, [{ route: /\/result$/, times: 2, status: 503 }]);
     const ok = coordinator.enqueue({ payload: { model: "m", prompt: "p" } });
     const stuck = coordinator.enqueue({ payload: { model: "m", prompt: "q" } });
-    const state = mkdtempSync(join(tmpdir(), "watchdog-"));
-    const key = generateKeyPair();
-    const log = silentLogger();
-    const miner = new Miner({
+    const deps = testMinerDeps({
+      url: proxy.url,
+      backend: wedgingBackend(),
+      minerId: "wd-miner",
+      concurrency: 2,
       settings: {
-        minerId: "wd-miner",
-        concurrency: 2,
-        heartbeatIntervalMs: 1000,
-        pollsPerWindow: Number.POSITIVE_INFINITY,
-        pollWindowMs: 60_000,
-        idlePollIntervalMs: 5,
-        longPollSeconds: 0,
         jobTimeoutMs: 400,
-        gracePeriodMs: 1000,
         abortGraceMs: 300,
         flushTimeoutMs: 10_000,
-        limits: { maxPromptChars: 100, maxTokens: 10, defaultMaxTokens: 1 },
-        unloadAfterJob: false,
+        pollsPerWindow: Number.POSITIVE_INFINITY,
       },
-      client: createCoordinatorClient({
-        protocol: "aitbc",
-        baseUrl: proxy.url,
-        apiKey: API_KEY,
-        minerId: "wd-miner",
-        timeoutMs: 2000,
-        log,
-      }),
-      backend: wedgingBackend(),
-      outbox: new Outbox(join(state, "outbox")),
-      journal: new ClaimJournal(join(state, "journal")),
-      log,
-      capabilities: async () => ({
-        gpus: [],
-        cuda: null,
-        models: ["m"],
-        platform: "CPU",
-        supported_tasks: ["inference"],
-        max_concurrent_jobs: 2,
-      }),
-      hostFacts: async () => ({ models: ["m"], gpuNames: [], maxVramGb: 0, cuda: null }),
-      heartbeatMetadata: async () => ({}),
-      signReceipt: (input) => buildMinerReceipt(input, key) as unknown as Record<string, unknown>,
-      checkCoordinatorReceipt: () => ({ verified: null, receipt: null }),
-      recordReceipt: async () => {},
     });
+    const state = deps.stateDir;
+    const miner = new Miner(deps);
     const exit = await miner.run();
     expect(exit.code).toBe(70);
     expect(exit.reason).toMatch(/wedged/);

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { canonicalJson, parseJsonLossless } from "../../src/receipts/index.js";
-import { repoRoot } from "./helpers.js";
+import { repoRoot } from "../support/receipts.js";
 
 type Node =
   | { t: "lit"; text: string }

@@ -17,7 +17,7 @@ import {
   ReceiptLog,
   signPayload,
 } from "../../src/receipts/index.js";
-import { loadVectors } from "./helpers.js";
+import { loadVectors } from "../support/receipts.js";
 
 const dirs: string[] = [];
 function tempDir(): string {

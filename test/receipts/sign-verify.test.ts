@@ -12,7 +12,7 @@ import {
   verifyReceipt,
   verifyReceiptText,
 } from "../../src/receipts/index.js";
-import { nodeVerify } from "./helpers.js";
+import { nodeVerify } from "../support/receipts.js";
 
 const key = generateKeyPair();
 const other = generateKeyPair();

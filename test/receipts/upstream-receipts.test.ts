@@ -15,7 +15,7 @@ import {
   verifyReceiptText,
 } from "../../src/receipts/index.js";
 import { summarizeReceipts } from "../../src/receipts/log.js";
-import { runCli } from "../e2e/cli.js";
+import { runCli } from "../support/cli.js";
 
 const key = generateKeyPair();
 

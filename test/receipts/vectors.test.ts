@@ -7,7 +7,7 @@ import {
   verifyReceipt,
   verifyReceiptText,
 } from "../../src/receipts/index.js";
-import { loadVectors, nodeSign, nodeVerify } from "./helpers.js";
+import { loadVectors, nodeSign, nodeVerify } from "../support/receipts.js";
 
 const vectors = loadVectors();
 

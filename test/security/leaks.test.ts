@@ -6,8 +6,8 @@ import { join } from "node:path";
 import type { Command } from "commander";
 import { describe, expect, it } from "vitest";
 import { buildProgram } from "../../src/cli.js";
-import { runCli, spawnCli } from "../e2e/cli.js";
-import { modelsDir } from "../e2e/harness.js";
+import { runCli, spawnCli } from "../support/cli.js";
+import { modelsDir } from "../support/harness.js";
 
 const CANARY = "canary-SECRET-4242-do-not-print";
 const HEX_CANARY = "c0ffee4242".repeat(6).slice(0, 64);

@@ -14,7 +14,7 @@ import {
   unstableBinReason,
 } from "../../src/commands/service.js";
 import { runShutdownBudgetMs } from "../../src/miner/loop.js";
-import { cliPath } from "../e2e/cli.js";
+import { cliPath } from "../support/cli.js";
 
 // `security --offline=yes` arrived in systemd 252 (Debian 12).
 const analyzeVersion = Number(
