@@ -1,5 +1,8 @@
 // Run configuration: flags > environment (AITBC_*) > config file (--config) > defaults,
 // validated once at start. A bad setting is one clear line naming it (exit code 2).
+// Units: every duration a setting holds is in seconds (heartbeatInterval, jobTimeout,
+// gracePeriod, requestTimeout, longPoll); the miner's own settings (MinerSettings) carry the unit
+// in the name (…Ms) and compose.ts converts once.
 import { readFileSync, statSync } from "node:fs";
 import { availableParallelism, hostname } from "node:os";
 import { join } from "node:path";
