@@ -87,6 +87,9 @@ describe("one worker per GPU", () => {
     miner = startHost(coordinator.url, port);
 
     await until("the ops server", async () => ((await get(`${base}/healthz`)).status === 200 ? true : null));
+    // Workers take seconds to start and register: until then the host is live but not ready.
+    const early = await get(`${base}/readyz`);
+    const earlyRegistered = coordinator.miners().length;
     await until("three registrations", () => (coordinator!.miners().length === 3 ? true : null));
     const miners = coordinator.miners().sort((a, b) => a.minerId.localeCompare(b.minerId));
     expect(miners.map((m) => m.minerId)).toEqual(["host-gpu0", "host-gpu1", "host-gpu2"]);
@@ -95,6 +98,7 @@ describe("one worker per GPU", () => {
       expect(gpus).toEqual([expect.objectContaining({ name: NAMES[i], uuid: fakeDevice(i).uuid })]);
     }
     await until("readyz 200", async () => ((await get(`${base}/readyz`)).status === 200 ? true : null));
+    if (earlyRegistered < 3) expect(early.status).toBe(503); // it flips once all are registered
 
     // A job for the L4 runs on the L4's worker.
     const l4 = coordinator.enqueue({ ...inferenceJob(1), constraints: { gpu: "NVIDIA L4" } });
