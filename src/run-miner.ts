@@ -82,8 +82,13 @@ export async function runMiner(
     const onSignal = (sig: NodeJS.Signals) => {
       signals++;
       if (signals > 1) {
-        log.warn({ event: "forced_exit", signal: sig }, "second signal: killing every worker now");
-        process.kill(-process.pid, "SIGKILL");
+        // Workers run in their own process groups and stop by themselves when this supervisor is
+        // gone (their IPC channel closes); their outboxes are already on disk.
+        log.warn(
+          { event: "forced_exit", signal: sig },
+          "second signal: the supervisor exits now; workers stop on their own",
+        );
+        process.exit(ExitCode.secondSignal);
       }
       resolve(sig);
     };
