@@ -3,181 +3,50 @@
 // so a lost reply or a restart is harmless (docs/architecture.md#durability-rules).
 
 import { join } from "node:path";
-import {
-  type Backend,
-  BackendError,
-  type InferenceRequest,
-  type InferenceResult,
-} from "../backends/types.js";
 import { Backoff, sleep, within } from "../backoff.js";
 import { CoordinatorError, UnusableJobError } from "../coordinator/errors.js";
-import type { Capabilities, CompletedJob, CoordinatorClient, Job } from "../coordinator/types.js";
+import type { Job } from "../coordinator/types.js";
 import { describeError } from "../describe-error.js";
 import type { Logger } from "../log.js";
 import type { MinerEvent, PollResult } from "../ops/events.js";
 import type { WorkerGauges } from "../ops/metrics.js";
-import type { MinerReceiptInput } from "../receipts/receipt.js";
 import { ExitCode } from "./exit-codes.js";
-import type { ClaimedJob, ClaimJournal } from "./journal.js";
-import type { Outbox } from "./outbox.js";
+import type { ClaimedJob } from "./journal.js";
 import { PollBudget } from "./poll-budget.js";
-import { type CoordinatorReceiptCheck, type ReceiptRecord, Reporter } from "./reporter.js";
+import { Reporter } from "./reporter.js";
 import { decide, type RetryRule } from "./retry.js";
-import { checkConstraints, type HostFacts, type JobLimits, validatePayload } from "./screening.js";
-import { isStorageError, StateStorage, StateStorageError } from "./state-storage.js";
-import { type AbortWhy, generateWithDeadline, WedgedError } from "./watchdog.js";
-
-export interface MinerSettings {
-  minerId: string;
-  concurrency: number;
-  heartbeatIntervalMs: number;
-  /**
-   * The coordinator's poll budget: at most this many polls in any `pollWindowMs` (Infinity: no
-   * known limit, learned from 429s). Polls burst while they return jobs, within the budget.
-   */
-  pollsPerWindow: number;
-  pollWindowMs: number;
-  /** Spacing of polls while no job comes back (the budget spread evenly over its window). */
-  idlePollIntervalMs: number;
-  /** max_wait_seconds sent with each poll: a coordinator that holds polls answers when a job comes. */
-  longPollSeconds: number;
-  jobTimeoutMs: number;
-  gracePeriodMs: number;
-  /** How long a backend may take to honour an abort before it is declared wedged. */
-  abortGraceMs: number;
-  /** On shutdown, how long to keep trying to submit what is in the outbox. */
-  flushTimeoutMs: number;
-  limits: JobLimits;
-  unloadAfterJob: boolean;
-}
-
-/** What the miner's receipt is made from (the receipts module defines and signs it). */
-export type ReceiptInput = MinerReceiptInput;
+import { StateStorage, StateStorageError } from "./state-storage.js";
+import {
+  BACKEND_CLOSE_TIMEOUT_MS,
+  DEREGISTER_TIMEOUT_MS,
+  LONG_POLL_HELD_MS,
+  type MinerDeps,
+  type MinerExit,
+  MinerFatalError,
+  type MinerHealth,
+  type MinerSettings,
+  type MinerStats,
+  NO_MODEL_RECHECK_MS,
+  POLL_ABORT_WAIT_MS,
+  STORAGE_RECHECK_MS,
+  shutdownBudgetMs,
+} from "./types.js";
+import type { AbortWhy } from "./watchdog.js";
 
 export type { CoordinatorReceiptCheck, ReceiptRecord } from "./reporter.js";
 
-/** Everything the loop needs from the rest of the program, injected so each piece stays replaceable. */
-export interface MinerDeps {
-  settings: MinerSettings;
-  client: CoordinatorClient;
-  backend: Backend;
-  outbox: Outbox;
-  journal: ClaimJournal;
-  log: Logger;
-  capabilities(): Promise<Capabilities>;
-  hostFacts(): Promise<HostFacts>;
-  heartbeatMetadata(): Promise<Record<string, unknown>>;
-  signReceipt(input: ReceiptInput): Record<string, unknown>;
-  checkCoordinatorReceipt(rawText: string): CoordinatorReceiptCheck;
-  recordReceipt(entry: ReceiptRecord): Promise<void>;
-  /** VRAM admission: why the job cannot run here (before any model is loaded), or null to go ahead. */
-  admit?(
-    req: InferenceRequest,
-  ): Promise<{ errorCode: "gpu_unavailable" | "insufficient_vram"; message: string } | null>;
-  /** Around each job: e.g. check that VRAM came back. */
-  jobMemoryProbe?(): Promise<() => Promise<void>>;
-  /** GPU utilization/memory figures for a job's metrics. */
-  jobMetrics?(): Promise<{ gpu_utilization: number | null; memory_used: number | null }>;
-  /**
-   * Start the inference runtime and load the models to serve, before the first job is taken (a
-   * job right after a start is then as fast as the rest). Resolves with the models now warm.
-   */
-  warmUp?(signal: AbortSignal): Promise<string[]>;
-  /** Ops events (jobs, deliveries, polls) for metrics. */
-  onEvent?(e: MinerEvent): void;
-  /** What a failed coordinator call means (default: `decide`, the one rule). */
-  retryRule?: RetryRule;
-  /** Whether the state directory takes writes (default: probed in the outbox's directory). */
-  storage?: StateStorage;
-}
+import { minerHealth } from "./health.js";
+import { HeartbeatSchedule } from "./heartbeat.js";
+import { recover } from "./recover.js";
+import { type JobContext, runJob } from "./run-job.js";
 
-/** Time allowed to deregister at shutdown, and to release the backend after it. */
-const DEREGISTER_TIMEOUT_MS = 5000;
-const BACKEND_CLOSE_TIMEOUT_MS = 5000;
-/** An aborted poll settles at once; this only bounds a dialect that ignores the abort. */
-const POLL_ABORT_WAIT_MS = 2000;
-/** The least time between two heartbeats sent out of turn (after a failure, on a poll error). */
-const EARLY_BEAT_SPACING_MS = 1000;
-/** How often to re-probe a state directory that could not be written. */
-const STORAGE_RECHECK_MS = 5000;
-/** A poll answered no sooner than this was held open by the coordinator (long-poll). */
-const LONG_POLL_HELD_MS = 1000;
-/** How often to look again when no model can be served (the rescan also wakes the loop). */
-const NO_MODEL_RECHECK_MS = 5000;
-
-/** The abort grace and outbox flush `run` uses (tests and the demo shorten them). */
-export const DEFAULT_ABORT_GRACE_MS = 10_000;
-export const DEFAULT_FLUSH_TIMEOUT_MS = 10_000;
-
-/** The longest a graceful stop of `run` can take with this grace period (seconds). */
-export function runShutdownBudgetMs(gracePeriodS: number): number {
-  return shutdownBudgetMs({
-    gracePeriodMs: gracePeriodS * 1000,
-    abortGraceMs: DEFAULT_ABORT_GRACE_MS,
-    flushTimeoutMs: DEFAULT_FLUSH_TIMEOUT_MS,
-  });
-}
-
-/**
- * The longest a graceful stop can take with these settings: the grace period, the abort grace for
- * jobs that outlive it, the outbox flush, deregistration and releasing the backend. A service
- * manager's stop timeout must cover it (see `service`).
- */
-export function shutdownBudgetMs(
-  s: Pick<MinerSettings, "gracePeriodMs" | "abortGraceMs" | "flushTimeoutMs">,
-): number {
-  return (
-    POLL_ABORT_WAIT_MS +
-    s.gracePeriodMs +
-    s.abortGraceMs +
-    1000 +
-    s.flushTimeoutMs +
-    DEREGISTER_TIMEOUT_MS +
-    BACKEND_CLOSE_TIMEOUT_MS
-  );
-}
-
-export interface MinerStats {
-  completed: number;
-  failuresByCode: Record<string, number>;
-  promptTokens: number;
-  busySeconds: number;
-  failed: number;
-  submitted: number;
-  dropped: number;
-  tokens: number;
-  inflight: number;
-  /** Results handed to the reporter and not yet acknowledged (memory, not the outbox's files). */
-  pendingSubmissions: number;
-  /** Whether the state directory takes writes; false stops new jobs. */
-  stateWritable: boolean;
-}
-
-export type MinerExit = { code: number; reason: string };
-
-export class MinerFatalError extends Error {
-  override readonly name = "MinerFatalError";
-  constructor(
-    message: string,
-    readonly exitCode: number,
-  ) {
-    super(message);
-  }
-}
+export * from "./types.js";
 
 interface Running {
   abort: AbortController;
   done: Promise<void>;
   /** When the job must have ended (its deadline, or a resumed job's). */
   deadlineAt: number;
-}
-
-/** For /healthz and /readyz: is the loop alive, and can it take jobs? */
-export interface MinerHealth {
-  live: boolean;
-  ready: boolean;
-  /** Why not, in words (empty when both hold). */
-  reasons: string[];
 }
 
 export class Miner {
@@ -187,7 +56,6 @@ export class Miner {
   private readonly stopSignal = new AbortController();
   private readonly inflight = new Map<string, Running>();
   private wakeUp: AbortController = new AbortController();
-  private heartbeatTimer: NodeJS.Timeout | null = null;
   private registered = false;
   private fatal: MinerFatalError | null = null;
   private exitResolve: ((e: MinerExit) => void) | null = null;
@@ -198,15 +66,27 @@ export class Miner {
   private readonly stats = { completed: 0, tokens: 0, promptTokens: 0, busySeconds: 0 };
   private readonly storage: StateStorage;
   private readonly retryRule: RetryRule;
-  private beating = false;
-  private beatAgain = false;
-  private lastBeatAt = 0;
+  private readonly heartbeats: HeartbeatSchedule;
+
+  /** What a job's run needs from the loop (see run-job.ts). */
+  private get jobContext(): JobContext {
+    return {
+      d: this.d,
+      s: this.s,
+      log: this.log,
+      reporter: this.reporter,
+      storage: this.storage,
+      stats: this.stats,
+      emit: (e) => this.emit(e),
+    };
+  }
 
   constructor(private readonly d: MinerDeps) {
     this.s = d.settings;
     this.log = d.log;
     this.storage = d.storage ?? new StateStorage(join(d.outbox.dir, ".tmp"), d.log);
     this.retryRule = d.retryRule ?? decide;
+    this.heartbeats = new HeartbeatSchedule(d.settings.heartbeatIntervalMs, () => this.sendHeartbeat());
     this.reporter = new Reporter({
       ...d,
       retryRule: this.retryRule,
@@ -227,49 +107,21 @@ export class Miner {
     }
   }
 
-  /**
-   * Live: not failed, the poll loop moved recently (or is waiting on full slots), and no job has
-   * outlived its deadline plus the abort grace (a wedged backend). Ready: registered, a model to
-   * serve, and a writable state directory.
-   */
+  /** For /healthz and /readyz (see health.ts). */
   health(now = Date.now()): MinerHealth {
-    const reasons: string[] = [];
-    let live = true;
-    if (this.fatal) {
-      live = false;
-      reasons.push(`stopping after a fatal error: ${this.fatal.message}`);
-    }
-    const wedgeAfter = this.s.abortGraceMs + 5000;
-    for (const [jobId, r] of this.inflight) {
-      if (now > r.deadlineAt + wedgeAfter) {
-        live = false;
-        reasons.push(
-          `job ${jobId} is ${Math.round((now - r.deadlineAt) / 1000)} s past its deadline: the backend is wedged`,
-        );
-      }
-    }
-    const slotsFull = this.inflight.size >= this.s.concurrency;
-    const stalledFor = now - this.loopTickAt;
-    const loopLimit = Math.max(120_000, 3 * this.s.idlePollIntervalMs) + this.s.longPollSeconds * 1000;
-    if (!slotsFull && !this.stopping && this.registered && stalledFor > loopLimit) {
-      live = false;
-      reasons.push(`the poll loop has not moved for ${Math.round(stalledFor / 1000)} s`);
-    }
-    let ready = live && !this.stopping;
-    if (!this.registered) {
-      ready = false;
-      reasons.push("not registered with the coordinator");
-    }
-    if (this.d.backend.listModels().length === 0) {
-      ready = false;
-      reasons.push("no model can be served");
-    }
-    if (!this.storage.writable) {
-      ready = false;
-      reasons.push("the state directory cannot be written");
-    }
-    if (this.stopping) reasons.push("stopping");
-    return { live, ready, reasons };
+    return minerHealth(
+      {
+        fatal: this.fatal?.message ?? null,
+        deadlines: [...this.inflight].map(([jobId, r]) => ({ jobId, deadlineAt: r.deadlineAt })),
+        loopTickAt: this.loopTickAt,
+        stopping: this.stopping,
+        registered: this.registered,
+        servableModels: this.d.backend.listModels().length,
+        stateWritable: this.storage.writable,
+      },
+      this.s,
+      now,
+    );
   }
 
   /** The figures ops gauges show, read at scrape time. */
@@ -307,9 +159,15 @@ export class Miner {
       await this.openState();
       await this.register();
       if (this.stopping) return await exited;
-      await this.recover();
+      await recover({
+        d: this.d,
+        log: this.log,
+        reporter: this.reporter,
+        isStopping: () => this.stopping,
+        startJob: (job, claimed) => this.startJob(job, claimed),
+      });
       if (this.stopping) return await exited;
-      this.startHeartbeats();
+      if (!this.stopping) this.heartbeats.start();
       const warm = this.warmUp();
       this.polling = this.pollLoop(warm);
       await this.polling;
@@ -390,12 +248,6 @@ export class Miner {
     }
   }
 
-  private startHeartbeats(): void {
-    if (this.stopping) return;
-    this.heartbeatTimer = setTimeout(() => void this.beat(), 0);
-    this.heartbeatTimer.unref();
-  }
-
   /**
    * The in-flight count the coordinator should hold: jobs running plus verdicts not yet
    * acknowledged. Upstream *sets* its count from this, and frees a slot on /result but not on /fail.
@@ -406,15 +258,9 @@ export class Miner {
     return ids.size;
   }
 
-  private async beat(): Promise<void> {
-    if (this.beating) {
-      this.beatAgain = true;
-      return;
-    }
-    this.beating = true;
-    if (this.heartbeatTimer !== null) clearTimeout(this.heartbeatTimer);
+  /** One heartbeat; a 404 means the coordinator forgot this miner: register again. */
+  private async sendHeartbeat(): Promise<void> {
     try {
-      this.lastBeatAt = Date.now();
       const metadata = await this.d.heartbeatMetadata();
       await this.d.client.heartbeat({
         inflight: this.inflightForCoordinator(),
@@ -428,101 +274,15 @@ export class Miner {
       } else {
         this.log.warn({ event: "heartbeat_failed", err: describeError(err) }, "heartbeat failed");
       }
-    } finally {
-      this.beating = false;
-      if (this.heartbeatTimer !== null) {
-        const again = this.beatAgain;
-        this.beatAgain = false;
-        this.heartbeatTimer = setTimeout(
-          () => void this.beat(),
-          again ? EARLY_BEAT_SPACING_MS : this.s.heartbeatIntervalMs,
-        );
-        this.heartbeatTimer.unref();
-      }
     }
   }
 
-  /** A heartbeat out of turn, as soon as the spacing allows (coalesced). */
+  /** A heartbeat out of turn (coalesced, spaced). */
   private beatSoon(): void {
-    if (this.heartbeatTimer === null || this.stopping) return;
-    if (this.beating) {
-      this.beatAgain = true;
-      return;
-    }
-    clearTimeout(this.heartbeatTimer);
-    const wait = Math.max(0, this.lastBeatAt + EARLY_BEAT_SPACING_MS - Date.now());
-    this.heartbeatTimer = setTimeout(() => void this.beat(), wait);
-    this.heartbeatTimer.unref();
-  }
-
-  private stopHeartbeats(): void {
-    if (this.heartbeatTimer !== null) clearTimeout(this.heartbeatTimer);
-    this.heartbeatTimer = null;
+    if (!this.stopping) this.heartbeats.soon();
   }
 
   // ---------------------------------------------------------------- recovery
-
-  /** Resubmit the outbox; rerun (or fail) what the journal says we had claimed. */
-  private async recover(): Promise<void> {
-    const { results, corrupt } = await this.d.outbox.pending();
-    const journal = await this.d.journal.entries();
-    for (const c of [...corrupt, ...journal.corrupt]) {
-      const which = corrupt.includes(c) ? "outbox" : "journal";
-      this.log.error(
-        { event: `${which}_corrupt`, path: c.path, jobId: c.key, reason: c.reason },
-        c.key
-          ? `unreadable ${which} entry kept at ${c.path}; its job is failed back as miner_restarted`
-          : `unreadable ${which} entry kept at ${c.path}; it names no job, so nothing can be reported`,
-      );
-      if (c.key)
-        await this.reporter.fail(
-          c.key,
-          "miner_restarted",
-          `the miner restarted and its ${which} record of this job was unreadable`,
-        );
-    }
-    if (results.length > 0)
-      this.log.info(
-        { event: "outbox_recovered", count: results.length },
-        "resubmitting results from the outbox",
-      );
-    const inOutbox = new Set(results.map((r) => r.jobId));
-    for (const r of results) this.reporter.submit(r);
-
-    for (const claimed of journal.jobs) {
-      if (inOutbox.has(claimed.jobId)) {
-        await this.d.journal.remove(claimed.jobId);
-        continue;
-      }
-      if (claimed.failure) {
-        // Already failed before the restart; only the report is left to make.
-        this.reporter.resendFailure(claimed.jobId, claimed.failure.errorCode, claimed.failure.message);
-        continue;
-      }
-      if (this.stopping) break;
-      const left = claimed.deadlineAt - Date.now();
-      if (left > 1000) {
-        this.log.info(
-          { event: "job_resumed", jobId: claimed.jobId, msLeft: left },
-          "running a job claimed before the restart",
-        );
-        this.startJob(
-          { jobId: claimed.jobId, payload: claimed.payload, constraints: claimed.constraints },
-          claimed,
-        );
-      } else {
-        this.log.warn(
-          { event: "job_expired_on_restart", jobId: claimed.jobId },
-          "claimed job past its deadline after restart",
-        );
-        await this.reporter.fail(
-          claimed.jobId,
-          "miner_restarted",
-          "the miner restarted and the job's deadline has passed",
-        );
-      }
-    }
-  }
 
   // ---------------------------------------------------------------- polling
 
@@ -693,7 +453,7 @@ export class Miner {
 
   private startJob(job: Job, recovered: ClaimedJob | null): void {
     const abort = new AbortController();
-    const done = this.runJob(job, recovered, abort)
+    const done = runJob(this.jobContext, job, recovered, abort)
       .catch((err: unknown) => this.fail(err))
       .finally(() => {
         this.inflight.delete(job.jobId);
@@ -704,180 +464,6 @@ export class Miner {
       done,
       deadlineAt: recovered?.deadlineAt ?? Date.now() + this.s.jobTimeoutMs,
     });
-  }
-
-  private async runJob(job: Job, recovered: ClaimedJob | null, abort: AbortController): Promise<void> {
-    const jobId = job.jobId;
-    const claimedAt = recovered?.claimedAt ?? Date.now();
-    const deadlineAt = recovered?.deadlineAt ?? claimedAt + this.s.jobTimeoutMs;
-    if (!recovered) {
-      try {
-        await this.d.journal.record({
-          jobId,
-          payload: job.payload,
-          constraints: job.constraints,
-          claimedAt,
-          deadlineAt,
-        });
-      } catch (err) {
-        if (this.storage.noteFailure(err)) {
-          // The disk's problem, not the job's: it runs, and its verdict is delivered from memory.
-          this.log.warn(
-            { event: "job_not_durable", jobId, err: describeError(err) },
-            "the job could not be journaled; it runs anyway, but a crash now would lose it",
-          );
-        } else {
-          // e.g. nesting too deep to serialize: no valid job looks like that.
-          return this.reporter.fail(
-            jobId,
-            "invalid_payload",
-            `the payload cannot be stored: ${(err as Error).message}`,
-          );
-        }
-      }
-    }
-    const log = this.log.child({ jobId });
-
-    const v = validatePayload(job.payload, this.s.limits);
-    if (!v.ok) {
-      log.warn(
-        { event: "job_rejected", errorCode: v.rejection.errorCode, reason: v.rejection.message },
-        "invalid job",
-      );
-      return this.reporter.fail(jobId, v.rejection.errorCode, v.rejection.message);
-    }
-    const req = v.request;
-    const unmet = checkConstraints(job.constraints, await this.d.hostFacts());
-    if (unmet) {
-      log.warn(
-        { event: "job_rejected", errorCode: unmet.errorCode, reason: unmet.message },
-        "job constraints not met",
-      );
-      return this.reporter.fail(jobId, unmet.errorCode, unmet.message);
-    }
-    if (!this.d.backend.hasModel(req.model)) {
-      const served = this.d.backend.listModels().map((m) => m.name);
-      const msg = `model ${JSON.stringify(req.model)} is not served by this miner (it serves: ${served.join(", ") || "none"})`;
-      log.warn({ event: "job_rejected", errorCode: "model_not_found", reason: msg }, "unknown model");
-      return this.reporter.fail(jobId, "model_not_found", msg);
-    }
-    const refusal = this.d.admit ? await this.d.admit(req) : null;
-    if (refusal) {
-      log.warn(
-        { event: "job_rejected", errorCode: refusal.errorCode, reason: refusal.message },
-        "job refused by VRAM admission",
-      );
-      return this.reporter.fail(jobId, refusal.errorCode, refusal.message);
-    }
-
-    log.info(
-      { event: "job_started", model: req.model, maxTokens: req.maxTokens, promptChars: req.prompt.length },
-      "job started",
-    );
-    const afterJob = this.d.jobMemoryProbe ? await this.d.jobMemoryProbe().catch(() => null) : null;
-    const startedAt = Date.now();
-    const t0 = performance.now(); // durations from the monotonic clock: NTP steps cannot make them negative
-    let result: InferenceResult;
-    try {
-      result = await generateWithDeadline(this.d.backend, req, abort, deadlineAt, this.s.abortGraceMs);
-    } catch (err) {
-      const why = abort.signal.reason as AbortWhy | undefined;
-      if (err instanceof WedgedError) {
-        await this.reporter.fail(jobId, "timeout", err.message);
-        throw new MinerFatalError(err.message, ExitCode.wedged);
-      }
-      const code =
-        why === "deadline"
-          ? "timeout"
-          : why === "shutting_down"
-            ? "shutting_down"
-            : err instanceof BackendError
-              ? err.code
-              : "inference_failed";
-      const msg =
-        why === "deadline"
-          ? `job exceeded its deadline of ${Math.round((deadlineAt - claimedAt) / 1000)} s`
-          : why === "shutting_down"
-            ? "the miner is shutting down"
-            : (err as Error).message;
-      log.warn({ event: "job_failed", errorCode: code, reason: msg }, "job failed");
-      return this.reporter.fail(jobId, code, msg);
-    } finally {
-      if (this.s.unloadAfterJob) await this.d.backend.unloadAll().catch(() => undefined);
-      if (afterJob) await afterJob().catch(() => undefined);
-    }
-
-    const completedAt = Math.max(startedAt, Date.now());
-    const durationMs = Math.round(performance.now() - t0);
-    const gpu = this.d.jobMetrics ? await this.d.jobMetrics().catch(() => null) : null;
-    const receipt = this.d.signReceipt({
-      jobId,
-      minerId: this.s.minerId,
-      model: result.model,
-      prompt: req.prompt,
-      output: result.output,
-      units: result.completionTokens,
-      startedAt: Math.floor(startedAt / 1000),
-      completedAt: Math.floor(completedAt / 1000),
-      durationMs,
-    });
-    const completed: CompletedJob = {
-      jobId,
-      output: result.output,
-      model: result.model,
-      promptTokens: result.promptTokens,
-      completionTokens: result.completionTokens,
-      executionTimeS: durationMs / 1000,
-      startedAt,
-      completedAt,
-      metrics: {
-        duration_ms: durationMs,
-        gpu_utilization: gpu?.gpu_utilization ?? null,
-        memory_used: gpu?.memory_used ?? null,
-        memory_peak: null,
-        units: result.completionTokens,
-        unit_type: "tokens",
-      },
-      receipt,
-    };
-    // Durable before the first submit; only then does the claim leave the journal. A disk that
-    // cannot take it does not lose the result: it is submitted from memory.
-    try {
-      await this.d.outbox.put(completed);
-      await this.d.journal.remove(jobId);
-    } catch (err) {
-      if (!isStorageError(err)) throw err;
-      this.storage.noteFailure(err);
-      log.warn(
-        { event: "result_not_durable", err: describeError(err) },
-        "the result could not be written to the outbox; submitting it from memory",
-      );
-    }
-    this.emit({ type: "job_completed", durationMs, completionTokens: result.completionTokens });
-    this.stats.completed++;
-    this.stats.tokens += result.completionTokens;
-    this.stats.promptTokens += result.promptTokens;
-    this.stats.busySeconds += durationMs / 1000;
-    log.info(
-      {
-        event: "job_completed",
-        model: result.model,
-        tokens: result.completionTokens,
-        promptTokens: result.promptTokens,
-        durationMs,
-        backend: result.backend,
-      },
-      "job completed",
-    );
-    await this.d
-      .recordReceipt({ kind: "miner", jobId, receipt, verified: true })
-      .catch((err: unknown) =>
-        log.error(
-          { event: "receipt_log_failed", err: describeError(err) },
-          "could not append to the receipts log",
-        ),
-      );
-    this.reporter.submit(completed);
   }
 
   // ---------------------------------------------------------------- reporting
@@ -918,7 +504,7 @@ export class Miner {
     }
     // 2. Flush the outbox and failure reports for a bounded time; what is left is sent on the next start.
     await this.reporter.flush(left(this.s.flushTimeoutMs));
-    this.stopHeartbeats();
+    this.heartbeats.stop();
     const onDisk = await this.d.outbox.depth().catch(() => -1);
     if (onDisk > 0)
       this.log.warn(

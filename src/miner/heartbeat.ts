@@ -1,0 +1,61 @@
+// When heartbeats go out: every interval, and out of turn on request (after an acknowledged
+// failure, on a poll error), coalesced and spaced so a burst of requests is one heartbeat. One at a
+// time: a request while one is in flight sends another right after it.
+import { EARLY_BEAT_SPACING_MS } from "./types.js";
+
+export class HeartbeatSchedule {
+  private timer: NodeJS.Timeout | null = null;
+  private beating = false;
+  private again = false;
+  private lastAt = 0;
+
+  constructor(
+    private readonly intervalMs: number,
+    /** Send one heartbeat; never rejects (it handles its own errors). */
+    private readonly send: () => Promise<void>,
+  ) {}
+
+  start(): void {
+    this.arm(0);
+  }
+
+  /** A heartbeat out of turn, as soon as the spacing allows. */
+  soon(): void {
+    if (this.timer === null) return;
+    if (this.beating) {
+      this.again = true;
+      return;
+    }
+    this.arm(Math.max(0, this.lastAt + EARLY_BEAT_SPACING_MS - Date.now()));
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private arm(ms: number): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.beat(), ms);
+    this.timer.unref();
+  }
+
+  private async beat(): Promise<void> {
+    if (this.beating) {
+      this.again = true;
+      return;
+    }
+    this.beating = true;
+    this.lastAt = Date.now();
+    try {
+      await this.send();
+    } finally {
+      this.beating = false;
+      if (this.timer !== null) {
+        const again = this.again;
+        this.again = false;
+        this.arm(again ? EARLY_BEAT_SPACING_MS : this.intervalMs);
+      }
+    }
+  }
+}

@@ -1,0 +1,205 @@
+// One job's run, from the claim to the result handed to the reporter: journal the claim, screen
+// the payload and constraints, VRAM admission, generate under the watchdog, sign the receipt,
+// write the result to the outbox, then deliver. Every way it can end is one verdict.
+import { BackendError, type InferenceResult } from "../backends/types.js";
+import type { CompletedJob, Job } from "../coordinator/types.js";
+import { describeError } from "../describe-error.js";
+import type { Logger } from "../log.js";
+import type { MinerEvent } from "../ops/events.js";
+import { ExitCode } from "./exit-codes.js";
+import type { ClaimedJob } from "./journal.js";
+import type { Reporter } from "./reporter.js";
+import { checkConstraints, validatePayload } from "./screening.js";
+import { isStorageError, type StateStorage } from "./state-storage.js";
+import { type MinerDeps, MinerFatalError, type MinerSettings } from "./types.js";
+import { type AbortWhy, generateWithDeadline, WedgedError } from "./watchdog.js";
+
+export interface JobContext {
+  d: MinerDeps;
+  s: MinerSettings;
+  log: Logger;
+  reporter: Reporter;
+  storage: StateStorage;
+  /** The loop's running totals, updated in place. */
+  stats: { completed: number; tokens: number; promptTokens: number; busySeconds: number };
+  emit(e: MinerEvent): void;
+}
+
+export async function runJob(
+  ctx: JobContext,
+  job: Job,
+  recovered: ClaimedJob | null,
+  abort: AbortController,
+): Promise<void> {
+  const jobId = job.jobId;
+  const claimedAt = recovered?.claimedAt ?? Date.now();
+  const deadlineAt = recovered?.deadlineAt ?? claimedAt + ctx.s.jobTimeoutMs;
+  if (!recovered) {
+    try {
+      await ctx.d.journal.record({
+        jobId,
+        payload: job.payload,
+        constraints: job.constraints,
+        claimedAt,
+        deadlineAt,
+      });
+    } catch (err) {
+      if (ctx.storage.noteFailure(err)) {
+        // The disk's problem, not the job's: it runs, and its verdict is delivered from memory.
+        ctx.log.warn(
+          { event: "job_not_durable", jobId, err: describeError(err) },
+          "the job could not be journaled; it runs anyway, but a crash now would lose it",
+        );
+      } else {
+        // e.g. nesting too deep to serialize: no valid job looks like that.
+        return ctx.reporter.fail(
+          jobId,
+          "invalid_payload",
+          `the payload cannot be stored: ${(err as Error).message}`,
+        );
+      }
+    }
+  }
+  const log = ctx.log.child({ jobId });
+
+  const v = validatePayload(job.payload, ctx.s.limits);
+  if (!v.ok) {
+    log.warn(
+      { event: "job_rejected", errorCode: v.rejection.errorCode, reason: v.rejection.message },
+      "invalid job",
+    );
+    return ctx.reporter.fail(jobId, v.rejection.errorCode, v.rejection.message);
+  }
+  const req = v.request;
+  const unmet = checkConstraints(job.constraints, await ctx.d.hostFacts());
+  if (unmet) {
+    log.warn(
+      { event: "job_rejected", errorCode: unmet.errorCode, reason: unmet.message },
+      "job constraints not met",
+    );
+    return ctx.reporter.fail(jobId, unmet.errorCode, unmet.message);
+  }
+  if (!ctx.d.backend.hasModel(req.model)) {
+    const served = ctx.d.backend.listModels().map((m) => m.name);
+    const msg = `model ${JSON.stringify(req.model)} is not served by this miner (it serves: ${served.join(", ") || "none"})`;
+    log.warn({ event: "job_rejected", errorCode: "model_not_found", reason: msg }, "unknown model");
+    return ctx.reporter.fail(jobId, "model_not_found", msg);
+  }
+  const refusal = ctx.d.admit ? await ctx.d.admit(req) : null;
+  if (refusal) {
+    log.warn(
+      { event: "job_rejected", errorCode: refusal.errorCode, reason: refusal.message },
+      "job refused by VRAM admission",
+    );
+    return ctx.reporter.fail(jobId, refusal.errorCode, refusal.message);
+  }
+
+  log.info(
+    { event: "job_started", model: req.model, maxTokens: req.maxTokens, promptChars: req.prompt.length },
+    "job started",
+  );
+  const afterJob = ctx.d.jobMemoryProbe ? await ctx.d.jobMemoryProbe().catch(() => null) : null;
+  const startedAt = Date.now();
+  const t0 = performance.now(); // durations from the monotonic clock: NTP steps cannot make them negative
+  let result: InferenceResult;
+  try {
+    result = await generateWithDeadline(ctx.d.backend, req, abort, deadlineAt, ctx.s.abortGraceMs);
+  } catch (err) {
+    const why = abort.signal.reason as AbortWhy | undefined;
+    if (err instanceof WedgedError) {
+      await ctx.reporter.fail(jobId, "timeout", err.message);
+      throw new MinerFatalError(err.message, ExitCode.wedged);
+    }
+    const code =
+      why === "deadline"
+        ? "timeout"
+        : why === "shutting_down"
+          ? "shutting_down"
+          : err instanceof BackendError
+            ? err.code
+            : "inference_failed";
+    const msg =
+      why === "deadline"
+        ? `job exceeded its deadline of ${Math.round((deadlineAt - claimedAt) / 1000)} s`
+        : why === "shutting_down"
+          ? "the miner is shutting down"
+          : (err as Error).message;
+    log.warn({ event: "job_failed", errorCode: code, reason: msg }, "job failed");
+    return ctx.reporter.fail(jobId, code, msg);
+  } finally {
+    if (ctx.s.unloadAfterJob) await ctx.d.backend.unloadAll().catch(() => undefined);
+    if (afterJob) await afterJob().catch(() => undefined);
+  }
+
+  const completedAt = Math.max(startedAt, Date.now());
+  const durationMs = Math.round(performance.now() - t0);
+  const gpu = ctx.d.jobMetrics ? await ctx.d.jobMetrics().catch(() => null) : null;
+  const receipt = ctx.d.signReceipt({
+    jobId,
+    minerId: ctx.s.minerId,
+    model: result.model,
+    prompt: req.prompt,
+    output: result.output,
+    units: result.completionTokens,
+    startedAt: Math.floor(startedAt / 1000),
+    completedAt: Math.floor(completedAt / 1000),
+    durationMs,
+  });
+  const completed: CompletedJob = {
+    jobId,
+    output: result.output,
+    model: result.model,
+    promptTokens: result.promptTokens,
+    completionTokens: result.completionTokens,
+    executionTimeS: durationMs / 1000,
+    startedAt,
+    completedAt,
+    metrics: {
+      duration_ms: durationMs,
+      gpu_utilization: gpu?.gpu_utilization ?? null,
+      memory_used: gpu?.memory_used ?? null,
+      memory_peak: null,
+      units: result.completionTokens,
+      unit_type: "tokens",
+    },
+    receipt,
+  };
+  // Durable before the first submit; only then does the claim leave the journal. A disk that
+  // cannot take it does not lose the result: it is submitted from memory.
+  try {
+    await ctx.d.outbox.put(completed);
+    await ctx.d.journal.remove(jobId);
+  } catch (err) {
+    if (!isStorageError(err)) throw err;
+    ctx.storage.noteFailure(err);
+    log.warn(
+      { event: "result_not_durable", err: describeError(err) },
+      "the result could not be written to the outbox; submitting it from memory",
+    );
+  }
+  ctx.emit({ type: "job_completed", durationMs, completionTokens: result.completionTokens });
+  ctx.stats.completed++;
+  ctx.stats.tokens += result.completionTokens;
+  ctx.stats.promptTokens += result.promptTokens;
+  ctx.stats.busySeconds += durationMs / 1000;
+  log.info(
+    {
+      event: "job_completed",
+      model: result.model,
+      tokens: result.completionTokens,
+      promptTokens: result.promptTokens,
+      durationMs,
+      backend: result.backend,
+    },
+    "job completed",
+  );
+  await ctx.d
+    .recordReceipt({ kind: "miner", jobId, receipt, verified: true })
+    .catch((err: unknown) =>
+      log.error(
+        { event: "receipt_log_failed", err: describeError(err) },
+        "could not append to the receipts log",
+      ),
+    );
+  ctx.reporter.submit(completed);
+}
