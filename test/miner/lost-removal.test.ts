@@ -1,0 +1,165 @@
+// Removals from the journal and the outbox are not fsync'd (src/miner/durable-store.ts): a crash
+// can bring one back. These tests put the state directory in that shape and start a miner on it.
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import type { Backend, InferenceRequest, InferenceResult } from "../../src/backends/types.js";
+import { createCoordinatorClient } from "../../src/coordinator/client.js";
+import type { CompletedJob } from "../../src/coordinator/types.js";
+import type { LocalCoordinator } from "../../src/local-coordinator/index.js";
+import { silentLogger } from "../../src/log.js";
+import { Miner } from "../../src/miner/loop.js";
+import { API_KEY, coordinatorWithReceipts } from "../support/harness.js";
+import { testMinerDeps } from "../support/miner-deps.js";
+
+let coordinator: LocalCoordinator | null = null;
+afterEach(async () => {
+  await coordinator?.close();
+  coordinator = null;
+});
+
+function countingBackend() {
+  const calls: string[] = [];
+  const backend: Backend = {
+    name: "llama",
+    async init() {},
+    listModels: () => [{ name: "m", sizeBytes: null, source: "test" }],
+    hasModel: (n) => n === "m",
+    async generate(req: InferenceRequest): Promise<InferenceResult> {
+      calls.push(req.prompt);
+      return {
+        output: "ran again",
+        model: req.model,
+        backend: "llama",
+        promptTokens: 1,
+        completionTokens: 1,
+        durationMs: 1,
+        stopReason: "maxTokens",
+      };
+    },
+    async unloadAll() {},
+    async close() {},
+  };
+  return { backend, calls };
+}
+
+const jsonFiles = (dir: string) => readdirSync(dir).filter((n) => n.endsWith(".json"));
+
+describe("a removal lost in a crash", () => {
+  it("a claim back beside its result: the result is submitted once, the job is not run again, the claim goes", async () => {
+    coordinator = (await coordinatorWithReceipts()).coordinator;
+    const jobId = coordinator.enqueue({ payload: { model: "m", prompt: "p" } });
+    const { backend, calls } = countingBackend();
+    const deps = testMinerDeps({ url: coordinator.url, backend, minerId: "lr-miner" });
+    // The job is handed to this miner, as before the crash.
+    const client = createCoordinatorClient({
+      protocol: "aitbc",
+      baseUrl: coordinator.url,
+      apiKey: API_KEY,
+      minerId: "lr-miner",
+      timeoutMs: 2000,
+      log: silentLogger(),
+    });
+    await client.register(await deps.capabilities(), 1);
+    const job = await client.poll(0);
+    expect(job?.jobId).toBe(jobId);
+    await client.close();
+    // What the crash left: the result in the outbox, and its claim, whose removal was lost.
+    const now = Date.now();
+    const result: CompletedJob = {
+      jobId,
+      output: "computed before the crash",
+      model: "m",
+      promptTokens: 1,
+      completionTokens: 4,
+      executionTimeS: 0.01,
+      startedAt: now - 10,
+      completedAt: now,
+      metrics: {
+        duration_ms: 10,
+        gpu_utilization: null,
+        memory_used: null,
+        memory_peak: null,
+        units: 4,
+        unit_type: "tokens",
+      },
+      receipt: deps.signReceipt({
+        jobId,
+        minerId: "lr-miner",
+        model: "m",
+        prompt: "p",
+        output: "computed before the crash",
+        units: 4,
+        startedAt: Math.floor((now - 10) / 1000),
+        completedAt: Math.floor(now / 1000),
+        durationMs: 10,
+      }),
+    };
+    await deps.outbox.open();
+    await deps.journal.open();
+    await deps.outbox.put(result);
+    await deps.journal.record({
+      jobId,
+      payload: job!.payload,
+      constraints: null,
+      claimedAt: now,
+      deadlineAt: now + 60_000,
+    });
+
+    const miner = new Miner(deps);
+    const done = miner.run();
+    await coordinator.waitFor((c) => c.job(jobId)?.state === "COMPLETED", 20_000);
+    await miner.shutdown("test over");
+    expect((await done).code).toBe(0);
+    expect(calls).toEqual([]);
+    expect(coordinator.job(jobId)!.submissions).toBe(1);
+    expect(coordinator.job(jobId)!.result).toMatchObject({ output: "computed before the crash" });
+    expect(jsonFiles(join(deps.stateDir, "journal"))).toEqual([]);
+    expect(jsonFiles(join(deps.stateDir, "outbox"))).toEqual([]);
+  });
+
+  it("a result back after it was acknowledged: resubmitted, the 'already done' answer ends it, nothing runs", async () => {
+    coordinator = (await coordinatorWithReceipts()).coordinator;
+    const jobId = coordinator.enqueue({ payload: { model: "m", prompt: "p" } });
+    const { backend, calls } = countingBackend();
+    const deps = testMinerDeps({ url: coordinator.url, backend, minerId: "lr-miner-2" });
+    const first = new Miner(deps);
+    const firstRun = first.run();
+    await coordinator.waitFor((c) => c.job(jobId)?.state === "COMPLETED", 20_000);
+    await first.shutdown("test over");
+    await firstRun;
+    expect(calls).toEqual(["p"]);
+    // Bring the acknowledged result back, as a lost unlink would.
+    const kept = coordinator.job(jobId)!;
+    await deps.outbox.put({
+      jobId,
+      output: "ran again",
+      model: "m",
+      promptTokens: 1,
+      completionTokens: 1,
+      executionTimeS: 0.001,
+      startedAt: Date.now(),
+      completedAt: Date.now(),
+      metrics: {
+        duration_ms: 1,
+        gpu_utilization: null,
+        memory_used: null,
+        memory_peak: null,
+        units: 1,
+        unit_type: "tokens",
+      },
+      receipt: { job_id: jobId },
+    });
+    const second = new Miner(
+      testMinerDeps({ url: coordinator.url, backend, minerId: "lr-miner-2", stateDir: deps.stateDir }),
+    );
+    const secondRun = second.run();
+    await coordinator.waitFor((c) => c.stats().duplicateSubmissions >= 1, 20_000);
+    await second.shutdown("test over");
+    expect((await secondRun).code).toBe(0);
+    expect(calls).toEqual(["p"]);
+    expect(coordinator.job(jobId)!.state).toBe("COMPLETED");
+    expect(coordinator.job(jobId)!.submissions).toBe(kept.submissions);
+    expect(jsonFiles(join(deps.stateDir, "outbox"))).toEqual([]);
+  });
+});
