@@ -10,6 +10,7 @@ import { promisify } from "node:util";
 import {
   benchArgs,
   finished,
+  jobClock,
   mmm,
   printTable,
   ratio,
@@ -62,13 +63,15 @@ const ask = async () => {
 await once(child, "message");
 await sleep(quick ? 1000 : 3000); // registered, heartbeating, polling idle
 const idle = await ask();
+const clock = jobClock(coordinator);
 const ids = [];
 for (let i = 0; i < JOBS; i++) {
   ids.push(
     coordinator.enqueue({ payload: { model: "zero", prompt: `job ${i}`, max_tokens: 1, temperature: 0 } }),
   );
 }
-await coordinator.waitFor((c) => finished(c, ids), 300_000);
+await coordinator.waitFor(() => finished(clock, ids), 300_000);
+clock.off();
 const completed = ids.filter((id) => coordinator.job(id)?.state === "COMPLETED").length;
 await sleep(500);
 const after = await ask();

@@ -62,7 +62,7 @@ async function runLoop(kind, concurrency, { jobs, rateLimits, gaps, settings, co
       ids.push(coordinator.enqueue(job(i)));
     }
   }
-  await coordinator.waitFor((c) => finished(c, ids), 120_000);
+  await coordinator.waitFor(() => finished(clock, ids), 120_000);
   const seconds = (performance.now() - t0) / 1000;
   const polls = pollCount(coordinator) - pollsBefore;
   const stats = coordinator.stats();

@@ -103,7 +103,7 @@ async function runMiner(c, jobs) {
       }),
     );
   }
-  await coordinator.waitFor((co) => finished(co, ids), 300_000);
+  await coordinator.waitFor(() => finished(clock, ids), 300_000);
   clock.off();
   const ev = ids.map((id) => clock.at.get(id));
   // From the first hand-out to the last acknowledged result: the idle miner's pickup delay is

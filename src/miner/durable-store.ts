@@ -47,8 +47,12 @@ export class DurableStore<T> {
     return join(this.dir, `${createHash("sha256").update(key).digest("hex").slice(0, 40)}.json`);
   }
 
-  async put(key: string, value: T): Promise<void> {
-    const data = JSON.stringify({ key, value });
+  /** Throws at once (not in the promise) on a value that cannot be serialized. */
+  put(key: string, value: T): Promise<void> {
+    return this.write(key, JSON.stringify({ key, value }));
+  }
+
+  private async write(key: string, data: string): Promise<void> {
     const tmp = join(this.tmpDir, `${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`);
     const fh = await fs.open(tmp, "w", 0o600);
     try {

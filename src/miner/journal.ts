@@ -36,6 +36,7 @@ export class ClaimJournal {
     return this.store.open();
   }
 
+  /** Throws at once (not in the promise) on a job that cannot be serialized. */
   record(job: ClaimedJob): Promise<void> {
     return this.store.put(job.jobId, job);
   }

@@ -7,6 +7,7 @@ import { describeError } from "../describe-error.js";
 import type { Logger } from "../log.js";
 import type { MinerEvent } from "../ops/events.js";
 import { ExitCode } from "./exit-codes.js";
+import type { FailureCode } from "./failure-codes.js";
 import type { ClaimedJob } from "./journal.js";
 import type { Reporter } from "./reporter.js";
 import { checkConstraints, validatePayload } from "./screening.js";
@@ -25,6 +26,29 @@ export interface JobContext {
   emit(e: MinerEvent): void;
 }
 
+/** Whether the claim reached the journal (or the disk refused it and the job runs from memory). */
+type Journaled = { ok: boolean };
+
+/** A disk that cannot take the claim does not stop the job: it runs and is delivered from memory. */
+async function settleClaim(ctx: JobContext, jobId: string, write: Promise<void>): Promise<Journaled> {
+  try {
+    await write;
+    return { ok: true };
+  } catch (err) {
+    if (!ctx.storage.noteFailure(err))
+      ctx.log.error(
+        { event: "journal_failed", jobId, err: describeError(err) },
+        "could not journal a claimed job; it runs anyway",
+      );
+    else
+      ctx.log.warn(
+        { event: "job_not_durable", jobId, err: describeError(err) },
+        "the job could not be journaled; it runs anyway, but a crash now would lose it",
+      );
+    return { ok: false };
+  }
+}
+
 export async function runJob(
   ctx: JobContext,
   job: Job,
@@ -34,32 +58,37 @@ export async function runJob(
   const jobId = job.jobId;
   const claimedAt = recovered?.claimedAt ?? Date.now();
   const deadlineAt = recovered?.deadlineAt ?? claimedAt + ctx.s.jobTimeoutMs;
+  // The claim goes to the journal while the job is screened and run: waiting for its fsyncs first
+  // would not make the hand-out any safer (a crash before they end loses the job either way), only
+  // slower. Every later write for this job waits for it, so the journal's order stays
+  // claim → verdict and the claim leaves only after the result is in the outbox.
+  let journaled: Promise<Journaled> = Promise.resolve({ ok: true });
   if (!recovered) {
     try {
-      await ctx.d.journal.record({
+      journaled = settleClaim(
+        ctx,
         jobId,
-        payload: job.payload,
-        constraints: job.constraints,
-        claimedAt,
-        deadlineAt,
-      });
-    } catch (err) {
-      if (ctx.storage.noteFailure(err)) {
-        // The disk's problem, not the job's: it runs, and its verdict is delivered from memory.
-        ctx.log.warn(
-          { event: "job_not_durable", jobId, err: describeError(err) },
-          "the job could not be journaled; it runs anyway, but a crash now would lose it",
-        );
-      } else {
-        // e.g. nesting too deep to serialize: no valid job looks like that.
-        return ctx.reporter.fail(
+        ctx.d.journal.record({
           jobId,
-          "invalid_payload",
-          `the payload cannot be stored: ${(err as Error).message}`,
-        );
-      }
+          payload: job.payload,
+          constraints: job.constraints,
+          claimedAt,
+          deadlineAt,
+        }),
+      );
+    } catch (err) {
+      // e.g. nesting too deep to serialize: no valid job looks like that.
+      return ctx.reporter.fail(
+        jobId,
+        "invalid_payload",
+        `the payload cannot be stored: ${(err as Error).message}`,
+      );
     }
   }
+  const fail = async (code: FailureCode, message: string): Promise<void> => {
+    await journaled;
+    return ctx.reporter.fail(jobId, code, message);
+  };
   const log = ctx.log.child({ jobId });
 
   const v = validatePayload(job.payload, ctx.s.limits);
@@ -68,7 +97,7 @@ export async function runJob(
       { event: "job_rejected", errorCode: v.rejection.errorCode, reason: v.rejection.message },
       "invalid job",
     );
-    return ctx.reporter.fail(jobId, v.rejection.errorCode, v.rejection.message);
+    return fail(v.rejection.errorCode, v.rejection.message);
   }
   const req = v.request;
   const unmet = checkConstraints(job.constraints, await ctx.d.hostFacts());
@@ -77,13 +106,13 @@ export async function runJob(
       { event: "job_rejected", errorCode: unmet.errorCode, reason: unmet.message },
       "job constraints not met",
     );
-    return ctx.reporter.fail(jobId, unmet.errorCode, unmet.message);
+    return fail(unmet.errorCode, unmet.message);
   }
   if (!ctx.d.backend.hasModel(req.model)) {
     const served = ctx.d.backend.listModels().map((m) => m.name);
     const msg = `model ${JSON.stringify(req.model)} is not served by this miner (it serves: ${served.join(", ") || "none"})`;
     log.warn({ event: "job_rejected", errorCode: "model_not_found", reason: msg }, "unknown model");
-    return ctx.reporter.fail(jobId, "model_not_found", msg);
+    return fail("model_not_found", msg);
   }
   const refusal = ctx.d.admit ? await ctx.d.admit(req) : null;
   if (refusal) {
@@ -91,7 +120,7 @@ export async function runJob(
       { event: "job_rejected", errorCode: refusal.errorCode, reason: refusal.message },
       "job refused by VRAM admission",
     );
-    return ctx.reporter.fail(jobId, refusal.errorCode, refusal.message);
+    return fail(refusal.errorCode, refusal.message);
   }
 
   log.info(
@@ -107,7 +136,7 @@ export async function runJob(
   } catch (err) {
     const why = abort.signal.reason as AbortWhy | undefined;
     if (err instanceof WedgedError) {
-      await ctx.reporter.fail(jobId, "timeout", err.message);
+      await fail("timeout", err.message);
       throw new MinerFatalError(err.message, ExitCode.wedged);
     }
     const code =
@@ -125,7 +154,7 @@ export async function runJob(
           ? "the miner is shutting down"
           : (err as Error).message;
     log.warn({ event: "job_failed", errorCode: code, reason: msg }, "job failed");
-    return ctx.reporter.fail(jobId, code, msg);
+    return fail(code, msg);
   } finally {
     if (ctx.s.unloadAfterJob) await ctx.d.backend.unloadAll().catch(() => undefined);
     if (afterJob) await afterJob().catch(() => undefined);
@@ -164,18 +193,28 @@ export async function runJob(
     },
     receipt,
   };
-  // Durable before the first submit; only then does the claim leave the journal. A disk that
-  // cannot take it does not lose the result: it is submitted from memory.
-  try {
-    await ctx.d.outbox.put(completed);
-    await ctx.d.journal.remove(jobId);
-  } catch (err) {
-    if (!isStorageError(err)) throw err;
-    ctx.storage.noteFailure(err);
+  // Durable before the first submit; only then does the claim leave the journal (the two writes
+  // run side by side: any crash in between leaves a state recovery handles). A disk that cannot
+  // take the result does not lose it: it is submitted from memory.
+  const [stored, claim] = await Promise.all([
+    ctx.d.outbox.put(completed).then(
+      () => null,
+      (err: unknown) => err,
+    ),
+    journaled,
+  ]);
+  if (stored !== null) {
+    if (!isStorageError(stored)) throw stored;
+    ctx.storage.noteFailure(stored);
     log.warn(
-      { event: "result_not_durable", err: describeError(err) },
+      { event: "result_not_durable", err: describeError(stored) },
       "the result could not be written to the outbox; submitting it from memory",
     );
+  } else if (claim.ok) {
+    await ctx.d.journal.remove(jobId).catch((err: unknown) => {
+      if (!isStorageError(err)) throw err;
+      ctx.storage.noteFailure(err);
+    });
   }
   ctx.emit({ type: "job_completed", durationMs, completionTokens: result.completionTokens });
   ctx.stats.completed++;

@@ -122,15 +122,38 @@ export function signPayload(payload: unknown, key: SigningKey): ReceiptSignature
 const GROUP_ORDER = 2n ** 252n + 27742317777372353535851937790883648493n;
 
 /**
- * A point as libsodium accepts it in a signature: a canonical encoding (y < p, no "-0") of a
- * point on the curve that is not of small order.
+ * A public key as libsodium accepts it: a canonical encoding (y < p, no "-0") of a point on the
+ * curve that is not of small order. Decoding costs a square root: done once per key (cached).
  */
-function acceptablePoint(bytes: Uint8Array): boolean {
+function acceptableKey(bytes: Uint8Array): boolean {
   try {
     return !Point.fromBytes(bytes, false).isSmallOrder();
   } catch {
     return false;
   }
+}
+
+/**
+ * Every encoding of a small-order point, sign bit ignored: the y of each of the 8 torsion points
+ * (1, 0, -1 and the two of order 8) plus the non-canonical p and p + 1. libsodium refuses an R
+ * that is one of these; test/receipts/ed25519-rules.test.ts derives the list from the curve.
+ */
+export const SMALL_ORDER_ENCODINGS: readonly string[] = [
+  "0000000000000000000000000000000000000000000000000000000000000000",
+  "0100000000000000000000000000000000000000000000000000000000000000",
+  "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+  "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+  "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+  "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+  "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+];
+const smallOrderBytes = SMALL_ORDER_ENCODINGS.map((h) => Buffer.from(h, "hex"));
+
+function hasSmallOrder(point: Uint8Array): boolean {
+  return smallOrderBytes.some((b) => {
+    for (let i = 0; i < 31; i++) if (point[i] !== b[i]) return false;
+    return ((point[31] ?? 0) & 0x7f) === b[31];
+  });
 }
 
 /** Public keys already checked: their OpenSSL object, or null when libsodium would refuse them. */
@@ -142,7 +165,7 @@ function publicKeyObject(publicKey: Uint8Array): KeyObject | null {
   const cached = publicKeyObjects.get(id);
   if (cached !== undefined) return cached;
   let keyObject: KeyObject | null = null;
-  if (acceptablePoint(publicKey)) {
+  if (acceptableKey(publicKey)) {
     try {
       keyObject = createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: id }, format: "jwk" });
     } catch {
@@ -161,14 +184,15 @@ function bytesToNumberLE(bytes: Uint8Array): bigint {
 
 /**
  * Ed25519 verification with the reference's (libsodium/PyNaCl) rules: S below the group order,
- * the key and R canonical and not of small order, and [S]B = R + [k]A compared as encodings
- * (OpenSSL's check, the same cofactorless equation libsodium uses).
+ * the key canonical and not of small order, R not of small order, and [S]B = R + [k]A compared
+ * as encodings (OpenSSL's check, the same cofactorless equation libsodium uses; a non-canonical
+ * or invalid R can never equal the encoding it is compared with).
  */
 export function verifyBytes(signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): boolean {
   if (signature.length !== 64 || publicKey.length !== 32) return false;
   if (bytesToNumberLE(signature.subarray(32)) >= GROUP_ORDER) return false;
   const keyObject = publicKeyObject(publicKey);
-  if (keyObject === null || !acceptablePoint(signature.subarray(0, 32))) return false;
+  if (keyObject === null || hasSmallOrder(signature.subarray(0, 32))) return false;
   try {
     return opensslVerify(null, message, keyObject, signature);
   } catch {

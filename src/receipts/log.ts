@@ -29,6 +29,8 @@ export interface ReadResult {
 }
 
 export class ReceiptLog {
+  private dirReady: Promise<void> | null = null;
+
   constructor(readonly path: string) {}
 
   async append(entry: ReceiptLogEntry): Promise<void> {
@@ -44,8 +46,18 @@ export class ReceiptLog {
     const line = `${stringifyJson(record)}\n`;
     if (line.length > MAX_LINE_CHARS)
       throw new RangeError(`receipt log line over ${MAX_LINE_CHARS} characters`);
-    await mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
-    await appendFile(this.path, line, { flag: "a", mode: 0o600 });
+    // The directory once per log, not once per line (two lines a job).
+    this.dirReady ??= mkdir(dirname(this.path), { recursive: true, mode: 0o700 }).then(() => undefined);
+    try {
+      await this.dirReady;
+    } catch (err) {
+      this.dirReady = null; // e.g. a full disk: try again next time
+      throw err;
+    }
+    await appendFile(this.path, line, { flag: "a", mode: 0o600 }).catch((err: unknown) => {
+      this.dirReady = null; // the directory may have gone: make it again next time
+      throw err;
+    });
   }
 
   /** Every entry; a missing log is an empty one. */

@@ -1,5 +1,6 @@
 // Crash run (issue 5): SIGKILL the miner at its worst moments and start it again on the same state.
-import { mkdtempSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -61,6 +62,12 @@ async function waitOn(
       .join(",");
     throw new Error(`timed out waiting for ${what}; miner events: ${seen}`);
   }
+}
+
+/** Whether the claim journal holds this job (its file is named by a hash of the id). */
+function journaled(stateDir: string, jobId: string): boolean {
+  const name = `${createHash("sha256").update(jobId).digest("hex").slice(0, 40)}.json`;
+  return existsSync(join(stateDir, "journal", name));
 }
 
 describe("crash run", () => {
@@ -129,9 +136,11 @@ describe("crash run", () => {
       60_000,
     );
     expect(events(m2).find((e) => e.event === "outbox_recovered")?.count).toBe(5);
-    // Kill once the claim is journaled (job_started): before that, only the coordinator's lease can help.
+    // Kill once the claim is journaled (it is written while the job starts): before that, only
+    // the coordinator's lease can help.
     await until(
-      () => events(m2).some((e) => e.event === "job_started" && e.jobId === long1),
+      () =>
+        events(m2).some((e) => e.event === "job_started" && e.jobId === long1) && journaled(stateDir, long1),
       30_000,
       "long1 started",
       m2,
@@ -152,7 +161,8 @@ describe("crash run", () => {
       payload: { model: "tiny", prompt: "another long one", max_tokens: 480, temperature: 0 },
     });
     await until(
-      () => events(m3).some((e) => e.event === "job_started" && e.jobId === long2),
+      () =>
+        events(m3).some((e) => e.event === "job_started" && e.jobId === long2) && journaled(stateDir, long2),
       30_000,
       "long2 started",
       m3,

@@ -2,9 +2,10 @@
 // (libsodium/PyNaCl) rules. These tests pin both halves: the same bytes as an independent signer,
 // and the refusals libsodium makes that OpenSSL alone would not.
 import { createHash, createPublicKey, verify as opensslVerify, randomBytes } from "node:crypto";
+import { Point } from "@noble/ed25519";
 import { describe, expect, it } from "vitest";
 import { seededRandom } from "../../src/prng.js";
-import { keyFromSeed, signBytes, verifyBytes } from "../../src/receipts/crypto.js";
+import { keyFromSeed, SMALL_ORDER_ENCODINGS, signBytes, verifyBytes } from "../../src/receipts/crypto.js";
 import { independentSign, independentVerify } from "../support/receipts.js";
 
 const L = 2n ** 252n + 27742317777372353535851937790883648493n;
@@ -97,5 +98,27 @@ describe("Ed25519 through OpenSSL, under the reference's rules", () => {
     const sig = new Uint8Array(Buffer.concat([IDENTITY, toLe32(s)]));
     expect(opensslAlone(sig, msg, key.publicKey)).toBe(true);
     expect(verifyBytes(sig, msg, key.publicKey)).toBe(false);
+  });
+});
+
+describe("the small-order blocklist", () => {
+  it("is exactly the encodings of the 8 torsion points (sign bit ignored) plus the non-canonical p and p + 1", () => {
+    // A point of order 8, then the subgroup it generates: all 8 points of small order.
+    const t = Point.fromBytes(Buffer.from(SMALL_ORDER_ENCODINGS[2]!, "hex"), true);
+    expect(t.isSmallOrder()).toBe(true);
+    expect(t.double().double().is0()).toBe(false);
+    const encodings = new Set<string>();
+    let p = Point.ZERO;
+    for (let k = 0; k < 8; k++) {
+      const b = Buffer.from(p.toBytes());
+      b[31]! &= 0x7f;
+      encodings.add(b.toString("hex"));
+      p = p.add(t);
+    }
+    expect(p.is0()).toBe(true);
+    // y = p and y = p + 1 are the only other encodings that fit: p + y for y in {0, 1}.
+    const P = 2n ** 255n - 19n;
+    for (const y of [P, P + 1n]) encodings.add(toLe32(y).toString("hex"));
+    expect(new Set(SMALL_ORDER_ENCODINGS)).toEqual(encodings);
   });
 });
