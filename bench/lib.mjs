@@ -164,6 +164,52 @@ export async function startCoordinator(opts = {}) {
   return { coordinator, coordinatorKey: key };
 }
 
+/**
+ * The same coordinator in a child process (bench/coordinator-child.mjs), as a remote one would be:
+ * its CPU is not the loop's. Times come back on the host-wide clock (performance.timeOrigin +
+ * performance.now()); `now()` reads that clock here.
+ */
+export async function startCoordinatorProcess(opts = {}) {
+  const { fork } = await import("node:child_process");
+  const child = fork(join(root, "bench", "coordinator-child.mjs"), [JSON.stringify(opts)], {
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  const pending = new Map();
+  let next = 1;
+  const ready = new Promise((resolve, reject) => {
+    child.once("exit", (code) => reject(new Error(`bench coordinator exited (${code})`)));
+    child.on("message", (m) => {
+      if (m.type === "ready") return resolve(m);
+      const p = pending.get(m.id);
+      if (!p) return;
+      pending.delete(m.id);
+      if (m.ok === false) p.reject(new Error(m.error));
+      else p.resolve(m);
+    });
+  });
+  const { url, publicKeyHex } = await ready;
+  const ask = (body) =>
+    new Promise((resolve, reject) => {
+      const id = next++;
+      pending.set(id, { resolve, reject });
+      child.send({ id, ...body });
+    });
+  return {
+    url,
+    coordinatorKey: { publicKeyHex },
+    now: () => performance.timeOrigin + performance.now(),
+    enqueue: async (jobs) => (await ask({ type: "enqueue", jobs })).ids,
+    waitSettled: (ids, timeoutMs) => ask({ type: "wait", ids, timeoutMs }),
+    times: async (ids) => (await ask({ type: "times", ids })).times,
+    states: async (ids) => (await ask({ type: "state", ids })).states,
+    stats: async () => (await ask({ type: "stats" })).stats,
+    close: async () => {
+      await ask({ type: "close" });
+      await new Promise((r) => (child.exitCode !== null ? r() : child.once("exit", r)));
+    },
+  };
+}
+
 /** A backend that answers at once: what remains is the loop's own cost. */
 export function zeroBackend(model = "zero") {
   return {
@@ -192,7 +238,14 @@ export function zeroBackend(model = "zero") {
  * receipts checked both ways, receipts log), around any backend. No GPU source: the bench
  * backend needs none.
  */
-export function buildMiner({ url, backend, coordinatorKey, concurrency = 1, settings = {} }) {
+export function buildMiner({
+  url,
+  backend,
+  coordinatorKey,
+  concurrency = 1,
+  settings = {},
+  protocol = "aitbc",
+}) {
   const state = mkdtempSync(join(os.tmpdir(), "aitbc-bench-miner-"));
   const key = generateKeyPair();
   const log = silentLogger();
@@ -218,7 +271,7 @@ export function buildMiner({ url, backend, coordinatorKey, concurrency = 1, sett
       ...settings,
     },
     client: createCoordinatorClient({
-      protocol: "aitbc",
+      protocol,
       baseUrl: url,
       apiKey: API_KEY,
       minerId,

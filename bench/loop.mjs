@@ -17,16 +17,14 @@ import {
   buildMinerReceipt,
   DEFAULT_RATE_LIMITS,
   DurableStore,
-  finished,
   generateKeyPair,
-  jobClock,
   localCoordinatorLongPolls,
   mmm,
   printTable,
   prng,
   ratio,
   sleep,
-  startCoordinator,
+  startCoordinatorProcess,
   summary,
   writeResult,
   zeroBackend,
@@ -39,60 +37,70 @@ const REPS = quick ? 1 : 3;
 const ARRIVALS = quick ? 2 : 6;
 const job = (i) => ({ payload: { model: "zero", prompt: `job ${i}`, max_tokens: 1, temperature: 0 } });
 
-/** One loop against a fresh coordinator; returns timings from the coordinator's events. */
-async function runLoop(kind, concurrency, { jobs, rateLimits, gaps, settings, coordinatorOpts = {} }) {
-  const { coordinator, coordinatorKey } = await startCoordinator({
-    ...(rateLimits ? { rateLimits } : {}),
-    ...coordinatorOpts,
-  });
-  const clock = jobClock(coordinator);
+/**
+ * One loop against a fresh coordinator in its own process (bench/coordinator-child.mjs), as a
+ * remote coordinator would be; returns timings from the coordinator's events.
+ */
+async function runLoop(
+  kind,
+  concurrency,
+  { jobs, rateLimits, gaps, settings, coordinatorOpts = {}, protocol },
+) {
+  const co = await startCoordinatorProcess({ ...(rateLimits ? { rateLimits } : {}), ...coordinatorOpts });
   const ids = [];
-  if (!gaps) for (let i = 0; i < jobs; i++) ids.push(coordinator.enqueue(job(i)));
+  if (!gaps) ids.push(...(await co.enqueue(Array.from({ length: jobs }, (_, i) => job(i)))));
   const loop =
     kind === "seed"
-      ? createSeedLoop({ url: coordinator.url, minerId: "seed-miner", backend: zeroBackend() })
-      : buildMiner({ url: coordinator.url, backend: zeroBackend(), coordinatorKey, concurrency, settings });
-  const t0 = performance.now();
-  const pollsBefore = pollCount(coordinator);
+      ? createSeedLoop({ url: co.url, minerId: "seed-miner", backend: zeroBackend() })
+      : buildMiner({
+          url: co.url,
+          backend: zeroBackend(),
+          coordinatorKey: co.coordinatorKey,
+          concurrency,
+          settings,
+          protocol,
+        });
+  const t0 = co.now();
+  const pollsBefore = pollCount(await co.stats());
   if (gaps) {
     // Let the loop settle into its idle rhythm first, as a miner that has been up a while.
     await sleep(quick ? 300 : 1500);
     for (let i = 0; i < gaps.length; i++) {
       await sleep(gaps[i]);
-      ids.push(coordinator.enqueue(job(i)));
+      ids.push(...(await co.enqueue([job(i)])));
     }
   }
-  await coordinator.waitFor(() => finished(clock, ids), 120_000);
-  const seconds = (performance.now() - t0) / 1000;
-  const polls = pollCount(coordinator) - pollsBefore;
-  const stats = coordinator.stats();
+  await co.waitSettled(ids, 120_000);
+  const seconds = (co.now() - t0) / 1000;
+  const stats = await co.stats();
+  const polls = pollCount(stats) - pollsBefore;
   await loop.stop();
-  clock.off();
-  await coordinator.close();
-  const ev = ids.map((id) => clock.at.get(id) ?? {});
-  const completed = ids.filter((id) => coordinator.job(id)?.state === "COMPLETED").length;
+  const ev = await co.times(ids);
+  const completed = (await co.states(ids)).filter((s) => s === "COMPLETED").length;
+  await co.close();
   return {
     seconds,
     completed,
     jobsPerSecond: completed / seconds,
-    overheadMs: ev.filter((e) => e.completed).map((e) => e.completed - e.assigned),
-    pickupMs: ev.filter((e) => e.assigned).map((e) => e.assigned - e.enqueued),
+    overheadMs: ev.filter((e) => e.completed !== null).map((e) => e.completed - e.assigned),
+    pickupMs: ev.filter((e) => e.assigned !== null).map((e) => e.assigned - e.enqueued),
     pollsPerMin: polls / (seconds / 60),
     rateLimited: stats.rateLimited,
   };
 }
 
-function pollCount(c) {
-  const r = c.stats().byRoute;
+function pollCount(stats) {
+  const r = stats.byRoute;
   return (r["POST /v1/miners/poll"] ?? 0) + (r["GET /v1/jobs/available"] ?? 0);
 }
 
 // ---- 1 + 2: full queue -----------------------------------------------------------------------
 const configs = [
-  ["seed loop (claim)", "seed", 1],
-  ["miner c=1", "miner", 1],
-  ["miner c=2", "miner", 2],
-  ["miner c=4", "miner", 4],
+  ["seed loop (claim)", "seed", 1, "claim"],
+  ["miner c=1", "miner", 1, "aitbc"],
+  ["miner c=2", "miner", 2, "aitbc"],
+  ["miner c=4", "miner", 4, "aitbc"],
+  ["miner c=4, claim dialect", "miner", 4, "claim"],
 ];
 const full = Object.fromEntries(configs.map(([name]) => [name, []]));
 // Lifted limits and no poll spacing: the seed polls again at once after a job, so does the miner.
@@ -103,8 +111,8 @@ const fullOpts = {
 for (let rep = 0; rep < REPS; rep++) {
   // Rotate the order so that drift on a shared host does not favour one loop.
   for (let k = 0; k < configs.length; k++) {
-    const [name, kind, c] = configs[(k + rep) % configs.length];
-    full[name].push(await runLoop(kind, c, fullOpts));
+    const [name, kind, c, protocol] = configs[(k + rep) % configs.length];
+    full[name].push(await runLoop(kind, c, { ...fullOpts, protocol }));
   }
 }
 const seedMedian = summary(full["seed loop (claim)"].map((r) => r.jobsPerSecond)).median;
@@ -129,8 +137,8 @@ printTable(
 const N = quick ? 20 : 300;
 const micro = {};
 {
-  const { coordinator } = await startCoordinator();
-  const url = `${coordinator.url}/v1/jobs/available?miner_id=probe`;
+  const co = await startCoordinatorProcess();
+  const url = `${co.url}/v1/jobs/available?miner_id=probe`;
   const http = [];
   for (let i = 0; i < N + 20; i++) {
     const t = performance.now();
@@ -139,7 +147,7 @@ const micro = {};
     if (i >= 20) http.push(performance.now() - t);
   }
   micro.httpRoundTripMs = summary(http);
-  await coordinator.close();
+  await co.close();
 }
 {
   const store = new DurableStore(mkdtempSync(join(tmpdir(), "aitbc-bench-store-")), (v) => v);
@@ -214,7 +222,13 @@ const pickupConfigs = [
 ];
 const pickup = [];
 for (const [name, kind, settings, coordinatorOpts] of pickupConfigs) {
-  const r = await runLoop(kind, 1, { gaps, rateLimits: DEFAULT_RATE_LIMITS, settings, coordinatorOpts });
+  const r = await runLoop(kind, 1, {
+    gaps,
+    rateLimits: DEFAULT_RATE_LIMITS,
+    settings,
+    coordinatorOpts,
+    protocol: "aitbc",
+  });
   pickup.push({ name, ...r });
 }
 const seedPick = summary(pickup[0].pickupMs).p50;

@@ -68,7 +68,10 @@ export class DurableStore<T> {
 
   /** Not fsync'd: see the header. */
   async remove(key: string): Promise<void> {
-    await fs.rm(this.fileFor(key), { force: true });
+    // unlink, not rm: one call instead of rm's lstat + unlink (this runs once per job).
+    await fs.unlink(this.fileFor(key)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== "ENOENT") throw err;
+    });
   }
 
   async has(key: string): Promise<boolean> {

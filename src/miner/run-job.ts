@@ -232,7 +232,9 @@ export async function runJob(
     },
     "job completed",
   );
-  await ctx.d
+  // The receipts log is a record for the operator, not the result's safe copy (the outbox is):
+  // the submit does not wait for it.
+  const logged = ctx.d
     .recordReceipt({ kind: "miner", jobId, receipt, verified: true })
     .catch((err: unknown) =>
       log.error(
@@ -241,4 +243,5 @@ export async function runJob(
       ),
     );
   ctx.reporter.submit(completed);
+  await logged;
 }

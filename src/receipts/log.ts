@@ -30,10 +30,17 @@ export interface ReadResult {
 
 export class ReceiptLog {
   private dirReady: Promise<void> | null = null;
+  /** Lines waiting for the write in progress to end; they go out together in the next one. */
+  private pending: { lines: string[]; done: Promise<void> } | null = null;
+  private tail: Promise<void> = Promise.resolve();
 
   constructor(readonly path: string) {}
 
-  async append(entry: ReceiptLogEntry): Promise<void> {
+  /**
+   * Append one entry. Entries that arrive while a write is in progress are written together in
+   * the next (one open/write/close for many lines); each call resolves once its line is written.
+   */
+  append(entry: ReceiptLogEntry): Promise<void> {
     const record: Record<string, unknown> = {
       at: entry.at,
       kind: entry.kind,
@@ -42,22 +49,40 @@ export class ReceiptLog {
     };
     if (entry.reason !== undefined) record["reason"] = entry.reason;
     record["receipt"] = entry.receipt;
-    // stringifyJson keeps big integers and `1.0` exact, so logged receipts still verify.
-    const line = `${stringifyJson(record)}\n`;
+    let line: string;
+    try {
+      // stringifyJson keeps big integers and `1.0` exact, so logged receipts still verify.
+      line = `${stringifyJson(record)}\n`;
+    } catch (err) {
+      return Promise.reject(err);
+    }
     if (line.length > MAX_LINE_CHARS)
-      throw new RangeError(`receipt log line over ${MAX_LINE_CHARS} characters`);
-    // The directory once per log, not once per line (two lines a job).
+      return Promise.reject(new RangeError(`receipt log line over ${MAX_LINE_CHARS} characters`));
+    if (this.pending) {
+      this.pending.lines.push(line);
+      return this.pending.done;
+    }
+    const lines = [line];
+    const done = this.tail.then(() => {
+      this.pending = null; // from here on, new lines wait for the next write
+      return this.write(lines.join(""));
+    });
+    this.pending = { lines, done };
+    this.tail = done.catch(() => undefined);
+    return done;
+  }
+
+  private async write(text: string): Promise<void> {
+    // The directory once per log, not once per write.
     this.dirReady ??= mkdir(dirname(this.path), { recursive: true, mode: 0o700 }).then(() => undefined);
     try {
       await this.dirReady;
+      // One O_APPEND write: concurrent writers (another process) never interleave within a line.
+      await appendFile(this.path, text, { flag: "a", mode: 0o600 });
     } catch (err) {
-      this.dirReady = null; // e.g. a full disk: try again next time
+      this.dirReady = null; // e.g. a full disk, or the directory gone: make it again next time
       throw err;
     }
-    await appendFile(this.path, line, { flag: "a", mode: 0o600 }).catch((err: unknown) => {
-      this.dirReady = null; // the directory may have gone: make it again next time
-      throw err;
-    });
   }
 
   /** Every entry; a missing log is an empty one. */
