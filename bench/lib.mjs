@@ -252,6 +252,8 @@ export function buildMiner({
   const receiptLog = new ReceiptLog(join(state, "receipts.jsonl"));
   const minerId = `bench-miner-${process.pid}`;
   const models = () => backend.listModels().map((m) => m.name);
+  const outbox = new Outbox(join(state, "outbox"));
+  const journal = new ClaimJournal(join(state, "journal"));
   const miner = new Miner({
     settings: {
       minerId,
@@ -279,9 +281,9 @@ export function buildMiner({
       log,
     }),
     backend,
-    outbox: new Outbox(join(state, "outbox")),
+    outbox,
     storage: new StateStorage(join(state, "outbox", ".tmp"), log, DEFAULT_MIN_FREE_BYTES),
-    journal: new ClaimJournal(join(state, "journal")),
+    journal,
     log,
     capabilities: async () => ({
       gpus: [],
@@ -301,6 +303,12 @@ export function buildMiner({
   return {
     miner,
     state,
+    /** fsyncs so far across the outbox and the claim journal. */
+    fsyncs() {
+      const o = outbox.fsyncCounts();
+      const j = journal.fsyncCounts();
+      return o.files + o.dirs + j.files + j.dirs;
+    },
     async stop() {
       await miner.shutdown("bench over");
       return done;

@@ -61,7 +61,9 @@ async function runLoop(
           protocol,
         });
   const t0 = co.now();
-  const pollsBefore = pollCount(await co.stats());
+  const before = await co.stats();
+  const pollsBefore = pollCount(before);
+  const cpu0 = process.cpuUsage();
   if (gaps) {
     // Let the loop settle into its idle rhythm first, as a miner that has been up a while.
     await sleep(quick ? 300 : 1500);
@@ -72,6 +74,8 @@ async function runLoop(
   }
   await co.waitSettled(ids, 120_000);
   const seconds = (co.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const fsyncs = loop.fsyncs?.() ?? 0;
   const stats = await co.stats();
   const polls = pollCount(stats) - pollsBefore;
   await loop.stop();
@@ -86,6 +90,10 @@ async function runLoop(
     pickupMs: ev.filter((e) => e.assigned !== null).map((e) => e.assigned - e.enqueued),
     pollsPerMin: polls / (seconds / 60),
     rateLimited: stats.rateLimited,
+    // Per job: CPU of this process (the loop, all its threads) and of the coordinator's, fsyncs.
+    loopCpuMs: (cpu.user + cpu.system) / 1000 / Math.max(1, completed),
+    coordinatorCpuMs: (stats.cpuMs - before.cpuMs) / Math.max(1, completed),
+    fsyncsPerJob: fsyncs / Math.max(1, completed),
   };
 }
 
@@ -118,16 +126,27 @@ for (let rep = 0; rep < REPS; rep++) {
 const seedMedian = summary(full["seed loop (claim)"].map((r) => r.jobsPerSecond)).median;
 printTable(
   `loop, full queue: ${JOBS} jobs × ${REPS} runs, zero-cost backend, limits lifted`,
-  ["loop", "jobs/s min / median / max", "overhead p50 ms", "overhead p99 ms", "ratio (jobs/s vs seed)"],
+  [
+    "loop",
+    "jobs/s min / median / max",
+    "overhead p50 ms",
+    "overhead p99 ms",
+    "CPU ms/job loop + coordinator",
+    "fsyncs/job",
+    "ratio (jobs/s vs seed)",
+  ],
   configs.map(([name]) => {
     const runs = full[name];
     const o = summary(runs.flatMap((r) => r.overheadMs));
     const med = summary(runs.map((r) => r.jobsPerSecond)).median;
+    const m = (k) => summary(runs.map((r) => r[k])).median;
     return [
       name,
       mmm(runs.map((r) => r.jobsPerSecond)),
       o.p50.toFixed(2),
       o.p99.toFixed(2),
+      `${m("loopCpuMs").toFixed(2)} + ${m("coordinatorCpuMs").toFixed(2)}`,
+      m("fsyncsPerJob").toFixed(1),
       ratio(med, seedMedian),
     ];
   }),
@@ -259,6 +278,9 @@ await writeResult(
         {
           jobsPerSecond: summary(full[name].map((r) => r.jobsPerSecond)),
           overheadMs: summary(full[name].flatMap((r) => r.overheadMs)),
+          loopCpuMsPerJob: summary(full[name].map((r) => r.loopCpuMs)),
+          coordinatorCpuMsPerJob: summary(full[name].map((r) => r.coordinatorCpuMs)),
+          fsyncsPerJob: summary(full[name].map((r) => r.fsyncsPerJob)),
         },
       ]),
     ),

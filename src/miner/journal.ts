@@ -36,6 +36,11 @@ export class ClaimJournal {
     return this.store.open();
   }
 
+  /** fsyncs made so far (file, directory): the bench reports them per job. */
+  fsyncCounts(): { files: number; dirs: number } {
+    return this.store.fsyncCounts();
+  }
+
   /** Throws at once (not in the promise) on a job that cannot be serialized. */
   record(job: ClaimedJob): Promise<void> {
     return this.store.put(job.jobId, job);

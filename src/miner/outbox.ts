@@ -41,6 +41,11 @@ export class Outbox {
     return this.store.open();
   }
 
+  /** fsyncs made so far (file, directory): the bench reports them per job. */
+  fsyncCounts(): { files: number; dirs: number } {
+    return this.store.fsyncCounts();
+  }
+
   put(result: CompletedJob): Promise<void> {
     return this.store.put(result.jobId, result);
   }
