@@ -15,6 +15,7 @@ const { values } = parseArgs({
 const quick = values.quick ? ["--quick"] : [];
 const BENCHES = [
   ["loop", "miner loop vs the seed's loop (zero-cost backend)", ["loop.mjs", ...quick]],
+  ["backlog", "short real-inference jobs: the miner vs the seed's loop", ["backlog.mjs", ...quick]],
   ["passthrough", "tokens/s through the miner vs node-llama-cpp direct", ["passthrough.mjs", ...quick]],
   ["http-hop", "llama backend in process vs Ollama adapter over loopback HTTP", ["http-hop.mjs", ...quick]],
   ["footprint", "start-up, RSS, demo wall time", ["footprint.mjs", ...quick]],

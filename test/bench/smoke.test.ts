@@ -13,7 +13,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const run = promisify(execFile);
 
 describe("bench --quick", () => {
-  for (const name of ["loop", "passthrough", "http-hop", "footprint", "telemetry"]) {
+  for (const name of ["loop", "backlog", "passthrough", "http-hop", "footprint", "telemetry"]) {
     it(`${name}: prints its ratio and writes its results JSON`, { timeout: 240_000 }, async () => {
       const dir = mkdtempSync(join(tmpdir(), "bench-smoke-"));
       const { stdout } = await run(
