@@ -67,41 +67,66 @@ const req = {
   temperature: 0,
   stop: [],
 };
-const runs = { llama: { ms: [], tps: [] }, ollama: { ms: [], tps: [] } };
-async function one(name, record) {
-  const t0 = performance.now();
-  const r = await backends[name].generate(req, new AbortController().signal);
-  const ms = performance.now() - t0;
-  if (record) {
+/**
+ * Alternating jobs of `maxTokens` tokens, in pairs (which path goes first alternates). Besides
+ * each path's latencies, the per-pair difference Ollama − llama: drift on a shared host moves
+ * both jobs of a pair alike, so the median difference is the hop's cost per job.
+ */
+async function alternate(maxTokens, pairs) {
+  const runs = { llama: { ms: [], tps: [] }, ollama: { ms: [], tps: [] }, diffMs: [] };
+  const one = async (name) => {
+    const t0 = performance.now();
+    const r = await backends[name].generate({ ...req, maxTokens }, new AbortController().signal);
+    const ms = performance.now() - t0;
     runs[name].ms.push(ms);
     runs[name].tps.push((r.completionTokens / ms) * 1000);
+    return ms;
+  };
+  for (let i = 0; i < pairs; i++) {
+    const t = {};
+    for (const name of i % 2 === 0 ? ["llama", "ollama"] : ["ollama", "llama"]) t[name] = await one(name);
+    runs.diffMs.push(t.ollama - t.llama);
   }
+  return runs;
 }
 // Warm-up: model load in both processes, first HTTP connection.
-await one("llama", false);
-await one("ollama", false);
-for (let i = 0; i < JOBS; i++) {
-  for (const name of i % 2 === 0 ? ["llama", "ollama"] : ["ollama", "llama"]) await one(name, true);
-}
-const l = { ms: summary(runs.llama.ms), tps: summary(runs.llama.tps) };
-const o = { ms: summary(runs.ollama.ms), tps: summary(runs.ollama.tps) };
+await alternate(tokens, 1);
+const PAIRS_SHORT = quick ? 6 : 60;
+const long = await alternate(tokens, JOBS);
+const short = await alternate(1, PAIRS_SHORT);
+
+const row = (label, runs, digits) => [
+  label,
+  mmm(runs.ms, digits),
+  summary(runs.ms).p99.toFixed(digits),
+  mmm(runs.tps, 0),
+];
+const l = { ms: summary(long.llama.ms), tps: summary(long.llama.tps) };
+const o = { ms: summary(long.ollama.ms), tps: summary(long.ollama.tps) };
 printTable(
-  `HTTP hop: ${preset.name}, ${threads} threads, ${tokens} tokens/job, ${JOBS} alternating jobs each, CPU`,
+  `HTTP hop: ${preset.name}, ${threads} threads, ${tokens} tokens/job, ${JOBS} alternating pairs, CPU`,
   ["path", "latency ms min / median / max", "p99 ms", "tok/s min / median / max", "ratio (latency vs llama)"],
   [
+    [...row("llama backend (in process)", long.llama, 1), "1.00×"],
+    [...row("Ollama adapter → loopback stand-in", long.ollama, 1), ratio(o.ms.median, l.ms.median)],
+  ],
+);
+const sd = summary(short.diffMs);
+const llamaAhead = short.diffMs.filter((d) => d > 0).length;
+printTable(
+  `HTTP hop, 1-token jobs (the hop's share is largest): ${PAIRS_SHORT} alternating pairs`,
+  ["path", "latency ms min / median / max", "p99 ms", "ratio (latency vs llama)"],
+  [
+    [...row("llama backend (in process)", short.llama, 2).slice(0, 3), "1.00×"],
     [
-      "llama backend (in process)",
-      mmm(runs.llama.ms, 1),
-      l.ms.p99.toFixed(1),
-      mmm(runs.llama.tps, 0),
-      "1.00×",
+      ...row("Ollama adapter → loopback stand-in", short.ollama, 2).slice(0, 3),
+      ratio(summary(short.ollama.ms).median, summary(short.llama.ms).median),
     ],
     [
-      "Ollama adapter → loopback stand-in",
-      mmm(runs.ollama.ms, 1),
-      o.ms.p99.toFixed(1),
-      mmm(runs.ollama.tps, 0),
-      ratio(o.ms.median, l.ms.median),
+      "per pair, Ollama − llama (the hop's cost)",
+      `${sd.min.toFixed(2)} / ${sd.median.toFixed(2)} / ${sd.max.toFixed(2)}`,
+      sd.p99.toFixed(2),
+      `in process faster in ${llamaAhead} of ${PAIRS_SHORT} pairs`,
     ],
   ],
 );
@@ -110,7 +135,17 @@ standin.kill("SIGTERM");
 await once(standin, "exit").catch(() => undefined);
 await writeResult(
   "http-hop",
-  { settings: { model: preset.name, threads, tokens, jobs: JOBS }, llama: l, ollama: o },
+  {
+    settings: { model: preset.name, threads, tokens, jobs: JOBS, shortPairs: PAIRS_SHORT },
+    llama: l,
+    ollama: o,
+    oneToken: {
+      llama: summary(short.llama.ms),
+      ollama: summary(short.ollama.ms),
+      hopMsPerPair: sd,
+      inProcessFasterPairs: llamaAhead,
+    },
+  },
   { quick },
 );
 process.exit(0);
