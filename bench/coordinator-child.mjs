@@ -4,10 +4,33 @@
 // checking the miner's receipt, signing its own) runs on its own core instead of being charged to
 // the loop under test. Event times are taken here, on a clock every process on the host shares
 // (performance.timeOrigin + performance.now()), and sent only when asked for.
+import { createConnection, createServer } from "node:net";
 import { jobClock, startCoordinator } from "./lib.mjs";
 
-const opts = JSON.parse(process.argv[2] ?? "{}");
+const { linkDelayMs = 0, ...opts } = JSON.parse(process.argv[2] ?? "{}");
 const { coordinator, coordinatorKey } = await startCoordinator(opts);
+
+/**
+ * A link with `delayMs` of latency each way in front of the coordinator (a TCP proxy that holds
+ * every chunk that long, in order), here so that its CPU is not the loop's either. A coordinator
+ * across a network is never 0 ms away; a loop that waits on it one call at a time pays for that.
+ */
+async function delayedLink(target, delayMs) {
+  const { port, hostname } = new URL(target);
+  const server = createServer((client) => {
+    const upstream = createConnection({ port: Number(port), host: hostname });
+    const relay = (from, to) => {
+      from.on("data", (chunk) => setTimeout(() => to.destroyed || to.write(chunk), delayMs));
+      from.on("end", () => setTimeout(() => to.end(), delayMs));
+      from.on("error", () => to.destroy());
+    };
+    relay(client, upstream);
+    relay(upstream, client);
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { url: `http://127.0.0.1:${server.address().port}`, server };
+}
+const link = linkDelayMs > 0 ? await delayedLink(coordinator.url, linkDelayMs) : null;
 const origin = performance.timeOrigin;
 const clock = jobClock(coordinator);
 const waiting = new Set();
@@ -55,9 +78,10 @@ process.on("message", async (m) => {
       // Its CPU time too: a loop that makes the coordinator work harder pays for it somewhere.
       return reply({ stats: { ...coordinator.stats(), cpuMs: cpuMs() } });
     case "close":
+      link?.server.close();
       await coordinator.close();
       reply({});
       return process.disconnect();
   }
 });
-process.send({ type: "ready", url: coordinator.url, publicKeyHex: coordinatorKey.publicKeyHex });
+process.send({ type: "ready", url: link?.url ?? coordinator.url, publicKeyHex: coordinatorKey.publicKeyHex });

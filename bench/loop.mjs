@@ -152,6 +152,39 @@ printTable(
   }),
 );
 
+// ---- 1b: full queue across a link with latency -----------------------------------------------
+// The same, with the coordinator LINK_MS away each way (a delaying proxy in the coordinator's
+// process): the seed waits out three round trips per job in a row, the miner overlaps its jobs.
+const LINK_MS = 2;
+// The claim-dialect miner too: it makes the seed's three round trips per job, where the aitbc
+// dialect makes two.
+const linkConfigs = configs;
+const linked = Object.fromEntries(linkConfigs.map(([name]) => [name, []]));
+for (let rep = 0; rep < REPS; rep++) {
+  for (let k = 0; k < linkConfigs.length; k++) {
+    const [name, kind, c, protocol] = linkConfigs[(k + rep) % linkConfigs.length];
+    linked[name].push(
+      await runLoop(kind, c, { ...fullOpts, protocol, coordinatorOpts: { linkDelayMs: LINK_MS } }),
+    );
+  }
+}
+const linkedSeed = summary(linked["seed loop (claim)"].map((r) => r.jobsPerSecond)).median;
+printTable(
+  `loop, full queue across a ${LINK_MS} ms link each way (${2 * LINK_MS} ms round trip): ${JOBS} jobs × ${REPS} runs`,
+  ["loop", "jobs/s min / median / max", "overhead p50 ms", "overhead p99 ms", "ratio (jobs/s vs seed)"],
+  linkConfigs.map(([name]) => {
+    const runs = linked[name];
+    const o = summary(runs.flatMap((r) => r.overheadMs));
+    return [
+      name,
+      mmm(runs.map((r) => r.jobsPerSecond)),
+      o.p50.toFixed(2),
+      o.p99.toFixed(2),
+      ratio(summary(runs.map((r) => r.jobsPerSecond)).median, linkedSeed),
+    ];
+  }),
+);
+
 // ---- pieces of the overhead ------------------------------------------------------------------
 const N = quick ? 20 : 300;
 const micro = {};
@@ -285,6 +318,18 @@ await writeResult(
       ]),
     ),
     overheadPiecesMs: micro,
+    acrossLink: {
+      linkDelayMsEachWay: LINK_MS,
+      loops: Object.fromEntries(
+        linkConfigs.map(([name]) => [
+          name,
+          {
+            jobsPerSecond: summary(linked[name].map((r) => r.jobsPerSecond)),
+            overheadMs: summary(linked[name].flatMap((r) => r.overheadMs)),
+          },
+        ]),
+      ),
+    },
     pickup: pickup.map((r) => ({
       name: r.name,
       pickupMs: summary(r.pickupMs),
