@@ -310,6 +310,8 @@ export class Miner {
     const failBackoff = new Backoff({ baseMs: 500, capMs: 30_000 });
     /** When the next poll may go while idle: at once after a job, or after a held (long) poll. */
     let nextPollAt = 0;
+    /** The last round of polls brought a job: more are likely queued. */
+    let backlog = false;
     while (!this.stopping) {
       if (this.inflight.size >= this.s.concurrency) {
         await this.waitForWake();
@@ -323,64 +325,92 @@ export class Miner {
         await sleep(wait, this.stopSignal.signal);
         continue;
       }
+      // One poll; in a backlog (the last round brought a job), one per free slot, as the budget
+      // allows: across a network each poll is a round trip, and polling one at a time would leave
+      // slots idle while jobs wait. The extra polls ask for no wait, so an emptied queue answers
+      // them at once. Claim-dialect polls would race each other for the same listed job.
+      const polls: Promise<Job | null>[] = [];
       budget.spend(now);
-      let job: Job | null;
-      try {
-        job = await this.d.client.poll(this.s.longPollSeconds, this.stopSignal.signal);
-        failBackoff.reset();
-        this.loopTickAt = Date.now();
-        this.emit({ type: "poll", result: job ? "job" : "empty" });
-      } catch (err) {
-        this.loopTickAt = Date.now();
-        if (this.stopping) break;
-        this.emit({ type: "poll", result: pollErrorResult(err) });
-        if (err instanceof UnusableJobError) {
+      polls.push(this.d.client.poll(this.s.longPollSeconds, this.stopSignal.signal));
+      if (backlog && this.d.client.protocol === "aitbc") {
+        const free = this.s.concurrency - this.inflight.size;
+        while (polls.length < free && budget.waitMs(now) === 0) {
+          budget.spend(now);
+          polls.push(this.d.client.poll(0, this.stopSignal.signal));
+        }
+      }
+      const outcomes = await Promise.allSettled(polls);
+      this.loopTickAt = Date.now();
+      const jobs: Job[] = [];
+      let handedOver = false;
+      let error: unknown;
+      for (const o of outcomes) {
+        if (o.status === "fulfilled") {
+          this.emit({ type: "poll", result: o.value ? "job" : "empty" });
+          if (o.value) jobs.push(o.value);
+          continue;
+        }
+        if (this.stopping) continue;
+        this.emit({ type: "poll", result: pollErrorResult(o.reason) });
+        if (o.reason instanceof UnusableJobError) {
           // Handed over, so ours: fail it back (the slot is freed) and go on mining.
+          const err = o.reason;
           this.log.warn(
             { event: "job_rejected", jobId: err.jobId, errorCode: err.failureCode, reason: err.message },
             "the coordinator handed over a job that cannot be used; failing it back",
           );
           await this.reporter.fail(err.jobId, err.failureCode, err.message);
-          nextPollAt = 0;
-          continue;
+          handedOver = true;
+        } else {
+          error ??= o.reason;
         }
-        const verdict = this.retryRule(err, "poll", failBackoff);
+      }
+      if (this.stopping) {
+        // Handed over as the stop began: run them within the grace period (upstream never
+        // requeues a failed job), or fail them back at once when there is no grace period.
+        for (const job of jobs) {
+          if (this.s.gracePeriodMs > 0) await this.takeHandout(job);
+          else await this.reporter.fail(job.jobId, "shutting_down", "the miner is shutting down");
+        }
+        break;
+      }
+      for (const job of jobs) await this.takeHandout(job);
+      backlog = jobs.length > 0 || handedOver;
+      if (error !== undefined) {
+        const verdict = this.retryRule(error, "poll", failBackoff);
         if (verdict.kind === "fatal") throw new MinerFatalError(verdict.message, verdict.exitCode);
         if (verdict.kind === "gone") {
           this.registered = false;
           await this.register();
           continue;
         }
-        if (err instanceof CoordinatorError && err.kind === "rate_limited") {
+        if (error instanceof CoordinatorError && error.kind === "rate_limited") {
           budget.learnFrom429(Date.now());
           this.log.warn(
-            { event: "poll_rate_limited", pollsPerWindow: budget.perWindow, retryAfterMs: err.retryAfterMs },
+            {
+              event: "poll_rate_limited",
+              pollsPerWindow: budget.perWindow,
+              retryAfterMs: error.retryAfterMs,
+            },
             "the coordinator limited our polls; polling within the lower budget it taught",
           );
         }
         // Upstream answers a poll from a miner it forgot with 500, not 404: a heartbeat tells
         // (its 404 makes the miner register again).
-        if (err instanceof CoordinatorError && err.kind === "server") this.beatSoon();
+        if (error instanceof CoordinatorError && error.kind === "server") this.beatSoon();
         const delay = verdict.kind === "retry" ? verdict.afterMs : failBackoff.next(null);
-        this.log.warn({ event: "poll_failed", err: describeError(err), retryInMs: delay }, "poll failed");
+        this.log.warn({ event: "poll_failed", err: describeError(error), retryInMs: delay }, "poll failed");
         await sleep(delay, this.stopSignal.signal);
         continue;
       }
-      if (job !== null && this.stopping) {
-        // Handed over as the stop began: run it within the grace period (upstream never requeues
-        // a failed job), or fail it back at once when there is no grace period.
-        if (this.s.gracePeriodMs > 0) await this.takeHandout(job);
-        else await this.reporter.fail(job.jobId, "shutting_down", "the miner is shutting down");
-        break;
-      }
-      if (job === null) {
+      failBackoff.reset();
+      if (!backlog) {
         // A coordinator that held the poll open has already waited for us: ask again at once.
         const held = Date.now() - now >= LONG_POLL_HELD_MS;
         nextPollAt = held ? 0 : now + this.s.idlePollIntervalMs;
         continue;
       }
-      nextPollAt = 0; // a job came back: more may be queued, poll again while a slot is free
-      await this.takeHandout(job);
+      nextPollAt = 0; // jobs came back: more may be queued, poll again while a slot is free
     }
   }
 

@@ -2,7 +2,7 @@
 // registers as its own miner advertising its own card; a job for one card's name runs there; a
 // worker SIGKILLed mid-job is restarted and its job delivered while the others go on; /metrics
 // and /readyz speak for the whole host; SIGTERM drains all and exits 0.
-import { mkdtempSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -27,14 +27,19 @@ afterEach(async () => {
 
 const NAMES = ["NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-40GB", "NVIDIA L4"];
 
-function startHost(url: string, port: number, extra: string[] = [], cards = 3): Spawned {
+function startHost(
+  url: string,
+  port: number,
+  extra: string[] = [],
+  cards = 3,
+): Spawned & { stateDir: string } {
   const dir = mkdtempSync(join(tmpdir(), "fleet-"));
   const config = writeFakeNvmlConfig(join(dir, "fake-nvml.conf"), {
     driver: "550.54.15",
     cuda: 12040,
     devices: NAMES.slice(0, cards).map((name, i) => fakeDevice(i, { name })),
   });
-  return spawnCli(
+  const spawned = spawnCli(
     [
       "run",
       ...["--coordinator", url, "--miner-id", "host", "--models", modelsDir, "--threads", "1"],
@@ -45,6 +50,7 @@ function startHost(url: string, port: number, extra: string[] = [], cards = 3): 
     ],
     { FAKE_NVML_CONFIG: config, AITBC_API_KEY: API_KEY },
   );
+  return Object.assign(spawned, { stateDir: join(dir, "state") });
 }
 
 async function get(url: string): Promise<{ status: number; text: string }> {
@@ -84,7 +90,8 @@ describe("one worker per GPU", () => {
     coordinator = (await coordinatorWithReceipts()).coordinator;
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
-    miner = startHost(coordinator.url, port);
+    const host = startHost(coordinator.url, port);
+    miner = host;
 
     await until("the ops server", async () => ((await get(`${base}/healthz`)).status === 200 ? true : null));
     // Workers take seconds to start and register: until then the host is live but not ready.
@@ -114,11 +121,23 @@ describe("one worker per GPU", () => {
     const victim = pids.get("host-gpu0")!;
     expect(victim).toBeGreaterThan(0);
     let killed = false;
+    // Its claim is written while the job starts: kill once it is in the worker's journal.
+    const journal = join(
+      host.stateDir,
+      "workers",
+      String(fakeDevice(0).uuid).replace(/[^A-Za-z0-9._-]/g, "_"),
+      "journal",
+    );
+    const journaled = () => existsSync(journal) && readdirSync(journal).some((n) => n.endsWith(".json"));
     miner.child.stderr!.on("data", (d: Buffer) => {
       const text = d.toString();
       if (!killed && text.includes(`"pid":${victim},`) && text.includes('"event":"job_started"')) {
         killed = true;
-        process.kill(victim, "SIGKILL");
+        const poll = setInterval(() => {
+          if (!journaled()) return;
+          clearInterval(poll);
+          process.kill(victim, "SIGKILL");
+        }, 5);
       }
     });
     const long = coordinator.enqueue({

@@ -16,6 +16,8 @@ export interface FaultProxy {
   url: string;
   port: number;
   injected: Record<string, number>;
+  /** The most requests of each route ("POST /v1/miners/poll") that were in flight at once. */
+  peak: Record<string, number>;
   /** Stop injecting: every later request passes through. */
   clear(): void;
   close(): Promise<void>;
@@ -24,11 +26,18 @@ export interface FaultProxy {
 export async function startFaultProxy(target: string, rules: ProxyRule[], port = 0): Promise<FaultProxy> {
   const left = rules.map((r) => ({ ...r }));
   const injected: Record<string, number> = {};
+  const peak: Record<string, number> = {};
+  const inFlight: Record<string, number> = {};
   const server: Server = createServer(async (req, res) => {
-    const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
     const path = (req.url ?? "/").split("?")[0]!;
     const route = `${req.method} ${path}`;
+    inFlight[route] = (inFlight[route] ?? 0) + 1;
+    peak[route] = Math.max(peak[route] ?? 0, inFlight[route]!);
+    res.on("close", () => {
+      inFlight[route]!--;
+    });
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
     const rule = left.find(
       (r) => r.times > 0 && (typeof r.route === "string" ? route.startsWith(r.route) : r.route.test(route)),
     );
@@ -69,6 +78,7 @@ export async function startFaultProxy(target: string, rules: ProxyRule[], port =
     url: `http://127.0.0.1:${actual}`,
     port: actual,
     injected,
+    peak,
     clear: () => {
       for (const r of left) r.times = 0;
     },
