@@ -18,7 +18,9 @@ const { coordinator, coordinatorKey } = await startCoordinator(opts);
 async function delayedLink(target, delayMs) {
   const { port, hostname } = new URL(target);
   const server = createServer((client) => {
-    const upstream = createConnection({ port: Number(port), host: hostname });
+    const upstream = createConnection({ port: Number(port), host: hostname, noDelay: true });
+    // No Nagle in the proxy itself: both ends already turn it off, and a link only adds latency.
+    client.setNoDelay(true);
     const relay = (from, to) => {
       from.on("data", (chunk) => setTimeout(() => to.destroyed || to.write(chunk), delayMs));
       from.on("end", () => setTimeout(() => to.end(), delayMs));
