@@ -20,6 +20,7 @@ import {
   summary,
   TEST_PRESET,
   writeResult,
+  zeroBackend,
 } from "./lib.mjs";
 
 const args = benchArgs({ threads: { type: "string", default: "2" }, tokens: { type: "string" } });
@@ -31,28 +32,32 @@ const JOBS = quick ? 3 : 8;
 const modelsDir = join(root, ".cache", "bench-models");
 const modelPath = await ensureTinyModel(modelsDir, preset);
 
-const standin = spawn(
-  process.execPath,
-  [
-    join(root, "bench", "ollama-standin.mjs"),
-    "--model",
-    modelPath,
-    "--name",
-    preset.name,
-    "--threads",
-    String(threads),
-  ],
-  { stdio: ["ignore", "pipe", "inherit"] },
-);
-const url = await new Promise((resolve, reject) => {
-  let text = "";
-  standin.stdout.on("data", (d) => {
-    text += d;
-    const m = /listening (\S+)/.exec(text);
-    if (m) resolve(m[1]);
+/** An Ollama stand-in in its own process; resolves with it and its URL. */
+async function startStandin(args) {
+  const child = spawn(process.execPath, [join(root, "bench", "ollama-standin.mjs"), ...args], {
+    stdio: ["ignore", "pipe", "inherit"],
   });
-  standin.on("exit", (code) => reject(new Error(`ollama stand-in exited ${code}`)));
-});
+  const url = await new Promise((resolve, reject) => {
+    let text = "";
+    child.stdout.on("data", (d) => {
+      text += d;
+      const m = /listening (\S+)/.exec(text);
+      if (m) resolve(m[1]);
+    });
+    child.on("exit", (code) => reject(new Error(`ollama stand-in exited ${code}`)));
+  });
+  return { child, url };
+}
+const standinProc = await startStandin([
+  "--model",
+  modelPath,
+  "--name",
+  preset.name,
+  "--threads",
+  String(threads),
+]);
+const standin = standinProc.child;
+const url = standinProc.url;
 
 const log = silentLogger();
 const backends = {
@@ -133,6 +138,38 @@ printTable(
 for (const b of Object.values(backends)) await b.close();
 standin.kill("SIGTERM");
 await once(standin, "exit").catch(() => undefined);
+
+// The hop alone: both sides answer at once (a backend in process; the adapter against a stand-in
+// that answers without a model), so what remains is what the HTTP path itself costs per job.
+const instantProc = await startStandin(["--instant", "--name", "instant"]);
+const hopOnly = {
+  inProcess: zeroBackend("instant"),
+  ollama: createOllamaBackend({ url: instantProc.url, log, timeoutMs: 10_000, refreshIntervalMs: 0 }),
+};
+for (const b of Object.values(hopOnly)) await b.init();
+const HOP_JOBS = quick ? 50 : 1000;
+const hopMs = { inProcess: [], ollama: [] };
+const instantReq = { ...req, model: "instant", maxTokens: 1 };
+for (let i = 0; i < HOP_JOBS + 50; i++) {
+  for (const name of i % 2 === 0 ? ["inProcess", "ollama"] : ["ollama", "inProcess"]) {
+    const t0 = performance.now();
+    await hopOnly[name].generate(instantReq, new AbortController().signal);
+    if (i >= 50) hopMs[name].push(performance.now() - t0);
+  }
+}
+for (const b of Object.values(hopOnly)) await b.close();
+instantProc.child.kill("SIGTERM");
+await once(instantProc.child, "exit").catch(() => undefined);
+const hi = summary(hopMs.inProcess);
+const ho = summary(hopMs.ollama);
+printTable(
+  `HTTP hop alone: ${HOP_JOBS} alternating jobs each, both sides answering at once`,
+  ["path", "per job p50 ms", "p99 ms", "ratio (p50 vs in process)"],
+  [
+    ["backend in process (answers at once)", hi.p50.toFixed(3), hi.p99.toFixed(3), "1.00×"],
+    ["Ollama adapter → instant stand-in", ho.p50.toFixed(3), ho.p99.toFixed(3), ratio(ho.p50, hi.p50, 0)],
+  ],
+);
 await writeResult(
   "http-hop",
   {
@@ -145,6 +182,7 @@ await writeResult(
       hopMsPerPair: sd,
       inProcessFasterPairs: llamaAhead,
     },
+    hopAlone: { jobs: HOP_JOBS, inProcessMs: hi, ollamaMs: ho },
   },
   { quick },
 );

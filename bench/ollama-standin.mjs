@@ -3,6 +3,7 @@
 // non-streaming POST /api/generate), backed by node-llama-cpp with one GGUF model. Run as its
 // own process, as Ollama would be, by bench/http-hop.mjs:
 //   node bench/ollama-standin.mjs --model PATH --name NAME [--threads N]
+//   node bench/ollama-standin.mjs --instant --name NAME    (answers at once, no model: the hop alone)
 // Prints "listening http://127.0.0.1:PORT" once it serves.
 import { statSync } from "node:fs";
 import { createServer } from "node:http";
@@ -14,23 +15,39 @@ const { values } = parseArgs({
     model: { type: "string" },
     name: { type: "string" },
     threads: { type: "string", default: "2" },
+    instant: { type: "boolean", default: false },
   },
 });
 const threads = Number(values.threads);
-const llama = await getLlama({ gpu: false, build: "never", maxThreads: threads });
-const model = await llama.loadModel({ modelPath: values.model });
-const context = await model.createContext({
-  sequences: 1,
-  contextSize: Math.min(model.trainContextSize || 4096, 4096),
-  threads,
-});
-const seq = context.getSequence();
-const size = statSync(values.model).size;
+const instant = values.instant;
+const llama = instant ? null : await getLlama({ gpu: false, build: "never", maxThreads: threads });
+const model = instant ? null : await llama.loadModel({ modelPath: values.model });
+const context = instant
+  ? null
+  : await model.createContext({
+      sequences: 1,
+      contextSize: Math.min(model.trainContextSize || 4096, 4096),
+      threads,
+    });
+const seq = context?.getSequence();
+const size = instant ? 1 : statSync(values.model).size;
 // One sequence: requests are served one at a time, as Ollama does with OLLAMA_NUM_PARALLEL=1.
 let queue = Promise.resolve();
 
 async function generate(body) {
   const t0 = process.hrtime.bigint();
+  if (instant) {
+    return {
+      model: body.model,
+      created_at: new Date().toISOString(),
+      response: "ok",
+      done: true,
+      done_reason: "length",
+      prompt_eval_count: 1,
+      eval_count: 1,
+      total_duration: Number(process.hrtime.bigint() - t0),
+    };
+  }
   await seq.clearHistory();
   const completion = new LlamaCompletion({ contextSequence: seq });
   let evalCount = 0;
