@@ -3,12 +3,12 @@
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import type { Backend, InferenceRequest, InferenceResult } from "../../src/backends/types.js";
 import { createCoordinatorClient } from "../../src/coordinator/client.js";
 import type { CompletedJob } from "../../src/coordinator/types.js";
 import type { LocalCoordinator } from "../../src/local-coordinator/index.js";
 import { silentLogger } from "../../src/log.js";
 import { Miner } from "../../src/miner/loop.js";
+import { answer, scriptedBackend } from "../support/backends.js";
 import { API_KEY, coordinatorWithReceipts } from "../support/harness.js";
 import { testMinerDeps } from "../support/miner-deps.js";
 
@@ -20,26 +20,10 @@ afterEach(async () => {
 
 function countingBackend() {
   const calls: string[] = [];
-  const backend: Backend = {
-    name: "llama",
-    async init() {},
-    listModels: () => [{ name: "m", sizeBytes: null, source: "test" }],
-    hasModel: (n) => n === "m",
-    async generate(req: InferenceRequest): Promise<InferenceResult> {
-      calls.push(req.prompt);
-      return {
-        output: "ran again",
-        model: req.model,
-        backend: "llama",
-        promptTokens: 1,
-        completionTokens: 1,
-        durationMs: 1,
-        stopReason: "maxTokens",
-      };
-    },
-    async unloadAll() {},
-    async close() {},
-  };
+  const backend = scriptedBackend("m", async (req) => {
+    calls.push(req.prompt);
+    return answer(req, "ran again");
+  });
   return { backend, calls };
 }
 

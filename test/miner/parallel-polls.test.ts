@@ -1,11 +1,11 @@
 // Polling a backlog across a network: one poll per free slot once a poll has brought a job, never
 // more jobs than slots, and a single poll at a time when idle.
 import { afterEach, describe, expect, it } from "vitest";
-import type { Backend, InferenceRequest, InferenceResult } from "../../src/backends/types.js";
 import { createCoordinatorClient } from "../../src/coordinator/client.js";
 import type { LocalCoordinator } from "../../src/local-coordinator/index.js";
 import { silentLogger } from "../../src/log.js";
 import { Miner } from "../../src/miner/loop.js";
+import { answer, scriptedBackend } from "../support/backends.js";
 import { coordinatorWithReceipts } from "../support/harness.js";
 import { testMinerDeps } from "../support/miner-deps.js";
 import { type FaultProxy, startFaultProxy } from "../support/proxy.js";
@@ -22,29 +22,13 @@ afterEach(async () => {
 /** Answers after `ms`, counting how many jobs run at once. */
 function slowBackend(ms: number) {
   const seen = { running: 0, peak: 0 };
-  const backend: Backend = {
-    name: "llama",
-    async init() {},
-    listModels: () => [{ name: "m", sizeBytes: null, source: "test" }],
-    hasModel: (n) => n === "m",
-    async generate(req: InferenceRequest): Promise<InferenceResult> {
-      seen.running++;
-      seen.peak = Math.max(seen.peak, seen.running);
-      await new Promise((r) => setTimeout(r, ms));
-      seen.running--;
-      return {
-        output: "ok",
-        model: req.model,
-        backend: "llama",
-        promptTokens: 1,
-        completionTokens: 1,
-        durationMs: ms,
-        stopReason: "maxTokens",
-      };
-    },
-    async unloadAll() {},
-    async close() {},
-  };
+  const backend = scriptedBackend("m", async (req) => {
+    seen.running++;
+    seen.peak = Math.max(seen.peak, seen.running);
+    await new Promise((r) => setTimeout(r, ms));
+    seen.running--;
+    return answer(req, "ok", ms);
+  });
   return { backend, seen };
 }
 
