@@ -13,6 +13,7 @@ import type { WorkerGauges } from "../ops/metrics.js";
 import { ExitCode } from "./exit-codes.js";
 import type { ClaimedJob } from "./journal.js";
 import { PollBudget } from "./poll-budget.js";
+import { pollRound } from "./poll-round.js";
 import { Reporter } from "./reporter.js";
 import { decide, type RetryRule } from "./retry.js";
 import { StateStorage, StateStorageError } from "./state-storage.js";
@@ -325,46 +326,30 @@ export class Miner {
         await sleep(wait, this.stopSignal.signal);
         continue;
       }
-      // One poll; in a backlog (the last round brought a job), one per free slot, as the budget
-      // allows: across a network each poll is a round trip, and polling one at a time would leave
-      // slots idle while jobs wait. The extra polls ask for no wait, so an emptied queue answers
-      // them at once. Claim-dialect polls would race each other for the same listed job.
-      const polls: Promise<Job | null>[] = [];
-      budget.spend(now);
-      polls.push(this.d.client.poll(this.s.longPollSeconds, this.stopSignal.signal));
-      if (backlog && this.d.client.protocol === "aitbc") {
-        const free = this.s.concurrency - this.inflight.size;
-        while (polls.length < free && budget.waitMs(now) === 0) {
-          budget.spend(now);
-          polls.push(this.d.client.poll(0, this.stopSignal.signal));
-        }
-      }
-      const outcomes = await Promise.allSettled(polls);
+      const round = await pollRound(this.d.client, budget, {
+        longPollSeconds: this.s.longPollSeconds,
+        freeSlots: this.s.concurrency - this.inflight.size,
+        backlog,
+        signal: this.stopSignal.signal,
+        now,
+      });
       this.loopTickAt = Date.now();
-      const jobs: Job[] = [];
-      let handedOver = false;
-      let error: unknown;
-      for (const o of outcomes) {
-        if (o.status === "fulfilled") {
-          this.emit({ type: "poll", result: o.value ? "job" : "empty" });
-          if (o.value) jobs.push(o.value);
-          continue;
-        }
-        if (this.stopping) continue;
-        this.emit({ type: "poll", result: pollErrorResult(o.reason) });
-        if (o.reason instanceof UnusableJobError) {
+      if (!this.stopping) {
+        for (const o of round.outcomes)
+          this.emit({
+            type: "poll",
+            result: o.status === "fulfilled" ? (o.value ? "job" : "empty") : pollErrorResult(o.reason),
+          });
+        for (const err of round.unusable) {
           // Handed over, so ours: fail it back (the slot is freed) and go on mining.
-          const err = o.reason;
           this.log.warn(
             { event: "job_rejected", jobId: err.jobId, errorCode: err.failureCode, reason: err.message },
             "the coordinator handed over a job that cannot be used; failing it back",
           );
           await this.reporter.fail(err.jobId, err.failureCode, err.message);
-          handedOver = true;
-        } else {
-          error ??= o.reason;
         }
       }
+      const { jobs, error } = round;
       if (this.stopping) {
         // Handed over as the stop began: run them within the grace period (upstream never
         // requeues a failed job), or fail them back at once when there is no grace period.
@@ -375,7 +360,7 @@ export class Miner {
         break;
       }
       for (const job of jobs) await this.takeHandout(job);
-      backlog = jobs.length > 0 || handedOver;
+      backlog = jobs.length > 0 || round.unusable.length > 0;
       if (error !== undefined) {
         const verdict = this.retryRule(error, "poll", failBackoff);
         if (verdict.kind === "fatal") throw new MinerFatalError(verdict.message, verdict.exitCode);

@@ -253,7 +253,9 @@ describe("failure reports", () => {
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
     const miner = await startMiner(minerConfig(`http://127.0.0.1:${(server.address() as AddressInfo).port}`));
     const end = Date.now() + 20_000;
-    while (fails.length === 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    // The failure report and the next poll race each other: wait for both.
+    while ((fails.length === 0 || handed < 2) && Date.now() < end)
+      await new Promise((r) => setTimeout(r, 20));
     expect(fails[0]).toMatchObject({ error_code: "invalid_payload" });
     expect(handed).toBeGreaterThan(1); // still polling
     expect((await miner.stop()).code).toBe(0);

@@ -1,0 +1,72 @@
+// How many polls a round sends, and how their outcomes are sorted, with a scripted client.
+import { describe, expect, it } from "vitest";
+import { CoordinatorError, UnusableJobError } from "../../src/coordinator/errors.js";
+import type { CoordinatorClient, Job } from "../../src/coordinator/types.js";
+import { PollBudget } from "../../src/miner/poll-budget.js";
+import { pollRound } from "../../src/miner/poll-round.js";
+
+function client(protocol: "aitbc" | "claim", answers: (Job | null | Error)[]) {
+  const waits: number[] = [];
+  const c = {
+    protocol,
+    async poll(maxWaitSeconds: number) {
+      waits.push(maxWaitSeconds);
+      const a = answers.shift() ?? null;
+      if (a instanceof Error) throw a;
+      return a;
+    },
+  } as unknown as CoordinatorClient;
+  return { c, waits };
+}
+
+const job = (id: string): Job => ({ jobId: id, payload: { model: "m", prompt: "p" }, constraints: {} });
+const opts = {
+  longPollSeconds: 20,
+  freeSlots: 4,
+  backlog: true,
+  signal: new AbortController().signal,
+  now: 1000,
+};
+
+describe("poll rounds", () => {
+  it("idle: one poll, with the long-poll wait", async () => {
+    const { c, waits } = client("aitbc", [null]);
+    const r = await pollRound(c, new PollBudget(100, 60_000), { ...opts, backlog: false });
+    expect(waits).toEqual([20]);
+    expect(r.jobs).toEqual([]);
+  });
+
+  it("backlog: one poll per free slot, the extra ones asking no wait", async () => {
+    const { c, waits } = client("aitbc", [job("a"), job("b"), null, job("c")]);
+    const budget = new PollBudget(100, 60_000);
+    const r = await pollRound(c, budget, opts);
+    expect(waits).toEqual([20, 0, 0, 0]);
+    expect(r.jobs.map((j) => j.jobId)).toEqual(["a", "b", "c"]);
+    expect(r.outcomes).toHaveLength(4);
+  });
+
+  it("backlog: never more polls than the budget has left", async () => {
+    const { c, waits } = client("aitbc", [job("a"), job("b")]);
+    const budget = new PollBudget(2, 60_000);
+    await pollRound(c, budget, opts);
+    expect(waits).toHaveLength(2);
+    expect(budget.waitMs(1000)).toBeGreaterThan(0);
+  });
+
+  it("the claim dialect polls one at a time even in a backlog", async () => {
+    const { c, waits } = client("claim", [job("a")]);
+    await pollRound(c, new PollBudget(100, 60_000), opts);
+    expect(waits).toEqual([20]);
+  });
+
+  it("sorts outcomes: jobs, unusable hand-outs to fail back, and the first other error", async () => {
+    const unusable = new UnusableJobError("j-bad", "invalid_payload", "bad payload");
+    const e1 = new CoordinatorError("server", "HTTP 500", 500);
+    const e2 = new CoordinatorError("server", "HTTP 502", 502);
+    const { c } = client("aitbc", [job("a"), unusable, e1, e2]);
+    const r = await pollRound(c, new PollBudget(100, 60_000), opts);
+    expect(r.jobs.map((j) => j.jobId)).toEqual(["a"]);
+    expect(r.unusable).toEqual([unusable]);
+    expect(r.error).toBe(e1);
+  });
+});
