@@ -17,9 +17,8 @@ import { pollRound } from "./poll-round.js";
 import { Reporter } from "./reporter.js";
 import { decide, type RetryRule } from "./retry.js";
 import { StateStorage, StateStorageError } from "./state-storage.js";
+import { stopMining } from "./stop.js";
 import {
-  BACKEND_CLOSE_TIMEOUT_MS,
-  DEREGISTER_TIMEOUT_MS,
   LONG_POLL_HELD_MS,
   type MinerDeps,
   type MinerExit,
@@ -32,7 +31,6 @@ import {
   STORAGE_RECHECK_MS,
   shutdownBudgetMs,
 } from "./types.js";
-import type { AbortWhy } from "./watchdog.js";
 
 export type { CoordinatorReceiptCheck, ReceiptRecord } from "./reporter.js";
 
@@ -505,42 +503,20 @@ export class Miner {
     this.wake();
     this.log.info({ event: "shutdown", reason, inflight: this.inflight.size }, "stopping: no new jobs");
 
-    // 0. The aborted poll settles at once; a job it still handed over is failed back.
+    // The aborted poll settles at once; a job it still handed over runs within the grace period
+    // (or is failed back): then the rest of the stop (stop.ts).
     if (this.polling) await within(this.polling, POLL_ABORT_WAIT_MS);
-
-    // 1. Let in-flight jobs finish within the grace period, then fail the rest as "shutting down".
-    if (this.inflight.size > 0 && !wedged) {
-      const all = Promise.all([...this.inflight.values()].map((r) => r.done));
-      const finished = await within(all, left(this.s.gracePeriodMs));
-      if (!finished) {
-        for (const r of this.inflight.values()) r.abort.abort("shutting_down" satisfies AbortWhy);
-        await within(all, left(this.s.abortGraceMs + 1000));
-      }
-    }
-    // 2. Flush the outbox and failure reports for a bounded time; what is left is sent on the next start.
-    await this.reporter.flush(left(this.s.flushTimeoutMs));
-    this.heartbeats.stop();
-    const onDisk = await this.d.outbox.depth().catch(() => -1);
-    if (onDisk > 0)
-      this.log.warn(
-        { event: "outbox_left", count: onDisk },
-        "results left in the outbox; they are submitted on the next start",
-      );
-
-    // 3. Deregister (best effort) and release the backend.
-    if (this.registered) {
-      await this.d.client
-        .deregister(Math.max(1, left(DEREGISTER_TIMEOUT_MS)))
-        .catch((err: unknown) =>
-          this.log.warn({ event: "deregister_failed", err: describeError(err) }, "deregister failed"),
-        );
-    }
-    // A backend that wedged during the grace period holds its locks: do not wait on it for ever.
-    if (!wedged) await within(this.d.backend.close(), left(BACKEND_CLOSE_TIMEOUT_MS));
-    await within(
-      this.d.client.close().catch(() => undefined),
-      1000,
-    );
+    await stopMining({
+      d: this.d,
+      s: this.s,
+      log: this.log,
+      reporter: this.reporter,
+      heartbeats: this.heartbeats,
+      running: [...this.inflight.values()],
+      registered: this.registered,
+      wedged,
+      left,
+    });
     const exit: MinerExit = this.fatal
       ? { code: this.fatal.exitCode, reason: this.fatal.message }
       : { code: ExitCode.ok, reason };
