@@ -512,8 +512,8 @@ export class Miner {
       log: this.log,
       reporter: this.reporter,
       heartbeats: this.heartbeats,
-      running: [...this.inflight.values()],
-      registered: this.registered,
+      running: () => [...this.inflight.values()],
+      registered: () => this.registered,
       wedged,
       left,
     });

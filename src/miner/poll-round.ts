@@ -1,14 +1,14 @@
 // One round of polls. Usually one poll; in a backlog (the last round brought a job) one per free
 // slot, as the budget allows: across a network each poll is a round trip, and polling one at a
-// time would leave slots idle while jobs wait. The extra polls ask for no wait, so an emptied
-// queue answers them at once. Claim-dialect polls would race each other for the same listed job,
+// time would leave slots idle while jobs wait. Backlog polls ask for no wait, so an emptied queue
+// answers them at once. Claim-dialect polls would race each other for the same listed job,
 // so that dialect always polls one at a time. (docs/operations.md#polling-coordinator-load-vs-pickup)
 import { UnusableJobError } from "../coordinator/errors.js";
 import type { CoordinatorClient, Job } from "../coordinator/types.js";
 import type { PollBudget } from "./poll-budget.js";
 
 export interface PollRoundOptions {
-  /** The long-poll wait the first poll asks for. */
+  /** The long-poll wait an idle round's poll asks for (a backlog round asks for none). */
   longPollSeconds: number;
   /** Slots free now: the most polls a backlog round sends. */
   freeSlots: number;
@@ -36,7 +36,9 @@ export async function pollRound(
 ): Promise<PollRound> {
   const polls: Promise<Job | null>[] = [];
   budget.spend(o.now);
-  polls.push(client.poll(o.longPollSeconds, o.signal));
+  // In a backlog every poll asks for no wait: the round settles as a whole, and one poll held
+  // open on an emptied queue would keep the jobs the others brought from starting.
+  polls.push(client.poll(o.backlog ? 0 : o.longPollSeconds, o.signal));
   if (o.backlog && client.protocol === "aitbc") {
     while (polls.length < o.freeSlots && budget.waitMs(o.now) === 0) {
       budget.spend(o.now);

@@ -26,14 +26,13 @@ export interface JobContext {
   emit(e: MinerEvent): void;
 }
 
-/** Whether the claim reached the journal (or the disk refused it and the job runs from memory). */
-type Journaled = { ok: boolean };
-
-/** A disk that cannot take the claim does not stop the job: it runs and is delivered from memory. */
-async function settleClaim(ctx: JobContext, jobId: string, write: Promise<void>): Promise<Journaled> {
+/**
+ * The claim's write, settled: a disk that cannot take the claim does not stop the job (it runs and
+ * is delivered from memory). Never rejects.
+ */
+async function settleClaim(ctx: JobContext, jobId: string, write: Promise<void>): Promise<void> {
   try {
     await write;
-    return { ok: true };
   } catch (err) {
     if (!ctx.storage.noteFailure(err))
       ctx.log.error(
@@ -45,7 +44,6 @@ async function settleClaim(ctx: JobContext, jobId: string, write: Promise<void>)
         { event: "job_not_durable", jobId, err: describeError(err) },
         "the job could not be journaled; it runs anyway, but a crash now would lose it",
       );
-    return { ok: false };
   }
 }
 
@@ -62,7 +60,7 @@ export async function runJob(
   // would not make the hand-out any safer (a crash before they end loses the job either way), only
   // slower. Every later write for this job waits for it, so the journal's order stays
   // claim → verdict and the claim leaves only after the result is in the outbox.
-  let journaled: Promise<Journaled> = Promise.resolve({ ok: true });
+  let journaled: Promise<void> = Promise.resolve();
   if (!recovered) {
     try {
       journaled = settleClaim(
@@ -196,7 +194,7 @@ export async function runJob(
   // Durable before the first submit; only then does the claim leave the journal (the two writes
   // run side by side: any crash in between leaves a state recovery handles). A disk that cannot
   // take the result does not lose it: it is submitted from memory.
-  const [stored, claim] = await Promise.all([
+  const [stored] = await Promise.all([
     ctx.d.outbox.put(completed).then(
       () => null,
       (err: unknown) => err,
@@ -210,7 +208,10 @@ export async function runJob(
       { event: "result_not_durable", err: describeError(stored) },
       "the result could not be written to the outbox; submitting it from memory",
     );
-  } else if (claim.ok) {
+  } else {
+    // Even when the claim's write reported a failure: its file may still have landed (a failed
+    // directory fsync after the rename), and a claim left beside a delivered result would be
+    // rerun on the next start. Waiting for `journaled` above keeps this after the claim's write.
     await ctx.d.journal.remove(jobId).catch((err: unknown) => {
       if (!isStorageError(err)) throw err;
       ctx.storage.noteFailure(err);

@@ -21,9 +21,10 @@ export interface StopContext {
   log: Logger;
   reporter: Reporter;
   heartbeats: HeartbeatSchedule;
-  /** The jobs still running: how to wait for each, and how to abort it. */
-  running: { done: Promise<void>; abort: AbortController }[];
-  registered: boolean;
+  /** The jobs running now (read when needed: one may start while the stop waits). */
+  running(): { done: Promise<void>; abort: AbortController }[];
+  /** Whether the miner is registered now (a registration may finish during the grace period). */
+  registered(): boolean;
   /** A wedged backend holds its locks: its jobs are not waited for, nor is its close. */
   wedged: boolean;
   /** Milliseconds left of the stop's budget, at most `cap`. */
@@ -32,12 +33,13 @@ export interface StopContext {
 
 export async function stopMining(c: StopContext): Promise<void> {
   // 1. Let in-flight jobs finish within the grace period, then fail the rest as "shutting down".
-  if (c.running.length > 0 && !c.wedged) {
-    const all = Promise.all(c.running.map((r) => r.done));
+  if (c.running().length > 0 && !c.wedged) {
+    const all = Promise.all(c.running().map((r) => r.done));
     const finished = await within(all, c.left(c.s.gracePeriodMs));
     if (!finished) {
-      for (const r of c.running) r.abort.abort("shutting_down" satisfies AbortWhy);
-      await within(all, c.left(c.s.abortGraceMs + 1000));
+      const left = c.running();
+      for (const r of left) r.abort.abort("shutting_down" satisfies AbortWhy);
+      await within(Promise.all(left.map((r) => r.done)), c.left(c.s.abortGraceMs + 1000));
     }
   }
   // 2. Flush the outbox and failure reports for a bounded time; what is left is sent on the next start.
@@ -51,7 +53,7 @@ export async function stopMining(c: StopContext): Promise<void> {
     );
 
   // 3. Deregister (best effort) and release the backend.
-  if (c.registered) {
+  if (c.registered()) {
     await c.d.client
       .deregister(Math.max(1, c.left(DEREGISTER_TIMEOUT_MS)))
       .catch((err: unknown) =>

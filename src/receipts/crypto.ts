@@ -23,11 +23,12 @@ export const SIGNATURE_ALG = "Ed25519";
 
 /** An Ed25519 key pair. `secretKey` is the 32-byte seed: keep it out of logs and errors. */
 export interface SigningKey {
-  secretKey: Uint8Array;
-  publicKey: Uint8Array;
-  publicKeyHex: string;
+  /** Never changed once made: its OpenSSL key object is kept by identity (signBytes). */
+  readonly secretKey: Uint8Array;
+  readonly publicKey: Uint8Array;
+  readonly publicKeyHex: string;
   /** base64url (unpadded) of the public key: the `key_id` in signatures. */
-  keyId: string;
+  readonly keyId: string;
 }
 
 export interface ReceiptSignature {

@@ -21,6 +21,8 @@ export interface ReceiptLogEntry {
 
 /** Largest receipt line accepted, both ways (a coordinator receipt is a few hundred bytes). */
 const MAX_LINE_CHARS = 256 * 1024;
+/** Lines written together at most (bytes; under appendFile's 512 KiB write chunk). */
+const MAX_BATCH_BYTES = 384 * 1024;
 
 export interface ReadResult {
   entries: ReceiptLogEntry[];
@@ -31,7 +33,7 @@ export interface ReadResult {
 export class ReceiptLog {
   private dirReady: Promise<void> | null = null;
   /** Lines waiting for the write in progress to end; they go out together in the next one. */
-  private pending: { lines: string[]; done: Promise<void> } | null = null;
+  private pending: { lines: string[]; bytes: number; done: Promise<void> } | null = null;
   private tail: Promise<void> = Promise.resolve();
 
   constructor(readonly path: string) {}
@@ -58,16 +60,21 @@ export class ReceiptLog {
     }
     if (line.length > MAX_LINE_CHARS)
       return Promise.reject(new RangeError(`receipt log line over ${MAX_LINE_CHARS} characters`));
-    if (this.pending) {
+    // A batch stays under appendFile's 512 KiB chunk, so it goes out in one write.
+    const bytes = Buffer.byteLength(line);
+    if (this.pending && this.pending.bytes + bytes <= MAX_BATCH_BYTES) {
       this.pending.lines.push(line);
+      this.pending.bytes += bytes;
       return this.pending.done;
     }
     const lines = [line];
-    const done = this.tail.then(() => {
-      this.pending = null; // from here on, new lines wait for the next write
+    const batch = { lines, bytes, done: Promise.resolve() };
+    batch.done = this.tail.then(() => {
+      if (this.pending === batch) this.pending = null; // from here on, new lines wait for the next write
       return this.write(lines.join(""));
     });
-    this.pending = { lines, done };
+    this.pending = batch;
+    const done = batch.done;
     this.tail = done.catch(() => undefined);
     return done;
   }

@@ -3,7 +3,7 @@
 // mining resumes by itself when space is back. Run on a real 2 MiB tmpfs where this process may
 // mount one (root on Linux), and always with ENOSPC/EROFS injected at the file layer.
 import { execFileSync, spawnSync } from "node:child_process";
-import fsDefault, { promises as fsp, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { promises as fsp, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
@@ -86,17 +86,6 @@ function injectedDisk(code = "ENOSPC"): Disk {
       const flags = name === "open" ? String(rest[0] ?? "r") : "w";
       const err = flags === "r" ? null : fail(path);
       return err ? Promise.reject(err) : original(path, ...rest);
-    }) as never);
-  }
-  // The durable store opens, writes and renames inline (only its fsyncs go to the thread pool).
-  for (const name of ["openSync", "writeFileSync", "renameSync", "mkdirSync"] as const) {
-    const original = fsDefault[name] as (...a: unknown[]) => unknown;
-    vi.spyOn(fsDefault, name).mockImplementation(((path: unknown, ...rest: unknown[]) => {
-      const flags = name === "openSync" ? String(rest[0] ?? "r") : "w";
-      // writeFileSync on a descriptor: the file was opened under the state directory already.
-      const err = flags === "r" || typeof path === "number" ? null : fail(path);
-      if (err) throw err;
-      return original(path, ...rest);
     }) as never);
   }
   return { stateDir, fill: () => (full = true), free: () => (full = false) };

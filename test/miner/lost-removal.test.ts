@@ -7,6 +7,7 @@ import { createCoordinatorClient } from "../../src/coordinator/client.js";
 import type { CompletedJob } from "../../src/coordinator/types.js";
 import type { LocalCoordinator } from "../../src/local-coordinator/index.js";
 import { silentLogger } from "../../src/log.js";
+import { type ClaimedJob, ClaimJournal } from "../../src/miner/journal.js";
 import { Miner } from "../../src/miner/loop.js";
 import { answer, scriptedBackend } from "../support/backends.js";
 import { API_KEY, coordinatorWithReceipts } from "../support/harness.js";
@@ -145,5 +146,27 @@ describe("a removal lost in a crash", () => {
     expect(coordinator.job(jobId)!.state).toBe("COMPLETED");
     expect(coordinator.job(jobId)!.submissions).toBe(kept.submissions);
     expect(jsonFiles(join(deps.stateDir, "outbox"))).toEqual([]);
+  });
+
+  it("a claim whose write reported a failure after its file landed is still removed once the result is delivered", async () => {
+    coordinator = (await coordinatorWithReceipts()).coordinator;
+    const jobId = coordinator.enqueue({ payload: { model: "m", prompt: "p" } });
+    const { backend, calls } = countingBackend();
+    const deps = testMinerDeps({ url: coordinator.url, backend, minerId: "lr-miner-3" });
+    // The rename landed, then the directory fsync failed (EIO): the write rejects, the file stays.
+    const journal = new (class extends ClaimJournal {
+      override record(job: ClaimedJob): Promise<void> {
+        return super.record(job).then(() => {
+          throw Object.assign(new Error("EIO: injected after the rename"), { code: "EIO" });
+        });
+      }
+    })(join(deps.stateDir, "journal"));
+    const miner = new Miner({ ...deps, journal });
+    const done = miner.run();
+    await coordinator.waitFor((c) => c.job(jobId)?.state === "COMPLETED", 20_000);
+    await miner.shutdown("test over");
+    expect((await done).code).toBe(0);
+    expect(calls).toEqual(["p"]);
+    expect(jsonFiles(join(deps.stateDir, "journal"))).toEqual([]);
   });
 });

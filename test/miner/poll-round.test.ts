@@ -36,11 +36,11 @@ describe("poll rounds", () => {
     expect(r.jobs).toEqual([]);
   });
 
-  it("backlog: one poll per free slot, the extra ones asking no wait", async () => {
+  it("backlog: one poll per free slot, none of them held open (a held one would delay the jobs the others brought)", async () => {
     const { c, waits } = client("aitbc", [job("a"), job("b"), null, job("c")]);
     const budget = new PollBudget(100, 60_000);
     const r = await pollRound(c, budget, opts);
-    expect(waits).toEqual([20, 0, 0, 0]);
+    expect(waits).toEqual([0, 0, 0, 0]);
     expect(r.jobs.map((j) => j.jobId)).toEqual(["a", "b", "c"]);
     expect(r.outcomes).toHaveLength(4);
   });
@@ -56,7 +56,7 @@ describe("poll rounds", () => {
   it("the claim dialect polls one at a time even in a backlog", async () => {
     const { c, waits } = client("claim", [job("a")]);
     await pollRound(c, new PollBudget(100, 60_000), opts);
-    expect(waits).toEqual([20]);
+    expect(waits).toHaveLength(1);
   });
 
   it("sorts outcomes: jobs, unusable hand-outs to fail back, and the first other error", async () => {

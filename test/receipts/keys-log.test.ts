@@ -141,6 +141,38 @@ describe("key file", () => {
 });
 
 describe("receipts log", () => {
+  it("appends lines that arrive together in batches, each once and whole, also past one batch's size", async () => {
+    const dir = tempDir();
+    const path = stateFiles.receiptsLog(dir);
+    const log = new ReceiptLog(path);
+    // 24 entries of ~40 KB at once: more than one 384 KiB batch.
+    await Promise.all(
+      Array.from({ length: 24 }, (_, i) =>
+        log.append({
+          kind: "miner",
+          jobId: `big-${i}`,
+          receipt: { job_id: `big-${i}`, filler: "x".repeat(40_000) },
+          verified: null,
+          at: i,
+        }),
+      ),
+    );
+    const lines = readFileSync(path, "utf8").trimEnd().split("\n");
+    expect(lines).toHaveLength(24);
+    expect(lines.map((l) => (JSON.parse(l) as { jobId: string }).jobId).sort()).toEqual(
+      Array.from({ length: 24 }, (_, i) => `big-${i}`).sort(),
+    );
+    // A failed write rejects only its own lines; later appends still land.
+    const bad = new ReceiptLog(join(dir, "not-a-dir", "x.jsonl"));
+    writeFileSync(join(dir, "not-a-dir"), "a file where the directory should be");
+    await expect(
+      bad.append({ kind: "miner", jobId: "lost", receipt: {}, verified: null, at: 0 }),
+    ).rejects.toThrow();
+    rmSync(join(dir, "not-a-dir"));
+    await bad.append({ kind: "miner", jobId: "kept", receipt: {}, verified: null, at: 0 });
+    expect(readFileSync(join(dir, "not-a-dir", "x.jsonl"), "utf8")).toContain('"kept"');
+  });
+
   it("appends one line per entry, concurrently, and keeps coordinator receipts verifiable", async () => {
     const dir = tempDir();
     const log = new ReceiptLog(stateFiles.receiptsLog(dir));
