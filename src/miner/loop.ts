@@ -14,9 +14,11 @@ import { ExitCode } from "./exit-codes.js";
 import type { ClaimedJob } from "./journal.js";
 import { PollBudget } from "./poll-budget.js";
 import { pollRound } from "./poll-round.js";
+import { Registration } from "./registration.js";
 import { Reporter } from "./reporter.js";
 import { decide, type RetryRule } from "./retry.js";
-import { StateStorage, StateStorageError } from "./state-storage.js";
+import { openState, warmUp } from "./start-up.js";
+import { StateStorage } from "./state-storage.js";
 import { stopMining } from "./stop.js";
 import {
   LONG_POLL_HELD_MS,
@@ -55,7 +57,7 @@ export class Miner {
   private readonly stopSignal = new AbortController();
   private readonly inflight = new Map<string, Running>();
   private wakeUp: AbortController = new AbortController();
-  private registered = false;
+  private readonly membership: Registration;
   private fatal: MinerFatalError | null = null;
   private exitResolve: ((e: MinerExit) => void) | null = null;
   private shutdownPromise: Promise<MinerExit> | null = null;
@@ -85,7 +87,24 @@ export class Miner {
     this.log = d.log;
     this.storage = d.storage ?? new StateStorage(join(d.outbox.dir, ".tmp"), d.log);
     this.retryRule = d.retryRule ?? decide;
-    this.heartbeats = new HeartbeatSchedule(d.settings.heartbeatIntervalMs, () => this.sendHeartbeat());
+    this.membership = new Registration({
+      d,
+      s: this.s,
+      log: this.log,
+      retryRule: this.retryRule,
+      stopSignal: this.stopSignal.signal,
+      isStopping: () => this.stopping,
+      inflight: () => {
+        const ids = new Set(this.inflight.keys());
+        for (const id of this.reporter.pendingIds()) ids.add(id);
+        return ids.size;
+      },
+      stats: () => this.snapshot(),
+      onFatal: (err) => this.fail(err),
+    });
+    this.heartbeats = new HeartbeatSchedule(d.settings.heartbeatIntervalMs, () =>
+      this.membership.heartbeat(),
+    );
     this.reporter = new Reporter({
       ...d,
       retryRule: this.retryRule,
@@ -114,7 +133,7 @@ export class Miner {
         deadlines: [...this.inflight].map(([jobId, r]) => ({ jobId, deadlineAt: r.deadlineAt })),
         loopTickAt: this.loopTickAt,
         stopping: this.stopping,
-        registered: this.registered,
+        registered: this.membership.registered,
         servableModels: this.d.backend.listModels().length,
         stateWritable: this.storage.writable,
       },
@@ -130,7 +149,7 @@ export class Miner {
       pendingSubmissions: this.reporter.snapshot().pendingResults,
       outboxFiles: await this.d.outbox.depth().catch(() => 0),
       stateWritable: this.storage.writable,
-      registered: this.registered,
+      registered: this.membership.registered,
       servableModels: this.d.backend.listModels().length,
     };
   }
@@ -155,8 +174,8 @@ export class Miner {
       this.exitResolve = resolve;
     });
     try {
-      await this.openState();
-      await this.register();
+      await openState(this.storage, this.d);
+      await this.membership.register();
       if (this.stopping) return await exited;
       await recover({
         d: this.d,
@@ -167,7 +186,7 @@ export class Miner {
       });
       if (this.stopping) return await exited;
       if (!this.stopping) this.heartbeats.start();
-      const warm = this.warmUp();
+      const warm = warmUp(this.d, this.stopSignal.signal, this.log);
       this.polling = this.pollLoop(warm);
       await this.polling;
     } catch (err) {
@@ -182,27 +201,10 @@ export class Miner {
     return await exited;
   }
 
-  /** Check the state directory, then open the outbox and journal; a full disk only pauses mining. */
-  private async openState(): Promise<void> {
-    try {
-      await this.storage.checkAtStart();
-    } catch (err) {
-      if (err instanceof StateStorageError) throw new MinerFatalError(err.message, ExitCode.stateUnwritable);
-      throw err;
-    }
-    for (const store of [this.d.outbox, this.d.journal]) {
-      try {
-        await store.open();
-      } catch (err) {
-        if (!this.storage.noteFailure(err)) throw err;
-      }
-    }
-  }
-
   /** Register again (e.g. the models this miner can serve changed) so the coordinator matches jobs on facts. */
   async updateRegistration(): Promise<void> {
-    if (!this.registered || this.stopping) return;
-    await this.register().catch((err: unknown) => this.fail(err));
+    if (!this.membership.registered || this.stopping) return;
+    await this.membership.register().catch((err: unknown) => this.fail(err));
     this.wake(); // a loop waiting for a servable model looks again now
   }
 
@@ -212,96 +214,12 @@ export class Miner {
     return this.shutdownPromise;
   }
 
-  // ---------------------------------------------------------------- registration & heartbeats
-
-  private async register(): Promise<void> {
-    const backoff = new Backoff({ baseMs: 500, capMs: 30_000 });
-    for (;;) {
-      if (this.stopping) return;
-      try {
-        const caps = await this.d.capabilities();
-        await this.d.client.register(caps, this.s.concurrency);
-        this.registered = true;
-        this.log.info(
-          {
-            event: "registered",
-            protocol: this.d.client.protocol,
-            models: caps.models,
-            platform: caps.platform,
-            gpus: caps.gpus.length,
-            concurrency: this.s.concurrency,
-          },
-          "registered with the coordinator",
-        );
-        return;
-      } catch (err) {
-        const verdict = this.retryRule(err, "register", backoff);
-        if (verdict.kind === "fatal") throw new MinerFatalError(verdict.message, verdict.exitCode);
-        const delay = verdict.kind === "retry" ? verdict.afterMs : backoff.next(null);
-        this.log.warn(
-          { event: "register_retry", err: describeError(err), retryInMs: delay },
-          "registration failed; retrying",
-        );
-        await sleep(delay, this.stopSignal.signal);
-      }
-    }
-  }
-
-  /**
-   * The in-flight count the coordinator should hold: jobs running plus verdicts not yet
-   * acknowledged. Upstream *sets* its count from this, and frees a slot on /result but not on /fail.
-   */
-  private inflightForCoordinator(): number {
-    const ids = new Set(this.inflight.keys());
-    for (const id of this.reporter.pendingIds()) ids.add(id);
-    return ids.size;
-  }
-
-  /** One heartbeat; a 404 means the coordinator forgot this miner: register again. */
-  private async sendHeartbeat(): Promise<void> {
-    try {
-      const metadata = await this.d.heartbeatMetadata();
-      await this.d.client.heartbeat({
-        inflight: this.inflightForCoordinator(),
-        metadata: { ...metadata, miner: this.snapshot() },
-      });
-    } catch (err) {
-      if (err instanceof CoordinatorError && err.kind === "not_found" && !this.stopping) {
-        this.log.warn({ event: "reregister" }, "coordinator no longer knows this miner; registering again");
-        this.registered = false;
-        await this.register().catch((e: unknown) => this.fail(e));
-      } else {
-        this.log.warn({ event: "heartbeat_failed", err: describeError(err) }, "heartbeat failed");
-      }
-    }
-  }
-
   /** A heartbeat out of turn (coalesced, spaced). */
   private beatSoon(): void {
     if (!this.stopping) this.heartbeats.soon();
   }
 
-  // ---------------------------------------------------------------- recovery
-
   // ---------------------------------------------------------------- polling
-
-  /** Registration does not wait for this; the first poll does. */
-  private async warmUp(): Promise<void> {
-    if (!this.d.warmUp) return;
-    const t0 = performance.now();
-    try {
-      const models = await this.d.warmUp(this.stopSignal.signal);
-      this.log.info(
-        { event: "models_warm", models, ms: Math.round(performance.now() - t0) },
-        models.length > 0 ? `warm before the first job: ${models.join(", ")}` : "no model preloaded",
-      );
-    } catch (err) {
-      this.log.warn(
-        { event: "warm_up_failed", err: describeError(err) },
-        "warm-up failed; models load on their first job instead",
-      );
-    }
-  }
 
   private async pollLoop(warm: Promise<void> = Promise.resolve()): Promise<void> {
     await Promise.race([warm, sleep(2 ** 31 - 1, this.stopSignal.signal)]);
@@ -363,8 +281,7 @@ export class Miner {
         const verdict = this.retryRule(error, "poll", failBackoff);
         if (verdict.kind === "fatal") throw new MinerFatalError(verdict.message, verdict.exitCode);
         if (verdict.kind === "gone") {
-          this.registered = false;
-          await this.register();
+          await this.membership.reregister();
           continue;
         }
         if (error instanceof CoordinatorError && error.kind === "rate_limited") {
@@ -479,8 +396,6 @@ export class Miner {
     });
   }
 
-  // ---------------------------------------------------------------- reporting
-
   // ---------------------------------------------------------------- shutdown
 
   private fail(err: unknown): void {
@@ -513,7 +428,7 @@ export class Miner {
       reporter: this.reporter,
       heartbeats: this.heartbeats,
       running: () => [...this.inflight.values()],
-      registered: () => this.registered,
+      registered: () => this.membership.registered,
       wedged,
       left,
     });

@@ -1,0 +1,94 @@
+// This miner's membership at the coordinator: register (retrying until it works, or until a
+// fatal answer), and heartbeats carrying the true in-flight count. A heartbeat's 404 means the
+// coordinator forgot this miner: it registers again.
+import { Backoff, sleep } from "../backoff.js";
+import { CoordinatorError } from "../coordinator/errors.js";
+import { describeError } from "../describe-error.js";
+import type { Logger } from "../log.js";
+import type { RetryRule } from "./retry.js";
+import { type MinerDeps, MinerFatalError, type MinerSettings, type MinerStats } from "./types.js";
+
+export interface RegistrationContext {
+  d: Pick<MinerDeps, "client" | "capabilities" | "heartbeatMetadata">;
+  s: MinerSettings;
+  log: Logger;
+  retryRule: RetryRule;
+  /** Aborted when the miner stops: a retry wait ends at once. */
+  stopSignal: AbortSignal;
+  isStopping(): boolean;
+  /**
+   * The in-flight count the coordinator should hold: jobs running plus verdicts not yet
+   * acknowledged. Upstream *sets* its count from this, and frees a slot on /result but not on /fail.
+   */
+  inflight(): number;
+  stats(): MinerStats;
+  /** A registration that can never work (e.g. a bad API key) stops the miner. */
+  onFatal(err: unknown): void;
+}
+
+export class Registration {
+  /** Whether the coordinator knows this miner now. */
+  registered = false;
+
+  constructor(private readonly c: RegistrationContext) {}
+
+  /** Register, retrying per the retry rule; throws MinerFatalError when it can never work. */
+  async register(): Promise<void> {
+    const { d, s, log } = this.c;
+    const backoff = new Backoff({ baseMs: 500, capMs: 30_000 });
+    for (;;) {
+      if (this.c.isStopping()) return;
+      try {
+        const caps = await d.capabilities();
+        await d.client.register(caps, s.concurrency);
+        this.registered = true;
+        log.info(
+          {
+            event: "registered",
+            protocol: d.client.protocol,
+            models: caps.models,
+            platform: caps.platform,
+            gpus: caps.gpus.length,
+            concurrency: s.concurrency,
+          },
+          "registered with the coordinator",
+        );
+        return;
+      } catch (err) {
+        const verdict = this.c.retryRule(err, "register", backoff);
+        if (verdict.kind === "fatal") throw new MinerFatalError(verdict.message, verdict.exitCode);
+        const delay = verdict.kind === "retry" ? verdict.afterMs : backoff.next(null);
+        log.warn(
+          { event: "register_retry", err: describeError(err), retryInMs: delay },
+          "registration failed; retrying",
+        );
+        await sleep(delay, this.c.stopSignal);
+      }
+    }
+  }
+
+  /** Register again from scratch (the coordinator said it no longer knows this miner). */
+  async reregister(): Promise<void> {
+    this.registered = false;
+    await this.register();
+  }
+
+  /** One heartbeat; a 404 means the coordinator forgot this miner: register again. */
+  async heartbeat(): Promise<void> {
+    const { d, log } = this.c;
+    try {
+      const metadata = await d.heartbeatMetadata();
+      await d.client.heartbeat({
+        inflight: this.c.inflight(),
+        metadata: { ...metadata, miner: this.c.stats() },
+      });
+    } catch (err) {
+      if (err instanceof CoordinatorError && err.kind === "not_found" && !this.c.isStopping()) {
+        log.warn({ event: "reregister" }, "coordinator no longer knows this miner; registering again");
+        await this.reregister().catch((e: unknown) => this.c.onFatal(e));
+      } else {
+        log.warn({ event: "heartbeat_failed", err: describeError(err) }, "heartbeat failed");
+      }
+    }
+  }
+}
