@@ -60,17 +60,17 @@ export function fromBase64Url(text: string, expectedBytes: number): Uint8Array |
 /** PKCS#8 DER prefix of an Ed25519 private key (RFC 8410): the 32-byte seed follows it. */
 const PKCS8_ED25519_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex");
 
+function privateKeyObject(seed: Uint8Array): KeyObject {
+  return createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]), format: "der", type: "pkcs8" });
+}
+
 /** The OpenSSL key object of each signing key, made once. */
 const privateKeyObjects = new WeakMap<SigningKey, KeyObject>();
 
 export function keyFromSeed(seed: Uint8Array): SigningKey {
   if (seed.length !== 32) throw new KeyFormatError("an Ed25519 private key is 32 bytes");
   const secretKey = new Uint8Array(seed);
-  const keyObject = createPrivateKey({
-    key: Buffer.concat([PKCS8_ED25519_PREFIX, secretKey]),
-    format: "der",
-    type: "pkcs8",
-  });
+  const keyObject = privateKeyObject(secretKey);
   const x = createPublicKey(keyObject).export({ format: "jwk" }).x;
   if (typeof x !== "string") throw new KeyFormatError("OpenSSL gave no public key for this seed");
   const publicKey = new Uint8Array(Buffer.from(x, "base64url"));
@@ -103,11 +103,7 @@ export function signBytes(message: Uint8Array, key: SigningKey): Uint8Array {
   let keyObject = privateKeyObjects.get(key);
   if (!keyObject) {
     // A SigningKey built by hand (not by keyFromSeed): make its key object once.
-    keyObject = createPrivateKey({
-      key: Buffer.concat([PKCS8_ED25519_PREFIX, key.secretKey]),
-      format: "der",
-      type: "pkcs8",
-    });
+    keyObject = privateKeyObject(key.secretKey);
     privateKeyObjects.set(key, keyObject);
   }
   return new Uint8Array(opensslSign(null, message, keyObject));
