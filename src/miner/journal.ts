@@ -36,6 +36,10 @@ export class ClaimJournal {
     return this.store.open();
   }
 
+  close(): Promise<void> {
+    return this.store.close();
+  }
+
   /** fsyncs made so far (file, directory): the bench reports them per job. */
   fsyncCounts(): { files: number; dirs: number } {
     return this.store.fsyncCounts();

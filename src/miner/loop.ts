@@ -432,6 +432,8 @@ export class Miner {
       wedged,
       left,
     });
+    // Nothing writes to the state after this (a wedged job's late result would be failed back).
+    await Promise.all([this.d.outbox.close(), this.d.journal.close()]);
     const exit: MinerExit = this.fatal
       ? { code: this.fatal.exitCode, reason: this.fatal.message }
       : { code: ExitCode.ok, reason };

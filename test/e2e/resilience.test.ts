@@ -12,6 +12,7 @@ import {
   startMiner,
 } from "../support/harness.js";
 import { startFaultProxy } from "../support/proxy.js";
+import { storedKeys } from "../support/state-files.js";
 
 let coordinator: LocalCoordinator | null = null;
 const servers: Server[] = [];
@@ -200,8 +201,7 @@ describe("failure reports", () => {
     expect(proxy.injected["503"]).toBe(6);
     expect(proxy.injected["408"]).toBe(2); // a 408 at registration is retried, not fatal
     expect((await miner.stop()).code).toBe(0);
-    const { readdirSync } = await import("node:fs");
-    expect(readdirSync(stateFiles.journal(cfg.stateDir)).filter((f) => f.endsWith(".json"))).toEqual([]);
+    expect(storedKeys(stateFiles.journal(cfg.stateDir))).toEqual([]);
     await proxy.close();
   });
 
@@ -216,15 +216,14 @@ describe("failure reports", () => {
     expect((await first.stop()).code).toBe(0);
     // Not failed yet at the coordinator (deregistering requeued it); the verdict waits in the journal.
     expect(coordinator.job(bad)!.state).not.toBe("FAILED");
-    const { readdirSync } = await import("node:fs");
-    expect(readdirSync(stateFiles.journal(cfg.stateDir)).filter((f) => f.endsWith(".json"))).toHaveLength(1);
+    expect(storedKeys(stateFiles.journal(cfg.stateDir))).toEqual([bad]);
 
     proxy.clear();
     const second = await startMiner(cfg);
     await coordinator.waitFor(final([bad]), 30_000);
     expect(coordinator.job(bad)!.error?.code).toBe("model_not_found");
     expect((await second.stop()).code).toBe(0);
-    expect(readdirSync(stateFiles.journal(cfg.stateDir)).filter((f) => f.endsWith(".json"))).toEqual([]);
+    expect(storedKeys(stateFiles.journal(cfg.stateDir))).toEqual([]);
     await proxy.close();
   });
 

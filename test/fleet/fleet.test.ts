@@ -2,7 +2,7 @@
 // registers as its own miner advertising its own card; a job for one card's name runs there; a
 // worker SIGKILLed mid-job is restarted and its job delivered while the others go on; /metrics
 // and /readyz speak for the whole host; SIGTERM drains all and exits 0.
-import { existsSync, mkdtempSync, readdirSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -12,6 +12,7 @@ import { fakeNvmlPaths } from "../setup/fake-nvml.js";
 import { type Spawned, spawnCli } from "../support/cli.js";
 import { API_KEY, coordinatorWithReceipts, inferenceJob, modelsDir, repoRoot } from "../support/harness.js";
 import { freePort } from "../support/proxy.js";
+import { storedKeys } from "../support/state-files.js";
 
 let coordinator: LocalCoordinator | null = null;
 let miner: Spawned | null = null;
@@ -128,7 +129,7 @@ describe("one worker per GPU", () => {
       String(fakeDevice(0).uuid).replace(/[^A-Za-z0-9._-]/g, "_"),
       "journal",
     );
-    const journaled = () => existsSync(journal) && readdirSync(journal).some((n) => n.endsWith(".json"));
+    const journaled = () => storedKeys(journal).length > 0;
     miner.child.stderr!.on("data", (d: Buffer) => {
       const text = d.toString();
       if (!killed && text.includes(`"pid":${victim},`) && text.includes('"event":"job_started"')) {

@@ -1,6 +1,5 @@
 // Removals from the journal and the outbox are not fsync'd (src/miner/durable-store.ts): a crash
 // can bring one back. These tests put the state directory in that shape and start a miner on it.
-import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { createCoordinatorClient } from "../../src/coordinator/client.js";
@@ -12,6 +11,7 @@ import { Miner } from "../../src/miner/loop.js";
 import { answer, scriptedBackend } from "../support/backends.js";
 import { API_KEY, coordinatorWithReceipts } from "../support/harness.js";
 import { testMinerDeps } from "../support/miner-deps.js";
+import { storedKeys } from "../support/state-files.js";
 
 let coordinator: LocalCoordinator | null = null;
 afterEach(async () => {
@@ -27,8 +27,6 @@ function countingBackend() {
   });
   return { backend, calls };
 }
-
-const jsonFiles = (dir: string) => readdirSync(dir).filter((n) => n.endsWith(".json"));
 
 describe("a removal lost in a crash", () => {
   it("a claim back beside its result: the result is submitted once, the job is not run again, the claim goes", async () => {
@@ -99,8 +97,8 @@ describe("a removal lost in a crash", () => {
     expect(calls).toEqual([]);
     expect(coordinator.job(jobId)!.submissions).toBe(1);
     expect(coordinator.job(jobId)!.result).toMatchObject({ output: "computed before the crash" });
-    expect(jsonFiles(join(deps.stateDir, "journal"))).toEqual([]);
-    expect(jsonFiles(join(deps.stateDir, "outbox"))).toEqual([]);
+    expect(storedKeys(join(deps.stateDir, "journal"))).toEqual([]);
+    expect(storedKeys(join(deps.stateDir, "outbox"))).toEqual([]);
   });
 
   it("a result back after it was acknowledged: resubmitted, the 'already done' answer ends it, nothing runs", async () => {
@@ -116,6 +114,7 @@ describe("a removal lost in a crash", () => {
     expect(calls).toEqual(["p"]);
     // Bring the acknowledged result back, as a lost unlink would.
     const kept = coordinator.job(jobId)!;
+    await deps.outbox.open();
     await deps.outbox.put({
       jobId,
       output: "ran again",
@@ -135,6 +134,7 @@ describe("a removal lost in a crash", () => {
       },
       receipt: { job_id: jobId },
     });
+    await deps.outbox.close();
     const second = new Miner(
       testMinerDeps({ url: coordinator.url, backend, minerId: "lr-miner-2", stateDir: deps.stateDir }),
     );
@@ -145,7 +145,7 @@ describe("a removal lost in a crash", () => {
     expect(calls).toEqual(["p"]);
     expect(coordinator.job(jobId)!.state).toBe("COMPLETED");
     expect(coordinator.job(jobId)!.submissions).toBe(kept.submissions);
-    expect(jsonFiles(join(deps.stateDir, "outbox"))).toEqual([]);
+    expect(storedKeys(join(deps.stateDir, "outbox"))).toEqual([]);
   });
 
   it("a claim whose write reported a failure after its file landed is still removed once the result is delivered", async () => {
@@ -167,6 +167,6 @@ describe("a removal lost in a crash", () => {
     await miner.shutdown("test over");
     expect((await done).code).toBe(0);
     expect(calls).toEqual(["p"]);
-    expect(jsonFiles(join(deps.stateDir, "journal"))).toEqual([]);
+    expect(storedKeys(join(deps.stateDir, "journal"))).toEqual([]);
   });
 });

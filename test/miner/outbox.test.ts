@@ -1,9 +1,10 @@
-import { mkdtempSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { Backoff } from "../../src/backoff.js";
 import type { CompletedJob } from "../../src/coordinator/types.js";
+import { CORRUPT_NAME, LOG_NAME } from "../../src/miner/durable-store.js";
 import { ClaimJournal } from "../../src/miner/journal.js";
 import { Outbox } from "../../src/miner/outbox.js";
 
@@ -30,20 +31,22 @@ function result(jobId: string): CompletedJob {
 }
 
 describe("outbox", () => {
-  it("keeps results across instances until removed, one 0600 file each", async () => {
+  it("keeps results across instances until removed, in one 0600 log", async () => {
     const dir = mkdtempSync(join(tmpdir(), "outbox-"));
     const a = new Outbox(dir);
     await a.open();
     await a.put(result("job-1"));
     await a.put(result("../../etc/passwd"));
-    const files = readdirSync(dir).filter((f) => f.endsWith(".json"));
-    expect(files).toHaveLength(2);
-    for (const f of files) expect(statSync(join(dir, f)).mode & 0o777).toBe(0o600);
+    expect(readdirSync(dir).sort()).toEqual([".tmp", LOG_NAME]);
+    expect(statSync(join(dir, LOG_NAME)).mode & 0o777).toBe(0o600);
+    expect(await a.depth()).toBe(2);
+    await a.close();
 
     const b = new Outbox(dir);
     await b.open();
     const { results } = await b.pending();
     expect(results.map((r) => r.jobId).sort()).toEqual(["../../etc/passwd", "job-1"]);
+    expect(results.find((r) => r.jobId === "job-1")).toEqual(result("job-1"));
     await b.remove("job-1");
     expect(await b.depth()).toBe(1);
   });
@@ -53,11 +56,19 @@ describe("outbox", () => {
     const o = new Outbox(dir);
     await o.open();
     await o.put(result("good"));
-    writeFileSync(join(dir, "broken.json"), "{not json");
-    const { results, corrupt } = await o.pending();
+    await o.put(result("bad"));
+    await o.close();
+    const log = join(dir, LOG_NAME);
+    writeFileSync(
+      log,
+      readFileSync(log, "utf8").replace('"jobId":"bad","output":"out"', '"jobId":"bad","output":"0ut"'),
+    );
+    const again = new Outbox(dir);
+    await again.open();
+    const { results, corrupt } = await again.pending();
     expect(results.map((r) => r.jobId)).toEqual(["good"]);
-    expect(corrupt).toHaveLength(1);
-    expect(readdirSync(dir)).toContain("broken.json.corrupt");
+    expect(corrupt).toMatchObject([{ key: "bad", path: join(dir, CORRUPT_NAME) }]);
+    expect(readFileSync(join(dir, CORRUPT_NAME), "utf8")).toContain('"0ut"');
   });
 
   it("keeps a rejected result for the operator", async () => {
@@ -77,7 +88,9 @@ describe("claim journal", () => {
     const j = new ClaimJournal(dir);
     await j.open();
     await j.record({ jobId: "j1", payload: { model: "m" }, constraints: null, claimedAt: 1, deadlineAt: 2 });
-    expect((await new ClaimJournal(dir).entries()).jobs.map((e) => e.jobId)).toEqual(["j1"]);
+    const other = new ClaimJournal(dir);
+    await other.open();
+    expect((await other.entries()).jobs.map((e) => e.jobId)).toEqual(["j1"]);
     await j.remove("j1");
     expect((await j.entries()).jobs).toEqual([]);
   });

@@ -12,6 +12,7 @@ import { Outbox } from "../../src/miner/outbox.js";
 import { Reporter } from "../../src/miner/reporter.js";
 import type { MinerEvent } from "../../src/ops/events.js";
 import { completed } from "../support/coordinator.js";
+import { storedKeys } from "../support/state-files.js";
 
 type Answer = SubmitAck | CoordinatorError;
 
@@ -54,7 +55,7 @@ async function setup(submits: Answer[] = [], fails: (CoordinatorError | null)[] 
     onEvent: (e) => events.push(e),
     onFailureAcknowledged: (id) => acked.push(id),
   });
-  const files = (sub: string) => readdirSync(join(dir, sub)).filter((f) => f.endsWith(".json"));
+  const files = (sub: string) => storedKeys(join(dir, sub));
   return { reporter, outbox, journal, calls, events, acked, files, dir };
 }
 

@@ -1,0 +1,10 @@
+import { buildMiner, startCoordinatorProcess, zeroBackend } from "./lib.mjs";
+const N = Number(process.argv[2] ?? 2000), C = Number(process.argv[3] ?? 4);
+const co = await startCoordinatorProcess({});
+const ids = await co.enqueue(Array.from({ length: N }, (_, i) => ({ payload: { model: "zero", prompt: `job ${i}`, max_tokens: 1, temperature: 0 } })));
+const m = buildMiner({ url: co.url, backend: zeroBackend(), coordinatorKey: co.coordinatorKey, concurrency: C, settings: { idlePollIntervalMs: 0, pollsPerWindow: 1e9 } });
+const t0 = performance.now(); const c0 = process.cpuUsage();
+await co.waitSettled(ids, 600000);
+const s = (performance.now() - t0) / 1000; const cpu = process.cpuUsage(c0);
+console.log(`${N} jobs c=${C}: ${(N / s).toFixed(1)} jobs/s, cpu user ${(cpu.user / 1000 / N).toFixed(2)} sys ${(cpu.system / 1000 / N).toFixed(2)} ms/job, fsyncs/job ${(m.fsyncs() / N).toFixed(2)}`);
+await m.stop(); await co.close();

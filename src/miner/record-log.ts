@@ -1,0 +1,119 @@
+// The line format of a durable store's log (docs/architecture.md#durability-rules), and reading a
+// log back. One record per line, appended, never edited in place:
+//
+//   <8 hex digits: the first 4 bytes of sha256(json)> <json>\n
+//   json = {"op":"put","key":"...","value":...} | {"op":"del","key":"..."}
+//
+// The last line for a key wins. JSON.stringify never writes a raw newline, so a line is a record;
+// the checksum tells a damaged line (bad sector, bit flip) from a good one, and a last line with
+// no newline is a write a crash cut short (never acknowledged: its fsync had not returned).
+import { createHash } from "node:crypto";
+import { topLevelStringMember } from "../coordinator/json-span.js";
+
+export type LogOp = { op: "put"; key: string; value: unknown } | { op: "del"; key: string };
+
+const NEWLINE = 0x0a;
+
+function checksum(json: string): string {
+  return createHash("sha256").update(json).digest("hex").slice(0, 8);
+}
+
+/** One line, newline included. Throws (synchronously) on a value JSON cannot carry. */
+export function encodeRecord(op: LogOp): Buffer {
+  const json = JSON.stringify(op);
+  return Buffer.from(`${checksum(json)} ${json}\n`, "utf8");
+}
+
+/** A line (without its newline) back into its record, or why it cannot be. */
+export function decodeRecord(line: string): LogOp | { error: string } {
+  if (line.length < 10 || line[8] !== " ") return { error: "no checksum" };
+  const json = line.slice(9);
+  if (checksum(json) !== line.slice(0, 8)) return { error: "checksum mismatch" };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(json);
+  } catch {
+    return { error: "not JSON" };
+  }
+  if (typeof parsed !== "object" || parsed === null) return { error: "unexpected shape" };
+  const r = parsed as { op?: unknown; key?: unknown; value?: unknown };
+  if (typeof r.key !== "string") return { error: "unexpected shape" };
+  if (r.op === "del") return { op: "del", key: r.key };
+  if (r.op === "put" && "value" in r) return { op: "put", key: r.key, value: r.value };
+  return { error: "unexpected shape" };
+}
+
+export interface LiveRecord<T> {
+  value: T;
+  /** Where its line starts in the log, and its length with the newline. */
+  offset: number;
+  length: number;
+}
+
+export interface DamagedLine {
+  /** The line as found (kept for the operator), without its newline. */
+  text: string;
+  /** The key it names, when that can still be read. */
+  key: string | null;
+  reason: string;
+}
+
+export interface LogContents<T> {
+  live: Map<string, LiveRecord<T>>;
+  /** Damaged lines not overwritten by a later record of their key. */
+  damaged: DamagedLine[];
+  /** Bytes up to the end of the last whole line. */
+  wholeBytes: number;
+  /** Bytes after it: a write a crash cut short. */
+  tornBytes: number;
+}
+
+/**
+ * Replay a log. A damaged line replaces what its key held before (that record can no longer be
+ * trusted to be the latest), and is itself replaced by any later good record of its key.
+ * `validate` checks each put's value; a value it refuses makes the line damaged.
+ */
+export function readLog<T>(bytes: Buffer, validate: (value: unknown) => T | null): LogContents<T> {
+  const live = new Map<string, LiveRecord<T>>();
+  const damagedByKey = new Map<string, DamagedLine>();
+  const anonymous: DamagedLine[] = [];
+  let start = 0;
+  for (;;) {
+    const end = bytes.indexOf(NEWLINE, start);
+    if (end < 0) break;
+    const text = bytes.toString("utf8", start, end);
+    const rec = decodeRecord(text);
+    let key: string | null;
+    let reason: string | null = null;
+    let value: T | null = null;
+    if ("error" in rec) {
+      key = topLevelStringMember(text.slice(9), "key");
+      reason = rec.error;
+    } else {
+      key = rec.key;
+      if (rec.op === "put") {
+        value = validate(rec.value);
+        if (value === null) reason = "unexpected content";
+      }
+    }
+    if (reason !== null) {
+      const line = { text, key, reason };
+      if (key === null) anonymous.push(line);
+      else {
+        live.delete(key);
+        damagedByKey.set(key, line);
+      }
+    } else if (key !== null) {
+      damagedByKey.delete(key);
+      if (value !== null) live.set(key, { value, offset: start, length: end + 1 - start });
+      else live.delete(key);
+    }
+    start = end + 1;
+  }
+  return {
+    live,
+    damaged: [...anonymous, ...damagedByKey.values()],
+    wholeBytes: start,
+    tornBytes: bytes.length - start,
+  };
+}

@@ -1,0 +1,152 @@
+// The record log behind the outbox and the claim journal: group commit, replay, damage, upgrade
+// from one file per record, compaction.
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { CORRUPT_NAME, DurableStore, LOG_NAME } from "../../src/miner/durable-store.js";
+import { encodeRecord } from "../../src/miner/record-log.js";
+import { storedKeys } from "../support/state-files.js";
+
+const strings = (v: unknown) => (typeof v === "string" ? v : null);
+
+async function opened(dir = mkdtempSync(join(tmpdir(), "store-"))) {
+  const store = new DurableStore<string>(dir, strings);
+  await store.open();
+  return { dir, store };
+}
+
+async function values(dir: string): Promise<Record<string, string>> {
+  const { store } = await opened(dir);
+  const { entries } = await store.list();
+  await store.close();
+  return Object.fromEntries(entries.map((e) => [e.key, e.value]));
+}
+
+describe("durable store", () => {
+  it("concurrent puts share one write and one fdatasync; removals are not synced", async () => {
+    const { dir, store } = await opened();
+    const before = store.fsyncCounts();
+    await Promise.all(Array.from({ length: 24 }, (_, i) => store.put(`job-${i}`, `value ${i}`)));
+    const counts = store.fsyncCounts();
+    expect(counts.files - before.files).toBeGreaterThanOrEqual(1);
+    expect(counts.files - before.files).toBeLessThanOrEqual(2);
+    expect(counts.dirs).toBe(before.dirs);
+    // One after another, each put is synced on its own.
+    await store.put("alone-1", "a");
+    await store.put("alone-2", "b");
+    expect(store.fsyncCounts().files).toBe(counts.files + 2);
+    await store.remove("alone-1");
+    await store.remove("never-stored");
+    expect(store.fsyncCounts().files).toBe(counts.files + 2);
+    expect(await store.count()).toBe(25);
+    expect(statSync(join(dir, LOG_NAME)).mode & 0o777).toBe(0o600);
+    await store.close();
+    const back = await values(dir);
+    expect(Object.keys(back)).toHaveLength(25);
+    expect(back["job-7"]).toBe("value 7");
+    expect(back["alone-1"]).toBeUndefined();
+  });
+
+  it("the last record of a key wins, get reads it, and hostile keys are only data", async () => {
+    const { dir, store } = await opened();
+    await store.put("../../etc/passwd", "x");
+    await store.put("k", "first");
+    await store.put("k", "second");
+    expect(await store.get("k")).toBe("second");
+    expect(await store.get("missing")).toBeNull();
+    expect(await store.has("k")).toBe(true);
+    await store.close();
+    expect(readdirSync(dir).sort()).toEqual([".tmp", LOG_NAME]);
+    expect(await values(dir)).toEqual({ "../../etc/passwd": "x", k: "second" });
+  });
+
+  it("a value JSON cannot carry throws at once, and the store goes on", async () => {
+    const { dir } = await opened();
+    const store = new DurableStore<unknown>(dir, (v) => v);
+    await store.open();
+    expect(() => store.put("bad", { n: 1n })).toThrow();
+    await store.put("good", 1);
+    expect((await store.list()).entries).toEqual([{ key: "good", value: 1 }]);
+  });
+
+  it("a last line a crash cut short is dropped; every whole record survives", async () => {
+    const { dir, store } = await opened();
+    await store.put("a", "1");
+    await store.put("b", "2");
+    await store.close();
+    appendFileSync(join(dir, LOG_NAME), encodeRecord({ op: "put", key: "c", value: "3" }).subarray(0, 20));
+    const { store: again } = await opened(dir);
+    const { entries, corrupt } = await again.list();
+    expect(entries.map((e) => e.key)).toEqual(["a", "b"]);
+    expect(corrupt).toEqual([]);
+    // The torn bytes are gone, so the next append starts on a line of its own.
+    await again.put("d", "4");
+    await again.close();
+    expect(await values(dir)).toEqual({ a: "1", b: "2", d: "4" });
+  });
+
+  it("a damaged line is moved to records.corrupt and reported once with its key", async () => {
+    const { dir, store } = await opened();
+    await store.put("a", "1");
+    await store.put("job-x", "2");
+    await store.put("c", "3");
+    await store.close();
+    const log = join(dir, LOG_NAME);
+    const text = readFileSync(log, "utf8");
+    writeFileSync(log, text.replace('"value":"2"', '"value":"9"')); // a flipped byte
+    const { store: again } = await opened(dir);
+    const { entries, corrupt } = await again.list();
+    expect(entries.map((e) => e.key)).toEqual(["a", "c"]);
+    expect(corrupt).toEqual([{ path: join(dir, CORRUPT_NAME), key: "job-x", reason: "checksum mismatch" }]);
+    expect(readFileSync(join(dir, CORRUPT_NAME), "utf8")).toContain('"value":"9"');
+    expect((await again.list()).corrupt).toEqual([]);
+    await again.close();
+    expect(await (await opened(dir)).store.list()).toMatchObject({ corrupt: [] });
+  });
+
+  it("a damaged line that a later record of its key replaced is not reported", async () => {
+    const { dir, store } = await opened();
+    await store.put("k", "old");
+    await store.close();
+    const log = join(dir, LOG_NAME);
+    writeFileSync(log, readFileSync(log, "utf8").replace('"old"', '"odd"'));
+    appendFileSync(log, encodeRecord({ op: "del", key: "k" }));
+    const { store: again } = await opened(dir);
+    expect(await again.list()).toEqual({ entries: [], corrupt: [] });
+  });
+
+  it("takes in records left as one file each by earlier versions, then deletes the files", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "store-"));
+    writeFileSync(join(dir, "0a1b.json"), JSON.stringify({ key: "old-1", value: "v1" }));
+    writeFileSync(join(dir, "0c2d.json"), JSON.stringify({ key: "old-2", value: "v2" }));
+    writeFileSync(join(dir, "0e3f.json"), '{"key":"old-3","value":"v'); // torn by a crash
+    const { store } = await opened(dir);
+    const { entries, corrupt } = await store.list();
+    expect(entries.map((e) => [e.key, e.value])).toEqual([
+      ["old-1", "v1"],
+      ["old-2", "v2"],
+    ]);
+    expect(corrupt).toMatchObject([{ path: join(dir, "0e3f.json.corrupt"), key: "old-3" }]);
+    expect(readdirSync(dir).filter((n) => n.endsWith(".json"))).toEqual([]);
+    expect(storedKeys(dir)).toEqual(["old-1", "old-2"]);
+  });
+
+  it("rewrites the log once most of it is superseded, and reads the same before and after", async () => {
+    const { dir, store } = await opened();
+    const big = "x".repeat(4096);
+    await store.put("keep", "kept");
+    for (let i = 0; i < 320; i++) {
+      await store.put(`job-${i}`, `${big}${i}`);
+      await store.remove(`job-${i}`);
+    }
+    await store.put("last", "l");
+    // Compaction runs between batches; this read queues behind it.
+    expect(await store.get("keep")).toBe("kept");
+    expect(statSync(join(dir, LOG_NAME)).size).toBeLessThan(1 << 20);
+    expect(await store.get("last")).toBe("l");
+    await store.put("after", "a");
+    await store.close();
+    expect(await values(dir)).toEqual({ keep: "kept", last: "l", after: "a" });
+  });
+});

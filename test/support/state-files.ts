@@ -1,0 +1,13 @@
+// Reading a miner's durable state from outside, as an operator (or a test in another process)
+// would: the keys a store's log holds now, without opening (and so rewriting) it.
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { LOG_NAME } from "../../src/miner/durable-store.js";
+import { readLog } from "../../src/miner/record-log.js";
+
+/** Keys live in the store kept in `dir` (outbox or journal), sorted; [] when it has no log yet. */
+export function storedKeys(dir: string): string[] {
+  const path = join(dir, LOG_NAME);
+  if (!existsSync(path)) return [];
+  return [...readLog(readFileSync(path), (v) => v).live.keys()].sort();
+}
