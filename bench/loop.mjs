@@ -251,7 +251,7 @@ printTable(
       "",
     ],
     [
-      "  one durable record put (fsync file + dir)",
+      "  one durable record put (append + fdatasync)",
       f2(micro.durablePutMs.p50),
       f2(micro.durablePutMs.p99),
       "",

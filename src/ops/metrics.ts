@@ -97,7 +97,11 @@ export class OpsMetrics {
       "Results waiting for the coordinator's acknowledgement.",
       (g) => g.pendingSubmissions,
     );
-    gauge("aitbc_miner_outbox_files", "Result files in the durable outbox.", (g) => g.outboxFiles);
+    gauge(
+      "aitbc_miner_outbox_files",
+      "Results in the durable outbox (not yet acknowledged by the coordinator).",
+      (g) => g.outboxFiles,
+    );
     gauge("aitbc_miner_state_writable", "1 when the state directory takes writes.", (g) =>
       g.stateWritable ? 1 : 0,
     );
