@@ -1,5 +1,7 @@
 // Removals from the journal and the outbox are not fsync'd (src/miner/durable-store.ts): a crash
 // can bring one back. These tests put the state directory in that shape and start a miner on it.
+import { createHash } from "node:crypto";
+import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { createCoordinatorClient } from "../../src/coordinator/client.js";
@@ -19,6 +21,13 @@ afterEach(async () => {
   coordinator = null;
 });
 
+/** A record as earlier versions kept it: `<sha256 of the key, 40 hex>.json`, `{key, value}`. */
+function writeLegacyRecord(dir: string, key: string, value: unknown): void {
+  mkdirSync(dir, { recursive: true });
+  const name = `${createHash("sha256").update(key).digest("hex").slice(0, 40)}.json`;
+  writeFileSync(join(dir, name), JSON.stringify({ key, value }));
+}
+
 function countingBackend() {
   const calls: string[] = [];
   const backend = scriptedBackend("m", async (req) => {
@@ -29,77 +38,93 @@ function countingBackend() {
 }
 
 describe("a removal lost in a crash", () => {
-  it("a claim back beside its result: the result is submitted once, the job is not run again, the claim goes", async () => {
-    coordinator = (await coordinatorWithReceipts()).coordinator;
-    const jobId = coordinator.enqueue({ payload: { model: "m", prompt: "p" } });
-    const { backend, calls } = countingBackend();
-    const deps = testMinerDeps({ url: coordinator.url, backend, minerId: "lr-miner" });
-    // The job is handed to this miner, as before the crash.
-    const client = createCoordinatorClient({
-      protocol: "aitbc",
-      baseUrl: coordinator.url,
-      apiKey: API_KEY,
-      minerId: "lr-miner",
-      timeoutMs: 2000,
-      log: silentLogger(),
-    });
-    await client.register(await deps.capabilities(), 1);
-    const job = await client.poll(0);
-    expect(job?.jobId).toBe(jobId);
-    await client.close();
-    // What the crash left: the result in the outbox, and its claim, whose removal was lost.
-    const now = Date.now();
-    const result: CompletedJob = {
-      jobId,
-      output: "computed before the crash",
-      model: "m",
-      promptTokens: 1,
-      completionTokens: 4,
-      executionTimeS: 0.01,
-      startedAt: now - 10,
-      completedAt: now,
-      metrics: {
-        duration_ms: 10,
-        gpu_utilization: null,
-        memory_used: null,
-        memory_peak: null,
-        units: 4,
-        unit_type: "tokens",
-      },
-      receipt: deps.signReceipt({
-        jobId,
+  it.each([
+    ["in the logs", false],
+    ["as one file each, as an earlier version kept them", true],
+  ])(
+    "a claim back beside its result (%s): the result is submitted once, the job is not run again, the claim goes",
+    async (_, legacy) => {
+      coordinator = (await coordinatorWithReceipts()).coordinator;
+      const jobId = coordinator.enqueue({ payload: { model: "m", prompt: "p" } });
+      const { backend, calls } = countingBackend();
+      const deps = testMinerDeps({ url: coordinator.url, backend, minerId: "lr-miner" });
+      // The job is handed to this miner, as before the crash.
+      const client = createCoordinatorClient({
+        protocol: "aitbc",
+        baseUrl: coordinator.url,
+        apiKey: API_KEY,
         minerId: "lr-miner",
-        model: "m",
-        prompt: "p",
+        timeoutMs: 2000,
+        log: silentLogger(),
+      });
+      await client.register(await deps.capabilities(), 1);
+      const job = await client.poll(0);
+      expect(job?.jobId).toBe(jobId);
+      await client.close();
+      // What the crash left: the result in the outbox, and its claim, whose removal was lost.
+      const now = Date.now();
+      const result: CompletedJob = {
+        jobId,
         output: "computed before the crash",
-        units: 4,
-        startedAt: Math.floor((now - 10) / 1000),
-        completedAt: Math.floor(now / 1000),
-        durationMs: 10,
-      }),
-    };
-    await deps.outbox.open();
-    await deps.journal.open();
-    await deps.outbox.put(result);
-    await deps.journal.record({
-      jobId,
-      payload: job!.payload,
-      constraints: null,
-      claimedAt: now,
-      deadlineAt: now + 60_000,
-    });
+        model: "m",
+        promptTokens: 1,
+        completionTokens: 4,
+        executionTimeS: 0.01,
+        startedAt: now - 10,
+        completedAt: now,
+        metrics: {
+          duration_ms: 10,
+          gpu_utilization: null,
+          memory_used: null,
+          memory_peak: null,
+          units: 4,
+          unit_type: "tokens",
+        },
+        receipt: deps.signReceipt({
+          jobId,
+          minerId: "lr-miner",
+          model: "m",
+          prompt: "p",
+          output: "computed before the crash",
+          units: 4,
+          startedAt: Math.floor((now - 10) / 1000),
+          completedAt: Math.floor(now / 1000),
+          durationMs: 10,
+        }),
+      };
+      const claim: ClaimedJob = {
+        jobId,
+        payload: job!.payload,
+        constraints: null,
+        claimedAt: now,
+        deadlineAt: now + 60_000,
+      };
+      if (legacy) {
+        writeLegacyRecord(join(deps.stateDir, "outbox"), jobId, result);
+        writeLegacyRecord(join(deps.stateDir, "journal"), jobId, claim);
+      } else {
+        await deps.outbox.open();
+        await deps.journal.open();
+        await deps.outbox.put(result);
+        await deps.journal.record(claim);
+        await Promise.all([deps.outbox.close(), deps.journal.close()]);
+      }
 
-    const miner = new Miner(deps);
-    const done = miner.run();
-    await coordinator.waitFor((c) => c.job(jobId)?.state === "COMPLETED", 20_000);
-    await miner.shutdown("test over");
-    expect((await done).code).toBe(0);
-    expect(calls).toEqual([]);
-    expect(coordinator.job(jobId)!.submissions).toBe(1);
-    expect(coordinator.job(jobId)!.result).toMatchObject({ output: "computed before the crash" });
-    expect(storedKeys(join(deps.stateDir, "journal"))).toEqual([]);
-    expect(storedKeys(join(deps.stateDir, "outbox"))).toEqual([]);
-  });
+      const miner = new Miner(deps);
+      const done = miner.run();
+      await coordinator.waitFor((c) => c.job(jobId)?.state === "COMPLETED", 20_000);
+      await miner.shutdown("test over");
+      expect((await done).code).toBe(0);
+      expect(calls).toEqual([]);
+      expect(coordinator.job(jobId)!.submissions).toBe(1);
+      expect(coordinator.job(jobId)!.result).toMatchObject({ output: "computed before the crash" });
+      expect(storedKeys(join(deps.stateDir, "journal"))).toEqual([]);
+      expect(storedKeys(join(deps.stateDir, "outbox"))).toEqual([]);
+      for (const dir of ["journal", "outbox"]) {
+        expect(readdirSync(join(deps.stateDir, dir)).filter((n) => n.endsWith(".json"))).toEqual([]);
+      }
+    },
+  );
 
   it("a result back after it was acknowledged: resubmitted, the 'already done' answer ends it, nothing runs", async () => {
     coordinator = (await coordinatorWithReceipts()).coordinator;
