@@ -60,6 +60,8 @@ export class DurableStore<T> {
   private dirUnsynced = false;
   private compactAtDead = COMPACT_DEAD_BYTES;
   private corruptAtOpen: CorruptRecord[] = [];
+  /** Damaged lines still only in the log (their copy to records.corrupt failed): kept through compaction. */
+  private uncopied = "";
   /** Opened and not closed since: a store whose open failed (a full disk) opens on its next write. */
   private wanted = false;
   private readonly syncs = { files: 0, dirs: 0 };
@@ -100,17 +102,11 @@ export class DurableStore<T> {
     });
     const contents = readLog(bytes, this.validate);
     this.corruptAtOpen = [...legacy.corrupt];
-    let damagedCopied = true;
-    if (contents.damaged.length > 0) {
-      const path = join(this.dir, CORRUPT_NAME);
-      const text = contents.damaged.map((d) => `${d.text}\n`).join("");
-      damagedCopied = await appendDurably(path, Buffer.from(text, "utf8")).then(
-        () => true,
-        () => false,
-      );
-      for (const d of contents.damaged) {
-        this.corruptAtOpen.push({ path: damagedCopied ? path : this.logPath, key: d.key, reason: d.reason });
-      }
+    this.uncopied = contents.damaged.map((d) => `${d.text}\n`).join("");
+    const damagedCopied = await this.copyDamaged();
+    for (const d of contents.damaged) {
+      const path = damagedCopied ? join(this.dir, CORRUPT_NAME) : this.logPath;
+      this.corruptAtOpen.push({ path, key: d.key, reason: d.reason });
     }
 
     const lines: Buffer[] = [];
@@ -122,32 +118,51 @@ export class DurableStore<T> {
     const live = Buffer.concat(lines);
     if (live.length === bytes.length && legacy.files.length === 0) {
       // Nothing to drop or take in (the common start): append to the log as it is.
-      const created = bytes.length === 0;
       this.fh = await fs.open(this.logPath, "a+", 0o600);
-      if (created) await this.syncDir();
       this.indexLines(live);
+      // A log just created: its name must be durable before a put counts on it.
+      if (bytes.length === 0) {
+        await this.syncDir().catch(() => {
+          this.dirUnsynced = true;
+        });
+      }
       return;
     }
     if (damagedCopied) {
+      let fh: FileHandle | null = null;
       try {
-        const fh = await this.replaceLog(live);
-        this.fh = fh;
-        this.indexLines(live);
-        await this.syncDir();
-        // Only now that their records are durable in the log may the old files go. One that
-        // stays only comes back as a lost reply on the next start.
-        for (const f of legacy.files) await fs.unlink(f).catch(() => undefined);
-        if (legacy.files.length > 0) await this.syncDir().catch(() => undefined);
-        return;
+        fh = await this.replaceLog(live);
       } catch (err) {
         if (legacy.files.length > 0) throw err;
         // A full disk at start: the log is used as it is, so its results are still delivered.
+      }
+      if (fh) {
+        // The rename is done: this is the log now, whatever happens next.
+        this.fh = fh;
+        this.indexLines(live);
+        const synced = await this.syncDir().then(
+          () => true,
+          () => false,
+        );
+        if (!synced) this.dirUnsynced = true;
+        // Only once their records are durable in the log may the old files go. One that stays
+        // only comes back as a lost reply on the next start (the log wins for its key).
+        if (synced && legacy.files.length > 0) {
+          for (const f of legacy.files) await fs.unlink(f).catch(() => undefined);
+          await this.syncDir().catch(() => undefined);
+        }
+        return;
       }
     } else if (legacy.files.length > 0) {
       throw new Error(`cannot keep a copy of the damaged records of ${this.logPath}`);
     }
     const fh = await fs.open(this.logPath, "a+", 0o600);
-    if (contents.tornBytes > 0) await fh.truncate(contents.wholeBytes);
+    try {
+      if (contents.tornBytes > 0) await fh.truncate(contents.wholeBytes);
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      throw err;
+    }
     this.fh = fh;
     this.index = new Map();
     let liveBytes = 0;
@@ -157,6 +172,22 @@ export class DurableStore<T> {
     }
     this.size = contents.wholeBytes;
     this.liveBytes = liveBytes;
+    this.cutPending = false;
+  }
+
+  /**
+   * Copy the damaged lines found at open to `records.corrupt` (durably) before any rewrite of the
+   * log drops them. False while that fails (a full disk): the lines stay in the log meanwhile.
+   */
+  private async copyDamaged(): Promise<boolean> {
+    if (this.uncopied === "") return true;
+    try {
+      await appendDurably(join(this.dir, CORRUPT_NAME), Buffer.from(this.uncopied, "utf8"));
+      this.uncopied = "";
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** Throws at once (not in the promise) on a value that cannot be serialized. */
@@ -196,12 +227,18 @@ export class DurableStore<T> {
       const corrupt = this.corruptAtOpen;
       this.corruptAtOpen = [];
       const fh = this.fh;
-      // Not open (a full disk at start): what the log holds must still be delivered.
-      const bytes = fh
-        ? await readRange(fh, 0, this.size)
-        : await fs.readFile(this.logPath).catch(() => Buffer.alloc(0));
+      if (fh) {
+        const { live } = readLog(await readRange(fh, 0, this.size), this.validate);
+        return { entries: [...live].map(([key, r]) => ({ key, value: r.value })), corrupt };
+      }
+      // Not open (its open failed: a full disk at start): what is on disk must still be delivered,
+      // the log first, then files an earlier version left.
+      const bytes = await fs.readFile(this.logPath).catch(() => Buffer.alloc(0));
       const { live } = readLog(bytes, this.validate);
-      return { entries: [...live].map(([key, r]) => ({ key, value: r.value })), corrupt };
+      const entries = [...live].map(([key, r]) => ({ key, value: r.value }));
+      const legacy = await readLegacyRecords(this.dir, this.validate).catch(() => null);
+      for (const e of legacy?.entries ?? []) if (!live.has(e.key)) entries.push(e);
+      return { entries, corrupt: [...corrupt, ...(legacy?.corrupt ?? [])] };
     });
   }
 
@@ -295,6 +332,10 @@ export class DurableStore<T> {
   private async compact(): Promise<void> {
     const old = this.fh;
     if (!old || !this.wantsCompaction()) return;
+    if (!(await this.copyDamaged())) {
+      this.compactAtDead = this.size - this.liveBytes + COMPACT_DEAD_BYTES;
+      return;
+    }
     const places = [...this.index];
     let fh: FileHandle;
     let live: Buffer;

@@ -60,7 +60,7 @@ export interface DamagedLine {
 
 export interface LogContents<T> {
   live: Map<string, LiveRecord<T>>;
-  /** Damaged lines not overwritten by a later record of their key. */
+  /** Lines that cannot be read, and refused records no later record of their key replaced. */
   damaged: DamagedLine[];
   /** Bytes up to the end of the last whole line. */
   wholeBytes: number;
@@ -69,50 +69,52 @@ export interface LogContents<T> {
 }
 
 /**
- * Replay a log. A damaged line replaces what its key held before (that record can no longer be
- * trusted to be the latest), and is itself replaced by any later good record of its key.
- * `validate` checks each put's value; a value it refuses makes the line damaged.
+ * Replay a log. A line whose checksum fails changes nothing: its bytes cannot be trusted, its key
+ * included (a flipped bit may name another job), so it is reported with that key only when no
+ * good record of the key follows it and the key holds nothing at the end (then that job is its
+ * likeliest owner, failed back to be safe; a job with a record keeps it, and is not failed back).
+ * A line whose checksum holds but whose value `validate` refuses replaces what its key held (that
+ * record was superseded, by something this version cannot use), until a later good record.
  */
 export function readLog<T>(bytes: Buffer, validate: (value: unknown) => T | null): LogContents<T> {
   const live = new Map<string, LiveRecord<T>>();
-  const damagedByKey = new Map<string, DamagedLine>();
-  const anonymous: DamagedLine[] = [];
+  const refusedByKey = new Map<string, DamagedLine>();
+  const unreadable: { line: DamagedLine; at: number }[] = [];
+  /** Where the last good record of each key starts. */
+  const lastGood = new Map<string, number>();
   let start = 0;
   for (;;) {
     const end = bytes.indexOf(NEWLINE, start);
     if (end < 0) break;
     const text = bytes.toString("utf8", start, end);
     const rec = decodeRecord(text);
-    let key: string | null;
-    let reason: string | null = null;
-    let value: T | null = null;
     if ("error" in rec) {
-      key = topLevelStringMember(text.slice(9), "key");
-      reason = rec.error;
+      const key = topLevelStringMember(text.slice(9), "key");
+      unreadable.push({ line: { text, key, reason: rec.error }, at: start });
+    } else if (rec.op === "del") {
+      lastGood.set(rec.key, start);
+      refusedByKey.delete(rec.key);
+      live.delete(rec.key);
     } else {
-      key = rec.key;
-      if (rec.op === "put") {
-        value = validate(rec.value);
-        if (value === null) reason = "unexpected content";
+      lastGood.set(rec.key, start);
+      const value = validate(rec.value);
+      if (value === null) {
+        live.delete(rec.key);
+        refusedByKey.set(rec.key, { text, key: rec.key, reason: "unexpected content" });
+      } else {
+        refusedByKey.delete(rec.key);
+        live.set(rec.key, { value, offset: start, length: end + 1 - start });
       }
-    }
-    if (reason !== null) {
-      const line = { text, key, reason };
-      if (key === null) anonymous.push(line);
-      else {
-        live.delete(key);
-        damagedByKey.set(key, line);
-      }
-    } else if (key !== null) {
-      damagedByKey.delete(key);
-      if (value !== null) live.set(key, { value, offset: start, length: end + 1 - start });
-      else live.delete(key);
     }
     start = end + 1;
   }
+  for (const { line, at } of unreadable) {
+    const k = line.key;
+    if (k !== null && ((lastGood.get(k) ?? -1) > at || live.has(k) || refusedByKey.has(k))) line.key = null;
+  }
   return {
     live,
-    damaged: [...anonymous, ...damagedByKey.values()],
+    damaged: [...unreadable.map((u) => u.line), ...refusedByKey.values()],
     wholeBytes: start,
     tornBytes: bytes.length - start,
   };

@@ -1,9 +1,17 @@
 // The record log behind the outbox and the claim journal: group commit, replay, damage, upgrade
 // from one file per record, compaction.
-import { appendFileSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  promises as fsp,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { CORRUPT_NAME, DurableStore, LOG_NAME } from "../../src/miner/durable-store.js";
 import { encodeRecord } from "../../src/miner/record-log.js";
 import { storedKeys } from "../support/state-files.js";
@@ -105,7 +113,7 @@ describe("durable store", () => {
     expect(await (await opened(dir)).store.list()).toMatchObject({ corrupt: [] });
   });
 
-  it("a damaged line that a later record of its key replaced is not reported", async () => {
+  it("a damaged line names no job when a later record of its key follows it", async () => {
     const { dir, store } = await opened();
     await store.put("k", "old");
     await store.close();
@@ -113,7 +121,43 @@ describe("durable store", () => {
     writeFileSync(log, readFileSync(log, "utf8").replace('"old"', '"odd"'));
     appendFileSync(log, encodeRecord({ op: "del", key: "k" }));
     const { store: again } = await opened(dir);
-    expect(await again.list()).toEqual({ entries: [], corrupt: [] });
+    expect(await again.list()).toEqual({
+      entries: [],
+      corrupt: [{ path: join(dir, CORRUPT_NAME), key: null, reason: "checksum mismatch" }],
+    });
+  });
+
+  it("a flipped bit that makes a line name another job cannot take that job's record away", async () => {
+    const { dir, store } = await opened();
+    await store.put("job-3", "result 3");
+    await store.put("job-1", "result 1");
+    await store.remove("job-1");
+    await store.close();
+    const log = join(dir, LOG_NAME);
+    const lines = readFileSync(log, "utf8").split("\n");
+    lines[2] = (lines[2] as string).replace('"job-1"', '"job-3"');
+    writeFileSync(log, lines.join("\n"));
+    const { store: again } = await opened(dir);
+    const { entries, corrupt } = await again.list();
+    // job-1's removal is lost (it comes back, as a lost reply would); job-3 keeps its record.
+    expect(Object.fromEntries(entries.map((e) => [e.key, e.value]))).toEqual({
+      "job-3": "result 3",
+      "job-1": "result 1",
+    });
+    // Kept for the operator, but naming no job: job-3 is delivered, not failed back.
+    expect(corrupt).toEqual([{ path: join(dir, CORRUPT_NAME), key: null, reason: "checksum mismatch" }]);
+  });
+
+  it("a record this version refuses replaces what its key held", async () => {
+    const { dir, store } = await opened();
+    await store.put("k", "usable");
+    await store.close();
+    appendFileSync(join(dir, LOG_NAME), encodeRecord({ op: "put", key: "k", value: 42 }));
+    const { store: again } = await opened(dir);
+    expect(await again.list()).toEqual({
+      entries: [],
+      corrupt: [{ path: join(dir, CORRUPT_NAME), key: "k", reason: "unexpected content" }],
+    });
   });
 
   it("takes in records left as one file each by earlier versions, then deletes the files", async () => {
@@ -148,5 +192,87 @@ describe("durable store", () => {
     await store.put("after", "a");
     await store.close();
     expect(await values(dir)).toEqual({ keep: "kept", last: "l", after: "a" });
+  });
+});
+
+describe("durable store on a failing disk", () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  /** Make fs.promises.open fail with `code` for the paths `when` picks, while `on()` says so. */
+  function failOpen(code: string, when: (path: string, flags: string) => boolean) {
+    const original = fsp.open;
+    let on = true;
+    vi.spyOn(fsp, "open").mockImplementation(((path: string, flags?: string, mode?: number) =>
+      on && when(String(path), String(flags ?? "r"))
+        ? Promise.reject(Object.assign(new Error(`${code}: injected`), { code }))
+        : original(path, flags, mode)) as never);
+    return { off: () => (on = false) };
+  }
+
+  it("a directory fsync failing after the open-time rewrite loses nothing; the next put syncs it", async () => {
+    const { dir, store } = await opened();
+    await store.put("A", "a1");
+    await store.put("A", "a2");
+    await store.put("B", "b");
+    await store.close();
+    appendFileSync(join(dir, LOG_NAME), encodeRecord({ op: "put", key: "C", value: "c" }).subarray(0, 12));
+    const dirSync = failOpen("EIO", (path, flags) => path === dir && flags === "r");
+    const again = new DurableStore<string>(dir, strings);
+    await again.open();
+    dirSync.off();
+    const dirsBefore = again.fsyncCounts().dirs;
+    await again.put("D", "d");
+    expect(again.fsyncCounts().dirs).toBe(dirsBefore + 1);
+    expect(await again.get("A")).toBe("a2");
+    await again.close();
+    expect(await values(dir)).toEqual({ A: "a2", B: "b", D: "d" });
+  });
+
+  it("on a disk full at start, damaged lines stay in the log until their copy is made, compaction included", async () => {
+    const { dir, store } = await opened();
+    await store.put("job-x", "lost");
+    await store.put("keep", "kept");
+    await store.close();
+    const log = join(dir, LOG_NAME);
+    writeFileSync(log, readFileSync(log, "utf8").replace('"lost"', '"l0st"'));
+    const full = failOpen("ENOSPC", (path, flags) => flags !== "r" && path !== log);
+    const again = new DurableStore<string>(dir, strings);
+    await again.open();
+    expect((await again.list()).corrupt).toEqual([{ path: log, key: "job-x", reason: "checksum mismatch" }]);
+    // Space is back: enough churn to compact the log; the damaged line is copied out first.
+    full.off();
+    for (let i = 0; i < 300; i++) {
+      await again.put(`j${i}`, "y".repeat(4096));
+      await again.remove(`j${i}`);
+    }
+    expect(await again.get("keep")).toBe("kept");
+    expect(statSync(log).size).toBeLessThan(1 << 20);
+    expect(readFileSync(join(dir, CORRUPT_NAME), "utf8")).toContain('"l0st"');
+    await again.close();
+    expect(await values(dir)).toEqual({ keep: "kept" });
+  });
+
+  it("a store whose open failed still lists the log and the files of an earlier version", async () => {
+    const { dir, store } = await opened();
+    await store.put("in-log", "1");
+    await store.close();
+    writeFileSync(join(dir, "0a1b.json"), JSON.stringify({ key: "old", value: "2" }));
+    const full = failOpen("ENOSPC", (_path, flags) => flags !== "r");
+    vi.spyOn(fsp, "mkdir").mockRejectedValue(
+      Object.assign(new Error("ENOSPC: injected"), { code: "ENOSPC" }),
+    );
+    const again = new DurableStore<string>(dir, strings);
+    await expect(again.open()).rejects.toThrow("ENOSPC");
+    const { entries } = await again.list();
+    expect(entries.map((e) => [e.key, e.value])).toEqual([
+      ["in-log", "1"],
+      ["old", "2"],
+    ]);
+    // The next write opens it (space is back), taking the old file in.
+    full.off();
+    vi.mocked(fsp.mkdir).mockRestore();
+    await again.put("new", "3");
+    await again.close();
+    expect(await values(dir)).toEqual({ "in-log": "1", old: "2", new: "3" });
   });
 });
