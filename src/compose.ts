@@ -231,6 +231,7 @@ export async function composeMiner(
       modelWatch.stop();
       initRetry.stop();
       await gpu.close().catch(() => undefined);
+      await receiptLog.close();
     },
   };
 }

@@ -8,7 +8,8 @@
 //
 // - A put resolves once its line is written and an fdatasync begun after that write returned.
 // - A removal appends a tombstone and is not synced: lost in a crash, it only brings back a record
-//   whose work is done, which recovery treats as a lost reply (the next sync covers it anyway).
+//   whose work is done, which recovery treats as a lost reply. It is not even written at once: it
+//   rides with the next batch of puts (the next sync covers it), or goes out after 20 ms.
 // - A failed write or sync rejects its whole batch, and the bytes it may have left are cut off
 //   before the next append, so the log never holds a half line in the middle.
 // - Once most of the log is superseded it is rewritten with the live records only (temp file,
@@ -27,6 +28,11 @@ export const LOG_NAME = "records.log";
 export const CORRUPT_NAME = "records.corrupt";
 /** Rewrite the log once this many bytes of it are superseded and they outweigh the live ones. */
 const COMPACT_DEAD_BYTES = 1 << 20;
+/**
+ * How long a removal waits for a put to ride along with: it needs no fsync of its own, and its
+ * own write would cost a thread-pool round trip per removal (two per job).
+ */
+const REMOVAL_WAIT_MS = 20;
 
 interface Pending {
   bytes: Buffer;
@@ -65,6 +71,7 @@ export class DurableStore<T> {
   /** Opened and not closed since: a store whose open failed (a full disk) opens on its next write. */
   private wanted = false;
   private readonly syncs = { files: 0, dirs: 0 };
+  private removalTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
     readonly dir: string,
@@ -79,8 +86,13 @@ export class DurableStore<T> {
   }
 
   /** Close the log; the store can be opened again. */
-  close(): Promise<void> {
-    return this.exclusive(async () => {
+  async close(): Promise<void> {
+    // Removals still waiting go out first.
+    while (this.writing || this.queue.length > 0) {
+      this.kick(true);
+      await this.lock;
+    }
+    await this.exclusive(async () => {
       this.wanted = false;
       const fh = this.fh;
       this.fh = null;
@@ -196,14 +208,31 @@ export class DurableStore<T> {
     return this.append(encodeRecord(op), op, true);
   }
 
-  /** Not fsync'd: see the header. */
+  /**
+   * Not fsync'd (see the header), and not even written at once: the tombstone goes out with the
+   * next batch of puts, or within REMOVAL_WAIT_MS. The store reads as removed from this call on.
+   */
   remove(key: string): Promise<void> {
     const op: LogOp = { op: "del", key };
-    return this.append(encodeRecord(op), op, false);
+    this.queue.push({ bytes: encodeRecord(op), op, sync: false, resolve: noop, reject: noop });
+    this.removalTimer ??= setTimeout(() => {
+      this.removalTimer = null;
+      this.kick(true);
+    }, REMOVAL_WAIT_MS);
+    return Promise.resolve();
+  }
+
+  /** Whether the last operation queued for `key` (not yet written) is a removal. */
+  private removing(key: string): boolean {
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      const op = (this.queue[i] as Pending).op;
+      if (op.key === key) return op.op === "del";
+    }
+    return false;
   }
 
   async has(key: string): Promise<boolean> {
-    return this.index.has(key);
+    return this.index.has(key) && !this.removing(key);
   }
 
   /** The record under `key`, or null when there is none or it cannot be read back. */
@@ -211,7 +240,7 @@ export class DurableStore<T> {
     return this.exclusive(async () => {
       const at = this.index.get(key);
       const fh = this.fh;
-      if (!at || !fh) return null;
+      if (!at || !fh || this.removing(key)) return null;
       const line = await readRange(fh, at.offset, at.length - 1);
       const rec = decodeRecord(line.toString("utf8"));
       return "error" in rec || rec.op !== "put" || rec.key !== key ? null : this.validate(rec.value);
@@ -229,7 +258,8 @@ export class DurableStore<T> {
       const fh = this.fh;
       if (fh) {
         const { live } = readLog(await readRange(fh, 0, this.size), this.validate);
-        return { entries: [...live].map(([key, r]) => ({ key, value: r.value })), corrupt };
+        const entries = [...live].filter(([key]) => !this.removing(key));
+        return { entries: entries.map(([key, r]) => ({ key, value: r.value })), corrupt };
       }
       // Not open (its open failed: a full disk at start): what is on disk must still be delivered,
       // the log first, then files an earlier version left.
@@ -243,7 +273,14 @@ export class DurableStore<T> {
   }
 
   async count(): Promise<number> {
-    return this.index.size;
+    let n = this.index.size;
+    const seen = new Set<string>();
+    for (const p of this.queue) {
+      if (p.op.op === "del" && !seen.has(p.op.key) && this.index.has(p.op.key) && this.removing(p.op.key))
+        n--;
+      seen.add(p.op.key);
+    }
+    return n;
   }
 
   /** fsyncs made so far: of the log (one per batch of puts) and of the directory. */
@@ -267,8 +304,14 @@ export class DurableStore<T> {
     });
   }
 
-  private kick(): void {
+  /** Start a batch now, when one is due: a put waits, or `force` (removals that waited long enough). */
+  private kick(force = false): void {
     if (this.writing || this.queue.length === 0) return;
+    if (!force && !this.queue.some((p) => p.sync)) return;
+    if (this.removalTimer) {
+      clearTimeout(this.removalTimer);
+      this.removalTimer = null;
+    }
     this.writing = true;
     void this.exclusive(() => this.writeBatch()).finally(() => {
       this.writing = false;
@@ -407,6 +450,8 @@ export class DurableStore<T> {
     }
   }
 }
+
+const noop = (): void => undefined;
 
 /** A write to a regular file may be short (a disk filling up): write until all of it is out. */
 async function writeAll(fh: FileHandle, data: Buffer): Promise<void> {

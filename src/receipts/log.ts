@@ -1,7 +1,7 @@
 // The receipts log: one JSON line per receipt (the miner's own and the coordinator's), appended
 // with a single O_APPEND write so concurrent appends never interleave within a line.
 
-import { appendFile, mkdir, readFile } from "node:fs/promises";
+import { type FileHandle, mkdir, open, readFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { type JsonValue, parseJsonLossless, stringifyJson } from "./json.js";
 import { receiptModel } from "./receipt.js";
@@ -21,8 +21,15 @@ export interface ReceiptLogEntry {
 
 /** Largest receipt line accepted, both ways (a coordinator receipt is a few hundred bytes). */
 const MAX_LINE_CHARS = 256 * 1024;
-/** Lines written together at most (bytes; under appendFile's 512 KiB write chunk). */
+/** Lines written together at most (bytes): one write call. */
 const MAX_BATCH_BYTES = 384 * 1024;
+/**
+ * The log stays open between writes (an open and a close per write cost two thread-pool round
+ * trips), closed after a second without writes and reopened every 5 s, so a log rotated by
+ * renaming is left within 5 s.
+ */
+const IDLE_CLOSE_MS = 1000;
+const REOPEN_AFTER_MS = 5000;
 
 export interface ReadResult {
   entries: ReceiptLogEntry[];
@@ -32,6 +39,9 @@ export interface ReadResult {
 
 export class ReceiptLog {
   private dirReady: Promise<void> | null = null;
+  private fh: FileHandle | null = null;
+  private openedAt = 0;
+  private idleTimer: ReturnType<typeof setTimeout> | null = null;
   /** Lines waiting for the write in progress to end; they go out together in the next one. */
   private pending: { lines: string[]; bytes: number; done: Promise<void> } | null = null;
   private tail: Promise<void> = Promise.resolve();
@@ -80,16 +90,40 @@ export class ReceiptLog {
   }
 
   private async write(text: string): Promise<void> {
-    // The directory once per log, not once per write.
-    this.dirReady ??= mkdir(dirname(this.path), { recursive: true, mode: 0o700 }).then(() => undefined);
+    if (this.idleTimer) clearTimeout(this.idleTimer);
     try {
-      await this.dirReady;
+      if (this.fh && Date.now() - this.openedAt > REOPEN_AFTER_MS) await this.closeFile();
+      if (!this.fh) {
+        // The directory once per log, not once per write.
+        this.dirReady ??= mkdir(dirname(this.path), { recursive: true, mode: 0o700 }).then(() => undefined);
+        await this.dirReady;
+        this.fh = await open(this.path, "a", 0o600);
+        this.openedAt = Date.now();
+      }
       // One O_APPEND write: concurrent writers (another process) never interleave within a line.
-      await appendFile(this.path, text, { flag: "a", mode: 0o600 });
+      const data = Buffer.from(text, "utf8");
+      let written = 0;
+      while (written < data.length) written += (await this.fh.write(data, written)).bytesWritten;
     } catch (err) {
+      await this.closeFile();
       this.dirReady = null; // e.g. a full disk, or the directory gone: make it again next time
       throw err;
     }
+    this.idleTimer = setTimeout(() => void this.closeFile(), IDLE_CLOSE_MS);
+    this.idleTimer.unref();
+  }
+
+  /** Write what is pending, then close the file (the log can still be appended to: it reopens). */
+  async close(): Promise<void> {
+    await this.tail;
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    await this.closeFile();
+  }
+
+  private async closeFile(): Promise<void> {
+    const fh = this.fh;
+    this.fh = null;
+    await fh?.close().catch(() => undefined);
   }
 
   /** Every entry; a missing log is an empty one. */

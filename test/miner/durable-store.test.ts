@@ -56,6 +56,33 @@ describe("durable store", () => {
     expect(back["alone-1"]).toBeUndefined();
   });
 
+  it("a removal counts at once, reaches the disk with the next put or soon after, and before close ends", async () => {
+    const { dir, store } = await opened();
+    await store.put("a", "1");
+    await store.put("b", "2");
+    await store.remove("a");
+    expect(await store.count()).toBe(1);
+    expect(await store.has("a")).toBe(false);
+    expect(await store.get("a")).toBeNull();
+    expect((await store.list()).entries.map((e) => e.key)).toEqual(["b"]);
+    expect(storedKeys(dir)).toEqual(["a", "b"]); // not written yet
+    await store.put("c", "3"); // rides along
+    expect(storedKeys(dir)).toEqual(["b", "c"]);
+    await store.remove("b");
+    await new Promise((r) => setTimeout(r, 100));
+    expect(storedKeys(dir)).toEqual(["c"]);
+    await store.remove("c");
+    await store.close();
+    expect(storedKeys(dir)).toEqual([]);
+    // A key put again after its removal is there.
+    const { store: again } = await opened(dir);
+    await again.remove("x");
+    await again.put("x", "back");
+    expect(await again.count()).toBe(1);
+    await again.close();
+    expect(await values(dir)).toEqual({ x: "back" });
+  });
+
   it("the last record of a key wins, get reads it, and hostile keys are only data", async () => {
     const { dir, store } = await opened();
     await store.put("../../etc/passwd", "x");

@@ -12,7 +12,6 @@ import { Outbox } from "../../src/miner/outbox.js";
 import { Reporter } from "../../src/miner/reporter.js";
 import type { MinerEvent } from "../../src/ops/events.js";
 import { completed } from "../support/coordinator.js";
-import { storedKeys } from "../support/state-files.js";
 
 type Answer = SubmitAck | CoordinatorError;
 
@@ -55,7 +54,11 @@ async function setup(submits: Answer[] = [], fails: (CoordinatorError | null)[] 
     onEvent: (e) => events.push(e),
     onFailureAcknowledged: (id) => acked.push(id),
   });
-  const files = (sub: string) => storedKeys(join(dir, sub));
+  // What the stores hold (a removal is in effect at once, on disk with the next write).
+  const files = async (sub: "outbox" | "journal") =>
+    sub === "outbox"
+      ? (await outbox.pending()).results.map((r) => r.jobId)
+      : (await journal.entries()).jobs.map((j) => j.jobId);
   return { reporter, outbox, journal, calls, events, acked, files, dir };
 }
 
@@ -72,7 +75,7 @@ describe("Reporter", () => {
   it("an acknowledged result leaves the outbox", async () => {
     const t = await setup();
     await deliver(t, completed("j1"));
-    expect(t.files("outbox")).toEqual([]);
+    expect(await t.files("outbox")).toEqual([]);
     expect(t.events).toContainEqual({ type: "result_delivered", answer: "accepted" });
     expect(t.reporter.snapshot()).toMatchObject({ submitted: 1, pendingResults: 0 });
   });
@@ -81,14 +84,14 @@ describe("Reporter", () => {
     const t = await setup([err("server", 503), err("conflict", 409)]);
     await deliver(t, completed("j2"));
     expect(t.calls).toEqual(["submit j2", "submit j2"]);
-    expect(t.files("outbox")).toEqual([]);
+    expect(await t.files("outbox")).toEqual([]);
     expect(t.events).toContainEqual({ type: "result_delivered", answer: "already_done" });
   });
 
   it("a 404 drops the result: the job is gone", async () => {
     const t = await setup([err("not_found", 404)]);
     await deliver(t, completed("j3"));
-    expect(t.files("outbox")).toEqual([]);
+    expect(await t.files("outbox")).toEqual([]);
     expect(t.reporter.snapshot().dropped).toBe(1);
   });
 
@@ -97,20 +100,20 @@ describe("Reporter", () => {
     await deliver(t, completed("j4"));
     // The failure report starts once the refusal is in: wait for its acknowledgement.
     for (let i = 0; i < 100 && t.acked.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
-    expect(t.files("outbox")).toEqual([]);
+    expect(await t.files("outbox")).toEqual([]);
     expect(readdirSync(join(t.dir, "outbox", "rejected"))).toHaveLength(1);
     expect(t.calls).toEqual(["submit j4", "fail j4 result_rejected"]);
     expect(t.acked).toEqual(["j4"]);
-    expect(t.files("journal")).toEqual([]);
+    expect(await t.files("journal")).toEqual([]);
   });
 
   it("a failure is journaled until acknowledged, then an early heartbeat is asked for", async () => {
     const t = await setup([], [err("server", 500)]);
     await t.reporter.fail("j5", "timeout", "too slow");
-    expect(t.files("journal")).toHaveLength(1);
+    expect(await t.files("journal")).toHaveLength(1);
     await t.reporter.flush(5000);
     expect(t.calls).toEqual(["fail j5 timeout", "fail j5 timeout"]);
-    expect(t.files("journal")).toEqual([]);
+    expect(await t.files("journal")).toEqual([]);
     expect(t.acked).toEqual(["j5"]);
     expect(t.events).toContainEqual({ type: "job_failed", errorCode: "timeout" });
   });
@@ -145,7 +148,7 @@ describe("Reporter", () => {
     t.reporter.submit(completed("j7"));
     await t.reporter.fail("j8", "timeout", "too slow");
     await t.reporter.flush(300);
-    expect(t.files("outbox")).toHaveLength(1);
-    expect(t.files("journal")).toHaveLength(1);
+    expect(await t.files("outbox")).toHaveLength(1);
+    expect(await t.files("journal")).toHaveLength(1);
   });
 });
