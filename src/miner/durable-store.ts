@@ -1,10 +1,9 @@
 // Small JSON records that survive crashes (the outbox, the claim journal), kept as one
 // append-only log per directory, `records.log` (line format in record-log.ts).
 //
-// Why a log and not a file per record (docs/architecture.md#durability-rules): a record file costs
-// a create, a write, an fsync, a rename and a directory fsync, and its removal an unlink; a log
-// costs one append, and every append waiting at the same moment shares one write and one
-// fdatasync (group commit). Per job that is 4 fsyncs and ~16 file calls down to at most 2 and ~4.
+// Why a log (docs/architecture.md#durability-rules): a file per record cost a create, write,
+// fsync, rename and directory fsync, and an unlink; here every append waiting at the same moment
+// shares one write and one fdatasync (group commit): 4 fsyncs a job down to at most 2.
 //
 // - A put resolves once its line is written and an fdatasync begun after that write returned.
 // - A removal appends a tombstone and is not synced: lost in a crash, it only brings back a record
@@ -19,8 +18,9 @@
 import { promises as fs } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import { join } from "node:path";
-import { type CorruptRecord, readLegacyRecords } from "./legacy-records.js";
-import { decodeRecord, encodeRecord, type LogOp, readLog } from "./record-log.js";
+import { appendDurably, fsyncDir, readRange, writeAll } from "./file-io.js";
+import { type CorruptRecord, readLegacyRecords, readWithoutOpening } from "./legacy-records.js";
+import { decodeRecord, encodeRecord, type LinePlace, type LogOp, placesOf, readLog } from "./record-log.js";
 
 export type { CorruptRecord };
 
@@ -28,11 +28,10 @@ export const LOG_NAME = "records.log";
 export const CORRUPT_NAME = "records.corrupt";
 /** Rewrite the log once this many bytes of it are superseded and they outweigh the live ones. */
 const COMPACT_DEAD_BYTES = 1 << 20;
-/**
- * How long a removal waits for a put to ride along with: it needs no fsync of its own, and its
- * own write would cost a thread-pool round trip per removal (two per job).
- */
+/** How long a removal waits for a put to ride with (a write of its own costs a thread-pool trip). */
 const REMOVAL_WAIT_MS = 20;
+/** After a failed write, removals alone are tried again this much later (a full disk). */
+const RETRY_MS = 1000;
 
 interface Pending {
   bytes: Buffer;
@@ -42,17 +41,12 @@ interface Pending {
   reject(err: unknown): void;
 }
 
-interface Place {
-  offset: number;
-  length: number;
-}
-
 export class DurableStore<T> {
   private readonly tmpDir: string;
   private readonly logPath: string;
   private fh: FileHandle | null = null;
   /** Live keys and where their line is in the log. */
-  private index = new Map<string, Place>();
+  private index = new Map<string, LinePlace>();
   /** Bytes of whole records in the log; `liveBytes` of them are the live ones. */
   private size = 0;
   private liveBytes = 0;
@@ -66,12 +60,17 @@ export class DurableStore<T> {
   private dirUnsynced = false;
   private compactAtDead = COMPACT_DEAD_BYTES;
   private corruptAtOpen: CorruptRecord[] = [];
-  /** Damaged lines still only in the log (their copy to records.corrupt failed): kept through compaction. */
+  /** Damaged lines whose copy to records.corrupt failed: compaction waits for it. */
   private uncopied = "";
   /** Opened and not closed since: a store whose open failed (a full disk) opens on its next write. */
   private wanted = false;
   private readonly syncs = { files: 0, dirs: 0 };
   private removalTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Keys removed whose tombstone is not applied to the index yet: they read as removed. */
+  private readonly removed = new Set<string>();
+  /** The last batch failed: its removals wait RETRY_MS (unless closing: then they are dropped). */
+  private batchFailed = false;
+  private closing = false;
 
   constructor(
     readonly dir: string,
@@ -85,14 +84,15 @@ export class DurableStore<T> {
     return this.exclusive(() => this.openLocked());
   }
 
-  /** Close the log; the store can be opened again. */
+  /** Write the removals still waiting, then close the log; the store can be opened again. */
   async close(): Promise<void> {
-    // Removals still waiting go out first.
+    this.closing = true; // a removal that fails now is dropped, not tried again
     while (this.writing || this.queue.length > 0) {
       this.kick(true);
       await this.lock;
     }
     await this.exclusive(async () => {
+      this.closing = false;
       this.wanted = false;
       const fh = this.fh;
       this.fh = null;
@@ -176,14 +176,9 @@ export class DurableStore<T> {
       throw err;
     }
     this.fh = fh;
-    this.index = new Map();
-    let liveBytes = 0;
-    for (const [key, r] of contents.live) {
-      this.index.set(key, { offset: r.offset, length: r.length });
-      liveBytes += r.length;
-    }
+    this.index = new Map([...contents.live].map(([k, r]) => [k, { offset: r.offset, length: r.length }]));
     this.size = contents.wholeBytes;
-    this.liveBytes = liveBytes;
+    this.liveBytes = [...this.index.values()].reduce((n, p) => n + p.length, 0);
     this.cutPending = false;
   }
 
@@ -215,24 +210,21 @@ export class DurableStore<T> {
   remove(key: string): Promise<void> {
     const op: LogOp = { op: "del", key };
     this.queue.push({ bytes: encodeRecord(op), op, sync: false, resolve: noop, reject: noop });
-    this.removalTimer ??= setTimeout(() => {
-      this.removalTimer = null;
-      this.kick(true);
-    }, REMOVAL_WAIT_MS);
+    this.removed.add(key);
+    this.armRemovalTimer(REMOVAL_WAIT_MS);
     return Promise.resolve();
   }
 
-  /** Whether the last operation queued for `key` (not yet written) is a removal. */
-  private removing(key: string): boolean {
-    for (let i = this.queue.length - 1; i >= 0; i--) {
-      const op = (this.queue[i] as Pending).op;
-      if (op.key === key) return op.op === "del";
-    }
-    return false;
+  private armRemovalTimer(ms: number): void {
+    this.removalTimer ??= setTimeout(() => {
+      this.removalTimer = null;
+      if (this.writing) this.armRemovalTimer(REMOVAL_WAIT_MS);
+      else this.kick(true);
+    }, ms);
   }
 
   async has(key: string): Promise<boolean> {
-    return this.index.has(key) && !this.removing(key);
+    return this.index.has(key) && !this.removed.has(key);
   }
 
   /** The record under `key`, or null when there is none or it cannot be read back. */
@@ -240,7 +232,7 @@ export class DurableStore<T> {
     return this.exclusive(async () => {
       const at = this.index.get(key);
       const fh = this.fh;
-      if (!at || !fh || this.removing(key)) return null;
+      if (!at || !fh || this.removed.has(key)) return null;
       const line = await readRange(fh, at.offset, at.length - 1);
       const rec = decodeRecord(line.toString("utf8"));
       return "error" in rec || rec.op !== "put" || rec.key !== key ? null : this.validate(rec.value);
@@ -258,28 +250,18 @@ export class DurableStore<T> {
       const fh = this.fh;
       if (fh) {
         const { live } = readLog(await readRange(fh, 0, this.size), this.validate);
-        const entries = [...live].filter(([key]) => !this.removing(key));
+        const entries = [...live].filter(([key]) => !this.removed.has(key));
         return { entries: entries.map(([key, r]) => ({ key, value: r.value })), corrupt };
       }
-      // Not open (its open failed: a full disk at start): what is on disk must still be delivered,
-      // the log first, then files an earlier version left.
-      const bytes = await fs.readFile(this.logPath).catch(() => Buffer.alloc(0));
-      const { live } = readLog(bytes, this.validate);
-      const entries = [...live].map(([key, r]) => ({ key, value: r.value }));
-      const legacy = await readLegacyRecords(this.dir, this.validate).catch(() => null);
-      for (const e of legacy?.entries ?? []) if (!live.has(e.key)) entries.push(e);
-      return { entries, corrupt: [...corrupt, ...(legacy?.corrupt ?? [])] };
+      // Not open (its open failed: a full disk at start): what is on disk must still be delivered.
+      const offline = await readWithoutOpening(this.logPath, this.dir, this.validate);
+      return { entries: offline.entries, corrupt: [...corrupt, ...offline.corrupt] };
     });
   }
 
   async count(): Promise<number> {
     let n = this.index.size;
-    const seen = new Set<string>();
-    for (const p of this.queue) {
-      if (p.op.op === "del" && !seen.has(p.op.key) && this.index.has(p.op.key) && this.removing(p.op.key))
-        n--;
-      seen.add(p.op.key);
-    }
+    for (const key of this.removed) if (this.index.has(key)) n--;
     return n;
   }
 
@@ -299,6 +281,7 @@ export class DurableStore<T> {
 
   private append(bytes: Buffer, op: LogOp, sync: boolean): Promise<void> {
     return new Promise((resolve, reject) => {
+      this.removed.delete(op.key);
       this.queue.push({ bytes, op, sync, resolve, reject });
       this.kick();
     });
@@ -318,6 +301,10 @@ export class DurableStore<T> {
       // Queued before the next batch, so a steady stream of appends cannot put it off forever.
       if (this.wantsCompaction()) void this.exclusive(() => this.compact());
       this.kick();
+      // Removals left waiting (they came during the batch, or its write failed) keep a timer.
+      if (!this.writing && this.queue.length > 0) {
+        this.armRemovalTimer(this.batchFailed ? RETRY_MS : REMOVAL_WAIT_MS);
+      }
     });
   }
 
@@ -328,7 +315,7 @@ export class DurableStore<T> {
       try {
         await this.openLocked();
       } catch (err) {
-        for (const p of batch) p.reject(err);
+        this.failBatch(batch, err);
         return;
       }
     }
@@ -349,9 +336,10 @@ export class DurableStore<T> {
       }
     } catch (err) {
       this.cutPending = fh !== null;
-      for (const p of batch) p.reject(err);
+      this.failBatch(batch, err);
       return;
     }
+    this.batchFailed = false;
     let offset = this.size;
     for (const p of batch) {
       const before = this.index.get(p.op.key);
@@ -363,7 +351,26 @@ export class DurableStore<T> {
       offset += p.bytes.length;
     }
     this.size = offset;
-    for (const p of batch) p.resolve();
+    for (const p of batch) {
+      // Applied to the index now, unless removed again meanwhile.
+      if (p.op.op === "del" && !this.queue.some((q) => q.op.key === p.op.key)) this.removed.delete(p.op.key);
+      p.resolve();
+    }
+  }
+
+  /**
+   * A batch that could not be written: its puts are rejected (their callers decide), its
+   * removals go back to the head of the queue, in order, to be tried again (no caller waits on
+   * them, and a lost one would bring finished work back at the next start).
+   */
+  private failBatch(batch: Pending[], err: unknown): void {
+    this.batchFailed = true;
+    const retry =
+      this.wanted && !this.closing
+        ? batch.filter((p) => p.op.op === "del" && this.removed.has(p.op.key))
+        : [];
+    this.queue.unshift(...retry);
+    for (const p of batch) if (p.op.op === "put") p.reject(err);
   }
 
   private wantsCompaction(): boolean {
@@ -425,59 +432,17 @@ export class DurableStore<T> {
 
   /** Index a log made of whole put lines (as open and compaction write it). */
   private indexLines(data: Buffer): void {
-    this.index = new Map();
+    this.index = placesOf(data);
     this.cutPending = false;
-    let start = 0;
-    for (;;) {
-      const end = data.indexOf(0x0a, start);
-      if (end < 0) break;
-      const rec = decodeRecord(data.toString("utf8", start, end));
-      if (!("error" in rec)) this.index.set(rec.key, { offset: start, length: end + 1 - start });
-      start = end + 1;
-    }
-    this.size = start;
-    this.liveBytes = start;
+    this.size = data.length;
+    this.liveBytes = data.length;
   }
 
   private async syncDir(): Promise<void> {
-    const fh = await fs.open(this.dir, "r");
-    try {
-      await fh.sync();
-      this.syncs.dirs++;
-      this.dirUnsynced = false;
-    } finally {
-      await fh.close();
-    }
+    await fsyncDir(this.dir);
+    this.syncs.dirs++;
+    this.dirUnsynced = false;
   }
 }
 
 const noop = (): void => undefined;
-
-/** A write to a regular file may be short (a disk filling up): write until all of it is out. */
-async function writeAll(fh: FileHandle, data: Buffer): Promise<void> {
-  let written = 0;
-  while (written < data.length)
-    written += (await fh.write(data, written, data.length - written)).bytesWritten;
-}
-
-async function readRange(fh: FileHandle, offset: number, length: number): Promise<Buffer> {
-  const buf = Buffer.alloc(length);
-  let got = 0;
-  while (got < length) {
-    const { bytesRead } = await fh.read(buf, got, length - got, offset + got);
-    if (bytesRead === 0) break;
-    got += bytesRead;
-  }
-  return buf.subarray(0, got);
-}
-
-/** Append and fdatasync (the copy of damaged lines must be safe before the log drops them). */
-async function appendDurably(path: string, data: Buffer): Promise<void> {
-  const fh = await fs.open(path, "a", 0o600);
-  try {
-    await writeAll(fh, data);
-    await fh.datasync();
-  } finally {
-    await fh.close();
-  }
-}

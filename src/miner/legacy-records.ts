@@ -4,6 +4,7 @@
 import { promises as fs } from "node:fs";
 import { join } from "node:path";
 import { topLevelStringMember } from "../coordinator/json-span.js";
+import { readLog } from "./record-log.js";
 
 /** A record that could not be read back, kept for the operator. */
 export interface CorruptRecord {
@@ -58,4 +59,21 @@ export async function readLegacyRecords<T>(
     }
   }
   return out;
+}
+
+/**
+ * What a store's directory holds, read without opening the store (its open failed: a full disk
+ * at start), so it can still be delivered: the log first, then the files an earlier version left.
+ */
+export async function readWithoutOpening<T>(
+  logPath: string,
+  dir: string,
+  validate: (value: unknown) => T | null,
+): Promise<{ entries: { key: string; value: T }[]; corrupt: CorruptRecord[] }> {
+  const bytes = await fs.readFile(logPath).catch(() => Buffer.alloc(0));
+  const { live } = readLog(bytes, validate);
+  const entries = [...live].map(([key, r]) => ({ key, value: r.value }));
+  const legacy = await readLegacyRecords(dir, validate).catch(() => null);
+  for (const e of legacy?.entries ?? []) if (!live.has(e.key)) entries.push(e);
+  return { entries, corrupt: legacy?.corrupt ?? [] };
 }

@@ -119,3 +119,23 @@ export function readLog<T>(bytes: Buffer, validate: (value: unknown) => T | null
     tornBytes: bytes.length - start,
   };
 }
+
+/** Where a line is: its first byte and its length with the newline. */
+export interface LinePlace {
+  offset: number;
+  length: number;
+}
+
+/** Where each key's line is, in a log made of whole put lines (as open and compaction write it). */
+export function placesOf(data: Buffer): Map<string, LinePlace> {
+  const places = new Map<string, LinePlace>();
+  let start = 0;
+  for (;;) {
+    const end = data.indexOf(NEWLINE, start);
+    if (end < 0) break;
+    const rec = decodeRecord(data.toString("utf8", start, end));
+    if (!("error" in rec)) places.set(rec.key, { offset: start, length: end + 1 - start });
+    start = end + 1;
+  }
+  return places;
+}

@@ -303,3 +303,71 @@ describe("durable store on a failing disk", () => {
     expect(await values(dir)).toEqual({ "in-log": "1", old: "2", new: "3" });
   });
 });
+
+describe("removals waiting for a write", () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  /** The methods every FileHandle shares. */
+  async function fileHandleProto(): Promise<Record<string, (...a: unknown[]) => Promise<unknown>>> {
+    const fh = await fsp.open(tmpdir(), "r");
+    await fh.close();
+    return Object.getPrototypeOf(fh);
+  }
+
+  it("a removal made while a slow sync runs still reaches the disk without another put", async () => {
+    const { dir, store } = await opened();
+    await store.put("a", "1");
+    const proto = await fileHandleProto();
+    const datasync = proto["datasync"] as (...a: unknown[]) => Promise<unknown>;
+    vi.spyOn(proto, "datasync").mockImplementation(async function (this: unknown) {
+      await new Promise((r) => setTimeout(r, 60));
+      return datasync.call(this);
+    });
+    const slow = store.put("c", "3");
+    await new Promise((r) => setTimeout(r, 5));
+    await store.remove("a"); // its timer fires while the put is still syncing
+    await slow;
+    await new Promise((r) => setTimeout(r, 150));
+    expect(storedKeys(dir)).toEqual(["c"]);
+  });
+
+  it("counts a key put, removed and put again once; a removal in the batch being written reads as removed", async () => {
+    const { store } = await opened();
+    await store.put("b", "1");
+    const again = store.put("b", "2");
+    await store.remove("b");
+    const third = store.put("b", "3");
+    expect(await store.count()).toBe(1);
+    await Promise.all([again, third]);
+    await store.remove("b");
+    await store.put("x", "y"); // the removal rides with this write
+    expect(await store.has("b")).toBe(false);
+    expect(await store.count()).toBe(1);
+  });
+
+  it("a removal whose write failed is tried again, not dropped", async () => {
+    const { dir, store } = await opened();
+    await store.put("a", "1");
+    const proto = await fileHandleProto();
+    const write = proto["write"] as (...a: unknown[]) => Promise<unknown>;
+    let failing = true;
+    vi.spyOn(proto, "write").mockImplementation(function (this: unknown, ...args: unknown[]) {
+      return failing
+        ? Promise.reject(Object.assign(new Error("ENOSPC: injected"), { code: "ENOSPC" }))
+        : write.apply(this, args);
+    });
+    await store.remove("a");
+    await new Promise((r) => setTimeout(r, 60)); // its first write fails
+    expect(await store.has("a")).toBe(false);
+    failing = false;
+    await new Promise((r) => setTimeout(r, 1200)); // tried again after a pause
+    expect(storedKeys(dir)).toEqual([]);
+    // On a disk that keeps failing, close gives up on a removal instead of trying forever.
+    await store.put("b", "2");
+    failing = true;
+    await store.remove("b");
+    await store.close();
+    failing = false;
+    expect(storedKeys(dir)).toEqual(["b"]);
+  });
+});

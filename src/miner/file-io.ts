@@ -1,0 +1,43 @@
+// Whole reads and writes on file handles: a read or write call on a regular file may move fewer
+// bytes than asked (a disk filling up, a signal), so each loops until all of it is done.
+import { promises as fs } from "node:fs";
+import type { FileHandle } from "node:fs/promises";
+
+/** A write to a regular file may be short (a disk filling up): write until all of it is out. */
+export async function writeAll(fh: FileHandle, data: Buffer): Promise<void> {
+  let written = 0;
+  while (written < data.length)
+    written += (await fh.write(data, written, data.length - written)).bytesWritten;
+}
+
+export async function readRange(fh: FileHandle, offset: number, length: number): Promise<Buffer> {
+  const buf = Buffer.alloc(length);
+  let got = 0;
+  while (got < length) {
+    const { bytesRead } = await fh.read(buf, got, length - got, offset + got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return buf.subarray(0, got);
+}
+
+/** Append and fdatasync (the copy of damaged lines must be safe before the log drops them). */
+export async function appendDurably(path: string, data: Buffer): Promise<void> {
+  const fh = await fs.open(path, "a", 0o600);
+  try {
+    await writeAll(fh, data);
+    await fh.datasync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** fsync a directory: makes the names created, renamed or removed in it durable. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await fs.open(dir, "r");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
