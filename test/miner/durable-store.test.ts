@@ -18,8 +18,19 @@ import { storedKeys } from "../support/state-files.js";
 
 const strings = (v: unknown) => (typeof v === "string" ? v : null);
 
+/** Every store a test makes, closed after it (an open log is a file handle). */
+const made: { close(): Promise<void> }[] = [];
+function track<S extends { close(): Promise<void> }>(store: S): S {
+  made.push(store);
+  return store;
+}
+afterEach(async () => {
+  vi.restoreAllMocks();
+  for (const s of made.splice(0)) await s.close();
+});
+
 async function opened(dir = mkdtempSync(join(tmpdir(), "store-"))) {
-  const store = new DurableStore<string>(dir, strings);
+  const store = track(new DurableStore<string>(dir, strings));
   await store.open();
   return { dir, store };
 }
@@ -98,7 +109,7 @@ describe("durable store", () => {
 
   it("a value JSON cannot carry throws at once, and the store goes on", async () => {
     const { dir } = await opened();
-    const store = new DurableStore<unknown>(dir, (v) => v);
+    const store = track(new DurableStore<unknown>(dir, (v) => v));
     await store.open();
     expect(() => store.put("bad", { n: 1n })).toThrow();
     await store.put("good", 1);
@@ -223,8 +234,6 @@ describe("durable store", () => {
 });
 
 describe("durable store on a failing disk", () => {
-  afterEach(() => vi.restoreAllMocks());
-
   /** Make fs.promises.open fail with `code` for the paths `when` picks, while `on()` says so. */
   function failOpen(code: string, when: (path: string, flags: string) => boolean) {
     const original = fsp.open;
@@ -244,7 +253,7 @@ describe("durable store on a failing disk", () => {
     await store.close();
     appendFileSync(join(dir, LOG_NAME), encodeRecord({ op: "put", key: "C", value: "c" }).subarray(0, 12));
     const dirSync = failOpen("EIO", (path, flags) => path === dir && flags === "r");
-    const again = new DurableStore<string>(dir, strings);
+    const again = track(new DurableStore<string>(dir, strings));
     await again.open();
     dirSync.off();
     const dirsBefore = again.fsyncCounts().dirs;
@@ -263,7 +272,7 @@ describe("durable store on a failing disk", () => {
     const log = join(dir, LOG_NAME);
     writeFileSync(log, readFileSync(log, "utf8").replace('"lost"', '"l0st"'));
     const full = failOpen("ENOSPC", (path, flags) => flags !== "r" && path !== log);
-    const again = new DurableStore<string>(dir, strings);
+    const again = track(new DurableStore<string>(dir, strings));
     await again.open();
     expect((await again.list()).corrupt).toEqual([{ path: log, key: "job-x", reason: "checksum mismatch" }]);
     // Space is back: enough churn to compact the log; the damaged line is copied out first.
@@ -288,7 +297,7 @@ describe("durable store on a failing disk", () => {
     vi.spyOn(fsp, "mkdir").mockRejectedValue(
       Object.assign(new Error("ENOSPC: injected"), { code: "ENOSPC" }),
     );
-    const again = new DurableStore<string>(dir, strings);
+    const again = track(new DurableStore<string>(dir, strings));
     await expect(again.open()).rejects.toThrow("ENOSPC");
     const { entries } = await again.list();
     expect(entries.map((e) => [e.key, e.value])).toEqual([
@@ -305,8 +314,6 @@ describe("durable store on a failing disk", () => {
 });
 
 describe("removals waiting for a write", () => {
-  afterEach(() => vi.restoreAllMocks());
-
   /** The methods every FileHandle shares. */
   async function fileHandleProto(): Promise<Record<string, (...a: unknown[]) => Promise<unknown>>> {
     const fh = await fsp.open(tmpdir(), "r");
