@@ -42,6 +42,8 @@ export class ReceiptLog {
   private fh: FileHandle | null = null;
   private openedAt = 0;
   private idleTimer: ReturnType<typeof setTimeout> | null = null;
+  /** A write failed part way: the file may end inside a line. */
+  private cut = false;
   /** Lines waiting for the write in progress to end; they go out together in the next one. */
   private pending: { lines: string[]; bytes: number; done: Promise<void> } | null = null;
   private tail: Promise<void> = Promise.resolve();
@@ -101,9 +103,13 @@ export class ReceiptLog {
         this.openedAt = Date.now();
       }
       // One O_APPEND write: concurrent writers (another process) never interleave within a line.
-      const data = Buffer.from(text, "utf8");
+      // After a failed write the file may end in part of a line: start on a line of our own, so
+      // that only the cut line is lost (read() skips it), not the next one glued onto it.
+      const data = Buffer.from(this.cut ? `\n${text}` : text, "utf8");
+      this.cut = true;
       let written = 0;
       while (written < data.length) written += (await this.fh.write(data, written)).bytesWritten;
+      this.cut = false;
     } catch (err) {
       await this.closeFile();
       this.dirReady = null; // e.g. a full disk, or the directory gone: make it again next time

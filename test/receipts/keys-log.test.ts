@@ -1,8 +1,16 @@
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  promises as fsp,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { stateFiles } from "../../src/paths.js";
 import {
   buildMinerReceipt,
@@ -262,5 +270,39 @@ describe("receipts log", () => {
     expect(Object.entries(summarizeReceipts(read).unitsByModel)).toEqual([
       ["__proto__", { miner: 2, coordinator: 0 }],
     ]);
+  });
+
+  it("a write cut short by a failure costs only its own line: the next starts on a line of its own", async () => {
+    const dir = tempDir();
+    const path = stateFiles.receiptsLog(dir);
+    const log = new ReceiptLog(path);
+    const entry = (jobId: string) => ({
+      kind: "miner" as const,
+      jobId,
+      receipt: {},
+      verified: null,
+      at: "t",
+    });
+    await log.append(entry("a"));
+    const probe = await fsp.open(tmpdir(), "r");
+    await probe.close();
+    const proto = Object.getPrototypeOf(probe) as Record<string, (...a: unknown[]) => Promise<unknown>>;
+    const write = proto["write"] as (...a: unknown[]) => Promise<unknown>;
+    // The disk fills part way through the next line: half of it lands, then ENOSPC.
+    const spy = vi.spyOn(proto, "write").mockImplementationOnce(async function (
+      this: unknown,
+      ...args: unknown[]
+    ) {
+      const data = args[0] as Buffer;
+      await write.call(this, data.subarray(0, 10));
+      throw Object.assign(new Error("ENOSPC: injected"), { code: "ENOSPC" });
+    });
+    await expect(log.append(entry("b"))).rejects.toThrow("ENOSPC");
+    spy.mockRestore();
+    await log.append(entry("c"));
+    await log.close();
+    const read = await log.read();
+    expect(read.entries.map((e) => e.jobId)).toEqual(["a", "c"]);
+    expect(read.skipped).toBe(1);
   });
 });
