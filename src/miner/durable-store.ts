@@ -18,7 +18,7 @@
 import { promises as fs } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import { join } from "node:path";
-import { appendDurably, fsyncDir, readRange, writeAll } from "./file-io.js";
+import { appendDurably, fsyncDir, readRange, writeAll } from "../file-io.js";
 import { type CorruptRecord, readLegacyRecords, readWithoutOpening } from "./legacy-records.js";
 import { decodeRecord, encodeRecord, type LinePlace, type LogOp, placesOf, readLog } from "./record-log.js";
 

@@ -20,6 +20,7 @@ import {
   modelsDir,
   startMiner,
 } from "../support/harness.js";
+import { fileHandleMethods } from "../support/state-files.js";
 
 let coordinator: LocalCoordinator | null = null;
 const cleanups: (() => unknown)[] = [];
@@ -73,11 +74,7 @@ function tmpfsDisk(): Disk {
 }
 
 /** The methods every FileHandle shares (appends to an open log go through them). */
-const fileHandleProto = await (async () => {
-  const fh = await fsp.open(tmpdir(), "r");
-  await fh.close();
-  return Object.getPrototypeOf(fh) as Record<string, unknown>;
-})();
+const fileHandleProto = await fileHandleMethods();
 
 /**
  * ENOSPC from every write-side call under the state directory while "full" (and from every
@@ -94,10 +91,7 @@ function injectedDisk(code = "ENOSPC"): Disk {
   // Appends to a log opened before the disk filled fail too.
   for (const name of ["write", "writev", "datasync", "sync", "truncate"] as const) {
     const original = fileHandleProto[name] as (...a: unknown[]) => Promise<unknown>;
-    vi.spyOn(fileHandleProto as Record<string, () => unknown>, name).mockImplementation(function (
-      this: unknown,
-      ...args: unknown[]
-    ) {
+    vi.spyOn(fileHandleProto, name).mockImplementation(function (this: unknown, ...args: unknown[]) {
       const err = fail(stateDir);
       return err ? Promise.reject(err) : original.apply(this, args);
     } as never);

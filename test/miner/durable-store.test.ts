@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { CORRUPT_NAME, DurableStore, LOG_NAME } from "../../src/miner/durable-store.js";
 import { encodeRecord } from "../../src/miner/record-log.js";
-import { storedKeys } from "../support/state-files.js";
+import { fileHandleMethods, storedKeys } from "../support/state-files.js";
 
 const strings = (v: unknown) => (typeof v === "string" ? v : null);
 
@@ -314,17 +314,10 @@ describe("durable store on a failing disk", () => {
 });
 
 describe("removals waiting for a write", () => {
-  /** The methods every FileHandle shares. */
-  async function fileHandleProto(): Promise<Record<string, (...a: unknown[]) => Promise<unknown>>> {
-    const fh = await fsp.open(tmpdir(), "r");
-    await fh.close();
-    return Object.getPrototypeOf(fh);
-  }
-
   it("a removal made while a slow sync runs still reaches the disk without another put", async () => {
     const { dir, store } = await opened();
     await store.put("a", "1");
-    const proto = await fileHandleProto();
+    const proto = await fileHandleMethods();
     const datasync = proto["datasync"] as (...a: unknown[]) => Promise<unknown>;
     vi.spyOn(proto, "datasync").mockImplementation(async function (this: unknown) {
       await new Promise((r) => setTimeout(r, 60));
@@ -355,7 +348,7 @@ describe("removals waiting for a write", () => {
   it("a removal whose write failed is tried again, not dropped", async () => {
     const { dir, store } = await opened();
     await store.put("a", "1");
-    const proto = await fileHandleProto();
+    const proto = await fileHandleMethods();
     const write = proto["write"] as (...a: unknown[]) => Promise<unknown>;
     let failing = true;
     vi.spyOn(proto, "write").mockImplementation(function (this: unknown, ...args: unknown[]) {

@@ -1,6 +1,5 @@
 import {
   chmodSync,
-  promises as fsp,
   mkdtempSync,
   readFileSync,
   rmSync,
@@ -26,6 +25,7 @@ import {
   verifyCoordinatorReceipt,
   verifyReceipt,
 } from "../../src/receipts/index.js";
+import { fileHandleMethods } from "../support/state-files.js";
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -284,9 +284,7 @@ describe("receipts log", () => {
       at: "t",
     });
     await log.append(entry("a"));
-    const probe = await fsp.open(tmpdir(), "r");
-    await probe.close();
-    const proto = Object.getPrototypeOf(probe) as Record<string, (...a: unknown[]) => Promise<unknown>>;
+    const proto = await fileHandleMethods();
     const write = proto["write"] as (...a: unknown[]) => Promise<unknown>;
     // The disk fills part way through the next line: half of it lands, then ENOSPC.
     const spy = vi.spyOn(proto, "write").mockImplementationOnce(async function (

@@ -1,6 +1,9 @@
 // Reading a miner's durable state from outside, as an operator (or a test in another process)
-// would: the keys a store's log holds now, without opening (and so rewriting) it.
+// would: the keys a store's log holds now, without opening (and so rewriting) it; and a way to
+// make writes to files already open fail.
 import { existsSync, readFileSync } from "node:fs";
+import { open } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LOG_NAME } from "../../src/miner/durable-store.js";
 import { readLog } from "../../src/miner/record-log.js";
@@ -10,4 +13,16 @@ export function storedKeys(dir: string): string[] {
   const path = join(dir, LOG_NAME);
   if (!existsSync(path)) return [];
   return [...readLog(readFileSync(path), (v) => v).live.keys()].sort();
+}
+
+type FileHandleMethod = (...args: unknown[]) => Promise<unknown>;
+
+/**
+ * The methods every FileHandle shares (write, datasync, truncate…): spy on them to make a disk
+ * fail under a file that is already open.
+ */
+export async function fileHandleMethods(): Promise<Record<string, FileHandleMethod>> {
+  const fh = await open(tmpdir(), "r");
+  await fh.close();
+  return Object.getPrototypeOf(fh) as Record<string, FileHandleMethod>;
 }
