@@ -1,9 +1,10 @@
 // HTTP layer shared by both coordinator dialects: one undici Agent per client, per-request
 // deadlines for headers and for the whole body, a cap on response size, and a mapping of every
 // failure to a CoordinatorError kind. Messages carry method, path and status, never a secret.
-import { Agent, request } from "undici";
+import { Agent } from "undici";
 import type { z } from "zod";
 import { CoordinatorError, type CoordinatorErrorKind } from "./errors.js";
+import { ExchangeFault, exchange, type RawAnswer } from "./response-reader.js";
 
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 
@@ -90,12 +91,6 @@ function statusKind(status: number): CoordinatorErrorKind {
   return "client";
 }
 
-/** Drop a response body we will not read; undici reports the abort as an error event. */
-function discard(body: NodeJS.ReadableStream & { destroy(): void }): void {
-  body.on("error", () => {});
-  body.destroy();
-}
-
 export class HttpClient {
   private readonly agent: Agent;
   private readonly base: URL;
@@ -137,109 +132,69 @@ export class HttpClient {
     return out;
   }
 
-  private url(path: string): string {
-    return `${this.base.origin}${this.prefix}${path}`;
-  }
-
   /** Send a request; resolve with any HTTP status (the caller decides), reject on transport faults. */
   async send(req: HttpRequest): Promise<HttpResponse> {
     const where = `${req.method} ${req.path.split("?")[0]}`;
     const timeoutMs = req.timeoutMs ?? this.opts.timeoutMs;
     if (req.signal?.aborted) throw new CoordinatorError("aborted", `${where}: aborted before it was sent`);
-    const controller = new AbortController();
-    const onCallerAbort = () => controller.abort(new Error("aborted by caller"));
-    req.signal?.addEventListener("abort", onCallerAbort, { once: true });
-    let timedOut = false;
-    let phase = "headers";
-    const arm = () =>
-      setTimeout(() => {
-        timedOut = true;
-        controller.abort(new Error("deadline"));
-      }, timeoutMs);
-    let timer = arm();
     const headers: Record<string, string> = { accept: "application/json", ...req.headers };
     let body: string | undefined;
     if (req.json !== undefined) {
       body = JSON.stringify(req.json);
       headers["content-type"] = "application/json";
     }
+    let answer: RawAnswer;
     try {
-      const res = await request(this.url(req.path), {
-        dispatcher: this.agent,
+      answer = await exchange(this.agent, {
+        origin: this.base.origin,
+        path: `${this.prefix}${req.path}`,
         method: req.method,
         headers,
         body,
-        signal: controller.signal,
-        headersTimeout: timeoutMs,
-        bodyTimeout: timeoutMs,
+        timeoutMs,
+        maxBodyBytes: this.maxBodyBytes,
+        headBytes: req.keepHeadOnOverflow ? OVERFLOW_HEAD_BYTES : 0,
+        signal: req.signal,
       });
-      // An answer already arriving is read to the end (a poll's job is ours once sent): the
-      // caller's abort only cuts a request still waiting for the server.
-      req.signal?.removeEventListener("abort", onCallerAbort);
-      // A fresh deadline for the whole body: undici's bodyTimeout is per chunk, which a server
-      // dribbling one byte at a time (slowloris) never trips.
-      clearTimeout(timer);
-      timer = arm();
-      phase = "body";
-      const declared = Number(res.headers["content-length"]);
-      const declaredTooLarge = Number.isFinite(declared) && declared > this.maxBodyBytes;
-      const tooLarge = (head: string | undefined) =>
-        new CoordinatorError(
-          "bad_response",
-          `${where}: response body${declaredTooLarge ? ` of ${declared} bytes` : ""} exceeds the ${this.maxBodyBytes}-byte limit`,
-          res.statusCode,
-          null,
-          { bodyHead: head },
-        );
-      if (declaredTooLarge && !req.keepHeadOnOverflow) {
-        discard(res.body);
-        throw tooLarge(undefined);
-      }
-      const chunks: Buffer[] = [];
-      let size = 0;
-      let over = declaredTooLarge;
-      for await (const chunk of res.body) {
-        const buf = chunk as Buffer;
-        size += buf.length;
-        chunks.push(buf);
-        if (size > this.maxBodyBytes) over = true;
-        // Past the cap, read on only as far as the kept head needs, then drop the rest unread.
-        if (over && (!req.keepHeadOnOverflow || size >= OVERFLOW_HEAD_BYTES)) break;
-      }
-      if (over) {
-        discard(res.body);
-        const head = req.keepHeadOnOverflow
-          ? Buffer.concat(chunks).subarray(0, OVERFLOW_HEAD_BYTES).toString("utf8")
-          : undefined;
-        throw tooLarge(head);
-      }
-      return { status: res.statusCode, headers: res.headers, text: Buffer.concat(chunks).toString("utf8") };
     } catch (err) {
-      if (err instanceof CoordinatorError) throw err;
-      if (req.signal?.aborted && !timedOut) {
-        throw new CoordinatorError("aborted", `${where}: aborted`, null, null, { cause: err });
-      }
-      const code = errorCode(err);
-      if (timedOut || (code !== null && TIMEOUT_CODES.has(code))) {
-        throw new CoordinatorError(
-          "timeout",
-          `${where}: no complete ${phase} within ${timeoutMs} ms`,
-          null,
-          null,
-          {
-            cause: err,
-          },
-        );
-      }
-      const detail = code ?? (err instanceof Error ? this.scrub(err.message) : "unknown error");
-      // Everything else below HTTP (refused, reset, DNS, TLS, closed socket) is "network".
-      throw new CoordinatorError("network", `${where}: ${this.describe(code)} (${detail})`, null, null, {
-        cause: err,
-      });
-    } finally {
-      clearTimeout(timer);
-      req.signal?.removeEventListener("abort", onCallerAbort);
+      throw this.transportError(where, timeoutMs, err);
     }
+    if (answer.overflow) {
+      const declared =
+        answer.declared !== null && answer.declared > this.maxBodyBytes ? answer.declared : null;
+      throw new CoordinatorError(
+        "bad_response",
+        `${where}: response body${declared !== null ? ` of ${declared} bytes` : ""} exceeds the ${this.maxBodyBytes}-byte limit`,
+        answer.status,
+        null,
+        { bodyHead: req.keepHeadOnOverflow ? answer.body.toString("utf8") : undefined },
+      );
+    }
+    return { status: answer.status, headers: answer.headers, text: answer.body.toString("utf8") };
+  }
+
+  /** What a failed exchange means to the loop: aborted, timed out, or a network fault. */
+  private transportError(where: string, timeoutMs: number, err: unknown): CoordinatorError {
+    const fault = err instanceof ExchangeFault ? err : new ExchangeFault("transport", "headers", err);
+    if (fault.why === "aborted") {
+      return new CoordinatorError("aborted", `${where}: aborted`, null, null, { cause: fault.cause });
+    }
+    const code = errorCode(fault.cause);
+    if (fault.why === "deadline" || (code !== null && TIMEOUT_CODES.has(code))) {
+      return new CoordinatorError(
+        "timeout",
+        `${where}: no complete ${fault.phase} within ${timeoutMs} ms`,
+        null,
+        null,
+        { cause: fault.cause },
+      );
+    }
+    const cause = fault.cause;
+    const detail = code ?? (cause instanceof Error ? this.scrub(cause.message) : "unknown error");
+    // Everything else below HTTP (refused, reset, DNS, TLS, closed socket) is "network".
+    return new CoordinatorError("network", `${where}: ${this.describe(code)} (${detail})`, null, null, {
+      cause,
+    });
   }
 
   private describe(code: string | null): string {

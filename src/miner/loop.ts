@@ -56,7 +56,8 @@ export class Miner {
   private stopping = false;
   private readonly stopSignal = new AbortController();
   private readonly inflight = new Map<string, Running>();
-  private wakeUp: AbortController = new AbortController();
+  /** Ends the loop's current wait for a free slot (see waitForWake). */
+  private wakeWaiter: (() => void) | null = null;
   private readonly membership: Registration;
   private fatal: MinerFatalError | null = null;
   private exitResolve: ((e: MinerExit) => void) | null = null;
@@ -370,13 +371,23 @@ export class Miner {
   }
 
   /** Wait until a job finishes, shutdown begins, or `ms` pass. */
-  private async waitForWake(ms = 60_000): Promise<void> {
-    this.wakeUp = new AbortController();
-    await sleep(ms, AbortSignal.any([this.wakeUp.signal, this.stopSignal.signal]));
+  // A resolver, not an AbortController: this runs once per job, and an abort builds an exception.
+  // The stop wakes it too (doShutdown calls wake() once `stopping` is set).
+  private waitForWake(ms = 60_000): Promise<void> {
+    if (this.stopping) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.wakeWaiter = null;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.wakeWaiter = done;
+    });
   }
 
   private wake(): void {
-    this.wakeUp.abort();
+    this.wakeWaiter?.();
   }
 
   // ---------------------------------------------------------------- running a job

@@ -93,6 +93,38 @@ describe("HTTP failure mapping", () => {
     expect((err as Error).message).toContain("body");
   });
 
+  it("a caller's abort cuts a poll still waiting for its answer, not one whose answer is arriving", async () => {
+    const job = JSON.stringify({ job_id: "job-1", payload: { model: "m", prompt: "p" }, constraints: {} });
+    let received = 0;
+    let answerNow: () => void = () => {};
+    const c = await against((_req, res) => {
+      received++;
+      answerNow = () => {
+        // Headers first, the body a moment later: the abort lands in between.
+        res.writeHead(200, { "content-type": "application/json" });
+        res.write(job.slice(0, 10));
+        setTimeout(() => res.end(job.slice(10)), 100);
+      };
+    });
+    const waiting = new AbortController();
+    const held = c.poll(20, waiting.signal);
+    await new Promise((r) => setTimeout(r, 50));
+    waiting.abort();
+    expect(await rejection(held)).toMatchObject({ kind: "aborted" });
+
+    const arriving = new AbortController();
+    const poll = c.poll(20, arriving.signal);
+    while (received < 2) await new Promise((r) => setTimeout(r, 10));
+    answerNow();
+    await new Promise((r) => setTimeout(r, 50));
+    arriving.abort();
+    expect(await poll).toMatchObject({ jobId: "job-1" });
+
+    const before = new AbortController();
+    before.abort();
+    expect(await rejection(c.poll(0, before.signal))).toMatchObject({ kind: "aborted" });
+  });
+
   it("maps connection refused and reset to network", async () => {
     // A port that was free a moment ago: nothing listens there.
     const probe = createServer();
