@@ -1,7 +1,18 @@
 // Whole reads and writes on file handles: a read or write call on a regular file may move fewer
 // bytes than asked (a disk filling up, a signal), so each loops until all of it is done.
-import { promises as fs } from "node:fs";
+import nodeFs, { promises as fs } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
+
+/**
+ * Append a small record at once, on this thread. A write of a few hundred bytes to the page cache
+ * takes microseconds; handing it to the thread pool costs more than that in wake-ups, on every
+ * job (docs/architecture.md#durability-rules). What waits on the disk (fdatasync, fsync) stays off
+ * the event loop. Called through the module object, so tests can make the disk fail under it.
+ */
+export function appendNow(fh: FileHandle, data: Buffer): void {
+  let written = 0;
+  while (written < data.length) written += nodeFs.writeSync(fh.fd, data, written, data.length - written);
+}
 
 /** A write to a regular file may be short (a disk filling up): write until all of it is out. */
 export async function writeAll(fh: FileHandle, data: Buffer): Promise<void> {

@@ -3,7 +3,7 @@
 
 import { type FileHandle, mkdir, open, readFile } from "node:fs/promises";
 import { dirname } from "node:path";
-import { writeAll } from "../file-io.js";
+import { appendNow } from "../file-io.js";
 import { type JsonValue, parseJsonLossless, stringifyJson } from "./json.js";
 import { receiptModel } from "./receipt.js";
 
@@ -108,7 +108,7 @@ export class ReceiptLog {
       // that only the cut line is lost (read() skips it), not the next one glued onto it.
       const data = Buffer.from(this.cut ? `\n${text}` : text, "utf8");
       this.cut = true;
-      await writeAll(this.fh, data);
+      appendNow(this.fh, data);
       this.cut = false;
     } catch (err) {
       await this.closeFile();

@@ -3,7 +3,7 @@
 // mining resumes by itself when space is back. Run on a real 2 MiB tmpfs where this process may
 // mount one (root on Linux), and always with ENOSPC/EROFS injected at the file layer.
 import { execFileSync, spawnSync } from "node:child_process";
-import { promises as fsp, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import nodeFs, { promises as fsp, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it, vi } from "vitest";
@@ -88,7 +88,14 @@ function injectedDisk(code = "ENOSPC"): Disk {
     if (!full || !String(path).startsWith(stateDir)) return null;
     return Object.assign(new Error(`${code}: injected, write '${String(path)}'`), { code });
   };
-  // Appends to a log opened before the disk filled fail too.
+  // Appends to a log opened before the disk filled fail too (they are written with writeSync
+  // on its descriptor: any but stdio's fails while full).
+  const writeSync = nodeFs.writeSync;
+  vi.spyOn(nodeFs, "writeSync").mockImplementation(((fd: number, ...rest: unknown[]) => {
+    const err = fd > 2 ? fail(stateDir) : null;
+    if (err) throw err;
+    return (writeSync as (...a: unknown[]) => number)(fd, ...rest);
+  }) as never);
   for (const name of ["write", "writev", "datasync", "sync", "truncate"] as const) {
     const original = fileHandleProto[name] as (...a: unknown[]) => Promise<unknown>;
     vi.spyOn(fileHandleProto, name).mockImplementation(function (this: unknown, ...args: unknown[]) {

@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import nodeFs, { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
@@ -18,7 +18,6 @@ import {
   verifyCoordinatorReceipt,
   verifyReceipt,
 } from "../../src/receipts/index.js";
-import { fileHandleMethods } from "../support/state-files.js";
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -277,17 +276,12 @@ describe("receipts log", () => {
       at: "t",
     });
     await log.append(entry("a"));
-    const proto = await fileHandleMethods();
-    const write = proto["write"] as (...a: unknown[]) => Promise<unknown>;
-    // The disk fills part way through the next line: half of it lands, then ENOSPC.
-    const spy = vi.spyOn(proto, "write").mockImplementationOnce(async function (
-      this: unknown,
-      ...args: unknown[]
-    ) {
-      const data = args[0] as Buffer;
-      await write.call(this, data.subarray(0, 10));
+    const write = nodeFs.writeSync;
+    // The disk fills part way through the next line: part of it lands, then ENOSPC.
+    const spy = vi.spyOn(nodeFs, "writeSync").mockImplementationOnce(((fd: number, data: Buffer) => {
+      write(fd, data.subarray(0, 10));
       throw Object.assign(new Error("ENOSPC: injected"), { code: "ENOSPC" });
-    });
+    }) as never);
     await expect(log.append(entry("b"))).rejects.toThrow("ENOSPC");
     spy.mockRestore();
     await log.append(entry("c"));
