@@ -311,7 +311,9 @@ export function buildMiner({
     },
     async stop() {
       await miner.shutdown("bench over");
-      return done;
+      const exit = await done;
+      await receiptLog.close();
+      return exit;
     },
   };
 }
