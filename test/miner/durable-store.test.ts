@@ -1,6 +1,6 @@
 // The record log behind the outbox and the claim journal: group commit, replay, damage, upgrade
 // from one file per record, compaction.
-import nodeFs, {
+import {
   appendFileSync,
   promises as fsp,
   mkdtempSync,
@@ -348,12 +348,14 @@ describe("removals waiting for a write", () => {
   it("a removal whose write failed is tried again, not dropped", async () => {
     const { dir, store } = await opened();
     await store.put("a", "1");
-    const write = nodeFs.writeSync;
+    const proto = await fileHandleMethods();
+    const write = proto["write"] as (...a: unknown[]) => Promise<unknown>;
     let failing = true;
-    vi.spyOn(nodeFs, "writeSync").mockImplementation(((...args: Parameters<typeof write>) => {
-      if (failing) throw Object.assign(new Error("ENOSPC: injected"), { code: "ENOSPC" });
-      return write(...args);
-    }) as never);
+    vi.spyOn(proto, "write").mockImplementation(function (this: unknown, ...args: unknown[]) {
+      return failing
+        ? Promise.reject(Object.assign(new Error("ENOSPC: injected"), { code: "ENOSPC" }))
+        : write.apply(this, args);
+    });
     await store.remove("a");
     await new Promise((r) => setTimeout(r, 60)); // its first write fails
     expect(await store.has("a")).toBe(false);
