@@ -2,7 +2,7 @@
 // (under the size cap), one timer holds the deadline, and one promise settles with the answer or
 // the transport fault. `request()` builds a Readable stream, an AbortController and an async
 // iterator per call for the same job; on a loop of small JSON calls, a cost the miner pays twice
-// per job (docs/benchmarks.md#loop).
+// per job (docs/benchmarks.md#what-each-bench-measures).
 import type { Agent, Dispatcher } from "undici";
 
 /** An answer as it came: status, headers, and the body bytes read (all, or the kept head). */
