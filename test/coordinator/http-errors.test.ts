@@ -100,10 +100,11 @@ describe("HTTP failure mapping", () => {
     const c = await against((_req, res) => {
       received++;
       answerNow = () => {
-        // Headers first, the body a moment later: the abort lands in between.
+        // Headers first, the body well after: the abort lands in between (wide margins, so a
+        // loaded CI host still sees the headers before the abort).
         res.writeHead(200, { "content-type": "application/json" });
         res.write(job.slice(0, 10));
-        setTimeout(() => res.end(job.slice(10)), 100);
+        setTimeout(() => res.end(job.slice(10)), 600);
       };
     });
     const waiting = new AbortController();
@@ -116,7 +117,7 @@ describe("HTTP failure mapping", () => {
     const poll = c.poll(20, arriving.signal);
     while (received < 2) await new Promise((r) => setTimeout(r, 10));
     answerNow();
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 250));
     arriving.abort();
     expect(await poll).toMatchObject({ jobId: "job-1" });
 
