@@ -245,8 +245,9 @@ export function buildMiner({
   concurrency = 1,
   settings = {},
   protocol = "aitbc",
+  stateRoot = os.tmpdir(),
 }) {
-  const state = mkdtempSync(join(os.tmpdir(), "aitbc-bench-miner-"));
+  const state = mkdtempSync(join(stateRoot, "aitbc-bench-miner-"));
   const key = generateKeyPair();
   const log = silentLogger();
   const receiptLog = new ReceiptLog(join(state, "receipts.jsonl"));
