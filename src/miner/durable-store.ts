@@ -328,9 +328,7 @@ export class DurableStore<T> {
       }
       const data =
         batch.length === 1 ? (batch[0] as Pending).bytes : Buffer.concat(batch.map((p) => p.bytes));
-      // Through the thread pool, not appendNow: written on the event loop, with the fdatasync
-      // issued at once, a job's CPU inference took 4-10 ms longer in the backlog bench (measured,
-      // cause not pinned down; docs/architecture.md#durability-rules).
+      // Thread pool, not appendNow: slowed CPU inference (docs/architecture.md#durability-rules).
       await writeAll(fh, data);
       if (batch.some((p) => p.sync)) {
         if (this.dirUnsynced) await this.syncDir();

@@ -4,16 +4,16 @@
 
 import { join } from "node:path";
 import { Backoff, sleep, within } from "../backoff.js";
-import { CoordinatorError, UnusableJobError } from "../coordinator/errors.js";
+import { CoordinatorError } from "../coordinator/errors.js";
 import type { Job } from "../coordinator/types.js";
 import { describeError } from "../describe-error.js";
 import type { Logger } from "../log.js";
-import type { MinerEvent, PollResult } from "../ops/events.js";
+import type { MinerEvent } from "../ops/events.js";
 import type { WorkerGauges } from "../ops/metrics.js";
 import { ExitCode } from "./exit-codes.js";
 import type { ClaimedJob } from "./journal.js";
 import { PollBudget } from "./poll-budget.js";
-import { pollRound } from "./poll-round.js";
+import { pollOutcome, pollRound } from "./poll-round.js";
 import { Registration } from "./registration.js";
 import { Reporter } from "./reporter.js";
 import { decide, type RetryRule } from "./retry.js";
@@ -252,11 +252,7 @@ export class Miner {
       });
       this.loopTickAt = Date.now();
       if (!this.stopping) {
-        for (const o of round.outcomes)
-          this.emit({
-            type: "poll",
-            result: o.status === "fulfilled" ? (o.value ? "job" : "empty") : pollErrorResult(o.reason),
-          });
+        for (const o of round.outcomes) this.emit({ type: "poll", result: pollOutcome(o) });
         for (const err of round.unusable) {
           // Handed over, so ours: fail it back (the slot is freed) and go on mining.
           this.log.warn(
@@ -370,9 +366,8 @@ export class Miner {
     this.startJob(job, null);
   }
 
-  /** Wait until a job finishes, shutdown begins, or `ms` pass. */
-  // A resolver, not an AbortController: this runs once per job, and an abort builds an exception.
-  // The stop wakes it too (doShutdown calls wake() once `stopping` is set).
+  /** Until a job finishes, shutdown begins (doShutdown calls wake()), or `ms` pass. A resolver,
+   * not an AbortController: this runs once per job, and an abort builds an exception. */
   private waitForWake(ms = 60_000): Promise<void> {
     if (this.stopping) return Promise.resolve();
     return new Promise((resolve) => {
@@ -452,10 +447,4 @@ export class Miner {
     this.exitResolve?.(exit);
     return exit;
   }
-}
-
-function pollErrorResult(err: unknown): PollResult {
-  if (err instanceof UnusableJobError) return "unusable";
-  if (err instanceof CoordinatorError && err.kind === "rate_limited") return "rate_limited";
-  return "error";
 }

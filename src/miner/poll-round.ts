@@ -3,8 +3,9 @@
 // time would leave slots idle while jobs wait. Backlog polls ask for no wait, so an emptied queue
 // answers them at once. Claim-dialect polls would race each other for the same listed job,
 // so that dialect always polls one at a time. (docs/operations.md#polling-coordinator-load-vs-pickup)
-import { UnusableJobError } from "../coordinator/errors.js";
+import { CoordinatorError, UnusableJobError } from "../coordinator/errors.js";
 import type { CoordinatorClient, Job } from "../coordinator/types.js";
+import type { PollResult } from "../ops/events.js";
 import type { PollBudget } from "./poll-budget.js";
 
 export interface PollRoundOptions {
@@ -26,6 +27,14 @@ export interface PollRound {
   unusable: UnusableJobError[];
   /** The first other failure, if any: what the retry rule decides on. */
   error: unknown;
+}
+
+/** What one poll brought, for the poll metrics. */
+export function pollOutcome(o: PromiseSettledResult<Job | null>): PollResult {
+  if (o.status === "fulfilled") return o.value ? "job" : "empty";
+  if (o.reason instanceof UnusableJobError) return "unusable";
+  if (o.reason instanceof CoordinatorError && o.reason.kind === "rate_limited") return "rate_limited";
+  return "error";
 }
 
 /** Spend the budget for each poll sent; the caller has checked the first one may go. */
