@@ -4,10 +4,10 @@ import nodeFs, { promises as fs } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 
 /**
- * Append a small record at once, on this thread. A write of a few hundred bytes to the page cache
- * takes microseconds; handing it to the thread pool costs more than that in wake-ups, on every
- * job (docs/architecture.md#durability-rules). What waits on the disk (fdatasync, fsync) stays off
- * the event loop. Called through the module object, so tests can make the disk fail under it.
+ * Append a small line at once, on this thread (the receipts log, never fsync'd): a few hundred
+ * bytes into the page cache take microseconds, less than a thread-pool trip. The durable store
+ * writes through the thread pool instead (docs/architecture.md#durability-rules). Called through
+ * the module object, so tests can make the disk fail under it.
  */
 export function appendNow(fh: FileHandle, data: Buffer): void {
   let written = 0;

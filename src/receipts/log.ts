@@ -53,7 +53,7 @@ export class ReceiptLog {
 
   /**
    * Append one entry. Entries that arrive while a write is in progress are written together in
-   * the next (one open/write/close for many lines); each call resolves once its line is written.
+   * the next (one write for many lines, while the log is being opened); each call resolves once its line is written.
    */
   append(entry: ReceiptLogEntry): Promise<void> {
     const record: Record<string, unknown> = {
@@ -73,7 +73,7 @@ export class ReceiptLog {
     }
     if (line.length > MAX_LINE_CHARS)
       return Promise.reject(new RangeError(`receipt log line over ${MAX_LINE_CHARS} characters`));
-    // A batch stays under appendFile's 512 KiB chunk, so it goes out in one write.
+    // A batch stays small enough to go out in one write call.
     const bytes = Buffer.byteLength(line);
     if (this.pending && this.pending.bytes + bytes <= MAX_BATCH_BYTES) {
       this.pending.lines.push(line);
