@@ -52,3 +52,22 @@ export async function fsyncDir(dir: string): Promise<void> {
     await fh.close();
   }
 }
+
+/**
+ * Put `data` in place of `path` (a temp file at `tmp`, fdatasync, rename) and return a handle
+ * that appends to it. A failure before the rename leaves `path` as it was and no temp file.
+ */
+export async function replaceFile(tmp: string, path: string, data: Buffer): Promise<FileHandle> {
+  await fs.rm(tmp, { force: true });
+  const fh = await fs.open(tmp, "a+", 0o600);
+  try {
+    await writeAll(fh, data);
+    await fh.datasync();
+    await fs.rename(tmp, path);
+  } catch (err) {
+    await fh.close().catch(() => undefined);
+    await fs.rm(tmp, { force: true }).catch(() => undefined);
+    throw err;
+  }
+  return fh;
+}

@@ -18,7 +18,7 @@
 import { promises as fs } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import { join } from "node:path";
-import { appendDurably, fsyncDir, readRange, writeAll } from "../file-io.js";
+import { appendDurably, fsyncDir, readRange, replaceFile, writeAll } from "../file-io.js";
 import { type CorruptRecord, readLegacyRecords, readWithoutOpening } from "./legacy-records.js";
 import { decodeRecord, encodeRecord, type LinePlace, type LogOp, placesOf, readLog } from "./record-log.js";
 
@@ -229,14 +229,29 @@ export class DurableStore<T> {
 
   /** The record under `key`, or null when there is none or it cannot be read back. */
   get(key: string): Promise<T | null> {
+    return this.exclusive(() => this.current(key));
+  }
+
+  /** Remove `key` only while `test` holds for what it holds (null: nothing readable), in one step:
+   * a put made meanwhile is what gets tested, not deleted unseen. */
+  removeIf(key: string, test: (current: T | null) => boolean): Promise<void> {
     return this.exclusive(async () => {
-      const at = this.index.get(key);
-      const fh = this.fh;
-      if (!at || !fh || this.removed.has(key)) return null;
-      const line = await readRange(fh, at.offset, at.length - 1);
-      const rec = decodeRecord(line.toString("utf8"));
-      return "error" in rec || rec.op !== "put" || rec.key !== key ? null : this.validate(rec.value);
+      if (test(await this.current(key))) await this.remove(key);
     });
+  }
+
+  /** Under the lock (no batch being written): the indexed record, unless a queued op is newer. */
+  private async current(key: string): Promise<T | null> {
+    const at = this.index.get(key);
+    const fh = this.fh;
+    let value: T | null = null;
+    if (at && fh && !this.removed.has(key)) {
+      const rec = decodeRecord((await readRange(fh, at.offset, at.length - 1)).toString("utf8"));
+      if (!("error" in rec) && rec.op === "put" && rec.key === key) value = this.validate(rec.value);
+    }
+    // Queued and not written yet (maybe while the line was read): the latest wins.
+    const op = this.queue.findLast((p) => p.op.key === key)?.op;
+    return op ? (op.op === "put" ? this.validate(op.value) : null) : value;
   }
 
   /**
@@ -409,25 +424,10 @@ export class DurableStore<T> {
     });
   }
 
-  /**
-   * Put `data` in place of the log (temp file, fdatasync, rename) and return a handle that
-   * appends to it. Once this returns the rename is done; the directory fsync that makes it
-   * durable is the caller's.
-   */
+  /** The rename is done once this returns; the directory fsync that makes it durable is the caller's. */
   private async replaceLog(data: Buffer): Promise<FileHandle> {
-    const tmp = join(this.tmpDir, LOG_NAME);
-    await fs.rm(tmp, { force: true });
-    const fh = await fs.open(tmp, "a+", 0o600);
-    try {
-      await writeAll(fh, data);
-      await fh.datasync();
-      this.syncs.files++;
-      await fs.rename(tmp, this.logPath);
-    } catch (err) {
-      await fh.close().catch(() => undefined);
-      await fs.rm(tmp, { force: true }).catch(() => undefined);
-      throw err;
-    }
+    const fh = await replaceFile(join(this.tmpDir, LOG_NAME), this.logPath, data);
+    this.syncs.files++;
     return fh;
   }
 

@@ -58,9 +58,8 @@ export class ClaimJournal {
    * Remove the entry only while it still records a failure verdict: once that verdict is
    * acknowledged, a later hand-out of the same id (journaled without one) must not lose its entry.
    */
-  async removeFailure(jobId: string): Promise<void> {
-    const current = await this.store.get(jobId);
-    if (current === null || current.failure !== undefined) await this.store.remove(jobId);
+  removeFailure(jobId: string): Promise<void> {
+    return this.store.removeIf(jobId, (current) => current === null || current.failure !== undefined);
   }
 
   async entries(): Promise<{ jobs: ClaimedJob[]; corrupt: CorruptRecord[] }> {
