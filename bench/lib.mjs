@@ -238,6 +238,36 @@ export function zeroBackend(model = "zero") {
  * receipts checked both ways, receipts log), around any backend. No GPU source: the bench
  * backend needs none.
  */
+/**
+ * The durable store's interface over a Map, for the loop bench's "no durable state" rows: the
+ * same outbox, journal and miner, with nothing written or synced. What durability costs, not a
+ * way to run a miner (a crash loses every result not yet acknowledged).
+ */
+function memoryStore() {
+  const m = new Map();
+  return {
+    open: async () => {},
+    close: async () => {},
+    fsyncCounts: () => ({ files: 0, dirs: 0 }),
+    put: async (k, v) => void m.set(k, v),
+    remove: async (k) => void m.delete(k),
+    removeIf: async (k, test) => {
+      if (test(m.get(k) ?? null)) m.delete(k);
+    },
+    get: async (k) => m.get(k) ?? null,
+    has: async (k) => m.has(k),
+    list: async () => ({ entries: [...m].map(([key, value]) => ({ key, value })), corrupt: [] }),
+    count: async () => m.size,
+  };
+}
+
+/** The outbox and the journal each keep their DurableStore in `store` (a private field in TS). */
+function swapStore(holder, store) {
+  if (!(holder.store instanceof DurableStore))
+    throw new Error("bench: the outbox or journal no longer keeps its DurableStore in `store`");
+  holder.store = store;
+}
+
 export function buildMiner({
   url,
   backend,
@@ -246,6 +276,7 @@ export function buildMiner({
   settings = {},
   protocol = "aitbc",
   stateRoot = os.tmpdir(),
+  stateInMemory = false,
 }) {
   const state = mkdtempSync(join(stateRoot, "aitbc-bench-miner-"));
   const key = generateKeyPair();
@@ -255,6 +286,10 @@ export function buildMiner({
   const models = () => backend.listModels().map((m) => m.name);
   const outbox = new Outbox(join(state, "outbox"));
   const journal = new ClaimJournal(join(state, "journal"));
+  if (stateInMemory) {
+    swapStore(outbox, memoryStore());
+    swapStore(journal, memoryStore());
+  }
   const miner = new Miner({
     settings: {
       minerId,

@@ -49,7 +49,7 @@ const job = (i) => ({ payload: { model: "zero", prompt: `job ${i}`, max_tokens: 
 async function runLoop(
   kind,
   concurrency,
-  { jobs, rateLimits, gaps, settings, coordinatorOpts = {}, protocol, stateRoot },
+  { jobs, rateLimits, gaps, settings, coordinatorOpts = {}, protocol, state },
 ) {
   const co = await startCoordinatorProcess({ ...(rateLimits ? { rateLimits } : {}), ...coordinatorOpts });
   const ids = [];
@@ -64,7 +64,7 @@ async function runLoop(
           concurrency,
           settings,
           protocol,
-          ...(stateRoot ? { stateRoot } : {}),
+          ...(state === MEMORY ? { stateInMemory: true } : state ? { stateRoot: state } : {}),
         });
   const t0 = co.now();
   const before = await co.stats();
@@ -142,7 +142,14 @@ const ramConfigs = isTmpfs(RAM_DIR)
       ["miner c=4, state in RAM", "miner", 4, "aitbc", RAM_DIR],
     ]
   : [];
-const fullConfigs = [...configs, ...ramConfigs];
+// And with no durable state at all (the outbox and journal over a Map, bench only): the loop's
+// own cost, with the same signing, verification, validation and HTTP as above.
+const MEMORY = "memory";
+const memoryConfigs = [
+  ["miner c=2, no durable state", "miner", 2, "aitbc", MEMORY],
+  ["miner c=4, no durable state", "miner", 4, "aitbc", MEMORY],
+];
+const fullConfigs = [...configs, ...ramConfigs, ...memoryConfigs];
 const full = Object.fromEntries(fullConfigs.map(([name]) => [name, []]));
 // Lifted limits and no poll spacing: the seed polls again at once after a job, so does the miner.
 const fullOpts = {
@@ -152,8 +159,8 @@ const fullOpts = {
 for (let rep = 0; rep < QUEUE_REPS; rep++) {
   // Rotate the order so that drift on a shared host does not favour one loop.
   for (let k = 0; k < fullConfigs.length; k++) {
-    const [name, kind, c, protocol, stateRoot] = fullConfigs[(k + rep) % fullConfigs.length];
-    full[name].push(await runLoop(kind, c, { ...fullOpts, protocol, stateRoot }));
+    const [name, kind, c, protocol, state] = fullConfigs[(k + rep) % fullConfigs.length];
+    full[name].push(await runLoop(kind, c, { ...fullOpts, protocol, state }));
   }
 }
 const seedMedian = summary(full["seed loop (claim)"].map((r) => r.jobsPerSecond)).median;
