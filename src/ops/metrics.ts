@@ -182,19 +182,31 @@ export class OpsMetrics {
     const labelNames = ["gpu", "UUID", "device", "modelName", "pci_bus_id"];
     const gpus = () => this.gpus();
     for (const def of GPU_METRICS) {
-      new Gauge({
-        name: def.name,
-        help: def.help,
-        labelNames,
-        registers: [this.registry],
-        collect() {
-          this.reset();
-          for (const g of gpus()) {
-            const v = def.value(g);
-            if (v !== null) this.set(gpuLabels(g), v);
-          }
-        },
-      });
+      const each = (emit: (labels: Record<string, string>, v: number) => void) => {
+        for (const g of gpus()) {
+          const v = def.value(g);
+          if (v !== null) emit(gpuLabels(g), v);
+        }
+      };
+      const base = { name: def.name, help: def.help, labelNames, registers: [this.registry] };
+      // NVML's running totals (energy, ECC errors) are counters, typed as `telemetry --prometheus`
+      // and DCGM-exporter type them, so rate() works; their value is read, not counted here.
+      if (def.type === "counter")
+        new Counter({
+          ...base,
+          collect() {
+            this.reset();
+            each((labels, v) => this.inc(labels, v));
+          },
+        });
+      else
+        new Gauge({
+          ...base,
+          collect() {
+            this.reset();
+            each((labels, v) => this.set(labels, v));
+          },
+        });
     }
     new Gauge({
       name: "aitbc_gpu_clock_event_reason",

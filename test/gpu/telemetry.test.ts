@@ -5,6 +5,10 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
+import { createGpuInfoSource } from "../../src/gpu/index.js";
+import { GPU_METRICS } from "../../src/gpu/telemetry-format.js";
+import { silentLogger } from "../../src/log.js";
+import { OpsMetrics } from "../../src/ops/metrics.js";
 import { fakeDevice } from "../fake-nvml/config.js";
 import { addonPath, configFile, fake, root, runNode, telemetryCli, tmp } from "../support/gpu.js";
 
@@ -193,5 +197,33 @@ describe("telemetry command", () => {
     expect(await code).toBe(0);
     expect(out.startsWith("\x1b[H\x1b[2J")).toBe(true);
     expect(out).toContain("[1] Weird");
+  });
+});
+
+describe("the miner's /metrics", () => {
+  it("types and values every GPU metric as `telemetry --prometheus` does", async () => {
+    const cfg = twoGpus();
+    const cli = parseProm((await run(["--prometheus", "--nvml-library", fake.current], cfg)).stdout);
+    process.env["FAKE_NVML_CONFIG"] = cfg;
+    const src = await createGpuInfoSource({
+      nvmlLibrary: fake.current,
+      log: silentLogger(),
+      nvidiaSmi: "/nonexistent/nvidia-smi",
+    });
+    const ops = new OpsMetrics();
+    try {
+      ops.setSnapshot(await src.snapshot());
+    } finally {
+      await src.close();
+    }
+    const served = parseProm(await ops.registry.metrics());
+    const counters = GPU_METRICS.filter((m) => m.type === "counter").map((m) => m.name);
+    expect(counters).toContain("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION");
+    for (const m of GPU_METRICS) {
+      const fromCli = cli.samples.filter((x) => x.name === m.name);
+      const fromServer = served.samples.filter((x) => x.name === m.name);
+      expect(fromServer, m.name).toEqual(fromCli);
+      if (fromCli.length > 0) expect(served.types.get(m.name), m.name).toBe(cli.types.get(m.name));
+    }
   });
 });
