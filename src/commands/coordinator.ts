@@ -19,6 +19,7 @@ interface CoordinatorCmdOptions {
   leaseSeconds: string;
   requeueOnFail?: boolean;
   upstreamQuirks?: boolean;
+  longPollMax: string;
   logLevel: string;
 }
 
@@ -45,6 +46,11 @@ export function register(program: Command): void {
       "--upstream-quirks",
       "behave as the real AITBC coordinator does (no leases, /fail keeps the slot, repeat results accepted)",
     )
+    .option(
+      "--long-poll-max <S>",
+      "hold a poll that asks max_wait_seconds for up to S s until a job comes (0 = answer at once, as the reference does)",
+      "0",
+    )
     .option("--log-level <LEVEL>", "log level", "info")
     .action(async (opts: CoordinatorCmdOptions) => {
       process.exitCode = await runCoordinator(opts);
@@ -59,6 +65,7 @@ async function runCoordinator(opts: CoordinatorCmdOptions): Promise<number> {
   const port = parseIntFlag("--port", opts.port, 0, 65535);
   const jobs = parseIntFlag("--jobs", opts.jobs, 0, 10_000);
   const lease = parseIntFlag("--lease-seconds", opts.leaseSeconds, 0, 7 * 86_400);
+  const longPollMax = parseIntFlag("--long-poll-max", opts.longPollMax, 0, 300);
   const maxTokens =
     opts.maxTokens === undefined ? undefined : parseIntFlag("--max-tokens", opts.maxTokens, 1, 1_000_000);
   const level = LEVELS.find((l) => l === opts.logLevel);
@@ -75,6 +82,7 @@ async function runCoordinator(opts: CoordinatorCmdOptions): Promise<number> {
     leaseTimeoutMs: lease * 1000,
     requeueOnFail: opts.requeueOnFail === true,
     upstreamQuirks: opts.upstreamQuirks === true,
+    longPollMaxSeconds: longPollMax,
     log,
   });
   for (let i = 0; i < jobs; i++) {

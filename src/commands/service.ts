@@ -11,7 +11,6 @@ import { packageRoot } from "../version.js";
 export const UNIT_PATH = "/etc/systemd/system/aitbc-native-miner.service";
 export const API_KEY_SOURCE = "/etc/aitbc-native-miner/api-key";
 
-/** The miner's outbox flush on shutdown (flushTimeoutMs in src/compose.ts), in seconds. */
 /** Room after the miner's own stop budget for node to exit and for a supervisor's margin. */
 export const STOP_MARGIN_S = 10;
 

@@ -15,39 +15,37 @@ register(program);
 await program.parseAsync(process.argv.slice(1), { from: "user" });
 `;
 
+/** The command alone on a bare program (so the test depends on nothing else), as a real process. */
+async function start(args: string[]) {
+  const child = spawn(
+    process.execPath,
+    ["--input-type=module", "-e", PROGRAM, "--", "coordinator", "--port", "0", ...args],
+    { stdio: ["ignore", "pipe", "pipe"], cwd: root },
+  );
+  const out = { stderr: "" };
+  child.stderr.on("data", (d: Buffer) => {
+    out.stderr += d.toString();
+  });
+  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  const url = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout }).once("line", resolve);
+    void exited.then((code) => reject(new Error(`exited ${code}: ${out.stderr}`)));
+  });
+  return { child, exited, url, out };
+}
+
 describe("coordinator command", () => {
   it("serves queued jobs until SIGTERM, then exits 0", async () => {
-    const child = spawn(
-      process.execPath,
-      // Only this command registered on a bare program, so the test depends on nothing else.
-      [
-        "--input-type=module",
-        "-e",
-        PROGRAM,
-        "--",
-        "coordinator",
-        "--port",
-        "0",
-        "--jobs",
-        "2",
-        "--model",
-        "m1",
-        "--prompt",
-        "Hi",
-        "--api-key",
-        "smoke-key-123",
-      ],
-      { stdio: ["ignore", "pipe", "pipe"], cwd: root },
-    );
-    let stderr = "";
-    child.stderr.on("data", (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
-    const url = await new Promise<string>((resolve, reject) => {
-      createInterface({ input: child.stdout }).once("line", resolve);
-      void exited.then((code) => reject(new Error(`exited ${code}: ${stderr}`)));
-    });
+    const { child, exited, url, out } = await start([
+      "--jobs",
+      "2",
+      "--model",
+      "m1",
+      "--prompt",
+      "Hi",
+      "--api-key",
+      "smoke-key-123",
+    ]);
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     const c = client(url, { apiKey: "smoke-key-123", minerId: "smoke" });
     try {
@@ -60,8 +58,31 @@ describe("coordinator command", () => {
     }
     child.kill("SIGTERM");
     expect(await exited).toBe(0);
-    expect(stderr).toContain('"event":"listening"');
-    expect(stderr).toContain("coordinator assigned");
-    expect(stderr).not.toContain("smoke-key-123");
+    expect(out.stderr).toContain('"event":"listening"');
+    expect(out.stderr).toContain("coordinator assigned");
+    expect(out.stderr).not.toContain("smoke-key-123");
+  });
+
+  it("--long-poll-max holds an empty poll that asks to wait; without it the poll is answered at once", async () => {
+    for (const [args, held] of [
+      [["--long-poll-max", "1"], true],
+      [[], false],
+    ] as const) {
+      const { child, exited, url } = await start([...args]);
+      const c = client(url, { minerId: "waiter" });
+      try {
+        await c.register(caps(["m1"]), 1);
+        const t0 = performance.now();
+        expect(await c.poll(1)).toBeNull();
+        const waited = performance.now() - t0;
+        // Held: about the 1 s asked; not held: an answer at once (far under the second).
+        if (held) expect(waited).toBeGreaterThanOrEqual(900);
+        else expect(waited).toBeLessThan(900);
+      } finally {
+        await c.close();
+      }
+      child.kill("SIGTERM");
+      expect(await exited).toBe(0);
+    }
   });
 });
