@@ -95,7 +95,7 @@ if ! err=$(cd "$pkg" && "$node_bin" bin/aitbc-native-miner.js --version 2>&1 >/d
   } >"$pkg/node_modules/node-llama-cpp/index.js"
   printf '{"name":"node-llama-cpp","version":"0.0.0-aitbc-stub","type":"module","main":"index.js","aitbcStub":true}\n' \
     >"$pkg/node_modules/node-llama-cpp/package.json"
-  stub_note='"the CLI imports node-llama-cpp statically: src/cli.ts:3 → src/commands/bench.ts:6, and src/cli.ts:5,9 → src/commands/demo.ts:9, src/commands/run.ts:3 → src/compose.ts:4, import src/backends/llama.ts, whose lines 5-17 import node-llama-cpp; make those imports lazy (await import) so the CLI starts without it. The bundle ships a stub node-llama-cpp that throws on use."'
+  stub_note='"the packed CLI did not start without node-llama-cpp: a module on the path of --version imports it statically (src/cli.ts loads commands lazily; keep it so). The bundle ships a stub node-llama-cpp that throws on use."'
   (cd "$pkg" && "$node_bin" bin/aitbc-native-miner.js --version >/dev/null)
 fi
 printf '{"node":"%s","nodeArchive":"node.%s","builtAt":"%s","inferenceRuntime":false,"nodeLlamaCppStub":%s}\n' \
