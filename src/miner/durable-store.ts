@@ -20,7 +20,8 @@ import type { FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { appendDurably, fsyncDir, readRange, replaceFile, writeAll } from "../file-io.js";
 import { type CorruptRecord, readLegacyRecords, readWithoutOpening } from "./legacy-records.js";
-import { decodeRecord, encodeRecord, type LinePlace, type LogOp, placesOf, readLog } from "./record-log.js";
+import type { JoinedLines, LinePlace, LogOp } from "./record-log.js";
+import { decodeRecord, encodeRecord, joinLines, readLog } from "./record-log.js";
 
 export type { CorruptRecord };
 
@@ -121,14 +122,14 @@ export class DurableStore<T> {
       this.corruptAtOpen.push({ path, key: d.key, reason: d.reason });
     }
 
-    const lines: Buffer[] = [];
-    for (const r of contents.live.values()) lines.push(bytes.subarray(r.offset, r.offset + r.length));
+    const lines: [string, Buffer][] = [];
+    for (const [key, r] of contents.live) lines.push([key, bytes.subarray(r.offset, r.offset + r.length)]);
     // The log is newer than any file an earlier version left: it wins for a key in both.
-    for (const e of legacy.entries) {
-      if (!contents.live.has(e.key)) lines.push(encodeRecord({ op: "put", key: e.key, value: e.value }));
-    }
-    const live = Buffer.concat(lines);
-    if (live.length === bytes.length && legacy.files.length === 0) {
+    for (const e of legacy.entries)
+      if (!contents.live.has(e.key))
+        lines.push([e.key, encodeRecord({ op: "put", key: e.key, value: e.value })]);
+    const live = joinLines(lines);
+    if (live.data.length === bytes.length && legacy.files.length === 0) {
       // Nothing to drop or take in (the common start): append to the log as it is.
       this.fh = await fs.open(this.logPath, "a+", 0o600);
       this.indexLines(live);
@@ -143,7 +144,7 @@ export class DurableStore<T> {
     if (damagedCopied) {
       let fh: FileHandle | null = null;
       try {
-        fh = await this.replaceLog(live);
+        fh = await this.replaceLog(live.data);
       } catch (err) {
         if (legacy.files.length > 0) throw err;
         // A full disk at start: the log is used as it is, so its results are still delivered.
@@ -404,11 +405,11 @@ export class DurableStore<T> {
     }
     const places = [...this.index];
     let fh: FileHandle;
-    let live: Buffer;
+    let live: JoinedLines;
     try {
       const all = await readRange(old, 0, this.size);
-      live = Buffer.concat(places.map(([, p]) => all.subarray(p.offset, p.offset + p.length)));
-      fh = await this.replaceLog(live);
+      live = joinLines(places.map(([key, p]) => [key, all.subarray(p.offset, p.offset + p.length)]));
+      fh = await this.replaceLog(live.data);
     } catch {
       // Try again once as much more is dead (a full disk must not make every batch retry).
       this.compactAtDead = this.size - this.liveBytes + COMPACT_DEAD_BYTES;
@@ -431,12 +432,12 @@ export class DurableStore<T> {
     return fh;
   }
 
-  /** Index a log made of whole put lines (as open and compaction write it). */
-  private indexLines(data: Buffer): void {
-    this.index = placesOf(data);
+  /** Take a log made of whole live put lines (as open and compaction write it) as the log. */
+  private indexLines(live: JoinedLines): void {
+    this.index = live.index;
     this.cutPending = false;
-    this.size = data.length;
-    this.liveBytes = data.length;
+    this.size = live.data.length;
+    this.liveBytes = live.data.length;
   }
 
   private async syncDir(): Promise<void> {

@@ -126,16 +126,18 @@ export interface LinePlace {
   length: number;
 }
 
-/** Where each key's line is, in a log made of whole put lines (as open and compaction write it). */
-export function placesOf(data: Buffer): Map<string, LinePlace> {
-  const places = new Map<string, LinePlace>();
-  let start = 0;
-  for (;;) {
-    const end = data.indexOf(NEWLINE, start);
-    if (end < 0) break;
-    const rec = decodeRecord(data.toString("utf8", start, end));
-    if (!("error" in rec)) places.set(rec.key, { offset: start, length: end + 1 - start });
-    start = end + 1;
+export interface JoinedLines {
+  data: Buffer;
+  index: Map<string, LinePlace>;
+}
+
+/** Lines laid end to end, and where each key's line lands: known here, so never re-parsed. */
+export function joinLines(lines: [string, Buffer][]): JoinedLines {
+  const index = new Map<string, LinePlace>();
+  let offset = 0;
+  for (const [key, line] of lines) {
+    index.set(key, { offset, length: line.length });
+    offset += line.length;
   }
-  return places;
+  return { data: Buffer.concat(lines.map(([, line]) => line)), index };
 }
