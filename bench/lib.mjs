@@ -133,7 +133,10 @@ export async function hostFacts() {
 
 /** bench/results/<name>-<ISO time>.json (BENCH_RESULTS_DIR overrides the folder, for the smoke test). */
 export async function writeResult(name, data, { quick = false } = {}) {
-  const dir = process.env.BENCH_RESULTS_DIR || join(root, "bench", "results");
+  // --quick figures mean nothing: they go to the temp directory, never among the kept results.
+  const dir =
+    process.env.BENCH_RESULTS_DIR ||
+    (quick ? join(os.tmpdir(), "aitbc-bench-results") : join(root, "bench", "results"));
   mkdirSync(dir, { recursive: true });
   const at = new Date().toISOString();
   const file = join(dir, `${name}-${at.replace(/[:.]/g, "-")}.json`);
