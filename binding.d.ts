@@ -140,6 +140,15 @@ export interface NvmlPackedSnapshot {
   processes: Float64Array;
 }
 
+export interface LibraryProbe {
+  name: string;
+  found: boolean;
+  /** The file the loader opened, when found. */
+  path: string | null;
+  /** dlerror() text, when not found. */
+  error: string | null;
+}
+
 export interface NvmlAddon extends NvmlPackedLayout {
   /**
    * dlopen + symbol resolution + nvmlInit, off the JS thread; takes a hold when available. The path
@@ -154,6 +163,12 @@ export interface NvmlAddon extends NvmlPackedLayout {
   /** Returns one of this environment's holds (none held: no-op); the last one shuts NVML down. */
   close(): void;
   isOpen(): boolean;
+  /**
+   * dlopen each library (RTLD_LAZY | RTLD_LOCAL) off the JS thread, note where the loader found it
+   * or dlerror()'s text, and dlclose it: which CUDA runtime library a GPU backend would lack.
+   * Absent in addons built before it (the caller then reports the probe as unavailable).
+   */
+  probeLibraries?(names: string[]): Promise<LibraryProbe[]>;
   /** Bumped when this surface changes; the loader refuses a binary with another value. */
   readonly abiVersion: 2;
 }

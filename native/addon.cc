@@ -6,6 +6,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "library_probe.h"
 #include "snapshot.h"
 
 namespace {
@@ -348,6 +349,61 @@ Napi::Value IsOpen(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), s.initialized);
 }
 
+// Loading a large library (libcublas is ~100 MB) runs its constructors: off the JS thread.
+class ProbeWorker : public Napi::AsyncWorker {
+ public:
+  ProbeWorker(Napi::Env env, std::vector<std::string> names)
+      : Napi::AsyncWorker(env, "aitbc:probeLibraries"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        names_(std::move(names)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      for (const auto& n : names_) results_.push_back(aitbc::probeLibrary(n));
+    } catch (const std::exception& e) {
+      SetError(std::string("probeLibraries: ") + e.what());
+    }
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::Array out = Napi::Array::New(env, results_.size());
+    for (size_t i = 0; i < results_.size(); ++i) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("name", names_[i]);
+      o.Set("found", Napi::Boolean::New(env, results_[i].found));
+      o.Set("path", results_[i].path.empty() ? env.Null() : Napi::String::New(env, results_[i].path));
+      o.Set("error", results_[i].found ? env.Null() : Napi::String::New(env, results_[i].error));
+      out.Set(static_cast<uint32_t>(i), o);
+    }
+    deferred_.Resolve(out);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::vector<std::string> names_;
+  std::vector<aitbc::LibraryProbe> results_;
+};
+
+Napi::Value ProbeLibraries(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArray())
+    throw Napi::TypeError::New(env, "probeLibraries(names): names must be an array of strings");
+  Napi::Array arr = info[0].As<Napi::Array>();
+  std::vector<std::string> names;
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    Napi::Value v = arr.Get(i);
+    if (!v.IsString() || v.As<Napi::String>().Utf8Value().empty())
+      throw Napi::TypeError::New(env, "probeLibraries(names): each name must be a non-empty string");
+    names.push_back(v.As<Napi::String>().Utf8Value());
+  }
+  auto* w = new ProbeWorker(env, std::move(names));
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("open", Napi::Function::New(env, Open, "open"));
   exports.Set("snapshotPacked", Napi::Function::New(env, SnapshotPacked, "snapshotPacked"));
@@ -356,6 +412,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("packedStrings", names(env, kPackedStrings));
   exports.Set("close", Napi::Function::New(env, Close, "close"));
   exports.Set("isOpen", Napi::Function::New(env, IsOpen, "isOpen"));
+  exports.Set("probeLibraries", Napi::Function::New(env, ProbeLibraries, "probeLibraries"));
   exports.Set("abiVersion", Napi::Number::New(env, 2));
   // An environment going away (a worker exiting, the main thread at exit) returns the holds it
   // still has; the others' session stays open.
