@@ -1,7 +1,7 @@
 // dlopen + dlinfo + dlclose: the facts only; which libraries matter is decided in TypeScript.
 #include "library_probe.h"
 
-#include <dlfcn.h>
+#include "dl_compat.h"
 #include <link.h>
 
 namespace aitbc {

@@ -1,16 +1,6 @@
 #include "nvml_loader.h"
 
-#include <dlfcn.h>
-
-// Bind the dl* calls to their oldest symbol versions, so that one prebuilt binary loads on every
-// glibc a Node 20 host may have (2.28+), not only on the 2.34+ it was built on (where dlopen moved
-// into libc with a new version).
-#if defined(__GLIBC__) && defined(__x86_64__)
-__asm__(".symver dlopen,dlopen@GLIBC_2.2.5");
-__asm__(".symver dlsym,dlsym@GLIBC_2.2.5");
-__asm__(".symver dlclose,dlclose@GLIBC_2.2.5");
-__asm__(".symver dlerror,dlerror@GLIBC_2.2.5");
-#endif
+#include "dl_compat.h"
 
 // GCC 11+ headers call this libstdc++ 3.4.29 helper from inline allocation code; defining it here
 // keeps the prebuilt loadable with the older libstdc++ of long-term-support distributions.
