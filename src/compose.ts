@@ -3,6 +3,7 @@
 import { join } from "node:path";
 import { type Backend, BackendError, type ModelInfo } from "./backends/types.js";
 import { watchModels } from "./backends/watch.js";
+import { type ComputeCheck, checkCompute, runtimeDiagnosis } from "./compute-check.js";
 import type { RunConfig } from "./config.js";
 import { createCoordinatorClient } from "./coordinator/client.js";
 import type { Capabilities } from "./coordinator/types.js";
@@ -16,7 +17,7 @@ import { DEFAULT_ABORT_GRACE_MS, DEFAULT_FLUSH_TIMEOUT_MS, Miner, type MinerSett
 import { Outbox } from "./miner/outbox.js";
 import type { HostFacts } from "./miner/screening.js";
 import { DEFAULT_MIN_FREE_BYTES, StateStorage } from "./miner/state-storage.js";
-import type { MinerEvent } from "./ops/events.js";
+import type { InferenceBackend, MinerEvent } from "./ops/events.js";
 import { stateFiles } from "./paths.js";
 import {
   buildMinerReceipt,
@@ -27,6 +28,8 @@ import {
 
 export interface Composed {
   miner: Miner;
+  /** What inference computes on, held against NVML's cards: ok, or why this host must not mine. */
+  compute: ComputeCheck;
   backend: Backend;
   gpu: GpuInfoSource;
   close(): Promise<void>;
@@ -47,6 +50,8 @@ export interface ComposeOverrides {
   onEvent?: (e: MinerEvent) => void;
   /** This process is one worker of a multi-GPU host. */
   worker?: { keyStateDir: string; gpuUuids: readonly string[] | null };
+  /** Mine on the CPU even where NVML sees GPUs (the demo: it shows the flow on any host). */
+  allowCpuInference?: boolean;
 }
 
 /** Which models to warm before the first job, in order: `all` is the largest first. */
@@ -101,16 +106,29 @@ export async function composeMiner(
   const hostGpus = await createGpuInfoSource({ nvmlLibrary: cfg.nvmlLibrary, log });
   const gpu = overrides.worker?.gpuUuids ? restrictToGpus(hostGpus, overrides.worker.gpuUuids) : hostGpus;
   const backend = await createBackend(cfg, log);
+  const initRetry = await initBackend(backend, log);
+  // Before registering: the runtime node-llama-cpp really started decides what is advertised.
+  const compute = await checkCompute({
+    compute: backend.compute ? () => backend.compute!() : null,
+    snapshot: await gpu.snapshot().catch(() => null),
+    allowCpu: cfg.allowCpuInference || overrides.allowCpuInference === true,
+    assumeNvmlCompute: process.env["AITBC_TEST_COMPUTE"] === "nvml" && cfg.nvmlLibrary !== undefined,
+    ...runtimeDiagnosis,
+  });
+  const advert = compute.ok
+    ? { platform: compute.platform, advertiseGpus: compute.advertiseGpus }
+    : { platform: "CPU" as const, advertiseGpus: false };
+  if (compute.ok) reportCompute(compute, log, overrides.onEvent);
   const policy = createGpuPolicy({
     gpu,
     models: backend,
     log,
-    cpuOnly: cfg.gpu === "cpu",
+    // VRAM admission and GPU health only mean something where inference runs on the GPU.
+    cpuOnly: cfg.gpu === "cpu" || !advert.advertiseGpus,
     unloadAfterJob: cfg.unloadAfterJob,
   });
   const snapshot = () => policy.snapshot();
   const admission = (model: string) => policy.admission(model);
-  const initRetry = await initBackend(backend, log);
   const models = backend.listModels();
   if (models.length === 0) {
     log.warn(
@@ -177,7 +195,7 @@ export async function composeMiner(
     log,
     async capabilities(): Promise<Capabilities> {
       const s = await snapshot();
-      const gpuCaps = capabilitiesFromSnapshot(s);
+      const gpuCaps = capabilitiesFromSnapshot(s, advert);
       return {
         ...gpuCaps,
         models: backend.listModels().map((m) => m.name),
@@ -201,9 +219,13 @@ export async function composeMiner(
       const s = await snapshot();
       return {
         gpu_source: gpu.kind,
-        gpus: heartbeatMetrics(s),
-        ...(s === null && gpu.kind !== "none" ? { gpu_error: "snapshot failed" } : {}),
+        gpus: heartbeatMetrics(s, advert),
+        ...(s === null && gpu.kind !== "none" && advert.advertiseGpus
+          ? { gpu_error: "snapshot failed" }
+          : {}),
         backend: backend.name,
+        platform: advert.platform,
+        inference: inferenceFacts(compute),
       };
     },
     signReceipt: (input) => buildMinerReceipt(input, key) as unknown as Record<string, unknown>,
@@ -225,6 +247,7 @@ export async function composeMiner(
 
   return {
     miner,
+    compute,
     backend,
     gpu,
     async close() {
@@ -234,6 +257,31 @@ export async function composeMiner(
       await receiptLog.close();
     },
   };
+}
+
+/** What heartbeats say inference computes on; "external" for a backend that cannot tell (Ollama). */
+function inferenceFacts(c: ComputeCheck): { backend: InferenceBackend; devices: string[] } {
+  if (!c.ok && c.code === "runtime_unavailable") return { backend: "cpu", devices: [] };
+  const info = c.compute;
+  return info ? { backend: info.kind, devices: info.devices } : { backend: "external", devices: [] };
+}
+
+/** Say once what inference computes on: the log, and /metrics through the event. */
+function reportCompute(c: ComputeCheck & { ok: true }, log: Logger, onEvent?: (e: MinerEvent) => void) {
+  const facts = inferenceFacts(c);
+  const fields = {
+    event: "inference_runtime",
+    ...facts,
+    platform: c.platform,
+    build: c.compute?.build ?? null,
+  };
+  if (c.note) log.warn(fields, c.note);
+  else
+    log.info(
+      fields,
+      `inference on ${c.platform}${facts.devices.length ? ` (${facts.devices.join(", ")})` : ""}`,
+    );
+  onEvent?.({ type: "inference_runtime", ...facts, platform: c.platform });
 }
 
 /**

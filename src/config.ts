@@ -100,6 +100,7 @@ export const runSchema = z
     concurrency: intIn(1, 64).default(1),
     threads: intIn(1, 1024).default(() => Math.max(1, availableParallelism())),
     gpu: z.enum(["auto", "cpu"]).default("auto"),
+    allowCpuInference: bool.default(false),
     stateDir: z
       .string()
       .min(1)

@@ -161,6 +161,14 @@ async function runOne(cfg: RunConfig, log: Logger, o: OneOptions): Promise<numbe
     );
     return ExitCode.stateUnwritable;
   }
+  if (!composed.compute.ok) {
+    // Mining now would pose as a GPU miner (or compute nowhere): say what is missing, and stop.
+    log.fatal({ event: "gpu_unusable", code: composed.compute.code }, composed.compute.message);
+    link?.close();
+    await composed.close();
+    await composed.backend.close().catch(() => undefined);
+    return ExitCode.gpuUnusable;
+  }
   const miner = composed.miner;
   link?.attach({
     gauges: () => miner.gauges(),

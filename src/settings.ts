@@ -69,6 +69,11 @@ export const SETTINGS: SettingSpec[] = [
     help: "use CUDA when available, or force CPU (default: auto)",
   },
   {
+    key: "allowCpuInference",
+    flag: "--allow-cpu-inference",
+    help: "mine on the CPU (advertising no GPU) when NVML sees GPUs but no GPU runtime starts; without it run exits 69",
+  },
+  {
     key: "stateDir",
     flag: "--state-dir",
     arg: "DIR",

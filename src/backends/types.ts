@@ -52,6 +52,23 @@ export interface ModelInfo {
   source: string;
 }
 
+/** What inference actually computes on, as the runtime itself reports it (not NVML). */
+export type ComputeKind = "cuda" | "vulkan" | "metal" | "cpu";
+
+export interface ComputeInfo {
+  kind: ComputeKind;
+  /** Device names the runtime sees, in its order (empty on the CPU). */
+  devices: string[];
+  /** Device memory the runtime sees, all devices together (null on the CPU or when unknown). */
+  vramTotalBytes: number | null;
+  /** Which binary: node-llama-cpp's "localBuild" (e.g. `gpu build`) or "prebuilt"; null when unknown. */
+  build: string | null;
+  /** On the CPU: whether that was asked for (--gpu cpu) rather than the GPU runtime failing. */
+  cpuByChoice: boolean;
+  /** Why the GPU runtime did not start, when it was tried and failed with an error. */
+  gpuError: string | null;
+}
+
 export interface Backend {
   readonly name: BackendName;
   /** Load the runtime, scan models. Throws BackendError("backend_unavailable") with advice. */
@@ -64,6 +81,11 @@ export interface Backend {
    * a lone `NAME.gguf`). Absent: every hasModel() match is exact.
    */
   hasExactModel?(name: string): boolean;
+  /**
+   * Start the runtime (if not yet) and say what it computes on. Absent: the backend runs
+   * elsewhere (Ollama) and cannot tell; the GPUs NVML sees are then taken at their word.
+   */
+  compute?(): Promise<ComputeInfo>;
   /** Run one job. Rejects with BackendError; rejects with code "aborted" when `signal` fires. */
   generate(req: InferenceRequest, signal: AbortSignal): Promise<InferenceResult>;
   /** Look again for models (new files, a model map edit, Ollama pulls); listModels() follows. */

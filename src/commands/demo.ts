@@ -94,7 +94,6 @@ async function runDemo(opts: DemoOptions): Promise<number> {
     );
   }
   out(`  jobs         ${jobs} queued, concurrency ${concurrency}`);
-  out("");
 
   const cfg: RunConfig = runSchema.parse({
     coordinator: coordinator.url,
@@ -113,7 +112,23 @@ async function runDemo(opts: DemoOptions): Promise<number> {
     jobTimeout: 120,
     gracePeriod: 10,
   });
-  const composed = await composeMiner(cfg, log, { pollMinIntervalMs: 50, flushTimeoutMs: 5000 });
+  // A demo shows the flow on any host: on the CPU too, saying so, where `run` would refuse.
+  const composed = await composeMiner(cfg, log, {
+    pollMinIntervalMs: 50,
+    flushTimeoutMs: 5000,
+    allowCpuInference: true,
+  });
+  const c = composed.compute;
+  if (!c.ok) {
+    out(`✘ inference   ${c.message}`);
+    await composed.close();
+    await composed.backend.close().catch(() => undefined);
+    await coordinator.close();
+    return 1;
+  }
+  const devices = c.compute?.devices.length ? ` (${c.compute.devices.join(", ")})` : "";
+  out(`  inference    ${c.platform}${devices}${c.note ? `: ${c.note}` : ""}`);
+  out("");
   const running = composed.miner.run();
   let exitCode = 0;
   try {

@@ -2,9 +2,11 @@
 import { existsSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Command } from "commander";
+import { checkCompute, runtimeDiagnosis } from "../compute-check.js";
 import { checkCoordinatorUrl, resolveSecretFiles } from "../config.js";
 import { createCoordinatorClient } from "../coordinator/client.js";
 import { createGpuInfoSource, loadAddon } from "../gpu/index.js";
+import type { GpuSnapshot } from "../gpu/types.js";
 import { silentLogger } from "../log.js";
 import { DEFAULT_MIN_FREE_BYTES, StateStorage } from "../miner/state-storage.js";
 import { stateFiles } from "../paths.js";
@@ -31,6 +33,9 @@ interface DoctorOptions {
   /** --config: its stateDir applies here as in `run`. */
   config?: string | undefined;
   nvmlLibrary?: string | undefined;
+  /** As run's: whether CPU inference is allowed on a host whose NVML sees GPUs, or forced. */
+  allowCpuInference?: boolean | undefined;
+  gpu?: string | undefined;
   json?: boolean | undefined;
 }
 
@@ -47,6 +52,9 @@ function withEnv(opts: Partial<DoctorOptions>, env: NodeJS.ProcessEnv): DoctorOp
     models: opts.models ?? e("AITBC_MODELS"),
     stateDir: resolveStateDir(opts.stateDir, opts.config, env),
     nvmlLibrary: opts.nvmlLibrary ?? e("AITBC_NVML_LIBRARY"),
+    allowCpuInference:
+      opts.allowCpuInference ?? ["1", "true", "yes"].includes(env["AITBC_ALLOW_CPU_INFERENCE"] ?? ""),
+    gpu: opts.gpu ?? e("AITBC_GPU"),
   };
 }
 
@@ -72,6 +80,11 @@ export function register(program: Command): void {
     )
     .option("--config <FILE>", "JSON config file (its stateDir applies, as in run); env AITBC_CONFIG")
     .option("--nvml-library <PATH>", "path of libnvidia-ml.so.1; env AITBC_NVML_LIBRARY")
+    .option("--gpu <auto|cpu>", "as run's --gpu: judge inference as run would; env AITBC_GPU")
+    .option(
+      "--allow-cpu-inference",
+      "as run's: CPU inference on a host whose NVML sees GPUs is acceptable; env AITBC_ALLOW_CPU_INFERENCE",
+    )
     .option("--json", "machine-readable output")
     .action(async (raw: Partial<DoctorOptions>) => {
       const opts = withEnv(raw, process.env);
@@ -122,8 +135,10 @@ async function runChecks(opts: DoctorOptions): Promise<Check[]> {
   );
 
   const gpu = await createGpuInfoSource({ nvmlLibrary: opts.nvmlLibrary, log: silentLogger() });
+  let snapshot: GpuSnapshot | null = null;
   try {
     const snap = await gpu.snapshot();
+    snapshot = snap;
     const names = snap.devices.map((d) => `${d.index}:${d.name} ${d.memoryTotalMiB ?? "?"} MiB`).join(", ");
     checks.push(
       snap.devices.length > 0
@@ -154,28 +169,7 @@ async function runChecks(opts: DoctorOptions): Promise<Check[]> {
     await gpu.close();
   }
 
-  try {
-    const { getLlama } = await import("node-llama-cpp");
-    const llama = await getLlama({
-      gpu: "auto",
-      build: "never",
-      progressLogs: false,
-      logLevel: "error" as never,
-    });
-    checks.push({
-      name: "inference",
-      status: "ok",
-      detail: `node-llama-cpp ready (${llama.gpu === false ? "CPU" : llama.gpu}; ${llama.cpuMathCores} math cores)`,
-    });
-    await llama.dispose();
-  } catch (err) {
-    checks.push({
-      name: "inference",
-      status: "fail",
-      detail: `node-llama-cpp cannot load: ${(err as Error).message.split("\n")[0]}`,
-      fix: "reinstall (npm ci); or use --backend ollama",
-    });
-  }
+  checks.push(await checkInference(opts, snapshot));
 
   if (opts.models) {
     const gguf = existsSync(opts.models) && statSync(opts.models).isDirectory();
@@ -218,6 +212,46 @@ async function runChecks(opts: DoctorOptions): Promise<Check[]> {
 
   if (opts.coordinator) checks.push(await checkCoordinator(opts, opts.coordinator));
   return checks;
+}
+
+/**
+ * What `run` would compute on, by the same check `run` makes before it registers (compute-check.ts):
+ * the runtime node-llama-cpp really starts, held against the GPUs NVML sees.
+ */
+async function checkInference(opts: DoctorOptions, snapshot: GpuSnapshot | null): Promise<Check> {
+  const { LlamaRuntime } = await import("../backends/llama/runtime.js");
+  const runtime = new LlamaRuntime({
+    threads: 1,
+    gpu: opts.gpu === "cpu" ? false : "auto",
+    log: silentLogger(),
+  });
+  try {
+    const c = await checkCompute({
+      compute: () => runtime.compute(),
+      snapshot,
+      allowCpu: opts.allowCpuInference === true,
+      ...runtimeDiagnosis,
+    });
+    if (!c.ok)
+      return {
+        name: "inference",
+        status: "fail",
+        detail: c.message,
+        fix:
+          c.code === "runtime_unavailable"
+            ? "reinstall (npm ci); or use --backend ollama"
+            : "run would exit 69 here: apply the fix above, or pass --allow-cpu-inference to mine on the CPU",
+      };
+    const devices = c.compute?.devices.length ? ` (${c.compute.devices.join(", ")})` : "";
+    const build = c.compute?.build ? `, ${c.compute.build} binary` : "";
+    return {
+      name: "inference",
+      status: c.note && c.platform === "CPU" && !c.compute?.cpuByChoice ? "warn" : "ok",
+      detail: `node-llama-cpp computes on ${c.platform}${devices}${build}${c.note ? `: ${c.note}` : ""}`,
+    };
+  } finally {
+    await runtime.dispose();
+  }
 }
 
 /**

@@ -9,11 +9,14 @@ export interface GpuCapability {
   compute_capability: string | null;
 }
 
+/** What inference computes on, as advertised: the runtime's own word (src/gpu/compute-verdict.ts). */
+export type Platform = "CUDA" | "Vulkan" | "Metal" | "CPU";
+
 export interface Capabilities {
   gpus: GpuCapability[];
   cuda: string | null;
   models: string[];
-  platform: "CUDA" | "CPU";
+  platform: Platform;
   supported_tasks: ["inference"];
   max_concurrent_jobs: number;
   region?: string | undefined;

@@ -13,8 +13,12 @@ import { type HealthReport, type OpsServer, startOpsServer } from "../ops/server
 import { parseWorkerMessage, WORKER_ENV, type WorkerEnv, type WorkerHealth } from "./ipc.js";
 import type { WorkerSpec } from "./plan.js";
 
-/** Exit codes a restart cannot fix (bad settings, unwritable state): the worker is not restarted. */
-const FINAL_EXIT_CODES = new Set<number>([ExitCode.badSettings, ExitCode.stateUnwritable]);
+/** Exit codes a restart cannot fix (bad settings, unwritable state, no GPU runtime): not restarted. */
+const FINAL_EXIT_CODES = new Set<number>([
+  ExitCode.badSettings,
+  ExitCode.stateUnwritable,
+  ExitCode.gpuUnusable,
+]);
 /** A worker that has not reported for this long is not alive (its loop or event loop is stuck). */
 const STATUS_STALE_MS = 30_000;
 /** A worker up this long has recovered: its next crash starts the backoff over. */
@@ -129,7 +133,7 @@ export async function runSupervisor(o: SupervisorOptions): Promise<number> {
           w.final = exitCode;
           log.error(
             { event: "worker_gave_up", worker: w.spec.minerId, exitCode },
-            `worker ${w.spec.minerId} exited ${exitCode} (settings or state directory): not restarted; see its log above`,
+            `worker ${w.spec.minerId} exited ${exitCode} (settings, state directory or GPU runtime): not restarted; see its log above`,
           );
           resolve(exitCode);
           checkAllFinal();

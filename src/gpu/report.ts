@@ -1,15 +1,25 @@
 // What the miner loop sends: registration capabilities and per-GPU heartbeat metrics.
-import type { GpuCapability } from "../coordinator/types.js";
+import type { GpuCapability, Platform } from "../coordinator/types.js";
 import type { GpuSnapshot } from "./types.js";
 
 export interface GpuCapabilities {
   gpus: GpuCapability[];
   cuda: string | null;
-  platform: "CUDA" | "CPU";
+  platform: Platform;
 }
 
-/** Healthy GPUs only: a lost GPU must not attract jobs. No GPU → platform "CPU". */
-export function capabilitiesFromSnapshot(s: GpuSnapshot | null): GpuCapabilities {
+/** What inference computes on (src/gpu/compute-verdict.ts); absent: NVML's cards are taken at their word. */
+export interface ComputeAdvert {
+  platform: Platform;
+  advertiseGpus: boolean;
+}
+
+/**
+ * Healthy GPUs only: a lost GPU must not attract jobs. No GPU → platform "CPU". A runtime that does
+ * not compute on the cards (CPU by opt-in) advertises none of them.
+ */
+export function capabilitiesFromSnapshot(s: GpuSnapshot | null, compute?: ComputeAdvert): GpuCapabilities {
+  if (compute && !compute.advertiseGpus) return { gpus: [], cuda: null, platform: compute.platform };
   const gpus = (s?.devices ?? [])
     .filter((d) => !d.error)
     .map((d) => ({
@@ -21,7 +31,7 @@ export function capabilitiesFromSnapshot(s: GpuSnapshot | null): GpuCapabilities
   return {
     gpus,
     cuda: gpus.length > 0 ? (s?.cudaDriverVersion ?? null) : null,
-    platform: gpus.length > 0 ? "CUDA" : "CPU",
+    platform: compute?.platform ?? (gpus.length > 0 ? "CUDA" : "CPU"),
   };
 }
 
@@ -40,7 +50,8 @@ export interface GpuHeartbeat {
   error?: string;
 }
 
-export function heartbeatMetrics(s: GpuSnapshot | null): GpuHeartbeat[] {
+export function heartbeatMetrics(s: GpuSnapshot | null, compute?: ComputeAdvert): GpuHeartbeat[] {
+  if (compute && !compute.advertiseGpus) return [];
   return (s?.devices ?? []).map((d) => ({
     index: d.index,
     uuid: d.uuid,

@@ -10,6 +10,11 @@ export const ExitCode = {
   badSettings: 2,
   /** The backend did not stop after an abort (EX_SOFTWARE): restart to free the GPU. */
   wedged: 70,
+  /**
+   * NVML sees GPUs but inference cannot compute on them (no CUDA runtime, a binary without code for
+   * this GPU, another card than the one owned): mining would pose as a GPU miner (EX_UNAVAILABLE).
+   */
+  gpuUnusable: 69,
   /** The state directory can never be written (EX_CANTCREAT, sysexits.h). */
   stateUnwritable: 73,
   /** A second SIGINT/SIGTERM: the operator wants out now (128 + SIGINT). */

@@ -9,7 +9,11 @@ export type MinerEvent =
   | { type: "job_completed"; durationMs: number; completionTokens: number }
   | { type: "job_failed"; errorCode: string }
   | { type: "result_delivered"; answer: "accepted" | "already_done" | "gone" | "rejected" }
-  | { type: "poll"; result: PollResult };
+  | { type: "poll"; result: PollResult }
+  /** Once at start: what inference computes on (src/gpu/compute-verdict.ts), as advertised. */
+  | { type: "inference_runtime"; backend: InferenceBackend; platform: string; devices: string[] };
+
+export type InferenceBackend = "cuda" | "vulkan" | "metal" | "cpu" | "external";
 
 const eventSchema = z.discriminatedUnion("type", [
   z.object({
@@ -25,6 +29,12 @@ const eventSchema = z.discriminatedUnion("type", [
   z.object({
     type: z.literal("poll"),
     result: z.enum(["job", "empty", "unusable", "rate_limited", "error"]),
+  }),
+  z.object({
+    type: z.literal("inference_runtime"),
+    backend: z.enum(["cuda", "vulkan", "metal", "cpu", "external"]),
+    platform: z.string().min(1).max(16),
+    devices: z.array(z.string().max(256)).max(64),
   }),
 ]);
 

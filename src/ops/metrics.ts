@@ -29,6 +29,12 @@ const WORKER = ["gpu", "uuid", "miner_id"] as const;
 export class OpsMetrics {
   readonly registry = new Registry();
   private readonly workers = new Map<string, { labels: WorkerLabels; gauges: WorkerGauges | null }>();
+  private readonly inference = new Gauge({
+    name: "aitbc_miner_inference_backend_info",
+    help: "1 for the backend inference computes on (cuda, vulkan, cpu; external: Ollama) and the platform advertised.",
+    labelNames: [...WORKER, "backend", "platform", "device"],
+    registers: [this.registry],
+  });
   private snapshot: GpuSnapshot | null = null;
 
   private readonly jobs = new Counter({
@@ -147,7 +153,25 @@ export class OpsMetrics {
       case "poll":
         this.polls.inc({ ...l, result: e.result });
         return;
+      case "inference_runtime":
+        this.setInference(key, {
+          ...l,
+          backend: e.backend,
+          platform: e.platform,
+          device: e.devices.join(", "),
+        });
+        return;
     }
+  }
+
+  private readonly inferenceLabels = new Map<string, Record<string, string>>();
+
+  /** One series per worker: a restarted worker's runtime replaces its old one. */
+  private setInference(key: string, labels: Record<string, string>): void {
+    const old = this.inferenceLabels.get(key);
+    if (old) this.inference.remove(old);
+    this.inference.set(labels, 1);
+    this.inferenceLabels.set(key, labels);
   }
 
   /** The latest GPU snapshot, shared by every worker's card (taken once per scrape upstream). */

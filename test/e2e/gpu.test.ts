@@ -1,5 +1,8 @@
 // The miner on a GPU host, as far as this machine can show it: the real NVML addon over the fake
-// libnvidia-ml drives registration capabilities, heartbeats and VRAM admission.
+// libnvidia-ml drives registration capabilities, heartbeats and VRAM admission. This machine has no
+// CUDA runtime, so node-llama-cpp starts on the CPU: the tests of GPU policy say
+// AITBC_TEST_COMPUTE=nvml (take the fake cards as the runtime's devices; inference stays real), and
+// the tests of truth in advertising run without it, as a driver-only host would.
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,13 +22,14 @@ afterEach(async () => {
   coordinator = null;
 });
 
-function startGpuMiner(url: string, devices: ReturnType<typeof fakeDevice>[]): Spawned {
+function startGpuMiner(
+  url: string,
+  devices: ReturnType<typeof fakeDevice>[],
+  o: { computeAsNvml?: boolean; args?: string[]; driver?: [string, number] } = {},
+): Spawned {
   const dir = mkdtempSync(join(tmpdir(), "gpu-miner-"));
-  const config = writeFakeNvmlConfig(join(dir, "fake-nvml.conf"), {
-    driver: "550.54.15",
-    cuda: 12040,
-    devices,
-  });
+  const [driver, cuda] = o.driver ?? ["550.54.15", 12040];
+  const config = writeFakeNvmlConfig(join(dir, "fake-nvml.conf"), { driver, cuda, devices });
   return spawnCli(
     [
       "run",
@@ -50,10 +54,14 @@ function startGpuMiner(url: string, devices: ReturnType<typeof fakeDevice>[]): S
         "--log-level",
         "info",
       ],
+      ...(o.args ?? []),
     ],
-    { FAKE_NVML_CONFIG: config },
+    { FAKE_NVML_CONFIG: config, AITBC_TEST_COMPUTE: o.computeAsNvml === false ? "" : "nvml" },
   );
 }
+
+/** An H200 as NVML shows it on a CUDA 13.0 driver (580.x). */
+const h200 = () => fakeDevice(0, { name: "NVIDIA H200", memTotalMiB: 143_771, cc: [9, 0] });
 
 const final = (id: string) => (c: LocalCoordinator) =>
   ["COMPLETED", "FAILED"].includes(c.job(id)?.state ?? "");
@@ -90,6 +98,8 @@ describe("GPU host (fake NVML)", () => {
     });
     expect(heartbeatMeta).toMatchObject({
       gpu_source: "nvml",
+      platform: "CUDA",
+      inference: { backend: "cuda", devices: ["NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-40GB"] },
       gpus: [
         expect.objectContaining({ uuid: fakeDevice(0).uuid }),
         expect.objectContaining({ uuid: fakeDevice(1).uuid }),
@@ -135,6 +145,64 @@ describe("GPU host (fake NVML)", () => {
       code: "gpu_unavailable",
       message: expect.stringMatching(/GPU is lost/),
     });
+    miner.child.kill("SIGTERM");
+    expect((await miner.exit).code).toBe(0);
+  });
+});
+
+describe("truth in advertising: NVML sees a GPU, the runtime computes on the CPU", () => {
+  it("run refuses to mine (exit 69), names the missing libraries, registers nothing", async () => {
+    coordinator = (await coordinatorWithReceipts()).coordinator;
+    const id = coordinator.enqueue(inferenceJob(1));
+    miner = startGpuMiner(coordinator.url, [h200()], { computeAsNvml: false, driver: ["580.65.06", 13000] });
+    const exit = await miner.exit;
+    expect(exit.code).toBe(69);
+    const fatal = miner
+      .stderr()
+      .split("\n")
+      .filter((l) => l.includes('"event":"gpu_unusable"'));
+    expect(fatal).toHaveLength(1);
+    const msg = String(JSON.parse(fatal[0]!).msg);
+    expect(msg).toMatch(/NVML sees 1 GPU \(NVIDIA H200\) but node-llama-cpp started on the CPU/);
+    expect(msg).toMatch(/lib(cudart|cublas|cublasLt|cuda)\.so\.\d+/);
+    expect(msg).toMatch(/not found by the loader/);
+    expect(msg).toContain("--allow-cpu-inference");
+    expect(coordinator.miners()).toHaveLength(0);
+    expect(coordinator.job(id)!.state).toBe("QUEUED");
+  });
+
+  it("--allow-cpu-inference mines on the CPU and advertises no GPU, in registration and heartbeats", async () => {
+    coordinator = (await coordinatorWithReceipts()).coordinator;
+    let heartbeatMeta: Record<string, unknown> | null = null;
+    coordinator.on((e) => {
+      if (e.type === "heartbeat")
+        heartbeatMeta =
+          (coordinator?.miners().find((m) => m.minerId === "gpu-miner")?.metadata as Record<
+            string,
+            unknown
+          >) ?? null;
+    });
+    const id = coordinator.enqueue(inferenceJob(1));
+    miner = startGpuMiner(coordinator.url, [h200()], {
+      computeAsNvml: false,
+      args: ["--allow-cpu-inference"],
+    });
+    await coordinator.waitFor(final(id), 60_000);
+    await coordinator.waitFor(() => heartbeatMeta !== null, 10_000);
+    expect(coordinator.job(id)!.state).toBe("COMPLETED");
+    const registered = coordinator.miners().find((m) => m.minerId === "gpu-miner")!;
+    expect(registered.capabilities).toMatchObject({ platform: "CPU", gpus: [], cuda: null });
+    expect(heartbeatMeta).toMatchObject({
+      platform: "CPU",
+      gpus: [],
+      inference: { backend: "cpu", devices: [] },
+    });
+    const note = miner
+      .stderr()
+      .split("\n")
+      .find((l) => l.includes('"event":"inference_runtime"'));
+    expect(note).toContain('"level":"warn"');
+    expect(note).toContain("--allow-cpu-inference");
     miner.child.kill("SIGTERM");
     expect((await miner.exit).code).toBe(0);
   });

@@ -44,12 +44,13 @@ function startHost(
     [
       "run",
       ...["--coordinator", url, "--miner-id", "host", "--models", modelsDir, "--threads", "1"],
-      ...["--gpu", "cpu", "--state-dir", join(dir, "state"), "--polls-per-minute", "60000"],
+      ...["--gpu", "auto", "--state-dir", join(dir, "state"), "--polls-per-minute", "60000"],
       ...["--long-poll", "0", "--heartbeat-interval", "1", "--grace-period", "5"],
       ...["--nvml-library", fakeNvmlPaths(repoRoot).current, "--log-level", "info"],
       ...["--metrics-port", String(port), ...extra],
     ],
-    { FAKE_NVML_CONFIG: config, AITBC_API_KEY: API_KEY },
+    // The fake cards have no CUDA runtime behind them: take them as each worker's compute devices.
+    { FAKE_NVML_CONFIG: config, AITBC_API_KEY: API_KEY, AITBC_TEST_COMPUTE: "nvml" },
   );
   return Object.assign(spawned, { stateDir: join(dir, "state") });
 }

@@ -69,6 +69,7 @@ export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
     get gpuType() {
       return runtime.gpuType;
     },
+    compute: () => runtime.compute(),
     async init() {
       // What can be served is known from the files alone: the runtime starts meanwhile, and
       // whoever needs it (a job, warm-up) waits for it.

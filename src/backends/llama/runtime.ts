@@ -2,7 +2,7 @@
 // model the pool loads, disposed on close. It owns the Llama instance and nothing else.
 import { getLlama, type Llama, LlamaLogLevel } from "node-llama-cpp";
 import type { Logger } from "../../log.js";
-import { BackendError } from "../types.js";
+import { BackendError, type ComputeInfo, type ComputeKind } from "../types.js";
 
 export interface RuntimeOptions {
   threads: number;
@@ -14,12 +14,30 @@ export class LlamaRuntime {
   #llama: Llama | null = null;
   /** The runtime starting (or started): registration does not wait for it, jobs and warm-up do. */
   #starting: Promise<Llama> | null = null;
+  /** Why the GPU runtime was not used, when getLlama with gpu "auto" threw. */
+  #gpuError: string | null = null;
 
   constructor(private readonly opts: RuntimeOptions) {}
 
   /** The GPU type in use ("cuda", ...) or false for CPU; null before it started or after dispose. */
   get gpuType(): string | false | null {
     return this.#llama ? this.#llama.gpu : null;
+  }
+
+  /** What the started runtime computes on: the only word on what may be advertised. */
+  async compute(): Promise<ComputeInfo> {
+    const l = await this.ensure();
+    const kind: ComputeKind = l.gpu === false ? "cpu" : l.gpu;
+    const devices = kind === "cpu" ? [] : await l.getGpuDeviceNames().catch(() => []);
+    const vram = kind === "cpu" ? null : await l.getVramState().catch(() => null);
+    return {
+      kind,
+      devices,
+      vramTotalBytes: vram && vram.total > 0 ? vram.total : null,
+      build: l.buildType,
+      cpuByChoice: this.opts.gpu === false,
+      gpuError: this.#gpuError,
+    };
   }
 
   /** The runtime, started once; a failed start is tried again by the next caller. */
@@ -62,10 +80,12 @@ export class LlamaRuntime {
     }
     try {
       const l = await getLlama({ ...base, gpu: "auto" });
+      // On the CPU here, whether a GPU is meant to be used is decided by the caller
+      // (src/compute-check.ts): it knows what NVML sees and what the operator allowed.
       if (l.gpu === false) {
-        log.warn(
+        log.info(
           { event: "llama_runtime", gpu: false, threads },
-          "no usable GPU backend (no CUDA/Vulkan device or prebuilt binary): running inference on CPU",
+          "llama runtime on CPU (no GPU backend started)",
         );
       } else {
         const devices = await l.getGpuDeviceNames().catch(() => []);
@@ -73,10 +93,11 @@ export class LlamaRuntime {
       }
       return l;
     } catch (err) {
+      this.#gpuError = (err as Error).message.split("\n")[0] ?? "unknown error";
       const l = await getLlama({ ...base, gpu: false });
-      log.warn(
-        { event: "llama_runtime", gpu: false, threads, err: (err as Error).message },
-        "GPU runtime failed to start: running inference on CPU",
+      log.info(
+        { event: "llama_runtime", gpu: false, threads, err: this.#gpuError },
+        "GPU runtime failed to start: llama runtime on CPU",
       );
       return l;
     }
