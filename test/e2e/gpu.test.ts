@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { LocalCoordinator } from "../../src/local-coordinator/index.js";
 import { fakeDevice, writeFakeNvmlConfig } from "../fake-nvml/config.js";
 import { fakeNvmlPaths } from "../setup/fake-nvml.js";
-import { type Spawned, spawnCli } from "../support/cli.js";
+import { runCli, type Spawned, spawnCli } from "../support/cli.js";
 import { API_KEY, coordinatorWithReceipts, inferenceJob, modelsDir, repoRoot } from "../support/harness.js";
 
 let coordinator: LocalCoordinator | null = null;
@@ -205,5 +205,31 @@ describe("truth in advertising: NVML sees a GPU, the runtime computes on the CPU
     expect(note).toContain("--allow-cpu-inference");
     miner.child.kill("SIGTERM");
     expect((await miner.exit).code).toBe(0);
+  });
+
+  it("doctor fails the inference check with the same words, and passes it as a warning with the opt-in", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "gpu-doctor-"));
+    const config = writeFakeNvmlConfig(join(dir, "fake-nvml.conf"), {
+      driver: "580.65.06",
+      cuda: 13000,
+      devices: [h200()],
+    });
+    const args = ["doctor", "--json", "--nvml-library", fakeNvmlPaths(repoRoot).current, "--state-dir", dir];
+    const env = { FAKE_NVML_CONFIG: config, AITBC_ALLOW_CPU_INFERENCE: "" };
+    const inference = (stdout: string) =>
+      (
+        JSON.parse(stdout) as { checks: { name: string; status: string; detail: string; fix?: string }[] }
+      ).checks.find((c) => c.name === "inference");
+    const refused = await runCli(args, env);
+    expect(refused.code).toBe(1);
+    const bad = inference(refused.stdout)!;
+    expect(bad.status).toBe("fail");
+    expect(bad.detail).toMatch(/NVML sees 1 GPU \(NVIDIA H200\) but node-llama-cpp started on the CPU/);
+    expect(bad.detail).toMatch(/lib(cudart|cublas|cublasLt|cuda)\.so\.\d+/);
+    expect(bad.fix).toMatch(/exit 69/);
+    const allowed = await runCli([...args, "--allow-cpu-inference"], env);
+    const ok = inference(allowed.stdout)!;
+    expect(ok.status).toBe("warn");
+    expect(ok.detail).toMatch(/computes on CPU.*not advertised/);
   });
 });

@@ -179,6 +179,12 @@ describe("one worker per GPU", () => {
       );
     }
     expect(metrics).toContain("aitbc_miner_job_duration_seconds_bucket");
+    // What each worker computes on, one series each (gpu0's restart replaced its own, not added one).
+    for (const [i, name] of NAMES.entries()) {
+      const labels = { miner_id: `host-gpu${i}`, backend: "cuda", platform: "CUDA", device: name };
+      expect(sum(metrics, "aitbc_miner_inference_backend_info", labels), name).toBe(1);
+    }
+    expect(sum(metrics, "aitbc_miner_inference_backend_info", {})).toBe(NAMES.length);
 
     miner.child.kill("SIGTERM");
     const exit = await miner.exit;
