@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { readGgufFileInfo } from "node-llama-cpp";
 import { describe, expect, it } from "vitest";
 import {
+  BENCH_PRESET,
   encodeTinyGguf,
   ensureTinyModel,
   resolveTinyOptions,
@@ -26,6 +27,13 @@ describe("tiny GGUF generator", () => {
     // ~0.5 MB default test model
     expect(a.length).toBeGreaterThan(400_000);
     expect(a.length).toBeLessThan(600_000);
+  });
+
+  it("keeps its exact bytes (pinned: the generator's shared modules must not change them)", () => {
+    expect(sha(encodeTinyGguf())).toBe("6aaa1ccaa70ce21ec2f57dd593d3e2200fe2489672e81d0174d325813414ed0c");
+    expect(sha(encodeTinyGguf(BENCH_PRESET))).toBe(
+      "398f3787ce8722cd30aa50c3cf924d17e6b92b74b8554db9b6d24affb75127a1",
+    );
   });
 
   it("produces a GGUF v3 llama file with the metadata llama.cpp needs", async () => {

@@ -170,7 +170,11 @@ class WritePipeline {
         this.inflight.delete(p);
         if (owned) this.free.push(owned);
         this.written += data.length;
-        this.onProgress?.({ bytesWritten: this.written, totalBytes: this.total });
+        try {
+          this.onProgress?.({ bytesWritten: this.written, totalBytes: this.total });
+        } catch (err) {
+          this.failure ??= { err };
+        }
       },
       (err: unknown) => {
         this.inflight.delete(p);
