@@ -3,7 +3,7 @@
 import { join } from "node:path";
 import { type Backend, BackendError, type ModelInfo } from "./backends/types.js";
 import { watchModels } from "./backends/watch.js";
-import { type ComputeCheck, checkCompute, runtimeDiagnosis } from "./compute-check.js";
+import { type ComputeCheck, checkCompute, runtimeDiagnosis, summarize } from "./compute-check.js";
 import type { RunConfig } from "./config.js";
 import { createCoordinatorClient } from "./coordinator/client.js";
 import type { Capabilities } from "./coordinator/types.js";
@@ -261,9 +261,8 @@ export async function composeMiner(
 
 /** What heartbeats say inference computes on; "external" for a backend that cannot tell (Ollama). */
 function inferenceFacts(c: ComputeCheck): { backend: InferenceBackend; devices: string[] } {
-  if (!c.ok && c.code === "runtime_unavailable") return { backend: "cpu", devices: [] };
-  const info = c.compute;
-  return info ? { backend: info.kind, devices: info.devices } : { backend: "external", devices: [] };
+  const s = summarize(c);
+  return { backend: s.backend ?? "cpu", devices: s.devices };
 }
 
 /** Say once what inference computes on: the log, and /metrics through the event. */

@@ -3,6 +3,7 @@
 // host. `run` exits on a refusal; `doctor` shows the same words as its inference verdict.
 import type { explainCpuRuntime } from "./backends/llama/gpu-diagnosis.js";
 import { BackendError, type ComputeInfo } from "./backends/types.js";
+import type { Platform } from "./coordinator/types.js";
 import { type ComputeVerdict, judgeCompute, type OwnedGpu } from "./gpu/compute-verdict.js";
 import type { GpuSnapshot } from "./gpu/types.js";
 
@@ -87,3 +88,69 @@ export const runtimeDiagnosis = {
   kernelProblem: async (...a: Parameters<typeof explainCpuRuntime>) =>
     (await import("./backends/llama/gpu-diagnosis.js")).cudaKernelProblem(...a),
 };
+
+/** What `run` would advertise, in the one shape `doctor`, `telemetry` and heartbeats share. */
+export interface InferenceSummary {
+  platform: Platform | null;
+  backend: ComputeInfo["kind"] | "external" | null;
+  devices: string[];
+  /** The build node-llama-cpp loaded ("localBuild", "prebuilt"). */
+  build: string | null;
+  advertisesGpus: boolean;
+  /** Said once at start (CPU by opt-in, Vulkan). */
+  note: string | null;
+  /** Why `run` would exit 69 here; null when it would mine. */
+  refusal: { code: string; message: string } | null;
+}
+
+export function summarize(c: ComputeCheck): InferenceSummary {
+  if (!c.ok) {
+    const info = "compute" in c ? c.compute : null;
+    return {
+      platform: null,
+      backend: info?.kind ?? null,
+      devices: info?.devices ?? [],
+      build: info?.build ?? null,
+      advertisesGpus: false,
+      note: null,
+      refusal: { code: c.code, message: c.message },
+    };
+  }
+  return {
+    platform: c.platform,
+    backend: c.compute?.kind ?? "external",
+    devices: c.compute?.devices ?? [],
+    build: c.compute?.build ?? null,
+    advertisesGpus: c.advertiseGpus,
+    note: c.note,
+    refusal: null,
+  };
+}
+
+/**
+ * Start node-llama-cpp as `run` would (one thread, nothing loaded), check it against NVML's cards,
+ * dispose it: how `doctor` and `telemetry --inference` answer without a miner running.
+ */
+export async function probeInference(o: {
+  snapshot: GpuSnapshot | null;
+  gpu: "auto" | "cpu";
+  allowCpu: boolean;
+}): Promise<ComputeCheck> {
+  const { LlamaRuntime } = await import("./backends/llama/runtime.js");
+  const { silentLogger } = await import("./log.js");
+  const runtime = new LlamaRuntime({
+    threads: 1,
+    gpu: o.gpu === "cpu" ? false : "auto",
+    log: silentLogger(),
+  });
+  try {
+    return await checkCompute({
+      compute: () => runtime.compute(),
+      snapshot: o.snapshot,
+      allowCpu: o.allowCpu,
+      ...runtimeDiagnosis,
+    });
+  } finally {
+    await runtime.dispose();
+  }
+}

@@ -2,7 +2,7 @@
 import { existsSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Command } from "commander";
-import { checkCompute, runtimeDiagnosis } from "../compute-check.js";
+import { probeInference, summarize } from "../compute-check.js";
 import { checkCoordinatorUrl, resolveSecretFiles } from "../config.js";
 import { createCoordinatorClient } from "../coordinator/client.js";
 import { createGpuInfoSource, loadAddon } from "../gpu/index.js";
@@ -219,39 +219,31 @@ async function runChecks(opts: DoctorOptions): Promise<Check[]> {
  * the runtime node-llama-cpp really starts, held against the GPUs NVML sees.
  */
 async function checkInference(opts: DoctorOptions, snapshot: GpuSnapshot | null): Promise<Check> {
-  const { LlamaRuntime } = await import("../backends/llama/runtime.js");
-  const runtime = new LlamaRuntime({
-    threads: 1,
-    gpu: opts.gpu === "cpu" ? false : "auto",
-    log: silentLogger(),
-  });
-  try {
-    const c = await checkCompute({
-      compute: () => runtime.compute(),
+  const c = summarize(
+    await probeInference({
       snapshot,
+      gpu: opts.gpu === "cpu" ? "cpu" : "auto",
       allowCpu: opts.allowCpuInference === true,
-      ...runtimeDiagnosis,
-    });
-    if (!c.ok)
-      return {
-        name: "inference",
-        status: "fail",
-        detail: c.message,
-        fix:
-          c.code === "runtime_unavailable"
-            ? "reinstall (npm ci); or use --backend ollama"
-            : "run would exit 69 here: apply the fix above, or pass --allow-cpu-inference to mine on the CPU",
-      };
-    const devices = c.compute?.devices.length ? ` (${c.compute.devices.join(", ")})` : "";
-    const build = c.compute?.build ? `, ${c.compute.build} binary` : "";
+    }),
+  );
+  if (c.refusal)
     return {
       name: "inference",
-      status: c.note && c.platform === "CPU" && !c.compute?.cpuByChoice ? "warn" : "ok",
-      detail: `node-llama-cpp computes on ${c.platform}${devices}${build}${c.note ? `: ${c.note}` : ""}`,
+      status: "fail",
+      detail: c.refusal.message,
+      fix:
+        c.refusal.code === "runtime_unavailable"
+          ? "reinstall (npm ci); or use --backend ollama"
+          : "run would exit 69 here: apply the fix above, or pass --allow-cpu-inference to mine on the CPU",
     };
-  } finally {
-    await runtime.dispose();
-  }
+  const devices = c.devices.length ? ` (${c.devices.join(", ")})` : "";
+  const build = c.build ? `, ${c.build} binary` : "";
+  return {
+    name: "inference",
+    // Mining on the CPU beside unused GPUs is allowed here, but worth a look.
+    status: c.note && c.platform === "CPU" && opts.gpu !== "cpu" ? "warn" : "ok",
+    detail: `node-llama-cpp computes on ${c.platform}${devices}${build}${c.note ? `: ${c.note}` : ""}`,
+  };
 }
 
 /**

@@ -3,6 +3,7 @@
 import { hostname } from "node:os";
 import type { Command } from "commander";
 import { InvalidArgumentError, Option } from "commander";
+import { type InferenceSummary, probeInference, summarize } from "../compute-check.js";
 import { createGpuInfoSource } from "../gpu/index.js";
 import { toPrometheus, toTable, toTelemetryJson } from "../gpu/telemetry-format.js";
 import type { GpuInfoSource, GpuSnapshot } from "../gpu/types.js";
@@ -15,6 +16,7 @@ interface TelemetryOptions {
   nvmlLibrary?: string;
   nvidiaSmi?: boolean;
   pcieThroughput?: boolean;
+  inference?: boolean;
 }
 
 function seconds(v: string): number {
@@ -24,15 +26,42 @@ function seconds(v: string): number {
   return n;
 }
 
-function render(s: GpuSnapshot, opts: TelemetryOptions): string {
-  if (opts.json) return `${JSON.stringify(toTelemetryJson(s), null, opts.watch ? 0 : 2)}\n`;
+function render(s: GpuSnapshot, opts: TelemetryOptions, inference: InferenceSummary | null): string {
+  if (opts.json) {
+    const doc = inference ? { ...toTelemetryJson(s), inference } : toTelemetryJson(s);
+    return `${JSON.stringify(doc, null, opts.watch ? 0 : 2)}\n`;
+  }
   if (opts.prometheus) return toPrometheus(s);
-  return toTable(s, hostname());
+  return toTable(s, hostname()) + (inference ? inferenceLine(inference) : "");
 }
 
-async function once(src: GpuInfoSource, opts: TelemetryOptions): Promise<boolean> {
+/** The line under the table: what `run` would advertise here, or why it would refuse. */
+function inferenceLine(i: InferenceSummary): string {
+  if (i.refusal) return `inference: run would refuse (exit 69): ${i.refusal.message}\n`;
+  const devices = i.devices.length ? ` (${i.devices.join(", ")})` : "";
+  return `inference: ${i.platform}${devices}${i.note ? ` — ${i.note}` : ""}\n`;
+}
+
+/** Started once, before the first frame: node-llama-cpp as `run` starts it, checked the same way. */
+async function inferenceOnce(src: GpuInfoSource): Promise<InferenceSummary> {
+  const snapshot = await src.snapshot().catch(() => null);
+  const env = process.env;
+  return summarize(
+    await probeInference({
+      snapshot,
+      gpu: env["AITBC_GPU"] === "cpu" ? "cpu" : "auto",
+      allowCpu: ["1", "true", "yes"].includes(env["AITBC_ALLOW_CPU_INFERENCE"] ?? ""),
+    }),
+  );
+}
+
+async function once(
+  src: GpuInfoSource,
+  opts: TelemetryOptions,
+  inference: InferenceSummary | null,
+): Promise<boolean> {
   try {
-    process.stdout.write(render(await src.snapshot(), opts));
+    process.stdout.write(render(await src.snapshot(), opts, inference));
     return true;
   } catch (err) {
     process.stderr.write(`telemetry: ${(err as Error).message}\n`);
@@ -40,7 +69,12 @@ async function once(src: GpuInfoSource, opts: TelemetryOptions): Promise<boolean
   }
 }
 
-async function watch(src: GpuInfoSource, opts: TelemetryOptions, everySec: number): Promise<boolean> {
+async function watch(
+  src: GpuInfoSource,
+  opts: TelemetryOptions,
+  everySec: number,
+  inference: InferenceSummary | null,
+): Promise<boolean> {
   let stop = false;
   let wake: (() => void) | null = null;
   const onSigint = () => {
@@ -53,7 +87,7 @@ async function watch(src: GpuInfoSource, opts: TelemetryOptions, everySec: numbe
     while (!stop) {
       let text: string;
       try {
-        text = render(await src.snapshot(), opts);
+        text = render(await src.snapshot(), opts, inference);
       } catch (err) {
         // A transient failure (GPU lost, driver reload) shows on screen; the watch goes on.
         text = `telemetry: ${(err as Error).message}\n`;
@@ -90,6 +124,10 @@ export function register(program: Command): void {
     )
     .option("--nvidia-smi", "read through nvidia-smi instead of NVML")
     .option("--pcie-throughput", "also read PCIe TX/RX throughput (slow: ~20 ms per GPU)")
+    .option(
+      "--inference",
+      "also say what inference computes on, as run would advertise it (starts node-llama-cpp once: ~1 s)",
+    )
     .action(async (opts: TelemetryOptions) => {
       if (opts.json && opts.prometheus) {
         process.stderr.write("telemetry: choose one of --json and --prometheus\n");
@@ -103,10 +141,11 @@ export function register(program: Command): void {
         pcieThroughput: opts.pcieThroughput ?? false,
       });
       try {
+        const inference = opts.inference && !opts.prometheus ? await inferenceOnce(src) : null;
         const ok =
           opts.watch === undefined
-            ? await once(src, opts)
-            : await watch(src, opts, opts.watch === true ? 2 : opts.watch);
+            ? await once(src, opts, inference)
+            : await watch(src, opts, opts.watch === true ? 2 : opts.watch, inference);
         process.exitCode = ok ? 0 : 1;
       } finally {
         await src.close();

@@ -207,7 +207,7 @@ describe("truth in advertising: NVML sees a GPU, the runtime computes on the CPU
     expect((await miner.exit).code).toBe(0);
   });
 
-  it("doctor fails the inference check with the same words, and passes it as a warning with the opt-in", async () => {
+  it("doctor and telemetry --inference give run's verdict in run's words, and accept the opt-in", async () => {
     const dir = mkdtempSync(join(tmpdir(), "gpu-doctor-"));
     const config = writeFakeNvmlConfig(join(dir, "fake-nvml.conf"), {
       driver: "580.65.06",
@@ -231,5 +231,24 @@ describe("truth in advertising: NVML sees a GPU, the runtime computes on the CPU
     const ok = inference(allowed.stdout)!;
     expect(ok.status).toBe("warn");
     expect(ok.detail).toMatch(/computes on CPU.*not advertised/);
+
+    // telemetry --inference says the same, from the same check.
+    const tArgs = ["telemetry", "--json", "--inference", "--nvml-library", fakeNvmlPaths(repoRoot).current];
+    const t = JSON.parse((await runCli(tArgs, env)).stdout) as { inference: Record<string, unknown> };
+    expect(t.inference).toMatchObject({
+      platform: null,
+      backend: "cpu",
+      advertisesGpus: false,
+      refusal: { code: "gpu_runtime_missing", message: bad.detail },
+    });
+    const tAllowed = JSON.parse((await runCli(tArgs, { ...env, AITBC_ALLOW_CPU_INFERENCE: "1" })).stdout) as {
+      inference: Record<string, unknown>;
+    };
+    expect(tAllowed.inference).toMatchObject({
+      platform: "CPU",
+      backend: "cpu",
+      advertisesGpus: false,
+      refusal: null,
+    });
   });
 });
