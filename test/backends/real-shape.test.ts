@@ -58,6 +58,29 @@ describe.skipIf(free < need * 2)("the Llama-3.2-1B shape, Q4_0, on the CPU", () 
   });
 
   it(
+    "gives the end-of-generation token no chance, even sampling the whole vocabulary at temperature 1",
+    async () => {
+      const m = model!;
+      const seq = context!.getSequence();
+      try {
+        const input = [m.tokens.bos!, ...m.tokenize("Once upon a time", false)];
+        const sampling = { temperature: 1, topK: 0, topP: 1, minP: 0, seed: 1 };
+        let steps = 0;
+        for await (const out of seq.evaluateWithMetadata(input, { probabilities: true }, sampling)) {
+          expect(out.probabilities.size).toBe(128256);
+          // Measured ~1e-21: its logit is 0 while the others spread with a deviation of ~10.
+          expect(out.probabilities.get(m.tokens.eos!) ?? 0).toBeLessThan(1e-12);
+          if (++steps === 4) break;
+        }
+        expect(steps).toBe(4);
+      } finally {
+        seq.dispose();
+      }
+    },
+    SLOW,
+  );
+
+  it(
     `every run generates ${MAX_TOKENS} tokens and stops at maxTokens, greedy or sampled`,
     async () => {
       const seq = context!.getSequence();
