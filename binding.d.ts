@@ -149,6 +149,14 @@ export interface LibraryProbe {
   error: string | null;
 }
 
+export interface FileLock {
+  locked: boolean;
+  fd: number | null;
+  holderPid: number | null;
+  /** Why the lock could not be tried (open or fcntl failed), not "held by another". */
+  error: string | null;
+}
+
 export interface NvmlAddon extends NvmlPackedLayout {
   /**
    * dlopen + symbol resolution + nvmlInit, off the JS thread; takes a hold when available. The path
@@ -169,6 +177,13 @@ export interface NvmlAddon extends NvmlPackedLayout {
    * Absent in addons built before it (the caller then reports the probe as unavailable).
    */
   probeLibraries?(names: string[]): Promise<LibraryProbe[]>;
+  /**
+   * Take an exclusive POSIX record lock (fcntl F_SETLK) on `path` (created 0600), non-blocking, and
+   * keep its descriptor open: the lock lasts until unlockFile(fd) or the process's death. Held by
+   * another process: `locked: false` with its PID when the kernel can tell. Absent in older addons.
+   */
+  lockFile?(path: string): FileLock;
+  unlockFile?(fd: number): void;
   /** Bumped when this surface changes; the loader refuses a binary with another value. */
   readonly abiVersion: 2;
 }

@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "library_probe.h"
+#include "state_lock.h"
 #include "snapshot.h"
 
 namespace {
@@ -404,6 +405,28 @@ Napi::Value ProbeLibraries(const Napi::CallbackInfo& info) {
   return p;
 }
 
+// Synchronous: one non-blocking fcntl, taken once at start before anything else is written.
+Napi::Value LockFile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString() || info[0].As<Napi::String>().Utf8Value().empty())
+    throw Napi::TypeError::New(env, "lockFile(path): path must be a non-empty string");
+  aitbc::LockAttempt a = aitbc::lockExclusive(info[0].As<Napi::String>().Utf8Value());
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("locked", Napi::Boolean::New(env, a.locked));
+  r.Set("fd", a.locked ? Napi::Number::New(env, a.fd) : env.Null());
+  r.Set("holderPid", a.holderPid > 0 ? Napi::Number::New(env, static_cast<double>(a.holderPid)) : env.Null());
+  r.Set("error", a.error.empty() ? env.Null() : Napi::String::New(env, a.error));
+  return r;
+}
+
+Napi::Value UnlockFile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber())
+    throw Napi::TypeError::New(env, "unlockFile(fd): fd must be a number");
+  aitbc::unlock(info[0].As<Napi::Number>().Int32Value());
+  return env.Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("open", Napi::Function::New(env, Open, "open"));
   exports.Set("snapshotPacked", Napi::Function::New(env, SnapshotPacked, "snapshotPacked"));
@@ -413,6 +436,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("close", Napi::Function::New(env, Close, "close"));
   exports.Set("isOpen", Napi::Function::New(env, IsOpen, "isOpen"));
   exports.Set("probeLibraries", Napi::Function::New(env, ProbeLibraries, "probeLibraries"));
+  exports.Set("lockFile", Napi::Function::New(env, LockFile, "lockFile"));
+  exports.Set("unlockFile", Napi::Function::New(env, UnlockFile, "unlockFile"));
   exports.Set("abiVersion", Napi::Number::New(env, 2));
   // An environment going away (a worker exiting, the main thread at exit) returns the holds it
   // still has; the others' session stays open.

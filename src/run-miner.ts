@@ -17,6 +17,7 @@ import { isStorageError, StateStorage, StateStorageError } from "./miner/state-s
 import { OpsMetrics } from "./ops/metrics.js";
 import { type OpsServer, startOpsServer } from "./ops/server.js";
 import { loadOrCreateKey } from "./receipts/index.js";
+import { lockStateDir } from "./state-lock.js";
 import { packageRoot } from "./version.js";
 
 export async function runMiner(
@@ -32,7 +33,17 @@ export async function runMiner(
       { worker },
     );
   if (!(await stateDirUsable(cfg.stateDir, log))) return ExitCode.stateUnwritable;
+  const lock = holdStateDir(cfg.stateDir, log);
+  if (lock === null) return ExitCode.stateLocked;
+  try {
+    return await runHost(cfg, log, args);
+  } finally {
+    lock.release();
+  }
+}
 
+/** One miner for the whole host, one for some of its cards, or a supervisor of one per card. */
+async function runHost(cfg: RunConfig, log: Logger, args: string[]): Promise<number> {
   let workers: WorkerSpec[];
   let gpu: GpuInfoSource | null = null;
   try {
@@ -108,6 +119,24 @@ export async function runMiner(
   });
 }
 
+/**
+ * Take the state directory's lock for the life of this process; null (after saying why, once) when
+ * another process holds it. Without the addon the miner runs unlocked, with a warning.
+ */
+function holdStateDir(dir: string, log: Logger): { release(): void } | null {
+  const lock = lockStateDir(dir);
+  if (lock === null) {
+    log.warn(
+      { event: "state_dir_unlocked", dir },
+      "the NVML addon is not loadable, so the state directory cannot be locked: make sure no other miner uses it",
+    );
+    return { release() {} };
+  }
+  if (lock.ok) return lock;
+  log.fatal({ event: "state_dir_locked", dir, holderPid: lock.holderPid, lock: lock.path }, lock.message);
+  return null;
+}
+
 async function stateDirUsable(dir: string, log: Logger): Promise<boolean> {
   try {
     // Before anything is written there (the signing key first): a directory that can never be
@@ -130,6 +159,17 @@ interface OneOptions {
 /** One miner in this process: the whole host, one GPU of it, or a supervisor's worker. */
 async function runOne(cfg: RunConfig, log: Logger, o: OneOptions): Promise<number> {
   if (o.worker && !(await stateDirUsable(cfg.stateDir, log))) return ExitCode.stateUnwritable;
+  // A worker owns its own directory; the host's is held by the supervisor that started it.
+  const lock = o.worker ? holdStateDir(cfg.stateDir, log) : { release() {} };
+  if (lock === null) return ExitCode.stateLocked;
+  try {
+    return await runLocked(cfg, log, o);
+  } finally {
+    lock.release();
+  }
+}
+
+async function runLocked(cfg: RunConfig, log: Logger, o: OneOptions): Promise<number> {
   const link: SupervisorLink | null = o.worker ? linkToSupervisor(log) : null;
   const ops = cfg.metricsPort !== undefined ? new OpsMetrics() : null;
   const key = "main";

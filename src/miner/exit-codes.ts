@@ -15,6 +15,11 @@ export const ExitCode = {
    * this GPU, another card than the one owned): mining would pose as a GPU miner (EX_UNAVAILABLE).
    */
   gpuUnusable: 69,
+  /**
+   * Another live process holds this state directory's lock (EX_TEMPFAIL: it may go away; a restart
+   * later is fine, two miners on one directory never are).
+   */
+  stateLocked: 75,
   /** The state directory can never be written (EX_CANTCREAT, sysexits.h). */
   stateUnwritable: 73,
   /** A second SIGINT/SIGTERM: the operator wants out now (128 + SIGINT). */
