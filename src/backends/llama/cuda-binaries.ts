@@ -273,3 +273,46 @@ export async function cudaBackendCandidates(opts: CandidateOptions = {}): Promis
   await add("prebuilt-cuda12", join(extDir, "fallback"));
   return out;
 }
+
+/** /etc/os-release NAME and VERSION_ID, as node-llama-cpp records them. */
+export async function platformInfo(): Promise<{ name: string; version: string }> {
+  for (const p of ["/etc/os-release", "/usr/lib/os-release"]) {
+    const text = await readFile(p, "utf8").catch(() => null);
+    if (text === null) continue;
+    const kv = new Map<string, string>();
+    for (const line of text.split("\n")) {
+      const i = line.indexOf("=");
+      if (i < 1) continue;
+      let v = line.slice(i + 1);
+      if (v.startsWith('"') && v.endsWith('"')) v = v.slice(1, -1);
+      kv.set(line.slice(0, i).toLowerCase(), v);
+    }
+    return { name: kv.get("name") ?? "", version: kv.get("version_id") ?? kv.get("version") ?? "" };
+  }
+  return { name: "", version: "" };
+}
+
+/** node-api headers (node-api-headers, else this node's own include/node) and node-addon-api. */
+export async function nodeApiIncludes(packageDir: string): Promise<{ include: string[]; cmakeJs: string }> {
+  const req = createRequire(join(packageDir, "package.json"));
+  const dirOf = (name: string) => {
+    try {
+      return dirname(req.resolve(`${name}/package.json`));
+    } catch {
+      return null;
+    }
+  };
+  const headers = dirOf("node-api-headers");
+  const own = join(dirname(dirname(process.execPath)), "include", "node");
+  const api = headers ? join(headers, "include") : (await exists(join(own, "node_api.h"))) ? own : null;
+  const addon = dirOf("node-addon-api");
+  if (!api || !addon)
+    throw new Error(
+      `missing ${!api ? "node-api-headers (or node's include/node)" : "node-addon-api"} beside node-llama-cpp`,
+    );
+  const cm = dirOf("cmake-js");
+  const cmakeJs = cm
+    ? (JSON.parse(await readFile(join(cm, "package.json"), "utf8")) as { version: string }).version
+    : "8.0.0";
+  return { include: [api, addon], cmakeJs };
+}
