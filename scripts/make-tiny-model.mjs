@@ -2,7 +2,8 @@
 // Write a deterministic random-weight GGUF `llama` model (for tests, the demo and benchmarks).
 //   node scripts/make-tiny-model.mjs --out models/tiny.gguf
 //   node scripts/make-tiny-model.mjs --preset bench --out models/tiny-bench.gguf
-// Needs the compiled library (npm run build).
+// Needs the compiled library (npm run build). Real shapes (Llama 3.2 1B, 3.1 8B; Q4_0, Q8_0, F16):
+// scripts/make-model.mjs.
 import { basename } from "node:path";
 import { parseArgs } from "node:util";
 

@@ -2,7 +2,9 @@
 // Same options → same bytes (seeded PRNG, fixed layout). Pitfalls that make llama.cpp assert or
 // print garbage are handled here (docs/models.md): feed_forward_length, token types (6 = byte),
 // rms epsilon, context length and tokenizer model are always written, and the output rows of
-// tokens that would end generation or produce non-ASCII text are zeroed.
+// tokens that would end generation or produce non-ASCII text are zeroed. The header, vocabulary
+// and tensor list come from gguf/ (shared with the streaming generator for real shapes); the
+// weights are drawn here per element, which only small models can afford.
 import { createHash } from "node:crypto";
 import {
   closeSync,
@@ -116,7 +118,7 @@ function buildTensors(o: ResolvedTinyOptions): TensorSpec[] {
     else if (t.role === "token_embd") data = uniform(n, 1);
     else if (t.role === "matrix") data = uniform(n, matScale(t.fanIn));
     else {
-      // Logits with a spread of ~10: the zeroed (silenced) rows then stay out of reach even when
+      // output.weight (the tiny shape has no rope_freqs). Logits with a spread of ~10: the zeroed (silenced) rows then stay out of reach even when
       // sampling at temperature 1, not only under greedy decoding.
       data = uniform(n, 10 * matScale(o.embd));
       for (let id = 0; id < o.vocab; id++) if (isSilenced(id)) data.fill(0, id * o.embd, (id + 1) * o.embd);
