@@ -184,9 +184,15 @@ class WritePipeline {
     this.inflight.add(p);
   }
 
+  /** Wait for every write in flight (their handlers never reject), then report the first failure. */
   async drain(): Promise<void> {
     await Promise.all(this.inflight);
     this.check();
+  }
+
+  /** After a failure: let the writes in flight end before the caller closes or removes the file. */
+  async settle(): Promise<void> {
+    await Promise.all(this.inflight);
   }
 }
 
@@ -221,7 +227,19 @@ export async function streamModel(plan: ModelPlan, sink: ModelSink, o: StreamOpt
   );
   const size = Math.max(chunk, largestF32) + GGUF_ALIGNMENT; // room for the tensor's padding
   const pipe = new WritePipeline(sink, plan.totalBytes, o.onProgress, size, Math.max(2, o.buffers ?? 3));
-  pipe.submit(plan.header, 0);
+  try {
+    pipe.submit(plan.header, 0);
+    await generateTensors(plan, pipe, chunk);
+    await pipe.drain();
+  } catch (err) {
+    await pipe.settle();
+    throw err;
+  }
+  return pipe.written;
+}
+
+/** Every tensor's data, chunk by chunk, handed to the pipeline in file order. */
+async function generateTensors(plan: ModelPlan, pipe: WritePipeline, chunk: number): Promise<void> {
   for (const [index, t] of plan.tensors.entries()) {
     const padded = Math.ceil(t.bytes / GGUF_ALIGNMENT) * GGUF_ALIGNMENT;
     if (t.ggmlType === GGML_TYPE.F32) {
@@ -245,8 +263,6 @@ export async function streamModel(plan: ModelPlan, sink: ModelSink, o: StreamOpt
       pipe.submit(buf.subarray(0, end), t.fileOffset + pos, buf);
     }
   }
-  await pipe.drain();
-  return pipe.written;
 }
 
 /**
