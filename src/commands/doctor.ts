@@ -1,10 +1,13 @@
 // `doctor`: what works on this host, what is missing, and what to do about it. Read-only.
+import { randomBytes } from "node:crypto";
 import { existsSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Command } from "commander";
 import { probeInference, summarize } from "../compute-check.js";
 import { checkCoordinatorUrl, resolveSecretFiles } from "../config.js";
 import { createCoordinatorClient } from "../coordinator/client.js";
+import { CoordinatorError } from "../coordinator/errors.js";
+import type { CoordinatorClient } from "../coordinator/types.js";
 import { createGpuInfoSource, loadAddon } from "../gpu/index.js";
 import type { GpuSnapshot } from "../gpu/types.js";
 import { silentLogger } from "../log.js";
@@ -29,6 +32,7 @@ interface DoctorOptions {
   apiKeyFile?: string | undefined;
   allowInsecureHttp?: boolean | undefined;
   models?: string | undefined;
+  modelMap?: string | undefined;
   stateDir: string;
   /** --config: its stateDir applies here as in `run`. */
   config?: string | undefined;
@@ -50,6 +54,7 @@ function withEnv(opts: Partial<DoctorOptions>, env: NodeJS.ProcessEnv): DoctorOp
     allowInsecureHttp:
       opts.allowInsecureHttp ?? ["1", "true", "yes"].includes(env["AITBC_ALLOW_INSECURE_HTTP"] ?? ""),
     models: opts.models ?? e("AITBC_MODELS"),
+    modelMap: opts.modelMap ?? e("AITBC_MODEL_MAP"),
     stateDir: resolveStateDir(opts.stateDir, opts.config, env),
     nvmlLibrary: opts.nvmlLibrary ?? e("AITBC_NVML_LIBRARY"),
     allowCpuInference:
@@ -73,7 +78,8 @@ export function register(program: Command): void {
       "--allow-insecure-http",
       "allow plain http:// to a non-loopback coordinator; env AITBC_ALLOW_INSECURE_HTTP",
     )
-    .option("--models <DIR>", "models directory to inspect; env AITBC_MODELS")
+    .option("--models <DIR>", "models directory to inspect, each file as run judges it; env AITBC_MODELS")
+    .option("--model-map <FILE>", "model map to inspect, as run would; env AITBC_MODEL_MAP")
     .option(
       "--state-dir <DIR>",
       "state directory; env AITBC_STATE_DIR (default: stateDir in --config, else $XDG_STATE_HOME/aitbc-native-miner)",
@@ -171,26 +177,7 @@ async function runChecks(opts: DoctorOptions): Promise<Check[]> {
 
   checks.push(await checkInference(opts, snapshot));
 
-  if (opts.models) {
-    const gguf = existsSync(opts.models) && statSync(opts.models).isDirectory();
-    checks.push(
-      gguf
-        ? { name: "models", status: "ok", detail: `models directory ${opts.models}` }
-        : {
-            name: "models",
-            status: "fail",
-            detail: `${opts.models} is not a directory`,
-            fix: "pass --models DIR with NAME.gguf files",
-          },
-    );
-  } else {
-    checks.push({
-      name: "models",
-      status: "warn",
-      detail: "no --models directory given",
-      fix: "run needs --models DIR (NAME.gguf serves model NAME)",
-    });
-  }
+  checks.push(...(await checkModels(opts)));
 
   checks.push(await checkStateDir(opts.stateDir));
   const keyPath = stateFiles.key(opts.stateDir);
@@ -210,8 +197,83 @@ async function runChecks(opts: DoctorOptions): Promise<Check[]> {
     });
   }
 
-  if (opts.coordinator) checks.push(await checkCoordinator(opts, opts.coordinator));
+  if (opts.coordinator) checks.push(...(await checkCoordinator(opts, opts.coordinator)));
   return checks;
+}
+
+/**
+ * Each model file as `run` judges it (the same catalog: header and size checks, then a preflight
+ * load in a child process): servable, or refused with the reason `run` would log.
+ */
+async function checkModels(opts: DoctorOptions): Promise<Check[]> {
+  if (!opts.models && !opts.modelMap)
+    return [
+      {
+        name: "models",
+        status: "warn",
+        detail: "no --models directory or --model-map given",
+        fix: "run needs --models DIR (NAME.gguf serves model NAME) or --model-map FILE",
+      },
+    ];
+  if (opts.models && !(existsSync(opts.models) && statSync(opts.models).isDirectory()))
+    return [
+      {
+        name: "models",
+        status: "fail",
+        detail: `${opts.models} is not a directory`,
+        fix: "pass --models DIR with NAME.gguf files",
+      },
+    ];
+  const { ModelCatalog } = await import("../backends/llama/catalog.js");
+  const catalog = new ModelCatalog({
+    modelsDir: opts.models,
+    modelMapFile: opts.modelMap,
+    log: silentLogger(),
+  });
+  let verdicts: Awaited<ReturnType<typeof catalog.inspect>>;
+  try {
+    await catalog.scan();
+    verdicts = await catalog.inspect();
+  } catch (err) {
+    return [
+      {
+        name: "models",
+        status: "fail",
+        detail: (err as Error).message,
+        fix: "fix the model map or directory",
+      },
+    ];
+  }
+  const servable = verdicts.filter((v) => v.servable).length;
+  const where = [opts.models, opts.modelMap].filter(Boolean).join(" and ");
+  const summary: Check =
+    servable > 0
+      ? {
+          name: "models",
+          status: "ok",
+          detail: `${servable} of ${verdicts.length} model file(s) servable in ${where}`,
+        }
+      : {
+          name: "models",
+          status: "fail",
+          detail: `no servable model in ${where} (${verdicts.length} file(s) seen)`,
+          fix: "run would take no job: add NAME.gguf files that load (see docs/models.md)",
+        };
+  return [
+    summary,
+    ...verdicts.map(
+      (v): Check =>
+        v.servable
+          ? { name: "model", status: "ok", detail: `${v.name}: servable (${v.path})` }
+          : {
+              name: "model",
+              // run mines with the others; with none servable the summary above fails.
+              status: "warn",
+              detail: `${v.name}: refused: ${v.reason ?? "unknown reason"} (${v.path})`,
+              fix: "replace or remove this file: run does not advertise it",
+            },
+    ),
+  ];
 }
 
 /**
@@ -271,27 +333,69 @@ async function checkStateDir(dir: string): Promise<Check> {
   };
 }
 
-async function checkCoordinator(opts: DoctorOptions, coordinator: string): Promise<Check> {
+async function checkCoordinator(opts: DoctorOptions, coordinator: string): Promise<Check[]> {
   const shown = redactUrlCredentials(coordinator);
   const client = createCoordinatorClient({
     protocol: "aitbc",
     baseUrl: coordinator.replace(/\/+$/, ""),
     apiKey: opts.apiKey,
-    minerId: "doctor",
+    // A miner id no miner has: the probe below must never touch a real miner's state.
+    minerId: `doctor-probe-${randomBytes(6).toString("hex")}`,
     timeoutMs: 5000,
     log: silentLogger(),
   });
   try {
     await client.health();
-    return { name: "coordinator", status: "ok", detail: `${shown} answers /health` };
   } catch (err) {
-    return {
-      name: "coordinator",
-      status: "fail",
-      detail: `${shown}: ${redactUrlCredentials((err as Error).message)}`,
-      fix: "check the URL and the network",
-    };
+    await client.close();
+    return [
+      {
+        name: "coordinator",
+        status: "fail",
+        detail: `${shown}: ${redactUrlCredentials((err as Error).message)}`,
+        fix: "check the URL and the network",
+      },
+    ];
+  }
+  try {
+    return [
+      { name: "coordinator", status: "ok", detail: `${shown} answers /health` },
+      await checkCredentials(client, opts),
+    ];
   } finally {
     await client.close();
+  }
+}
+
+/**
+ * An authenticated call with no side effects: a heartbeat for a miner id nobody registered. The
+ * coordinator checks the key first, then answers 404 (unknown miner) without creating anything.
+ */
+async function checkCredentials(client: CoordinatorClient, opts: DoctorOptions): Promise<Check> {
+  if (!opts.apiKey)
+    return {
+      name: "credentials",
+      status: "warn",
+      detail: "no API key given: not checked",
+      fix: "pass --api-key-file FILE (or AITBC_API_KEY) to check the key run will use",
+    };
+  try {
+    await client.heartbeat({ inflight: 0, metadata: { probe: "doctor" } });
+    return { name: "credentials", status: "ok", detail: "the coordinator accepts this API key" };
+  } catch (err) {
+    if (err instanceof CoordinatorError && err.kind === "not_found")
+      return { name: "credentials", status: "ok", detail: "the coordinator accepts this API key" };
+    if (err instanceof CoordinatorError && err.kind === "auth")
+      return {
+        name: "credentials",
+        status: "fail",
+        detail: `the coordinator refuses this API key (HTTP ${err.status ?? "?"}): run would exit 2`,
+        fix: "check the key file (--api-key-file) against the key the coordinator's operator issued",
+      };
+    return {
+      name: "credentials",
+      status: "warn",
+      detail: `could not check the API key: ${redactUrlCredentials((err as Error).message)}`,
+    };
   }
 }

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { resolveModelFile } from "node-llama-cpp";
 import type { Logger } from "../../log.js";
 import { defaultCacheDir } from "../../paths.js";
+import type { ActivityBoard } from "../activity.js";
 import { BackendError } from "../types.js";
 import {
   advertisedNames,
@@ -24,10 +25,20 @@ export interface CatalogOptions {
   preflightTimeoutMs?: ((sizeBytes: number | null) => number) | undefined;
   downloadDir?: string | undefined;
   downloadStallMs?: number | undefined;
+  /** Where preflights report their start, progress and end (/healthz, logs). */
+  activities?: ActivityBoard | undefined;
 }
 
 /** Same problem, other figures: a file still being copied in is not reported again every rescan. */
 const sameKind = (a: string, b: string) => a.replace(/[\d.]+/g, "#") === b.replace(/[\d.]+/g, "#");
+
+/** One model file as `run` judges it: servable, or why not. */
+export interface ModelVerdict {
+  name: string;
+  path: string;
+  servable: boolean;
+  reason: string | null;
+}
 
 export class ModelCatalog {
   #candidates: ModelCandidate[] = [];
@@ -250,6 +261,24 @@ export class ModelCatalog {
   }
 
   /**
+   * Every file the last scan saw, each with the verdict `run` would reach: refused by the scan
+   * (with its reason), or preflighted now (loads, fails, or timed out). What `doctor` lists.
+   */
+  async inspect(): Promise<ModelVerdict[]> {
+    const out: ModelVerdict[] = this.#refused.map((c) => ({
+      name: c.name,
+      path: c.path ?? "",
+      servable: false,
+      reason: this.#reported.get(c.path ?? "") ?? "refused",
+    }));
+    for (const c of this.#candidates.filter((x) => x.path)) {
+      const r = await this.#verify(c);
+      out.push({ name: c.name, path: c.path!, servable: r.ok, reason: r.ok ? null : r.reason });
+    }
+    return out;
+  }
+
+  /**
    * Preflight `c` once (concurrent callers share the run). A broken model is failed for good; one
    * whose preflight timed out is only "not verified yet": unadvertised until a later try succeeds.
    */
@@ -258,7 +287,18 @@ export class ModelCatalog {
     let p = this.#preflighting.get(path);
     if (!p) {
       const limit = (this.opts.preflightTimeoutMs ?? preflightTimeoutMs)(c.sizeBytes);
-      p = runPreflight(path, limit).finally(() => this.#preflighting.delete(path));
+      const run = this.opts.activities?.start("preflight", {
+        model: c.name,
+        path,
+        sizeBytes: c.sizeBytes,
+        reportsProgress: true,
+      });
+      p = runPreflight(path, limit, run?.progress)
+        .then((r) => {
+          run?.end(r.ok ? "ok" : r.timedOut ? "timed_out" : "failed", r.ok ? {} : { reason: r.reason });
+          return r;
+        })
+        .finally(() => this.#preflighting.delete(path));
       this.#preflighting.set(path, p);
     }
     const r = await p;
