@@ -230,9 +230,10 @@ async function fakeCmake(root: string): Promise<string> {
 calls="${root}/calls"
 if [ "$1" = "--build" ]; then
   out="$2"; echo build >> "$calls"
+  # Markers go before the progress line: the test interrupts as soon as it sees that line.
+  if [ -f "${root}/hang" ]; then rm "${root}/hang"; echo "[1/2] Building CXX object addon.cpp.o"; exec sleep 300; fi
   echo "[1/2] Building CXX object addon.cpp.o"
   if [ -f "${root}/fail" ]; then rm "${root}/fail"; echo "FAILED: addon.cpp.o"; echo "addon.cpp:1: error: boom" >&2; exit 1; fi
-  if [ -f "${root}/hang" ]; then rm "${root}/hang"; trap 'kill $!; exit 130' INT; sleep 300 & wait $!; exit 1; fi
   mkdir -p "$out/Release" "$out/bin"
   echo addon > "$out/Release/llama-addon.node"; echo lib > "$out/Release/libggml-base.so"; echo tool > "$out/bin/tool"
   echo "[2/2] Linking CXX shared module Release/llama-addon.node"

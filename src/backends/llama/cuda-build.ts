@@ -284,9 +284,16 @@ function runLogged(
     const env = nodeBinDir
       ? { ...process.env, PATH: `${nodeBinDir}:${process.env["PATH"] ?? ""}` }
       : process.env;
-    const child: ChildProcess = spawn(cmd, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+    // Its own process group, so an interruption reaches ninja and the compilers, not cmake alone.
+    const child: ChildProcess = spawn(cmd, args, { env, stdio: ["ignore", "pipe", "pipe"], detached: true });
     // SIGINT lets ninja stop cleanly; what it finished stays for the next run.
-    const abort = () => child.kill("SIGINT");
+    const abort = () => {
+      try {
+        if (child.pid) process.kill(-child.pid, "SIGINT");
+      } catch {
+        // already gone
+      }
+    };
     signal?.addEventListener("abort", abort, { once: true });
     let rest = "";
     const feed = (chunk: Buffer) => {
