@@ -34,6 +34,8 @@ export function createFallbackBackend(primary: Backend, secondary: Backend, log:
     },
     // What the in-process runtime computes on decides what the miner advertises.
     ...(primary.compute ? { compute: () => primary.compute!() } : {}),
+    // The in-process backend's preflights and loads are what /healthz watches.
+    ...(primary.progress ? { progress: () => primary.progress!() } : {}),
     async warm(names, signal) {
       // Only the in-process backend has anything to warm; Ollama keeps its own models loaded.
       return primary.warm

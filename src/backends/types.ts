@@ -1,4 +1,7 @@
 // Contract between the miner loop and an inference backend. One job in, one result out.
+import type { BackendProgress } from "./activity.js";
+
+export type { BackendActivity, BackendProgress } from "./activity.js";
 
 export type BackendName = "llama" | "ollama";
 
@@ -95,6 +98,11 @@ export interface Backend {
    * runs as fast as the rest. Resolves with the names now warm; never rejects for one model.
    */
   warm?(names: string[], signal: AbortSignal): Promise<string[]>;
+  /**
+   * What takes long now (the runtime starting, a preflight, a load) and its last sign of progress:
+   * /healthz tells a slow load from a stuck one by it. Absent: nothing the backend does is watched.
+   */
+  progress?(): BackendProgress;
   /** Whether the model is loaded now (its memory is already taken): admission skips it. */
   isLoaded?(name: string): boolean;
   /** Drop loaded models (used for --unload-after-job and on shutdown). */

@@ -2,9 +2,11 @@
 // their state: the runtime (runtime.ts), what can be served (catalog.ts), loaded models and their
 // sequences (pool.ts), and one completion (generate.ts). This file only wires them into a Backend.
 import type { Logger } from "../../log.js";
+import { ActivityBoard } from "../activity.js";
 import { type Backend, BackendError, type ModelInfo } from "../types.js";
 import { ModelCatalog } from "./catalog.js";
 import { runCompletion } from "./generate.js";
+import type { ModelCandidate } from "./models.js";
 import { ModelPool } from "./pool.js";
 import { LlamaRuntime } from "./runtime.js";
 
@@ -43,7 +45,9 @@ export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
   const log = opts.log.child({ component: "llama" });
   const threads = Math.max(1, Math.floor(opts.threads));
   const runtime = new LlamaRuntime({ threads, gpu: opts.gpu, log });
+  const activities = new ActivityBoard(log);
   const catalog = new ModelCatalog({
+    activities,
     modelsDir: opts.modelsDir,
     modelMapFile: opts.modelMapFile,
     log,
@@ -64,6 +68,42 @@ export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
     catalog,
   });
 
+  /** The runtime, its start watched (it may take long: CUDA libraries from a slow disk). */
+  const ensureRuntime = async () => {
+    if (runtime.gpuType !== null) return runtime.ensure();
+    const run = activities.start("runtime", { model: "", reportsProgress: false });
+    try {
+      const l = await runtime.ensure();
+      run.end("ok");
+      return l;
+    } catch (err) {
+      run.end("failed", { reason: (err as Error).message });
+      throw err;
+    }
+  };
+  /**
+   * `load` watched as a load of `c` when the model is not loaded yet. A preflight comes first
+   * inside it and is watched on its own; node-llama-cpp's load reports no progress here (the
+   * pool would have to pass onLoadProgress), so the load counts as one step.
+   */
+  const watchLoad = async <T>(c: ModelCandidate, load: () => Promise<T>): Promise<T> => {
+    if (!c.path || pool.isLoaded(c.path)) return load();
+    const run = activities.start("load", {
+      model: c.name,
+      path: c.path,
+      sizeBytes: c.sizeBytes,
+      reportsProgress: false,
+    });
+    try {
+      const r = await load();
+      run.end("ok");
+      return r;
+    } catch (err) {
+      run.end("failed", { reason: (err as Error).message });
+      throw err;
+    }
+  };
+
   return {
     name: "llama",
     get gpuType() {
@@ -76,8 +116,9 @@ export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
       runtime.ensure().catch(() => undefined);
       await catalog.scan();
     },
+    progress: () => activities.snapshot(),
     async warm(names, signal) {
-      await runtime.ensure();
+      await ensureRuntime();
       const warmed: string[] = [];
       for (const name of names) {
         if (signal.aborted || pool.closed) break;
@@ -85,8 +126,7 @@ export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
         if (!c?.path || catalog.hasFailed(c.path)) continue;
         if (!pool.isLoaded(c.path) && !pool.hasRoomFor(c)) continue; // as many as fit
         try {
-          const entry = await pool.get(c);
-          await pool.prime(entry);
+          await watchLoad(c, async () => pool.prime(await pool.get(c)));
           warmed.push(name);
         } catch (err) {
           log.warn(
@@ -123,7 +163,7 @@ export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
       await runtime.ensure();
       const c = catalog.forJob(req.model);
       if (signal.aborted) throw new BackendError("aborted", "job aborted before it started");
-      const { entry, seq } = await pool.checkout(c, signal);
+      const { entry, seq } = await watchLoad(c, () => pool.checkout(c, signal));
       try {
         const out = await runCompletion(entry.model, seq, req, signal);
         return { ...out, model: req.model, backend: "llama", durationMs: Math.round(performance.now() - t0) };

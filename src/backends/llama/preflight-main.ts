@@ -1,19 +1,39 @@
 // Child-process entry point: load a GGUF on the CPU and evaluate one token. A malformed model can
 // abort the whole process inside llama.cpp (GGML_ASSERT); running this first in a child keeps the
-// miner alive. Prints one JSON line {ok:true} on success; any crash or non-zero exit is a failure.
+// miner alive. Prints its progress as JSON lines while it works (preflight-protocol.ts), then
+// {"ok":true} on success; any crash or non-zero exit is a failure.
 //   node preflight-main.js MODEL.gguf
 import { getLlama, LlamaCompletion, LlamaLogLevel } from "node-llama-cpp";
+import { OK_LINE, progressLine } from "./preflight-protocol.js";
+
+const say = (phase: string, fraction: number | null = null) =>
+  process.stdout.write(progressLine(phase, fraction));
 
 async function main(path: string): Promise<void> {
+  say("runtime");
   const llama = await getLlama({ gpu: false, build: "never", maxThreads: 1, logLevel: LlamaLogLevel.error });
-  const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
+  say("load", 0);
+  let said = 0;
+  const model = await llama.loadModel({
+    modelPath: path,
+    gpuLayers: 0,
+    // node-llama-cpp calls this per tensor: pass on whole percents only.
+    onLoadProgress: (p) => {
+      if (p - said >= 0.01 || (p >= 1 && said < 1)) {
+        said = p;
+        say("load", p);
+      }
+    },
+  });
+  say("context");
   const context = await model.createContext({ contextSize: 256, sequences: 1, threads: 1 });
   const completion = new LlamaCompletion({ contextSequence: context.getSequence() });
+  say("evaluate");
   await completion.generateCompletion("a", { maxTokens: 1, temperature: 0 });
   await context.dispose();
   await model.dispose();
   await llama.dispose();
-  process.stdout.write(`${JSON.stringify({ ok: true })}\n`);
+  process.stdout.write(OK_LINE);
 }
 
 const path = process.argv[2];
