@@ -133,7 +133,9 @@ async function findFile(dir: string, name: string, depth = 3): Promise<string | 
 }
 
 /** nvcc, its version, and where cuBLAS is (toolkit, else pip's nvidia wheels); Refusal when missing. */
-export async function discoverCuda(cudaRoot: string | undefined): Promise<CudaToolchain> {
+export async function discoverCuda(
+  cudaRoot: string | undefined,
+): Promise<CudaToolchain & { archs: string[] | null }> {
   const found = await findNvcc(cudaRoot);
   if (Array.isArray(found))
     throw new Refusal(
@@ -142,6 +144,8 @@ export async function discoverCuda(cudaRoot: string | undefined): Promise<CudaTo
     );
   const out = await run(found.nvcc, ["--version"]).catch(() => null);
   const version = /release (\d+\.\d+)/.exec(out?.stdout ?? "")?.[1] ?? null;
+  const list = await run(found.nvcc, ["--list-gpu-arch"]).catch(() => null);
+  const archs = [...(list?.stdout ?? "").matchAll(/compute_(\d+)/g)].map((m) => m[1]!);
   const major = version ? version.split(".")[0] : "13";
   const libDirs = await toolkitLibDirs(found.root);
   const rpath = [...libDirs];
@@ -165,7 +169,7 @@ export async function discoverCuda(cudaRoot: string | undefined): Promise<CudaTo
           `install the toolkit's cuBLAS (cuda-libraries-dev-${major}-x) or pip install nvidia-cublas, or pass --cuda-root`,
       );
   }
-  return { nvcc: found.nvcc, root: found.root, version, cublas, rpath };
+  return { nvcc: found.nvcc, root: found.root, version, cublas, rpath, archs: archs.length ? archs : null };
 }
 
 /** Compute capabilities NVML (or nvidia-smi) reports, as architectures. */
@@ -255,9 +259,17 @@ async function build(opts: BuildOptions): Promise<number> {
       hostGpus = host.gpus;
       facts["gpus"] = host.gpus.map((g) => `${g.name} (cc ${g.cc})`).join(", ");
     }
-    cuda = await discoverCuda(opts.cudaRoot);
-    facts["nvcc"] = `${cuda.nvcc} (CUDA ${cuda.version ?? "?"})`;
-    facts["cuBLAS"] = cuda.cublas ? cuda.cublas.lib : `in ${cuda.root}`;
+    const tc = await discoverCuda(opts.cudaRoot);
+    cuda = tc;
+    const known = tc.archs;
+    const unknown = known ? archs.filter((a) => !known.includes(a.replace(/[af]$/, ""))) : [];
+    if (unknown.length)
+      throw new Refusal(
+        `nvcc ${tc.version ?? ""} cannot compile for ${unknown.map((a) => `sm_${a}`).join(", ")} ` +
+          `(it knows ${known!.join(", ")}); CUDA 13 starts at sm_75, sm_100+ needs CUDA 12.8+`,
+      );
+    facts["nvcc"] = `${tc.nvcc} (CUDA ${tc.version ?? "?"})`;
+    facts["cuBLAS"] = tc.cublas ? tc.cublas.lib : `in ${tc.root}`;
   }
   const ninja = await onPath("ninja");
   if (!opts.dryRun && !(await onPath("cmake")))

@@ -339,7 +339,7 @@ describe("aitbc-native-miner gpu build (CLI)", () => {
     await mkdir(join(cuda, "lib64"), { recursive: true });
     await writeFile(
       join(cuda, "bin", "nvcc"),
-      `#!/bin/sh\ncase "$*" in *--version*) echo "Cuda compilation tools, release 13.0, V13.0.88";; *--dryrun*) echo "#$ _HERE_=${cuda}/bin" >&2;; esac\n`,
+      `#!/bin/sh\ncase "$*" in *--version*) echo "Cuda compilation tools, release 13.0, V13.0.88";; *--list-gpu-arch*) printf "compute_75\\ncompute_80\\ncompute_90\\ncompute_100\\n";; *--dryrun*) echo "#$ _HERE_=${cuda}/bin" >&2;; esac\n`,
     );
     await chmod(join(cuda, "bin", "nvcc"), 0o755);
     for (const f of ["libcublas.so.13", "libcublasLt.so.13"]) await writeFile(join(cuda, "lib64", f), "");
@@ -352,6 +352,10 @@ describe("aitbc-native-miner gpu build (CLI)", () => {
       CMAKE_CUDA_ARCHITECTURES: "90-real;100-real",
       CMAKE_SHARED_LINKER_FLAGS: `-Wl,-rpath,${join(cuda, "lib64")}`,
     });
+    // An architecture this nvcc cannot compile is refused before anything runs.
+    const old = await runCli(["gpu", "build", "--arch", "70,90", "--cuda-root", cuda, "--dry-run"]);
+    expect(old.code).toBe(1);
+    expect(old.stderr).toContain("nvcc 13.0 cannot compile for sm_70 (it knows 75, 80, 90, 100)");
   });
 
   it("refuses a CUDA build without nvcc, saying where it looked and what to do", async () => {
