@@ -213,6 +213,8 @@ describe("progress and resume detection", () => {
     await writeFile(join(out, "CMakeCache.txt"), "");
     expect(await resumeState(plan)).toBe("other"); // someone's build tree, not ours
     await writeFile(join(out, PLAN_FILE), JSON.stringify({ fingerprint: "abc" }));
+    expect(await resumeState(plan)).toBe("fresh"); // our configure stopped before generating
+    await writeFile(join(out, "build.ninja"), "");
     expect(await resumeState(plan)).toBe("resume");
     await writeFile(join(out, "buildDone.status"), "");
     expect(await resumeState(plan)).toBe("done");
@@ -220,7 +222,7 @@ describe("progress and resume detection", () => {
   });
 });
 
-/** A cmake stand-in: configure writes CMakeCache.txt; --build prints ninja progress, then fails
+/** A cmake stand-in: configure writes CMakeCache.txt and build.ninja; --build prints ninja progress, then fails
  *  once if `fail` exists, waits for a signal if `hang` exists, else lays out Release/. */
 async function fakeCmake(root: string): Promise<string> {
   const script = join(root, "cmake");
@@ -239,7 +241,7 @@ if [ "$1" = "--build" ]; then
   echo "[2/2] Linking CXX shared module Release/llama-addon.node"
 else
   while [ "$1" != "-B" ]; do shift; done
-  mkdir -p "$2"; : > "$2/CMakeCache.txt"; echo configure >> "$calls"; echo "-- Configuring done"
+  mkdir -p "$2"; : > "$2/CMakeCache.txt"; : > "$2/build.ninja"; echo configure >> "$calls"; echo "-- Configuring done"
 fi
 `,
   );

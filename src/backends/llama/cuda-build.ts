@@ -225,7 +225,9 @@ export async function resumeState(plan: Pick<BuildPlan, "outDir" | "fingerprint"
   }
   if (fp !== plan.fingerprint) return "other";
   if (await exists(join(plan.outDir, BUILD_DONE_FILE))) return "done";
-  return (await exists(join(plan.outDir, "CMakeCache.txt"))) ? "resume" : "fresh";
+  // Generated build files mean configure finished; a configure that failed part-way runs again.
+  const gen = await Promise.all(["build.ninja", "Makefile"].map((f) => exists(join(plan.outDir, f))));
+  return gen.some(Boolean) ? "resume" : "fresh";
 }
 
 /** "[12/476] Building…" (ninja) or "[ 12%] Building…" (make) → progress; null otherwise. */
@@ -327,9 +329,8 @@ export async function runBuild(plan: BuildPlan, paths: LlamaPaths, o: RunOptions
   const t0 = Date.now();
   const cmake = o.cmake ?? "cmake";
   const state = await resumeState(plan);
-  if (state === "done" && !o.force) {
+  if (state === "done" && !o.force)
     return { state: "already-built", ...(await summary(plan)), resumed: false, seconds: 0 };
-  }
   if (state === "other" || (state === "done" && o.force))
     await rm(plan.outDir, { recursive: true, force: true });
   await mkdir(plan.outDir, { recursive: true });
