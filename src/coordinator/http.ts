@@ -48,15 +48,24 @@ export interface HttpResponse {
 /** The longest wait a server may impose through Retry-After: past it the usual backoff cap rules. */
 export const MAX_RETRY_AFTER_MS = 10 * 60_000;
 
-/** Parse Retry-After (delta seconds or an HTTP date) into milliseconds from now, capped. */
-export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | null {
+/**
+ * Parse Retry-After (delta seconds or an HTTP date) into milliseconds from now, capped. A date is
+ * measured against the answer's own Date header when it has one (both the server's clock), so our
+ * wall clock being off, or stepping, does not stretch or cut the wait.
+ */
+export function parseRetryAfter(
+  value: string | string[] | undefined,
+  dateHeader?: string | string[] | undefined,
+  now = Date.now(),
+): number | null {
   const raw = Array.isArray(value) ? value[0] : value;
   if (raw === undefined) return null;
   const v = raw.trim();
   if (/^\d+(\.\d+)?$/.test(v)) return Math.min(MAX_RETRY_AFTER_MS, Math.round(Number(v) * 1000));
   const at = Date.parse(v);
   if (Number.isNaN(at)) return null;
-  return Math.min(MAX_RETRY_AFTER_MS, Math.max(0, at - now));
+  const serverNow = Date.parse((Array.isArray(dateHeader) ? dateHeader[0] : dateHeader) ?? "");
+  return Math.min(MAX_RETRY_AFTER_MS, Math.max(0, at - (Number.isNaN(serverNow) ? now : serverNow)));
 }
 
 const TIMEOUT_CODES = new Set([
@@ -217,7 +226,9 @@ export class HttpClient {
     const where = `${req.method} ${req.path.split("?")[0]}`;
     const kind = statusKind(res.status);
     const retryAfterMs =
-      res.status === 429 || res.status === 503 ? parseRetryAfter(res.headers["retry-after"]) : null;
+      res.status === 429 || res.status === 503
+        ? parseRetryAfter(res.headers["retry-after"], res.headers["date"])
+        : null;
     const snippet = this.scrub(res.text.replace(/\s+/g, " ").trim().slice(0, 200));
     const msg = `${where}: HTTP ${res.status}${snippet ? ` ${snippet}` : ""}`;
     return new CoordinatorError(kind, msg, res.status, retryAfterMs);

@@ -5,6 +5,7 @@
 // within one budget. The supervisor serves the host's /metrics, /healthz and /readyz.
 import { type ChildProcess, spawn } from "node:child_process";
 import { Backoff } from "../backoff.js";
+import { monotonicNow } from "../clock.js";
 import type { GpuInfoSource } from "../gpu/types.js";
 import type { Logger } from "../log.js";
 import { ExitCode } from "../miner/exit-codes.js";
@@ -106,8 +107,9 @@ export async function runSupervisor(o: SupervisorOptions): Promise<number> {
       detached: true,
     });
     w.child = child;
-    w.startedAt = Date.now();
-    w.lastStatusAt = Date.now();
+    // Monotonic: a wall-clock step forward must not make every worker's status look stale.
+    w.startedAt = monotonicNow();
+    w.lastStatusAt = w.startedAt;
     w.health = null;
     log.info(
       { event: "worker_started", worker: w.spec.minerId, gpus: w.spec.indexes, pid: child.pid },
@@ -118,7 +120,7 @@ export async function runSupervisor(o: SupervisorOptions): Promise<number> {
       if (!msg) return;
       if (msg.t === "event") metrics.observe(w.spec.key, msg.e);
       else {
-        w.lastStatusAt = Date.now();
+        w.lastStatusAt = monotonicNow();
         w.health = msg.health;
         metrics.setGauges(w.spec.key, msg.gauges);
         o.onStatus?.(w.spec.key, msg.health);
@@ -139,7 +141,7 @@ export async function runSupervisor(o: SupervisorOptions): Promise<number> {
           checkAllFinal();
           return;
         }
-        if (Date.now() - w.startedAt > STABLE_AFTER_MS) w.backoff.reset();
+        if (monotonicNow() - w.startedAt > STABLE_AFTER_MS) w.backoff.reset();
         const delay = Math.max(200, w.backoff.next());
         metrics.workerRestarted(w.spec.key);
         log.warn(
@@ -164,7 +166,7 @@ export async function runSupervisor(o: SupervisorOptions): Promise<number> {
   };
 
   const health = (): HealthReport => {
-    const now = Date.now();
+    const now = monotonicNow();
     const per: Record<string, WorkerHealth> = {};
     const reasons: string[] = [];
     let live = true;

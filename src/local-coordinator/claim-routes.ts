@@ -57,7 +57,7 @@ export function claimRoutes(core: CoordinatorCore): Record<string, Handler> {
       const b = validate(claimBody, ctx.body);
       const j = core.knownJob(param);
       if (j.state !== "QUEUED") throw new HttpFail(409, "job already claimed");
-      state.assign(j, b.miner_id, core.now());
+      state.assign(j, b.miner_id, core.now(), core.tick());
       state.save();
       core.emit({ type: "assigned", jobId: j.jobId, minerId: b.miner_id, attempt: j.attempts });
       return { status: 200, json: { status: "claimed", job_id: j.jobId }, committed: true };

@@ -3,6 +3,7 @@
 // on top; the route modules call in here; rules.ts / upstream.ts decide the policy points.
 import { EventEmitter } from "node:events";
 import { z } from "zod";
+import { monotonicNow } from "../clock.js";
 import { isValidJobId } from "../coordinator/ids.js";
 import { type Logger, silentLogger } from "../log.js";
 import { FaultInjector, type FaultKind } from "./faults.js";
@@ -24,7 +25,10 @@ export class CoordinatorCore {
   readonly state: CoordinatorState;
   readonly rules: CoordinatorRules;
   readonly faults: FaultInjector;
+  /** Wall time, for timestamps. */
   readonly now: () => number;
+  /** Schedule time (leases, rate windows, held polls): monotonic unless a test steps `now`. */
+  readonly tick: () => number;
   readonly log: Logger;
   /** aitbc session tokens (accepted as bearer tokens) → miner id. */
   readonly sessions = new Map<string, string>();
@@ -49,10 +53,11 @@ export class CoordinatorCore {
 
   constructor(readonly o: LocalCoordinatorOptions) {
     this.now = o.now ?? Date.now;
+    this.tick = o.tick ?? o.now ?? monotonicNow;
     this.log = (o.log ?? silentLogger()).child({ component: "local-coordinator" });
     this.state = new CoordinatorState(o.stateFile);
     const limits: RateLimits = { ...DEFAULT_RATE_LIMITS, ...o.rateLimits };
-    this.limiter = new RateLimiter(limits, this.now);
+    this.limiter = new RateLimiter(limits, this.tick);
     this.faults = new FaultInjector(o.faults);
     this.rules = o.upstreamQuirks ? upstreamRules : referenceRules;
     this.emitter.setMaxListeners(0);
@@ -141,10 +146,10 @@ export class CoordinatorCore {
   sweepLeases(): number {
     const lease = this.leaseMs();
     if (lease <= 0) return 0;
-    const t = this.now();
+    const t = this.tick();
     let n = 0;
     for (const j of this.state.jobs.values()) {
-      if (j.state === "RUNNING" && j.assignedAt !== null && t - j.assignedAt >= lease) {
+      if (j.state === "RUNNING" && t - this.state.leaseStart(j, t) >= lease) {
         this.state.requeue(j);
         this.counters.leaseExpired++;
         this.counters.requeued++;
@@ -189,7 +194,7 @@ export class CoordinatorCore {
     if (!this.rules.hasSlot(m, this.state)) return { status: 204 };
     for (const j of this.state.jobs.values()) {
       if (j.state !== "QUEUED" || !matchesConstraints(j.constraints, m.capabilities, m.region)) continue;
-      this.state.assign(j, minerId, this.now());
+      this.state.assign(j, minerId, this.now(), this.tick());
       this.rules.assigned(m);
       this.state.save();
       this.emit({ type: "assigned", jobId: j.jobId, minerId, attempt: j.attempts });

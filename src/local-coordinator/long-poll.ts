@@ -11,7 +11,7 @@ export async function holdPoll(core: CoordinatorCore, ctx: Ctx, minerId: string)
   const waitMs = Math.min(Number.isFinite(asked) ? asked : 0, core.o.longPollMaxSeconds ?? 0) * 1000;
   if (waitMs <= 0) return { status: 204 };
   const { req } = ctx;
-  const until = Date.now() + waitMs;
+  const until = core.tick() + waitMs;
   let gone = false;
   const onClose = () => {
     gone = true;
@@ -20,7 +20,7 @@ export async function holdPoll(core: CoordinatorCore, ctx: Ctx, minerId: string)
   req.socket.once("close", onClose);
   try {
     while (!gone && !core.closed) {
-      const left = until - Date.now();
+      const left = until - core.tick();
       if (left <= 0) return { status: 204 };
       await new Promise<void>((resolve) => {
         const done = () => {

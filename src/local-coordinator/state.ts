@@ -72,6 +72,11 @@ const persisted = z.object({
 export class CoordinatorState {
   readonly jobs = new Map<string, LocalJob>();
   readonly miners = new Map<string, LocalMiner>();
+  /**
+   * When each RUNNING job's lease began, on the schedule clock (core.tick). Not persisted: that
+   * clock means nothing in another process, so a job RUNNING before a restart starts a new lease.
+   */
+  private readonly leaseTicks = new Map<string, number>();
 
   constructor(private readonly stateFile: string | undefined) {
     if (stateFile) this.load(stateFile);
@@ -144,15 +149,26 @@ export class CoordinatorState {
     return n;
   }
 
-  assign(job: LocalJob, minerId: string, now: number): void {
+  /** `now` is the wall time recorded; `tick` starts the lease. */
+  assign(job: LocalJob, minerId: string, now: number, tick: number): void {
     job.state = "RUNNING";
     job.minerId = minerId;
     job.assignedAt = now;
     job.attempts++;
+    this.leaseTicks.set(job.jobId, tick);
   }
 
   requeue(job: LocalJob): void {
     job.state = "QUEUED";
     job.assignedAt = null;
+    this.leaseTicks.delete(job.jobId);
+  }
+
+  /** When `job`'s lease began; one RUNNING since before a restart starts it at `tick`. */
+  leaseStart(job: LocalJob, tick: number): number {
+    const at = this.leaseTicks.get(job.jobId);
+    if (at !== undefined) return at;
+    this.leaseTicks.set(job.jobId, tick);
+    return tick;
   }
 }

@@ -50,8 +50,13 @@ export interface LocalCoordinatorOptions {
   log?: Logger;
   /** Called for each event (job enqueued, handed over, completed...). */
   onEvent?: (event: CoordinatorEvent) => void;
-  /** Clock (ms), for tests of leases and rate windows. */
+  /** Wall clock (ms) for the timestamps it records and signs; tests step it. */
   now?: () => number;
+  /**
+   * Clock (ms) for leases, rate windows and held polls: monotonic by default, so a wall-clock step
+   * expires no lease and empties no window; `now` when only that is given (tests of leases).
+   */
+  tick?: () => number;
 }
 
 export type CoordinatorEvent =

@@ -1,18 +1,21 @@
 // When heartbeats go out: every interval, and out of turn on request (after an acknowledged
 // failure, on a poll error), coalesced and spaced so a burst of requests is one heartbeat. One at a
-// time: a request while one is in flight sends another right after it.
+// time: a request while one is in flight sends another right after it. The spacing is measured on
+// the monotonic clock: a wall-clock step back must not push the next beat hours away.
+import { type Clock, monotonicNow } from "../clock.js";
 import { EARLY_BEAT_SPACING_MS } from "./types.js";
 
 export class HeartbeatSchedule {
   private timer: NodeJS.Timeout | null = null;
   private beating = false;
   private again = false;
-  private lastAt = 0;
+  private lastAt = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly intervalMs: number,
     /** Send one heartbeat; never rejects (it handles its own errors). */
     private readonly send: () => Promise<void>,
+    private readonly clock: Clock = monotonicNow,
   ) {}
 
   start(): void {
@@ -26,7 +29,7 @@ export class HeartbeatSchedule {
       this.again = true;
       return;
     }
-    this.arm(Math.max(0, this.lastAt + EARLY_BEAT_SPACING_MS - Date.now()));
+    this.arm(Math.min(this.intervalMs, Math.max(0, this.lastAt + EARLY_BEAT_SPACING_MS - this.clock())));
   }
 
   stop(): void {
@@ -46,7 +49,7 @@ export class HeartbeatSchedule {
       return;
     }
     this.beating = true;
-    this.lastAt = Date.now();
+    this.lastAt = this.clock();
     try {
       await this.send();
     } finally {

@@ -4,6 +4,7 @@
 
 import { join } from "node:path";
 import { Backoff, sleep, within } from "../backoff.js";
+import { monotonicNow } from "../clock.js";
 import { CoordinatorError } from "../coordinator/errors.js";
 import type { Job } from "../coordinator/types.js";
 import { describeError } from "../describe-error.js";
@@ -36,17 +37,18 @@ import {
 
 export type { CoordinatorReceiptCheck, ReceiptRecord } from "./reporter.js";
 
-import { minerHealth } from "./health.js";
 import { HeartbeatSchedule } from "./heartbeat.js";
+import { LoopWatch } from "./loop-watch.js";
 import { recover } from "./recover.js";
-import { type JobContext, runJob } from "./run-job.js";
+import { type JobContext, jobDeadline, runJob } from "./run-job.js";
+import { Waker } from "./waker.js";
 
 export * from "./types.js";
 
 interface Running {
   abort: AbortController;
   done: Promise<void>;
-  /** When the job must have ended (its deadline, or a resumed job's). */
+  /** When the job must have ended (its deadline, or a resumed job's), on the monotonic clock. */
   deadlineAt: number;
 }
 
@@ -56,8 +58,8 @@ export class Miner {
   private stopping = false;
   private readonly stopSignal = new AbortController();
   private readonly inflight = new Map<string, Running>();
-  /** Ends the loop's current wait for a free slot (see waitForWake). */
-  private wakeWaiter: (() => void) | null = null;
+  /** Ends the loop's current wait for a free slot or a servable model. */
+  private readonly waker = new Waker();
   private readonly membership: Registration;
   private fatal: MinerFatalError | null = null;
   private exitResolve: ((e: MinerExit) => void) | null = null;
@@ -69,6 +71,8 @@ export class Miner {
   private readonly storage: StateStorage;
   private readonly retryRule: RetryRule;
   private readonly heartbeats: HeartbeatSchedule;
+  /** The loop's progress and each kind of work's own deadline, for /healthz and /readyz. */
+  private readonly watch: LoopWatch;
 
   /** What a job's run needs from the loop (see run-job.ts). */
   private get jobContext(): JobContext {
@@ -88,6 +92,7 @@ export class Miner {
     this.log = d.log;
     this.storage = d.storage ?? new StateStorage(join(d.outbox.dir, ".tmp"), d.log);
     this.retryRule = d.retryRule ?? decide;
+    this.watch = new LoopWatch(d.settings.health);
     this.membership = new Registration({
       d,
       s: this.s,
@@ -116,8 +121,6 @@ export class Miner {
     });
   }
 
-  private loopTickAt = Date.now();
-
   private emit(e: MinerEvent): void {
     try {
       this.d.onEvent?.(e);
@@ -126,21 +129,18 @@ export class Miner {
     }
   }
 
-  /** For /healthz and /readyz (see health.ts). */
-  health(now = Date.now()): MinerHealth {
-    return minerHealth(
-      {
-        fatal: this.fatal?.message ?? null,
-        deadlines: [...this.inflight].map(([jobId, r]) => ({ jobId, deadlineAt: r.deadlineAt })),
-        loopTickAt: this.loopTickAt,
-        stopping: this.stopping,
-        registered: this.membership.registered,
-        servableModels: this.d.backend.listModels().length,
-        stateWritable: this.storage.writable,
-      },
-      this.s,
-      now,
-    );
+  /** For /healthz and /readyz (see health.ts); `now` on the monotonic clock. */
+  health(now = monotonicNow()): MinerHealth {
+    const facts = {
+      fatal: this.fatal?.message ?? null,
+      jobs: [...this.inflight].map(([jobId, r]) => ({ jobId, deadlineAt: r.deadlineAt })),
+      backend: this.d.backend.progress?.() ?? null,
+      stopping: this.stopping,
+      registered: this.membership.registered,
+      servableModels: this.d.backend.listModels().length,
+      stateWritable: this.storage.writable,
+    };
+    return this.watch.health(facts, this.s.abortGraceMs, now);
   }
 
   /** The figures ops gauges show, read at scrape time. */
@@ -175,6 +175,7 @@ export class Miner {
       this.exitResolve = resolve;
     });
     try {
+      if (this.watch.badLimits) throw new MinerFatalError(this.watch.badLimits, ExitCode.badSettings);
       await openState(this.storage, this.d);
       await this.membership.register();
       if (this.stopping) return await exited;
@@ -187,7 +188,8 @@ export class Miner {
       });
       if (this.stopping) return await exited;
       if (!this.stopping) this.heartbeats.start();
-      const warm = warmUp(this.d, this.stopSignal.signal, this.log);
+      this.watch.warmUpStarted();
+      const warm = warmUp(this.d, this.stopSignal.signal, this.log).finally(() => this.watch.warmUpEnded());
       this.polling = this.pollLoop(warm);
       await this.polling;
     } catch (err) {
@@ -223,6 +225,7 @@ export class Miner {
   // ---------------------------------------------------------------- polling
 
   private async pollLoop(warm: Promise<void> = Promise.resolve()): Promise<void> {
+    this.watch.parked(); // warm-up has its own deadlines
     await Promise.race([warm, sleep(2 ** 31 - 1, this.stopSignal.signal)]);
     const budget = new PollBudget(this.s.pollsPerWindow, this.s.pollWindowMs);
     const failBackoff = new Backoff({ baseMs: 500, capMs: 30_000 });
@@ -232,17 +235,20 @@ export class Miner {
     let backlog = false;
     while (!this.stopping) {
       if (this.inflight.size >= this.s.concurrency) {
+        this.watch.parked(); // every job has its own deadline
         await this.waitForWake();
         continue;
       }
-      this.loopTickAt = Date.now();
+      this.watch.moved();
       if (!(await this.readyToTakeJobs())) continue;
-      const now = Date.now();
+      const now = monotonicNow();
       const wait = Math.max(budget.waitMs(now), nextPollAt - now);
       if (wait > 0) {
+        this.watch.moved(wait);
         await sleep(wait, this.stopSignal.signal);
         continue;
       }
+      this.watch.moved(this.s.longPollSeconds * 1000);
       const round = await pollRound(this.d.client, budget, {
         longPollSeconds: this.s.longPollSeconds,
         freeSlots: this.s.concurrency - this.inflight.size,
@@ -250,7 +256,7 @@ export class Miner {
         signal: this.stopSignal.signal,
         now,
       });
-      this.loopTickAt = Date.now();
+      this.watch.polled(round.error);
       if (!this.stopping) {
         for (const o of round.outcomes) this.emit({ type: "poll", result: pollOutcome(o) });
         for (const err of round.unusable) {
@@ -278,11 +284,12 @@ export class Miner {
         const verdict = this.retryRule(error, "poll", failBackoff);
         if (verdict.kind === "fatal") throw new MinerFatalError(verdict.message, verdict.exitCode);
         if (verdict.kind === "gone") {
+          this.watch.parked(); // registration retries on its own schedule
           await this.membership.reregister();
           continue;
         }
         if (error instanceof CoordinatorError && error.kind === "rate_limited") {
-          budget.learnFrom429(Date.now());
+          budget.learnFrom429(monotonicNow());
           this.log.warn(
             {
               event: "poll_rate_limited",
@@ -297,13 +304,14 @@ export class Miner {
         if (error instanceof CoordinatorError && error.kind === "server") this.beatSoon();
         const delay = verdict.kind === "retry" ? verdict.afterMs : failBackoff.next(null);
         this.log.warn({ event: "poll_failed", err: describeError(error), retryInMs: delay }, "poll failed");
+        this.watch.moved(delay);
         await sleep(delay, this.stopSignal.signal);
         continue;
       }
       failBackoff.reset();
       if (!backlog) {
         // A coordinator that held the poll open has already waited for us: ask again at once.
-        const held = Date.now() - now >= LONG_POLL_HELD_MS;
+        const held = monotonicNow() - now >= LONG_POLL_HELD_MS;
         nextPollAt = held ? 0 : now + this.s.idlePollIntervalMs;
         continue;
       }
@@ -317,6 +325,7 @@ export class Miner {
    */
   private async readyToTakeJobs(): Promise<boolean> {
     if (!this.storage.writable && !(await this.storage.check())) {
+      this.watch.moved(STORAGE_RECHECK_MS);
       await sleep(STORAGE_RECHECK_MS, this.stopSignal.signal);
       return false;
     }
@@ -328,6 +337,7 @@ export class Miner {
           "no model can be served, so no job is taken: add a complete NAME.gguf to --models (or an entry to --model-map); it is picked up by the next rescan",
         );
       }
+      this.watch.moved(NO_MODEL_RECHECK_MS);
       await this.waitForWake(NO_MODEL_RECHECK_MS);
       return false;
     }
@@ -366,40 +376,27 @@ export class Miner {
     this.startJob(job, null);
   }
 
-  /** Until a job finishes, shutdown begins (doShutdown calls wake()), or `ms` pass. A resolver,
-   * not an AbortController: this runs once per job, and an abort builds an exception. */
+  /** Until a job finishes, shutdown begins (doShutdown calls wake()), or `ms` pass. */
   private waitForWake(ms = 60_000): Promise<void> {
-    if (this.stopping) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.wakeWaiter = null;
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.wakeWaiter = done;
-    });
+    return this.stopping ? Promise.resolve() : this.waker.wait(ms);
   }
 
   private wake(): void {
-    this.wakeWaiter?.();
+    this.waker.wake();
   }
 
   // ---------------------------------------------------------------- running a job
 
   private startJob(job: Job, recovered: ClaimedJob | null): void {
     const abort = new AbortController();
-    const done = runJob(this.jobContext, job, recovered, abort)
+    const deadlineAt = jobDeadline(recovered, this.s.jobTimeoutMs);
+    const done = runJob(this.jobContext, job, recovered, abort, deadlineAt)
       .catch((err: unknown) => this.fail(err))
       .finally(() => {
         this.inflight.delete(job.jobId);
         this.wake();
       });
-    this.inflight.set(job.jobId, {
-      abort,
-      done,
-      deadlineAt: recovered?.deadlineAt ?? Date.now() + this.s.jobTimeoutMs,
-    });
+    this.inflight.set(job.jobId, { abort, done, deadlineAt });
   }
 
   // ---------------------------------------------------------------- shutdown
@@ -417,8 +414,8 @@ export class Miner {
   private async doShutdown(reason: string): Promise<MinerExit> {
     const wedged = this.fatal?.exitCode === ExitCode.wedged;
     // One budget for the whole stop (grace, flush, deregister, backend): see shutdownBudgetMs.
-    const deadline = Date.now() + shutdownBudgetMs(this.s);
-    const left = (cap: number) => Math.max(0, Math.min(cap, deadline - Date.now()));
+    const deadline = monotonicNow() + shutdownBudgetMs(this.s);
+    const left = (cap: number) => Math.max(0, Math.min(cap, deadline - monotonicNow()));
     this.stopping = true;
     this.stopSignal.abort(); // also aborts a poll in flight
     this.wake();

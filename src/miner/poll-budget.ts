@@ -2,7 +2,9 @@
 // allows 100 a minute per client). It is the count per window that is limited, not the spacing,
 // so polls may burst (a backlog drains at the speed of the network) as long as no window ever
 // holds more than N: a sliding log of the last N send times says when the next poll may go.
-// A dialect with no known limit starts unbounded and learns one from its 429s.
+// A dialect with no known limit starts unbounded and learns one from its 429s. Times are the
+// caller's monotonic clock (src/clock.ts): with wall time, a step back would leave every send
+// "in the future" and the window full for hours.
 
 const UNBOUNDED_HISTORY = 10_000;
 /** The lowest limit a 429 can teach (per window). */

@@ -53,6 +53,7 @@ export async function recover(ctx: RecoverContext): Promise<void> {
       continue;
     }
     if (ctx.isStopping()) break;
+    // Written before the restart, so wall time: the one comparison a monotonic clock cannot make.
     const left = claimed.deadlineAt - Date.now();
     if (left > 1000) {
       ctx.log.info(

@@ -3,6 +3,7 @@
 // job is gone. On shutdown, flush() gives every pending delivery one more try now and a bounded
 // window; what is left stays on disk for the next start.
 import { Backoff, sleep, within } from "../backoff.js";
+import { monotonicNow } from "../clock.js";
 import type { CompletedJob, CoordinatorClient, SubmitAck } from "../coordinator/types.js";
 import { describeError } from "../describe-error.js";
 import type { Logger } from "../log.js";
@@ -103,7 +104,7 @@ export class Reporter {
 
   /** Deliver what is pending within `timeoutMs` (one more try for each now); the rest stays on disk. */
   async flush(timeoutMs: number): Promise<void> {
-    this.flushDeadline = Date.now() + timeoutMs;
+    this.flushDeadline = monotonicNow() + timeoutMs;
     this.flushing = true;
     this.flushStart.abort();
     const timer = setTimeout(() => this.flushAbort.abort(), timeoutMs);
@@ -120,7 +121,7 @@ export class Reporter {
     this.stats.failed++;
     this.stats.failuresByCode[errorCode] = (this.stats.failuresByCode[errorCode] ?? 0) + 1;
     this.d.onEvent?.({ type: "job_failed", errorCode });
-    const now = Date.now();
+    const now = Date.now(); // journaled: wall time, which means something after a restart
     await this.d.journal
       .record({
         jobId,
@@ -344,11 +345,11 @@ export class Reporter {
   private flushing = false;
 
   private flushDeadlinePassed(): boolean {
-    return Date.now() >= this.flushDeadline;
+    return monotonicNow() >= this.flushDeadline;
   }
 
   private flushMsLeft(): number {
-    return Math.max(0, this.flushDeadline - Date.now());
+    return Math.max(0, this.flushDeadline - monotonicNow());
   }
 
   /**

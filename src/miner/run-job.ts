@@ -2,6 +2,7 @@
 // the payload and constraints, VRAM admission, generate under the watchdog, sign the receipt,
 // write the result to the outbox, then deliver. Every way it can end is one verdict.
 import { BackendError, type InferenceResult } from "../backends/types.js";
+import { monotonicFromWall, monotonicNow } from "../clock.js";
 import type { CompletedJob, Job } from "../coordinator/types.js";
 import { describeError } from "../describe-error.js";
 import type { Logger } from "../log.js";
@@ -47,15 +48,25 @@ async function settleClaim(ctx: JobContext, jobId: string, write: Promise<void>)
   }
 }
 
+/**
+ * When a job must end, on the monotonic clock: its timeout from now, or a resumed job's deadline,
+ * written down as wall time before the restart (the one wall time read as a schedule, once).
+ */
+export function jobDeadline(recovered: ClaimedJob | null, jobTimeoutMs: number): number {
+  return recovered ? monotonicFromWall(recovered.deadlineAt) : monotonicNow() + jobTimeoutMs;
+}
+
+/** `deadlineAt` is on the monotonic clock; the journal keeps wall times, which survive a restart. */
 export async function runJob(
   ctx: JobContext,
   job: Job,
   recovered: ClaimedJob | null,
   abort: AbortController,
+  deadlineAt: number,
 ): Promise<void> {
   const jobId = job.jobId;
   const claimedAt = recovered?.claimedAt ?? Date.now();
-  const deadlineAt = recovered?.deadlineAt ?? claimedAt + ctx.s.jobTimeoutMs;
+  const wallDeadlineAt = recovered?.deadlineAt ?? claimedAt + ctx.s.jobTimeoutMs;
   // The claim goes to the journal while the job is screened and run: waiting for its fsyncs first
   // would not make the hand-out any safer (a crash before they end loses the job either way), only
   // slower. Every later write for this job waits for it, so the journal's order stays
@@ -71,7 +82,7 @@ export async function runJob(
           payload: job.payload,
           constraints: job.constraints,
           claimedAt,
-          deadlineAt,
+          deadlineAt: wallDeadlineAt,
         }),
       );
     } catch (err) {
@@ -126,8 +137,8 @@ export async function runJob(
     "job started",
   );
   const afterJob = ctx.d.jobMemoryProbe ? await ctx.d.jobMemoryProbe().catch(() => null) : null;
-  const startedAt = Date.now();
-  const t0 = performance.now(); // durations from the monotonic clock: NTP steps cannot make them negative
+  const startedAt = Date.now(); // for the receipt; durations and the deadline are monotonic
+  const t0 = performance.now();
   let result: InferenceResult;
   try {
     result = await generateWithDeadline(ctx.d.backend, req, abort, deadlineAt, ctx.s.abortGraceMs);
@@ -147,7 +158,7 @@ export async function runJob(
             : "inference_failed";
     const msg =
       why === "deadline"
-        ? `job exceeded its deadline of ${Math.round((deadlineAt - claimedAt) / 1000)} s`
+        ? `job exceeded its deadline of ${Math.round((wallDeadlineAt - claimedAt) / 1000)} s`
         : why === "shutting_down"
           ? "the miner is shutting down"
           : (err as Error).message;

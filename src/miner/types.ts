@@ -5,6 +5,7 @@ import type { Capabilities, CoordinatorClient } from "../coordinator/types.js";
 import type { Logger } from "../log.js";
 import type { MinerEvent } from "../ops/events.js";
 import type { MinerReceiptInput } from "../receipts/receipt.js";
+import type { HealthLimits } from "./health-limits.js";
 import type { ClaimJournal } from "./journal.js";
 import type { Outbox } from "./outbox.js";
 import type { CoordinatorReceiptCheck, ReceiptRecord } from "./reporter.js";
@@ -34,6 +35,8 @@ export interface MinerSettings {
   flushTimeoutMs: number;
   limits: JobLimits;
   unloadAfterJob: boolean;
+  /** How long each kind of work may go without progress before /healthz fails (default: AITBC_HEALTH_LIMITS, else health-limits.ts). */
+  health?: Partial<HealthLimits> | undefined;
 }
 
 /** What the miner's receipt is made from (the receipts module defines and signs it). */

@@ -1,7 +1,9 @@
 // The watchdog around one generation: the job's deadline aborts it, and a backend that does not
 // stop within the abort grace after an abort is wedged (a stuck GPU): WedgedError, which the loop
 // turns into exit 70 so the service manager restarts the miner (the outbox keeps the results).
+// The deadline is on the monotonic clock: a wall-clock step neither cuts a job short nor lets it run on.
 import type { Backend, InferenceRequest, InferenceResult } from "../backends/types.js";
+import { monotonicNow } from "../clock.js";
 
 /** Why a job's AbortController fired. */
 export type AbortWhy = "deadline" | "shutting_down";
@@ -10,7 +12,7 @@ export class WedgedError extends Error {
   override readonly name = "WedgedError";
 }
 
-/** Run the backend under the job's deadline; a backend that ignores the abort is wedged. */
+/** Run the backend under the job's deadline (monotonic); a backend that ignores the abort is wedged. */
 export async function generateWithDeadline(
   backend: Backend,
   req: InferenceRequest,
@@ -39,7 +41,7 @@ export async function generateWithDeadline(
     else abort.signal.addEventListener("abort", onAbort, { once: true });
     deadlineTimer = setTimeout(
       () => abort.abort("deadline" satisfies AbortWhy),
-      Math.max(0, deadlineAt - Date.now()),
+      Math.max(0, deadlineAt - monotonicNow()),
     );
   });
   try {

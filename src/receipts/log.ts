@@ -3,6 +3,7 @@
 
 import { type FileHandle, mkdir, open, readFile } from "node:fs/promises";
 import { dirname } from "node:path";
+import { monotonicNow } from "../clock.js";
 import { appendNow } from "../file-io.js";
 import { type JsonValue, parseJsonLossless, stringifyJson } from "./json.js";
 import { receiptModel } from "./receipt.js";
@@ -95,13 +96,14 @@ export class ReceiptLog {
   private async write(text: string): Promise<void> {
     if (this.idleTimer) clearTimeout(this.idleTimer);
     try {
-      if (this.fh && Date.now() - this.openedAt > REOPEN_AFTER_MS) await this.closeFile();
+      // Monotonic: after a wall-clock step back the file would be kept open (rotation missed) for hours.
+      if (this.fh && monotonicNow() - this.openedAt > REOPEN_AFTER_MS) await this.closeFile();
       if (!this.fh) {
         // The directory once per log, not once per write.
         this.dirReady ??= mkdir(dirname(this.path), { recursive: true, mode: 0o700 }).then(() => undefined);
         await this.dirReady;
         this.fh = await open(this.path, "a", 0o600);
-        this.openedAt = Date.now();
+        this.openedAt = monotonicNow();
       }
       // One O_APPEND write: concurrent writers (another process) never interleave within a line.
       // After a failed write the file may end in part of a line: start on a line of our own, so
