@@ -110,7 +110,7 @@ export class LocalCoordinatorServer extends CoordinatorCore implements LocalCoor
     }
   }
 
-  waitFor(predicate: (c: LocalCoordinator) => boolean, timeoutMs = 10_000): Promise<void> {
+  waitFor(predicate: (c: LocalCoordinator) => boolean, timeoutMs = 60_000): Promise<void> {
     return new Promise((resolve, reject) => {
       const check = () => {
         let ok = false;

@@ -163,7 +163,7 @@ describe("GGUF header check", () => {
       ok: false,
       reason: expect.stringMatching(/5 dim/),
     });
-    expect(performance.now() - t0).toBeLessThan(1000);
+    // No time limit: a reader that allocated what these headers claim would run out of memory.
     expect(GGUF_LIMITS.maxStringBytes).toBeLessThan(GGUF_LIMITS.maxHeaderBytes);
   });
 
@@ -219,12 +219,11 @@ describe("GGUF header check", () => {
 
   it("reads only the header: a large data section costs nothing", () => {
     const p = join(dir, "sparse.gguf");
-    const head = gguf({ tensors: [{ name: "w", dims: [1 << 20, 64], type: 0, offset: 0 }] });
+    // A sparse 1 TiB data section: a reader that touched it would never finish (no time limit).
+    const head = gguf({ tensors: [{ name: "w", dims: [1 << 20, 1 << 18], type: 0, offset: 0 }] });
     writeFileSync(p, head);
-    truncateSync(p, head.length + 4 * (1 << 20) * 64); // a sparse 256 MiB data section
-    const t0 = performance.now();
+    truncateSync(p, head.length + 4 * (1 << 20) * (1 << 18));
     expect(readGgufHeader(p)).toMatchObject({ ok: true, requiredBytes: statSync(p).size });
-    expect(performance.now() - t0).toBeLessThan(200);
   });
 
   it("knows the block geometry ggml itself reports for every type it lists", async () => {

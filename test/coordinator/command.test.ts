@@ -73,11 +73,12 @@ describe("coordinator command", () => {
       try {
         await c.register(caps(["m1"]), 1);
         const t0 = performance.now();
-        expect(await c.poll(1)).toBeNull();
+        // Held: the 1 s allowed (a floor, which a busy machine only raises). Not held: asked to
+        // wait 30 s, it answers long before, however slow the machine (no tight ceiling).
+        expect(await c.poll(held ? 1 : 30)).toBeNull();
         const waited = performance.now() - t0;
-        // Held: about the 1 s asked; not held: an answer at once (far under the second).
         if (held) expect(waited).toBeGreaterThanOrEqual(900);
-        else expect(waited).toBeLessThan(900);
+        else expect(waited).toBeLessThan(20_000);
       } finally {
         await c.close();
       }

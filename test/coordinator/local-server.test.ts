@@ -189,7 +189,7 @@ describe("local coordinator", () => {
     const c = client(coord.url);
     cleanups.push(() => c.close());
     const id = coord.enqueue({ payload: { model: "tiny", prompt: "x" } });
-    const done = coord.waitFor((k) => k.job(id)?.state === "COMPLETED", 5000);
+    const done = coord.waitFor((k) => k.job(id)?.state === "COMPLETED", 60_000);
     await c.register(caps(), 1);
     await c.poll(0);
     await c.submit(completed(id));

@@ -169,7 +169,7 @@ describe("SIGTERM", () => {
       "--log-level",
       "info",
     ]);
-    await coordinator.waitFor((c) => c.job(id)?.state !== "QUEUED", 30_000);
+    await coordinator.waitFor((c) => c.job(id)?.state !== "QUEUED", 60_000);
     // In flight means started by the miner: SIGTERM aborts a poll whose answer has not arrived.
     const until = Date.now() + 30_000;
     while (!miner.stderr().includes('"event":"job_started"') && Date.now() < until) {

@@ -140,7 +140,7 @@ describe("crash run", () => {
     await until(
       () =>
         events(m2).some((e) => e.event === "job_started" && e.jobId === long1) && journaled(stateDir, long1),
-      30_000,
+      60_000,
       "long1 started",
       m2,
     );
@@ -162,7 +162,7 @@ describe("crash run", () => {
     await until(
       () =>
         events(m3).some((e) => e.event === "job_started" && e.jobId === long2) && journaled(stateDir, long2),
-      30_000,
+      60_000,
       "long2 started",
       m3,
     );

@@ -123,16 +123,16 @@ async function fullDiskScenario(disk: Disk): Promise<void> {
   const overrides = { ...fastOverrides, stateMinFreeBytes: 0 };
   const { log, lines } = capturingLogger("info");
   let miner = await startMiner(cfg, log, overrides);
-  await coordinator.waitFor((c) => c.miners().length === 1, 20_000);
+  await coordinator.waitFor((c) => c.miners().length === 1, 60_000);
 
   disk.fill();
   const ids = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => coordinator!.enqueue(inferenceJob(i)));
   // Jobs run while their records still fit (on a real disk, in space the log already had); the
   // job in hand when a write fails still completes, from memory; then none is taken.
-  await coordinator.waitFor(() => lines.some((l) => l.includes('"state_unwritable"')), 20_000);
+  await coordinator.waitFor(() => lines.some((l) => l.includes('"state_unwritable"')), 60_000);
   await coordinator.waitFor(
     (c) => ids.every((id) => ["COMPLETED", "QUEUED"].includes(c.job(id)!.state)),
-    20_000,
+    60_000,
   );
   const whileFull = states(coordinator, ids);
   const completed = whileFull.filter((s) => s === "COMPLETED").length;
@@ -157,7 +157,7 @@ async function fullDiskScenario(disk: Disk): Promise<void> {
 
   // Space is back: mining resumes by itself.
   disk.free();
-  await coordinator.waitFor((c) => ids.every((id) => c.job(id)!.state === "COMPLETED"), 30_000);
+  await coordinator.waitFor((c) => ids.every((id) => c.job(id)!.state === "COMPLETED"), 60_000);
   expect(lines.some((l) => l.includes('"state_writable"'))).toBe(true);
   expect((await miner.stop()).code).toBe(0);
 }

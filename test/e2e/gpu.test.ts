@@ -80,7 +80,7 @@ describe("GPU host (fake NVML)", () => {
       fakeDevice(1, { name: "NVIDIA A100-SXM4-40GB", memTotalMiB: 40960 }),
     ]);
     await coordinator.waitFor(final(id), 60_000);
-    await coordinator.waitFor(() => heartbeatMeta !== null, 10_000);
+    await coordinator.waitFor(() => heartbeatMeta !== null, 60_000);
     const registered = coordinator.miners().find((m) => m.minerId === "gpu-miner")!;
     expect(registered.capabilities).toMatchObject({
       platform: "CUDA",
@@ -188,7 +188,7 @@ describe("truth in advertising: NVML sees a GPU, the runtime computes on the CPU
       args: ["--allow-cpu-inference"],
     });
     await coordinator.waitFor(final(id), 60_000);
-    await coordinator.waitFor(() => heartbeatMeta !== null, 10_000);
+    await coordinator.waitFor(() => heartbeatMeta !== null, 60_000);
     expect(coordinator.job(id)!.state).toBe("COMPLETED");
     const registered = coordinator.miners().find((m) => m.minerId === "gpu-miner")!;
     expect(registered.capabilities).toMatchObject({ platform: "CPU", gpus: [], cuda: null });

@@ -127,7 +127,7 @@ describe("bad jobs", () => {
     expect(coordinator.job(good2)!.state).toBe("COMPLETED");
     // Still mining after all that.
     const late = coordinator.enqueue(inferenceJob(3));
-    await coordinator.waitFor((c) => c.job(late)?.state === "COMPLETED", 30_000);
+    await coordinator.waitFor((c) => c.job(late)?.state === "COMPLETED", 60_000);
     expect((await miner.stop()).code).toBe(0);
   });
 
@@ -175,13 +175,13 @@ describe("model changes", () => {
     });
     const caps = () =>
       (coordinator!.miners()[0]?.capabilities as { models?: string[] } | undefined)?.models ?? [];
-    await coordinator.waitFor(() => caps().includes("tiny"), 20_000);
+    await coordinator.waitFor(() => caps().includes("tiny"), 60_000);
     copyFileSync(join(modelsDir, "tiny.gguf"), join(dir, "tiny-copy.gguf"));
-    await coordinator.waitFor(() => caps().includes("tiny-copy"), 20_000);
+    await coordinator.waitFor(() => caps().includes("tiny-copy"), 60_000);
     const id = coordinator.enqueue({
       payload: { model: "tiny-copy", prompt: "hello", max_tokens: 4, temperature: 0 },
     });
-    await coordinator.waitFor(allFinal([id]), 30_000);
+    await coordinator.waitFor(allFinal([id]), 60_000);
     expect(coordinator.job(id)!.state).toBe("COMPLETED");
     expect((await miner.stop()).code).toBe(0);
   });

@@ -27,7 +27,7 @@ describe("poll budget and long-poll", () => {
       await new Promise((r) => setTimeout(r, 700));
       ids.push(coordinator.enqueue(inferenceJob(i)));
     }
-    await coordinator.waitFor((c) => ids.every((id) => c.job(id)!.state === "COMPLETED"), 20_000);
+    await coordinator.waitFor((c) => ids.every((id) => c.job(id)!.state === "COMPLETED"), 60_000);
     expect((await miner.stop()).code).toBe(0);
     expect(limited).toBe(0);
     const polls = coordinator.stats();
@@ -36,39 +36,41 @@ describe("poll budget and long-poll", () => {
   });
 
   it("a coordinator that holds polls answers the held poll when a job arrives", async () => {
-    const { coordinator } = await coordinatorWithReceipts({ longPollMaxSeconds: 20 });
+    const { coordinator } = await coordinatorWithReceipts({ longPollMaxSeconds: 300 });
     let polls = 0;
-    let assignedAt = 0;
-    const enqueuedAt: number[] = [];
+    // Requests the coordinator had received when the job was enqueued, and when it was handed out:
+    // equal when the poll that took it was already held open (no wall clock involved).
+    let requestsAtAssign = -1;
     coordinator.on((e) => {
-      if (e.type === "assigned") assignedAt = Date.now();
+      if (e.type === "assigned") requestsAtAssign = coordinator.stats().requests;
     });
     const miner = await startMiner(
-      minerConfig(coordinator.url, { longPoll: 20, heartbeatInterval: 60 }),
+      minerConfig(coordinator.url, { longPoll: 300, heartbeatInterval: 3600 }),
       undefined,
       {
         pollMinIntervalMs: 600,
-        longPollSeconds: 20,
+        longPollSeconds: 300,
         flushTimeoutMs: 3000,
         abortGraceMs: 3000,
       },
     );
-    await coordinator.waitFor((c) => c.miners().length === 1, 10_000);
+    await coordinator.waitFor((c) => c.miners().length === 1, 60_000);
     const before = coordinator.stats().requests;
     await new Promise((r) => setTimeout(r, 2000)); // idle: one poll held, not one every 600 ms
     polls = coordinator.stats().requests - before;
     // At most the first heartbeat and the held poll (a miner not holding would poll every 600 ms).
     expect(polls).toBeLessThanOrEqual(2);
-    enqueuedAt.push(Date.now());
+    const requestsAtEnqueue = coordinator.stats().requests;
     const id = coordinator.enqueue(inferenceJob(1));
-    await coordinator.waitFor((c) => c.job(id)!.state === "COMPLETED", 10_000);
-    // Handed over from the held poll (an unheld miner's next poll would be up to 600 ms away,
-    // so this is a loose bound for a busy machine, not a timing claim).
-    expect(assignedAt - enqueuedAt[0]!).toBeLessThan(3000);
-    // SIGTERM with a poll held open stops at once (the poll is aborted).
-    const t0 = Date.now();
+    await coordinator.waitFor((c) => c.job(id)!.state === "COMPLETED", 60_000);
+    // Handed over by the poll already held open: no request arrived between enqueue and hand-out.
+    expect(requestsAtAssign).toBe(requestsAtEnqueue);
+    // SIGTERM with a poll held open (for up to 300 s) stops without waiting it out: the poll is
+    // aborted. The bound is far from both the design (at once) and the hold.
+    await coordinator.waitFor((c) => c.stats().requests > requestsAtAssign, 60_000);
+    const t0 = performance.now();
     expect((await miner.stop()).code).toBe(0);
-    expect(Date.now() - t0).toBeLessThan(10_000);
+    expect(performance.now() - t0).toBeLessThan(150_000);
     await coordinator.close();
-  });
+  }, 240_000);
 });

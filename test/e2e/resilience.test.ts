@@ -40,7 +40,7 @@ describe("lost answers", () => {
     // Give the retries time to land, then stop: nothing may be left in the outbox.
     await coordinator.waitFor(
       (c) => c.stats().duplicateSubmissions >= c.stats().faults.dropAfterCommit,
-      30_000,
+      60_000,
     );
     expect((await miner.stop()).code).toBe(0);
     const s = coordinator.stats();
@@ -133,9 +133,9 @@ describe("backend faults", () => {
     const miner = await startMiner(
       minerConfig(coordinator.url, { backend: "ollama", ollamaUrl: ollama, models: undefined }),
     );
-    await coordinator.waitFor(final([a]), 30_000);
+    await coordinator.waitFor(final([a]), 60_000);
     const b = coordinator.enqueue({ payload: { model: "qwen:0.5b", prompt: "hi again", max_tokens: 3 } });
-    await coordinator.waitFor(final([b]), 30_000);
+    await coordinator.waitFor(final([b]), 60_000);
     expect((await miner.stop()).code).toBe(0);
     expect(coordinator.job(a)!.state).toBe("FAILED");
     expect(coordinator.job(a)!.error?.message).toMatch(/500|out of memory/);
@@ -162,7 +162,7 @@ describe("backend faults", () => {
       payload: { model: "only-in-ollama", prompt: "hi", max_tokens: 2 },
     });
     const miner = await startMiner(minerConfig(coordinator.url, { ollamaFallback: true, ollamaUrl: ollama }));
-    await coordinator.waitFor(final([viaLlama, viaOllama]), 30_000);
+    await coordinator.waitFor(final([viaLlama, viaOllama]), 60_000);
     expect((await miner.stop()).code).toBe(0);
     expect(coordinator.job(viaLlama)!.state).toBe("COMPLETED");
     expect(coordinator.job(viaOllama)!.state).toBe("COMPLETED");
@@ -177,7 +177,7 @@ describe("backend faults", () => {
       minerConfig(coordinator.url, { backend: "ollama", ollamaUrl: "http://127.0.0.1:9", models: undefined }),
       log,
     );
-    await coordinator.waitFor((c) => c.miners().length === 1, 30_000);
+    await coordinator.waitFor((c) => c.miners().length === 1, 60_000);
     await new Promise((r) => setTimeout(r, 1500));
     expect(coordinator.job(id)!.state).toBe("QUEUED"); // left for a miner that can serve it
     expect(lines.filter((l) => l.includes('"no_servable_model"'))).toHaveLength(1);
@@ -211,7 +211,7 @@ describe("failure reports", () => {
     const bad = coordinator.enqueue({ payload: { model: "unknown-model", prompt: "x" } });
     const cfg = minerConfig(proxy.url);
     const first = await startMiner(cfg);
-    await coordinator.waitFor((c) => c.job(bad)?.state === "RUNNING", 30_000);
+    await coordinator.waitFor((c) => c.job(bad)?.state === "RUNNING", 60_000);
     await new Promise((r) => setTimeout(r, 1000));
     expect((await first.stop()).code).toBe(0);
     // Not failed yet at the coordinator (deregistering requeued it); the verdict waits in the journal.
@@ -220,7 +220,7 @@ describe("failure reports", () => {
 
     proxy.clear();
     const second = await startMiner(cfg);
-    await coordinator.waitFor(final([bad]), 30_000);
+    await coordinator.waitFor(final([bad]), 60_000);
     expect(coordinator.job(bad)!.error?.code).toBe("model_not_found");
     expect((await second.stop()).code).toBe(0);
     expect(storedKeys(stateFiles.journal(cfg.stateDir))).toEqual([]);

@@ -17,12 +17,13 @@ afterEach(async () => {
   coordinator = null;
 });
 
-const HEARTBEAT_S = 30;
-// Far under one heartbeat interval: a slot stuck after a failure shows as a miss.
-const BOUND_MS = 20_000;
+// No scheduled heartbeat within the test: a slot stuck after a failure (upstream frees it only on
+// a heartbeat) would hold every later job until the deadline, however fast the machine.
+const HEARTBEAT_S = 3600;
+const DEADLINE_MS = 120_000;
 
 describe("miner against an upstream-mode coordinator", () => {
-  it(`concurrency 1, 10 jobs with 3 failures: all final within ${BOUND_MS / 1000} s (heartbeat ${HEARTBEAT_S} s)`, async () => {
+  it("concurrency 1, 10 jobs with 3 failures: all final with no scheduled heartbeat to free the slots", async () => {
     coordinator = (await coordinatorWithReceipts({ upstreamQuirks: true })).coordinator;
     const c = coordinator;
     const bad = new Set([1, 4, 7]); // spread out, so each failure is followed by work to hand over
@@ -30,21 +31,18 @@ describe("miner against an upstream-mode coordinator", () => {
       c.enqueue(bad.has(i) ? { payload: { model: "no-such-model", prompt: "hi" } } : inferenceJob(i)),
     );
     const miner = await startMiner(minerConfig(c.url, { concurrency: 1, heartbeatInterval: HEARTBEAT_S }));
-    const t0 = Date.now();
     let finished = true;
     try {
       await c.waitFor(
         (x) => ids.every((id) => ["COMPLETED", "FAILED"].includes(x.job(id)?.state ?? "")),
-        BOUND_MS,
+        DEADLINE_MS,
       );
     } catch {
       finished = false;
     }
-    const elapsed = Date.now() - t0;
     const exit = await miner.stop();
     const states = ids.map((id, i) => `${i}:${c.job(id)?.state}`);
-    expect(finished, `not all final within ${BOUND_MS} ms: ${states.join(" ")}`).toBe(true);
-    expect(elapsed).toBeLessThan(BOUND_MS);
+    expect(finished, `not all final within ${DEADLINE_MS} ms: ${states.join(" ")}`).toBe(true);
     expect(exit.code).toBe(0);
     ids.forEach((id, i) => {
       const j = c.job(id)!;
@@ -58,7 +56,7 @@ describe("miner against an upstream-mode coordinator", () => {
       }
     });
     expect(c.jobs().filter((j) => j.state === "RUNNING" || j.state === "QUEUED")).toEqual([]);
-  }, 90_000);
+  }, 180_000);
 
   it("accepts upstream's receipts (zk_status/tee_status added after signing)", async () => {
     const started = await coordinatorWithReceipts({ upstreamQuirks: true });

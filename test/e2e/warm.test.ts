@@ -19,7 +19,7 @@ describe("warm start", () => {
     const id = coordinator.enqueue(inferenceJob(1));
     const { log, lines } = capturingLogger("info");
     const miner = await startMiner(minerConfig(coordinator.url, { logLevel: "info" }), log);
-    await coordinator.waitFor((c) => c.job(id)!.state === "COMPLETED", 30_000);
+    await coordinator.waitFor((c) => c.job(id)!.state === "COMPLETED", 60_000);
     expect((await miner.stop()).code).toBe(0);
     await coordinator.close();
     const warm = eventIndex(lines, "models_warm");
@@ -35,7 +35,7 @@ describe("warm start", () => {
     const id = coordinator.enqueue(inferenceJob(1));
     const { log, lines } = capturingLogger("info");
     const miner = await startMiner(minerConfig(coordinator.url, { preload: "none" }), log);
-    await coordinator.waitFor((c) => c.job(id)!.state === "COMPLETED", 30_000);
+    await coordinator.waitFor((c) => c.job(id)!.state === "COMPLETED", 60_000);
     expect((await miner.stop()).code).toBe(0);
     await coordinator.close();
     expect(JSON.parse(lines[eventIndex(lines, "models_warm")]!)).toMatchObject({ models: [] });

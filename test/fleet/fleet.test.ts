@@ -111,7 +111,7 @@ describe("one worker per GPU", () => {
 
     // A job for the L4 runs on the L4's worker.
     const l4 = coordinator.enqueue({ ...inferenceJob(1), constraints: { gpu: "NVIDIA L4" } });
-    await coordinator.waitFor((c) => c.job(l4)!.state === "COMPLETED", 30_000);
+    await coordinator.waitFor((c) => c.job(l4)!.state === "COMPLETED", 60_000);
     expect(coordinator.job(l4)!.minerId).toBe("host-gpu2");
 
     // SIGKILL the H100's worker once it has journaled and started a long job.
@@ -189,7 +189,7 @@ describe("one worker per GPU", () => {
     miner.child.kill("SIGTERM");
     const exit = await miner.exit;
     expect(exit.code).toBe(0);
-    await coordinator.waitFor((c) => c.miners().length === 0, 5000);
+    await coordinator.waitFor((c) => c.miners().length === 0, 60_000);
   });
 
   it("--gpus none keeps today's single worker: one miner, the plain id, CPU", async () => {

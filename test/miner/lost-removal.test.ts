@@ -112,7 +112,7 @@ describe("a removal lost in a crash", () => {
 
       const miner = new Miner(deps);
       const done = miner.run();
-      await coordinator.waitFor((c) => c.job(jobId)?.state === "COMPLETED", 20_000);
+      await coordinator.waitFor((c) => c.job(jobId)?.state === "COMPLETED", 60_000);
       await miner.shutdown("test over");
       expect((await done).code).toBe(0);
       expect(calls).toEqual([]);
@@ -133,7 +133,7 @@ describe("a removal lost in a crash", () => {
     const deps = testMinerDeps({ url: coordinator.url, backend, minerId: "lr-miner-2" });
     const first = new Miner(deps);
     const firstRun = first.run();
-    await coordinator.waitFor((c) => c.job(jobId)?.state === "COMPLETED", 20_000);
+    await coordinator.waitFor((c) => c.job(jobId)?.state === "COMPLETED", 60_000);
     await first.shutdown("test over");
     await firstRun;
     expect(calls).toEqual(["p"]);
@@ -164,7 +164,7 @@ describe("a removal lost in a crash", () => {
       testMinerDeps({ url: coordinator.url, backend, minerId: "lr-miner-2", stateDir: deps.stateDir }),
     );
     const secondRun = second.run();
-    await coordinator.waitFor((c) => c.stats().duplicateSubmissions >= 1, 20_000);
+    await coordinator.waitFor((c) => c.stats().duplicateSubmissions >= 1, 60_000);
     await second.shutdown("test over");
     expect((await secondRun).code).toBe(0);
     expect(calls).toEqual(["p"]);
@@ -188,7 +188,7 @@ describe("a removal lost in a crash", () => {
     })(join(deps.stateDir, "journal"));
     const miner = new Miner({ ...deps, journal });
     const done = miner.run();
-    await coordinator.waitFor((c) => c.job(jobId)?.state === "COMPLETED", 20_000);
+    await coordinator.waitFor((c) => c.job(jobId)?.state === "COMPLETED", 60_000);
     await miner.shutdown("test over");
     expect((await done).code).toBe(0);
     expect(calls).toEqual(["p"]);

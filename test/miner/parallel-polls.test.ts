@@ -50,12 +50,12 @@ describe("polling a backlog", () => {
     const miner = new Miner(deps);
     const done = miner.run();
     // Idle first: one poll at a time.
-    await coordinator.waitFor((c) => c.stats().byRoute[POLL]! >= 4, 10_000);
+    await coordinator.waitFor((c) => c.stats().byRoute[POLL]! >= 4, 60_000);
     expect(proxy.peak[POLL]).toBe(1);
     const ids = Array.from({ length: 24 }, () =>
       coordinator!.enqueue({ payload: { model: "m", prompt: "p" } }),
     );
-    await coordinator.waitFor((c) => ids.every((id) => c.job(id)?.state === "COMPLETED"), 30_000);
+    await coordinator.waitFor((c) => ids.every((id) => c.job(id)?.state === "COMPLETED"), 60_000);
     await miner.shutdown("test over");
     expect((await done).code).toBe(0);
     expect(proxy.peak[POLL]).toBeGreaterThanOrEqual(2);
@@ -78,7 +78,7 @@ describe("polling a backlog", () => {
     );
     const miner = new Miner(claimDeps);
     const done = miner.run();
-    await coordinator.waitFor((c) => ids.every((id) => c.job(id)?.state === "COMPLETED"), 30_000);
+    await coordinator.waitFor((c) => ids.every((id) => c.job(id)?.state === "COMPLETED"), 60_000);
     await miner.shutdown("test over");
     expect((await done).code).toBe(0);
     expect(proxy.peak["GET /v1/jobs/available"]).toBe(1);

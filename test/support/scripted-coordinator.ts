@@ -68,7 +68,7 @@ export async function startScriptedCoordinator(script: Script): Promise<Scripted
     url: `http://127.0.0.1:${port}`,
     seen,
     calls: (suffix) => seen.filter((r) => r.path.endsWith(suffix)),
-    async waitFor(cond, timeoutMs = 20_000) {
+    async waitFor(cond, timeoutMs = 60_000) {
       const until = Date.now() + timeoutMs;
       while (!cond()) {
         if (Date.now() > until)
