@@ -2,6 +2,8 @@
 // finished copying, map edits and Ollama pulls show up in backend.listModels() after refresh();
 // when that set of names changes, `onChange` runs (compose: the miner registers again). Rescans
 // never overlap (a refresh can take long: downloads, preflights), and a failing one is logged once.
+// Between rescans the list itself is looked at every second (in memory, no I/O): a model a job
+// found deleted or truncated stops being advertised at once, not at the next rescan.
 import type { Logger } from "../log.js";
 import type { Backend } from "./types.js";
 
@@ -15,6 +17,8 @@ export function watchModels(opts: {
   backend: Backend;
   log: Logger;
   intervalMs: number;
+  /** How often listModels() is compared between rescans (default 1 s). */
+  listCheckMs?: number;
   onChange: (models: string[]) => Promise<void>;
 }): ModelWatch {
   const { backend, log } = opts;
@@ -41,6 +45,10 @@ export function watchModels(opts: {
         );
       lastError = msg;
     }
+    await compare();
+  }
+
+  async function compare(): Promise<void> {
     const now = names();
     if (stopped || now.join("\n") === last) return;
     last = now.join("\n");
@@ -61,11 +69,20 @@ export function watchModels(opts: {
   };
   const timer = setInterval(() => void tick(), opts.intervalMs);
   timer.unref();
+  // A rescan under way compares when it ends; otherwise a changed list is acted on now.
+  const glance = setInterval(() => {
+    if (running || names().join("\n") === last) return;
+    running = compare().finally(() => {
+      running = null;
+    });
+  }, opts.listCheckMs ?? 1000);
+  glance.unref();
   return {
     tick,
     stop() {
       stopped = true;
       clearInterval(timer);
+      clearInterval(glance);
     },
   };
 }

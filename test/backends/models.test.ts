@@ -132,18 +132,24 @@ describe("model resolution", () => {
     expect(skipped.every((s) => s.origin === "dir")).toBe(true);
   });
 
-  it("caches a file's check by path, size, mtime and inode (rescans re-read nothing)", () => {
+  it("caches a file's check by its identity (device, inode, size, mtime, ctime): rescans re-read nothing", () => {
     const dir = dirWith(["m.gguf"]);
     const p = join(dir, "m.gguf");
     const t = 1_700_000_000; // whole seconds: utimes then restores the mtime exactly
     utimesSync(p, t, t);
-    expect(checkGgufFile(p)).toMatchObject({ ok: true });
-    // Same size, same mtime, same inode: the cached answer stands even though the bytes changed.
+    const first = checkGgufFile(p);
+    expect(first).toMatchObject({ ok: true, fileId: expect.any(String) });
+    expect(checkGgufFile(p)).toBe(first); // nothing changed: the cached answer, not a new read
+    // The bytes rewritten in place and the mtime put back (cp --preserve, touch -r): the ctime
+    // still moved, so the file is checked again.
     writeFileSync(p, Buffer.alloc(statSync(p).size), { flag: "r+" });
     utimesSync(p, t, t);
-    expect(checkGgufFile(p)).toMatchObject({ ok: true });
-    // A new mtime (an edit, a finished copy) is checked again.
-    utimesSync(p, t, t + 5);
     expect(checkGgufFile(p)).toEqual({ ok: false, reason: "not a GGUF file" });
+  });
+
+  it("a hidden file (one being written beside its final name) is never offered", () => {
+    const dir = dirWith(["m.gguf"]);
+    copyFileSync(join(dir, "m.gguf"), join(dir, ".m2.gguf"));
+    expect(scanModels({ modelsDir: dir }).candidates.map((c) => c.name)).toEqual(["m"]);
   });
 });

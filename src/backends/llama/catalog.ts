@@ -9,6 +9,8 @@ import type { ActivityBoard } from "../activity.js";
 import { BackendError } from "../types.js";
 import {
   advertisedNames,
+  fileChanges,
+  fileIdOf,
   type ModelCandidate,
   readModelMap,
   resolveModel,
@@ -53,6 +55,8 @@ export class ModelCatalog {
   readonly #reported = new Map<string, string>();
   /** Files the last scan refused, so a job for one fails with the reason rather than "not here". */
   #refused: ModelCandidate[] = [];
+  /** name → path: files deleted since they were offered, so a job for one is told so. */
+  readonly #gone = new Map<string, string>();
   #lastListed: string | null = null;
   readonly #log: Logger;
 
@@ -67,10 +71,70 @@ export class ModelCatalog {
 
   /** Rescan the models directory and map, downloading `hf:` entries. */
   async scan(): Promise<void> {
+    const result = this.#scanFiles();
+    this.#take(await this.#downloadEntries(result.candidates));
+  }
+
+  /**
+   * forJob for a job about to run, once its file is checked (one stat) to be the one the last scan
+   * saw: a file rewritten, replaced, truncated or deleted since is scanned again first (directory
+   * and map, no downloads), so the job gets the new file, or the scan's reason.
+   */
+  async forJobNow(name: string): Promise<ModelCandidate> {
+    const c = resolveModel(name, this.#known());
+    if (c?.path && (await fileIdOf(c.path)) !== (c.fileId ?? null)) this.#rescanLocal();
+    return this.forJob(name);
+  }
+
+  /** Whether `path` still holds the file `fileId` names, as a candidate: a model loaded from it is current. */
+  isCurrent(path: string, fileId: string | null): boolean {
+    return this.#candidates.some((c) => c.path === path && (c.fileId ?? null) === fileId);
+  }
+
+  /** The directory and map scanned again, `hf:` entries kept as downloaded (no network). */
+  #rescanLocal(): void {
+    let result: ScanResult;
+    try {
+      result = this.#scanFiles();
+    } catch {
+      return; // the models directory or map is unreadable: the next refresh reports it
+    }
+    const downloaded = new Map(this.#candidates.filter((c) => c.uri && c.path).map((c) => [c.name, c]));
+    this.#take(result.candidates.map((c) => (c.path ? c : (downloaded.get(c.name) ?? c))));
+  }
+
+  #scanFiles(): ScanResult {
     const mapEntries = this.opts.modelMapFile ? readModelMap(this.opts.modelMapFile) : [];
     const result = scanModels({ modelsDir: this.opts.modelsDir, mapEntries });
     this.#reportScan(result);
-    this.#candidates = await this.#downloadEntries(result.candidates);
+    return result;
+  }
+
+  /**
+   * The scan's candidates become the catalog's. A file that is no longer the one seen before loses
+   * its verdicts (a new file is preflighted like any other); a deleted one is logged once here, a
+   * refused one was by #reportScan with the scan's reason.
+   */
+  #take(next: ModelCandidate[]): void {
+    const refused = new Set(this.#refused.map((r) => r.path ?? ""));
+    for (const ch of fileChanges(this.#candidates, next, refused)) {
+      this.#failed.delete(ch.path);
+      this.#preflighted.delete(ch.path);
+      this.#unverified.delete(ch.path);
+      if (ch.kind === "changed")
+        this.#log.info(
+          { event: "model_file_changed", model: ch.name, path: ch.path },
+          "model file changed: the new file is preflighted before it is loaded; jobs already running finish on the weights in memory",
+        );
+      if (ch.kind !== "removed") continue;
+      for (const o of this.#candidates) if (o.path === ch.path) this.#gone.set(o.name, ch.path);
+      this.#log.warn(
+        { event: "model_removed", model: ch.name, path: ch.path },
+        `model file deleted: ${ch.name} is no longer offered`,
+      );
+    }
+    for (const c of next) this.#gone.delete(c.name);
+    this.#candidates = next;
     this.#recomputeAdvertised();
     const listed = [...this.#advertised].sort().join("\n");
     if (listed !== this.#lastListed) {
@@ -98,9 +162,11 @@ export class ModelCatalog {
   forJob(name: string): ModelCandidate {
     const c = resolveModel(name, this.#known());
     if (!c) {
+      const gone = this.#gone.get(name);
       throw new BackendError(
         "model_not_found",
-        `model ${JSON.stringify(name)} is not available here (have: ${this.#advertised.join(", ") || "none"})`,
+        `model ${JSON.stringify(name)} is not available here${gone ? `: its file ${gone} was deleted` : ""} ` +
+          `(have: ${this.#advertised.join(", ") || "none"})`,
       );
     }
     if (this.#refused.includes(c)) {
@@ -284,7 +350,8 @@ export class ModelCatalog {
    */
   async #verify(c: ModelCandidate): Promise<PreflightResult> {
     const path = c.path!;
-    let p = this.#preflighting.get(path);
+    const key = `${path}\0${c.fileId ?? ""}`;
+    let p = this.#preflighting.get(key);
     if (!p) {
       const limit = (this.opts.preflightTimeoutMs ?? preflightTimeoutMs)(c.sizeBytes);
       const run = this.opts.activities?.start("preflight", {
@@ -298,10 +365,15 @@ export class ModelCatalog {
           run?.end(r.ok ? "ok" : r.timedOut ? "timed_out" : "failed", r.ok ? {} : { reason: r.reason });
           return r;
         })
-        .finally(() => this.#preflighting.delete(path));
-      this.#preflighting.set(path, p);
+        .finally(() => this.#preflighting.delete(key));
+      this.#preflighting.set(key, p);
     }
     const r = await p;
+    if ((await fileIdOf(path)) !== (c.fileId ?? null)) {
+      // The file changed while it was checked: the verdict is about a file no longer there.
+      this.#rescanLocal();
+      return { ok: false, timedOut: true, reason: `${path} changed while it was being checked` };
+    }
     if (r.ok) {
       this.#preflighted.add(path);
       this.#unverified.delete(path);

@@ -104,6 +104,9 @@ export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
     }
   };
 
+  /** Loaded models whose file changed or went are dropped (docs/models.md, "Replacing a model"). */
+  const retireStale = () => pool.retireStale((path, fileId) => catalog.isCurrent(path, fileId));
+
   return {
     name: "llama",
     get gpuType() {
@@ -140,6 +143,19 @@ export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
     async refresh() {
       await catalog.scan();
       await catalog.retryUnverified();
+      // A model that was loaded from a file since replaced is loaded again from the new file
+      // (preflighted first, as any new file) when it could be unloaded at once.
+      for (const path of await retireStale()) {
+        const name = catalog.advertised.find((n) => catalog.lookup(n)?.path === path);
+        const c = name === undefined ? null : catalog.lookup(name);
+        if (!c || pool.closed || !pool.hasRoomFor(c)) continue;
+        await watchLoad(c, async () => pool.prime(await pool.get(c))).catch((err: Error) => {
+          log.warn(
+            { event: "model_reload_failed", model: c.name, path, err: err.message },
+            "the model's new file could not be loaded",
+          );
+        });
+      }
     },
     listModels(): ModelInfo[] {
       return catalog.advertised.map((name) => {
@@ -161,7 +177,8 @@ export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
       if (pool.closed) throw new BackendError("backend_unavailable", "llama backend is closed");
       const t0 = performance.now();
       await runtime.ensure();
-      const c = catalog.forJob(req.model);
+      // One stat: a model file changed since the last scan is noticed before the job uses it.
+      const c = await catalog.forJobNow(req.model).finally(retireStale);
       if (signal.aborted) throw new BackendError("aborted", "job aborted before it started");
       const { entry, seq } = await watchLoad(c, () => pool.checkout(c, signal));
       try {

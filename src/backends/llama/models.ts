@@ -5,7 +5,8 @@
 // - a model map (JSON) maps any other name to a path (relative to the map file) or an `hf:` URI.
 // Only complete GGUF files are offered: readable, a valid v2/v3 header, and every tensor's data
 // inside the file (gguf-header.ts); the llama backend preflights them before loading in-process.
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { type BigIntStats, readdirSync, readFileSync, statSync } from "node:fs";
+import { stat } from "node:fs/promises";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { z } from "zod";
 import { BackendError } from "../types.js";
@@ -23,6 +24,27 @@ export interface ModelCandidate {
   origin: "dir" | "map";
   /** Why the file's size could not be checked against its header (preflight still runs). */
   sizeUnchecked?: string | undefined;
+  /** Which file this was when checked (fileIdOf): a replaced or rewritten file has another. */
+  fileId?: string | undefined;
+}
+
+/**
+ * A file's identity: device, inode, size, and mtime and ctime in nanoseconds. Writing into a file
+ * changes its mtime and ctime (ctime even under `cp --preserve` or `touch -r`), a rename over it
+ * its inode: each change gives another id, so a model loaded from one id is known stale.
+ */
+export function fileIdOfStats(st: BigIntStats): string {
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}
+
+/** The identity of the file at `path` now, or null when there is none (deleted, unreadable). */
+export async function fileIdOf(path: string): Promise<string | null> {
+  try {
+    const st = await stat(path, { bigint: true });
+    return st.isFile() ? fileIdOfStats(st) : null;
+  } catch {
+    return null;
+  }
 }
 
 const nameSchema = z
@@ -81,11 +103,11 @@ export function readModelMap(file: string): ModelMapEntry[] {
 }
 
 export type GgufCheck =
-  | { ok: true; sizeBytes: number; sizeUnchecked?: string | undefined }
+  | { ok: true; sizeBytes: number; sizeUnchecked?: string | undefined; fileId: string }
   | { ok: false; reason: string };
 
-/** Checks by path, valid while size, mtime and inode stay the same: rescans re-read nothing. */
-const checkCache = new Map<string, { size: number; mtimeMs: number; ino: number; result: GgufCheck }>();
+/** Checks by path, valid while the file's identity (fileIdOf) stays the same: rescans re-read nothing. */
+const checkCache = new Map<string, { fileId: string; result: GgufCheck }>();
 const CHECK_CACHE_MAX = 4096;
 
 /**
@@ -93,22 +115,23 @@ const CHECK_CACHE_MAX = 4096;
  * download is refused with "truncated: X MB of Y MB"). Never throws.
  */
 export function checkGgufFile(path: string): GgufCheck {
-  let st: ReturnType<typeof statSync>;
+  let st: BigIntStats;
   try {
-    st = statSync(path);
+    st = statSync(path, { bigint: true });
   } catch (err) {
     return { ok: false, reason: (err as NodeJS.ErrnoException).code ?? (err as Error).message };
   }
   if (!st.isFile()) return { ok: false, reason: "not a regular file" };
+  const fileId = fileIdOfStats(st);
   const hit = checkCache.get(path);
-  if (hit && hit.size === st.size && hit.mtimeMs === st.mtimeMs && hit.ino === st.ino) return hit.result;
+  if (hit?.fileId === fileId) return hit.result;
   const h = readGgufHeader(path);
   const result: GgufCheck = h.ok
-    ? { ok: true, sizeBytes: h.fileBytes, ...(h.unchecked ? { sizeUnchecked: h.unchecked } : {}) }
+    ? { ok: true, sizeBytes: h.fileBytes, fileId, ...(h.unchecked ? { sizeUnchecked: h.unchecked } : {}) }
     : { ok: false, reason: h.reason };
   checkCache.delete(path);
   if (checkCache.size >= CHECK_CACHE_MAX) checkCache.delete(checkCache.keys().next().value!);
-  checkCache.set(path, { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, result });
+  checkCache.set(path, { fileId, result });
   return result;
 }
 
@@ -144,13 +167,16 @@ export function scanModels(opts: {
       sizeBytes: check.sizeBytes,
       origin: "map",
       sizeUnchecked: check.sizeUnchecked,
+      fileId: check.fileId,
     });
     names.add(e.name);
   }
   if (opts.modelsDir) {
     let files: string[];
     try {
-      files = readdirSync(opts.modelsDir).filter((f) => f.endsWith(".gguf"));
+      // A hidden file is one being written beside its final name (`.NAME.gguf.tmp`, rsync's
+      // `.NAME.gguf.XXXXXX`, an editor's copy): never offered, even when it ends in .gguf.
+      files = readdirSync(opts.modelsDir).filter((f) => f.endsWith(".gguf") && !f.startsWith("."));
     } catch (err) {
       throw new BackendError(
         "backend_unavailable",
@@ -174,6 +200,7 @@ export function scanModels(opts: {
         sizeBytes: check.sizeBytes,
         origin: "dir",
         sizeUnchecked: check.sizeUnchecked,
+        fileId: check.fileId,
       });
       names.add(name);
     }
@@ -223,4 +250,30 @@ export function advertisedNames(candidates: readonly ModelCandidate[]): string[]
     }
   }
   return [...out];
+}
+
+/** What became of a file that served a candidate before a rescan. */
+export interface FileChange {
+  path: string;
+  /** A name it served (the first, when several did). */
+  name: string;
+  /** Another file now (rewritten, replaced by a rename), refused by the scan, or gone. */
+  kind: "changed" | "refused" | "removed";
+}
+
+/** The files of `before` that `after` no longer holds as they were, one entry per path. */
+export function fileChanges(
+  before: readonly ModelCandidate[],
+  after: readonly ModelCandidate[],
+  refusedPaths: ReadonlySet<string>,
+): FileChange[] {
+  const out = new Map<string, FileChange>();
+  for (const old of before) {
+    if (!old.path || out.has(old.path)) continue;
+    const now = after.find((c) => c.path === old.path);
+    if (now && now.fileId === old.fileId) continue;
+    const kind = now ? "changed" : refusedPaths.has(old.path) ? "refused" : "removed";
+    out.set(old.path, { path: old.path, name: old.name, kind });
+  }
+  return [...out.values()];
 }

@@ -1,6 +1,8 @@
 // Loaded models and their sequences. One context per loaded model with `concurrency` sequences:
 // parallel jobs batch together. Models stay hot in an LRU cache bounded by count and by a VRAM
-// budget (file size as the estimate); only idle models are evicted.
+// budget (file size as the estimate); only idle models are evicted. Weights are read into memory,
+// never mapped, so a model file changed under a loaded model cannot fault the process (SIGBUS);
+// each model remembers which file it was loaded from and is retired when that file changes.
 import {
   InsufficientMemoryError,
   type LlamaContext,
@@ -10,7 +12,7 @@ import {
 import type { Logger } from "../../log.js";
 import { BackendError } from "../types.js";
 import { primeSequence } from "./generate.js";
-import type { ModelCandidate } from "./models.js";
+import { fileIdOf, type ModelCandidate } from "./models.js";
 import type { LlamaRuntime } from "./runtime.js";
 
 const DEFAULT_CONTEXT_CAP = 4096;
@@ -35,6 +37,8 @@ export interface PoolOptions {
 
 export interface Loaded {
   path: string;
+  /** The file it was loaded from (fileIdOf), the same before and after the load. */
+  fileId: string | null;
   model: LlamaModel;
   context: LlamaContext;
   free: LlamaContextSequence[];
@@ -48,6 +52,8 @@ export interface Loaded {
 export class ModelPool {
   readonly #loaded = new Map<string, Loaded>();
   readonly #loading = new Map<string, Promise<Loaded>>();
+  /** Models whose file changed while jobs ran on them: unloaded when their last job ends. */
+  readonly #retired = new Set<Loaded>();
   #closed = false;
 
   constructor(private readonly opts: PoolOptions) {}
@@ -71,13 +77,39 @@ export class ModelPool {
   get(c: ModelCandidate): Promise<Loaded> {
     const path = c.path!;
     const hot = this.#loaded.get(path);
-    if (hot) return Promise.resolve(hot);
-    let p = this.#loading.get(path);
+    if (hot && hot.fileId === (c.fileId ?? null)) return Promise.resolve(hot);
+    const key = `${path}\0${c.fileId ?? ""}`;
+    let p = this.#loading.get(key);
     if (!p) {
-      p = this.#load(c).finally(() => this.#loading.delete(path));
-      this.#loading.set(path, p);
+      p = this.#load(c).finally(() => this.#loading.delete(key));
+      this.#loading.set(key, p);
     }
     return p;
+  }
+
+  /**
+   * Retire the loaded models whose file is no longer the one they were loaded from (`isCurrent`
+   * says): new jobs load the file anew; an idle model is unloaded now, a busy one when its last job
+   * ends (its weights are in memory, so those jobs finish). Resolves with the paths unloaded now.
+   */
+  async retireStale(isCurrent: (path: string, fileId: string | null) => boolean): Promise<string[]> {
+    const unloaded: string[] = [];
+    for (const entry of [...this.#loaded.values()]) {
+      if (isCurrent(entry.path, entry.fileId)) continue;
+      this.#loaded.delete(entry.path);
+      this.opts.log.info(
+        { event: "model_retired", path: entry.path, runningJobs: entry.active },
+        "model file changed or removed: the loaded model is dropped once its running jobs end",
+      );
+      if (entry.active > 0) {
+        entry.unloadWhenIdle = true;
+        this.#retired.add(entry);
+        continue;
+      }
+      await this.#unload(entry);
+      unloaded.push(entry.path);
+    }
+    return unloaded;
   }
 
   /**
@@ -136,7 +168,7 @@ export class ModelPool {
   async close(): Promise<void> {
     this.#closed = true;
     await Promise.allSettled([...this.#loading.values()]);
-    for (const entry of [...this.#loaded.values()]) await this.#unload(entry);
+    for (const entry of [...this.#loaded.values(), ...this.#retired]) await this.#unload(entry);
   }
 
   #used(): number {
@@ -164,7 +196,8 @@ export class ModelPool {
   }
 
   async #unload(entry: Loaded): Promise<void> {
-    this.#loaded.delete(entry.path);
+    if (this.#loaded.get(entry.path) === entry) this.#loaded.delete(entry.path);
+    this.#retired.delete(entry);
     await entry.context.dispose().catch(() => undefined);
     await entry.model.dispose().catch(() => undefined);
     this.opts.log.info({ event: "model_unloaded", path: entry.path }, "model unloaded");
@@ -193,12 +226,17 @@ export class ModelPool {
       );
     }
     await this.opts.catalog.assertVerified(c);
+    await this.#assertSameFile(c, "before it was loaded");
     await this.#makeRoom(size);
     const l = await this.opts.runtime.ensure();
     const t0 = performance.now();
     let model: LlamaModel | undefined;
     try {
-      model = await l.loadModel({ modelPath: path });
+      // Read, not mapped: a mapped file rewritten or truncated under the process faults it (SIGBUS,
+      // exit 135, nothing logged). On a GPU the offloaded layers are copied to VRAM either way; what
+      // stays on the CPU (at least the token embeddings) is then private memory (docs/models.md).
+      model = await l.loadModel({ modelPath: path, useMmap: false });
+      await this.#assertSameFile(c, "while it was being loaded");
       const train = model.trainContextSize || DEFAULT_CONTEXT_CAP;
       const contextSize = this.opts.contextSize ?? Math.min(train, DEFAULT_CONTEXT_CAP);
       const context = await model.createContext({ sequences: concurrency, contextSize, threads });
@@ -206,6 +244,7 @@ export class ModelPool {
       for (let i = 0; i < concurrency; i++) free.push(context.getSequence());
       const entry: Loaded = {
         path,
+        fileId: c.fileId ?? null,
         model,
         context,
         free,
@@ -215,6 +254,8 @@ export class ModelPool {
         sizeBytes: size,
         unloadWhenIdle: false,
       };
+      const older = this.#loaded.get(path);
+      if (older) await this.retireStale((p, id) => p !== path || id === entry.fileId);
       this.#loaded.set(path, entry);
       log.info(
         {
@@ -231,6 +272,8 @@ export class ModelPool {
       return entry;
     } catch (err) {
       await model?.dispose().catch(() => undefined);
+      if (err instanceof BackendError) throw err;
+      await this.#assertSameFile(c, "while it was being loaded"); // then the file is not to blame
       const msg = (err as Error).message;
       if (err instanceof InsufficientMemoryError) {
         throw new BackendError("insufficient_vram", `model ${c.name}: not enough memory to load (${msg})`, {
@@ -240,5 +283,14 @@ export class ModelPool {
       this.opts.catalog.markFailed(path, msg);
       throw new BackendError("model_load_failed", `model ${c.name} failed to load: ${msg}`, { cause: err });
     }
+  }
+
+  /** Throws when the file at c.path is no longer the one `c` was checked as (fileIdOf). */
+  async #assertSameFile(c: ModelCandidate, when: string): Promise<void> {
+    if ((await fileIdOf(c.path!)) === (c.fileId ?? null)) return;
+    throw new BackendError(
+      "model_load_failed",
+      `model ${c.name}: its file ${c.path} changed ${when}; the next job loads the file as it is then`,
+    );
   }
 }
