@@ -62,6 +62,11 @@ export const COMMANDS: readonly CommandEntry[] = [
     load: () => import("./commands/bench.js"),
   },
   {
+    name: "gpu",
+    summary: "GPU maintenance: `gpu build` compiles the CUDA backend for this host's GPUs (offline)",
+    load: () => import("./commands/gpu.js"),
+  },
+  {
     name: "coordinator",
     summary: "run a local AITBC coordinator (both dialects) to smoke-test a miner",
     load: () => import("./commands/coordinator.js"),
