@@ -1,11 +1,13 @@
 // One check shared by `run`, `demo` and `doctor`: start the inference runtime, hold what it computes
 // on against the GPUs NVML says this miner owns, and explain a refusal with what is missing on this
 // host. `run` exits on a refusal; `doctor` shows the same words as its inference verdict.
+import { join } from "node:path";
 import type { explainCpuRuntime } from "./backends/llama/gpu-diagnosis.js";
 import { BackendError, type ComputeInfo } from "./backends/types.js";
 import type { Platform } from "./coordinator/types.js";
 import { type ComputeVerdict, judgeCompute, type OwnedGpu } from "./gpu/compute-verdict.js";
 import type { GpuSnapshot } from "./gpu/types.js";
+import { defaultCacheDir } from "./paths.js";
 
 export interface ComputeCheckInput {
   /** Start the runtime and say what it computes on (Backend.compute); null: it cannot tell (Ollama). */
@@ -20,7 +22,10 @@ export interface ComputeCheckInput {
   assumeNvmlCompute?: boolean;
   /** Why the runtime is on the CPU, in words an operator can act on (gpu-diagnosis.ts). */
   explainCpu?: Explain<string>;
-  /** On a GPU runtime: why its binary cannot run kernels on these cards, or null (gpu-diagnosis.ts). */
+  /**
+   * On a GPU runtime: why it cannot run kernels on these cards (no code for them in its binary, or a
+   * warm-up decode that failed in a child), or null.
+   */
   kernelProblem?: Explain<string | null>;
 }
 
@@ -85,8 +90,10 @@ function nvmlAsCompute(gpus: readonly OwnedGpu[]): ComputeInfo {
 export const runtimeDiagnosis = {
   explainCpu: async (...a: Parameters<typeof explainCpuRuntime>) =>
     (await import("./backends/llama/gpu-diagnosis.js")).explainCpuRuntime(...a),
+  // The fatbin says whether kernels for these cards exist; a warm-up decode in a child says they run.
   kernelProblem: async (...a: Parameters<typeof explainCpuRuntime>) =>
-    (await import("./backends/llama/gpu-diagnosis.js")).cudaKernelProblem(...a),
+    (await (await import("./backends/llama/gpu-diagnosis.js")).cudaKernelProblem(...a)) ??
+    (await import("./backends/llama/gpu-warmup.js")).gpuWarmupProblem(join(defaultCacheDir(), "warmup")),
 };
 
 /** What `run` would advertise, in the one shape `doctor`, `telemetry` and heartbeats share. */

@@ -1,5 +1,5 @@
 // Prometheus metrics for ops tooling, through prom-client (the ecosystem's library): the miner's
-// jobs, polls and durable state per worker (labels gpu, uuid, miner_id), and each GPU's NVML
+// jobs, polls and durable state per worker (labels gpu, UUID, miner_id), and each GPU's NVML
 // snapshot under DCGM-exporter's names where they overlap. Counters and histograms move on
 // events (so a worker's restart never resets them); gauges are read at scrape time.
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
@@ -24,7 +24,8 @@ export interface WorkerGauges {
   servableModels: number;
 }
 
-const WORKER = ["gpu", "uuid", "miner_id"] as const;
+// UUID as DCGM-exporter spells it on the GPU series, so one label joins both (on(gpu, UUID)).
+const WORKER = ["gpu", "UUID", "miner_id"] as const;
 
 export class OpsMetrics {
   readonly registry = new Registry();
@@ -188,7 +189,7 @@ export class OpsMetrics {
   }
 
   private l(labels: WorkerLabels): Record<string, string> {
-    return { gpu: labels.gpu, uuid: labels.uuid, miner_id: labels.miner_id };
+    return { gpu: labels.gpu, UUID: labels.uuid, miner_id: labels.miner_id };
   }
 
   /** The snapshot's GPUs in telemetry form, computed once per snapshot (not once per metric). */

@@ -185,6 +185,9 @@ describe("one worker per GPU", () => {
       expect(sum(metrics, "aitbc_miner_inference_backend_info", labels), name).toBe(1);
     }
     expect(sum(metrics, "aitbc_miner_inference_backend_info", {})).toBe(NAMES.length);
+    // One label name for a GPU's UUID on every series, DCGM's: the miner's and the GPU's join.
+    expect(metrics).not.toMatch(/\buuid="/);
+    expect(metrics).toMatch(new RegExp(`aitbc_miner_jobs_total\\{gpu="2",UUID="${fakeDevice(2).uuid}"`));
 
     miner.child.kill("SIGTERM");
     const exit = await miner.exit;

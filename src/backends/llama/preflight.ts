@@ -40,16 +40,20 @@ export function preflightTimeoutMs(sizeBytes: number | null): number {
   return Math.round(PREFLIGHT_BASE_MS + PREFLIGHT_MS_PER_GIB * gib);
 }
 
-/** Load `path` in a child process and evaluate one token, within `timeoutMs`. */
+/**
+ * Load `path` in a child process and evaluate one token, within `timeoutMs`. With `gpu`, on the GPU
+ * runtime with every layer offloaded (the GPU warm-up, gpu-warmup.ts).
+ */
 export function runPreflight(
   path: string,
   timeoutMs: number,
   onProgress?: PreflightProgress,
+  o: { gpu?: boolean } = {},
 ): Promise<PreflightResult> {
   const script = preflightScript();
   if (!script) return Promise.resolve({ ok: true }); // nothing to run it with: trust the in-process load
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [script, path], {
+    const child = spawn(process.execPath, [script, path, ...(o.gpu ? ["--gpu"] : [])], {
       stdio: ["ignore", "pipe", "pipe"],
       windowsHide: true,
     });
