@@ -27,6 +27,11 @@ export interface WorkerGauges {
 // UUID as DCGM-exporter spells it on the GPU series, so one label joins both (on(gpu, UUID)).
 const WORKER = ["gpu", "UUID", "miner_id"] as const;
 
+/** A worker's labels as its series carry them. */
+function seriesLabels(w: WorkerLabels): Record<(typeof WORKER)[number], string> {
+  return { gpu: w.gpu, UUID: w.uuid, miner_id: w.miner_id };
+}
+
 export class OpsMetrics {
   readonly registry = new Registry();
   private readonly workers = new Map<string, { labels: WorkerLabels; gauges: WorkerGauges | null }>();
@@ -95,7 +100,7 @@ export class OpsMetrics {
         collect() {
           this.reset();
           for (const { labels, gauges } of workers.values())
-            if (gauges) this.set({ ...labels }, read(gauges));
+            if (gauges) this.set(seriesLabels(labels), read(gauges));
         },
       });
     gauge("aitbc_miner_jobs_inflight", "Jobs running now.", (g) => g.inflight);
@@ -189,7 +194,7 @@ export class OpsMetrics {
   }
 
   private l(labels: WorkerLabels): Record<string, string> {
-    return { gpu: labels.gpu, UUID: labels.uuid, miner_id: labels.miner_id };
+    return seriesLabels(labels);
   }
 
   /** The snapshot's GPUs in telemetry form, computed once per snapshot (not once per metric). */
