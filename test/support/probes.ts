@@ -4,7 +4,8 @@ import type { Spawned } from "./cli.js";
 
 export interface LogEvent {
   event?: string;
-  time?: number;
+  /** ISO 8601 (the miner's pino timestamp). */
+  time?: string;
   [k: string]: unknown;
 }
 
@@ -32,6 +33,7 @@ export async function until<T>(
     if (performance.now() > end) {
       const seen = events(m)
         .map((e) => e.event)
+        .slice(-40)
         .join(",");
       throw new Error(`timed out waiting for ${what}; miner events: ${seen}\n${m.stderr().slice(-2000)}`);
     }
