@@ -400,6 +400,8 @@ describe("the image computes on the GPU", () => {
       s.instructions.some((i) => /^RUN .*aitbc-native-miner(\.js)? gpu build\b/.test(i)),
     );
     expect(builder, "a stage runs `aitbc-native-miner gpu build`").toBeDefined();
+    // Built on one machine, run on others: no -march=native CPU code.
+    expect(builder!.instructions.find((i) => /gpu build\b/.test(i))).toMatch(/--portable\b/);
     const devel = cudaImage(builder!.from);
     expect(devel, `builder FROM ${builder!.from}`).not.toBeNull();
     expect(devel!.flavour).toBe("devel"); // nvcc, cuBLAS headers
