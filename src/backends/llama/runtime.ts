@@ -3,6 +3,7 @@
 import { getLlama, type Llama, LlamaLogLevel } from "node-llama-cpp";
 import type { Logger } from "../../log.js";
 import { BackendError, type ComputeInfo, type ComputeKind } from "../types.js";
+import { cudaBackendCandidates } from "./cuda-binaries.js";
 
 export interface RuntimeOptions {
   threads: number;
@@ -79,7 +80,13 @@ export class LlamaRuntime {
       return l;
     }
     try {
-      const l = await getLlama({ ...base, gpu: "auto" });
+      // A CUDA backend built for this host (`gpu build`) is what the operator means to use: ask
+      // for CUDA by name. "auto" tries CUDA only where it finds cuBLAS in the usual directories,
+      // and misses one the build found elsewhere (pip's nvidia wheels, through its RUNPATH).
+      const local = await cudaBackendCandidates()
+        .then((c) => c.some((x) => x.source === "localBuild"))
+        .catch(() => false);
+      const l = await getLlama({ ...base, gpu: local ? "cuda" : "auto" });
       // On the CPU here, whether a GPU is meant to be used is decided by the caller
       // (src/compute-check.ts): it knows what NVML sees and what the operator allowed.
       if (l.gpu === false) {
