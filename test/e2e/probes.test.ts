@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
+import { runPreflight } from "../../src/backends/llama/preflight.js";
 import type { LocalCoordinator } from "../../src/local-coordinator/index.js";
 import { type Spawned, spawnCli } from "../support/cli.js";
 import { API_KEY, coordinatorWithReceipts, inferenceJob, modelsDir, repoRoot } from "../support/harness.js";
@@ -109,5 +110,21 @@ describe("probes during a long model preflight", () => {
     expect(named(m, "model_preflight_ended")[0]).toMatchObject({ outcome: "ok" });
     m.child.kill("SIGTERM");
     expect((await m.exit).code).toBe(0);
+  });
+});
+
+describe("the preflight child", () => {
+  it("reports its steps while it works: the runtime, the load up to 100 %, the context, the evaluation", async () => {
+    const steps: { fraction: number | null; phase: string | null }[] = [];
+    const r = await runPreflight(join(modelsDir, "tiny.gguf"), 120_000, (fraction, phase) =>
+      steps.push({ fraction, phase }),
+    );
+    expect(r).toEqual({ ok: true });
+    const phases = steps.flatMap((s) => (s.phase ? [s.phase] : []));
+    expect(phases.filter((p, i) => p !== phases[i - 1])).toEqual(["runtime", "load", "context", "evaluate"]);
+    const load = steps.filter((s) => s.phase === "load").map((s) => s.fraction);
+    expect(load[0]).toBe(0);
+    expect(load.at(-1)).toBe(1);
+    expect([...load].sort((a, b) => a! - b!)).toEqual(load); // never backwards
   });
 });

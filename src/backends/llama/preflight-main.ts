@@ -24,17 +24,21 @@ async function main(path: string, gpu: boolean): Promise<void> {
     throw new Error("the GPU runtime did not start (node-llama-cpp is on the CPU)");
   say("load", 0);
   let said = 0;
+  let loaded = false;
   const model = await llama.loadModel({
     modelPath: path,
     gpuLayers: gpu ? "max" : 0,
-    // node-llama-cpp calls this per tensor: pass on whole percents only.
+    // node-llama-cpp calls this per tensor (the last call may come after the load resolved):
+    // pass on whole percents only, and nothing once loaded.
     onLoadProgress: (p) => {
-      if (p - said >= 0.01 || (p >= 1 && said < 1)) {
+      if (!loaded && (p - said >= 0.01 || (p >= 1 && said < 1))) {
         said = p;
         say("load", p);
       }
     },
   });
+  loaded = true;
+  if (said < 1) say("load", 1);
   say("context");
   const context = await model.createContext({ contextSize: 256, sequences: 1, threads: 1 });
   const completion = new LlamaCompletion({ contextSequence: context.getSequence() });
