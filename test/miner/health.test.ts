@@ -1,7 +1,9 @@
 // /healthz and /readyz with Kubernetes' meaning: live fails only when work that should move has not,
 // each kind past its own limit (preflight, load, warm-up, poll loop, job); ready needs polling.
-import { describe, expect, it } from "vitest";
-import type { BackendActivity } from "../../src/backends/activity.js";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import type { BackendActivity, BackendProgress } from "../../src/backends/activity.js";
+import { monotonicNow } from "../../src/clock.js";
+import type { LocalCoordinator } from "../../src/local-coordinator/index.js";
 import { type HealthFacts, minerHealth } from "../../src/miner/health.js";
 import {
   DEFAULT_HEALTH_LIMITS,
@@ -9,7 +11,18 @@ import {
   parseHealthLimits,
   resolveHealthLimits,
 } from "../../src/miner/health-limits.js";
+import { Miner } from "../../src/miner/loop.js";
 import { LoopWatch } from "../../src/miner/loop-watch.js";
+import { answer, scriptedBackend } from "../support/backends.js";
+import { coordinatorWithReceipts } from "../support/harness.js";
+import { testMinerDeps } from "../support/miner-deps.js";
+
+let coordinator: LocalCoordinator | null = null;
+afterEach(async () => {
+  vi.unstubAllEnvs();
+  await coordinator?.close();
+  coordinator = null;
+});
 
 const limits: HealthLimits & { abortGraceMs: number } = {
   ...DEFAULT_HEALTH_LIMITS,
@@ -179,5 +192,78 @@ describe("health limits", () => {
     expect(resolveHealthLimits(undefined, {})).toEqual(DEFAULT_HEALTH_LIMITS);
     expect(() => parseHealthLimits("poll=fast")).toThrow(/AITBC_HEALTH_LIMITS: cannot read "poll=fast"/);
     expect(() => parseHealthLimits("nap=3")).toThrow(/poll, warm-up, preflight, load, load-per-gib, job/);
+  });
+});
+
+describe("a miner warming up a model whose load outlasts every limit", () => {
+  it("is alive while the load moves, stuck when it stops, and ready once warm and polling", async () => {
+    coordinator = (await coordinatorWithReceipts()).coordinator;
+    const c = coordinator;
+    // The backend's preflight of "m": moving (its last progress is now) until frozen.
+    let frozenAt: number | null = null;
+    const progress = (): BackendProgress => {
+      const at = frozenAt ?? monotonicNow();
+      const a = { kind: "preflight", model: "m", path: "/m.gguf", sizeBytes: null, startedAt: 0 } as const;
+      return {
+        active: warm ? [{ ...a, progressAt: at, fraction: 0.5, phase: "load", reportsProgress: true }] : [],
+        lastProgressAt: at,
+      };
+    };
+    let warm = true;
+    let endWarmUp: () => void = () => {};
+    const warmedUp = new Promise<void>((r) => {
+      endWarmUp = r;
+    });
+    const backend = { ...scriptedBackend("m", async (req) => answer(req)), progress };
+    const deps = testMinerDeps({
+      url: c.url,
+      backend,
+      settings: { health: { pollStallMs: 200, warmUpStallMs: 200, preflightStallMs: 300, loadStallMs: 200 } },
+    });
+    const miner = new Miner({
+      ...deps,
+      warmUp: async () => {
+        await warmedUp;
+        warm = false;
+        return ["m"];
+      },
+    });
+    const done = miner.run();
+    await c.waitFor((x) => x.miners().length === 1, 60_000);
+    // Well past every limit (each a few hundred ms), the load still moving: alive, not ready.
+    const t0 = monotonicNow();
+    await vi.waitFor(() => expect(monotonicNow() - t0).toBeGreaterThan(1000), {
+      timeout: 60_000,
+      interval: 50,
+    });
+    expect(miner.health()).toEqual({
+      live: true,
+      ready: false,
+      reasons: ["not polling yet: loading the models to serve"],
+    });
+    frozenAt = monotonicNow();
+    await vi.waitFor(() => expect(miner.health().live).toBe(false), { timeout: 60_000, interval: 50 });
+    expect(miner.health().reasons[0]).toMatch(/^the preflight of model m \(50 %\) has made no progress for/);
+    frozenAt = null;
+    endWarmUp();
+    await vi.waitFor(() => expect(miner.health()).toEqual({ live: true, ready: true, reasons: [] }), {
+      timeout: 60_000,
+      interval: 50,
+    });
+    await miner.shutdown("test over");
+    expect((await done).code).toBe(0);
+  });
+
+  it("a bad AITBC_HEALTH_LIMITS stops the miner with exit 2, naming it", async () => {
+    vi.stubEnv("AITBC_HEALTH_LIMITS", "poll=soon");
+    const deps = testMinerDeps({
+      url: "http://127.0.0.1:9",
+      backend: scriptedBackend("m", async (r) => answer(r)),
+    });
+    const exit = await new Miner(deps).run();
+    expect(exit).toMatchObject({
+      code: 2,
+      reason: expect.stringMatching(/^AITBC_HEALTH_LIMITS: cannot read/),
+    });
   });
 });
