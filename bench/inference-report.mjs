@@ -157,6 +157,8 @@ function whereItGoes(name, run) {
             minerPreflightAndLoad: levels.map((l) => ({
               inFlight: l.inFlight,
               composeToLoadedMs: l.aitbc?.loadedAfterMs ?? null,
+              runtimeStartMs: l.aitbc?.runtimeStartMs ?? null,
+              preflightMs: l.aitbc?.preflightMs ?? null,
               loadMs: l.aitbc?.modelLoadedMs ?? null,
             })),
           }

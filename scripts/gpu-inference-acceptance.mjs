@@ -70,6 +70,23 @@ const left = () => deadline - Date.now();
 const runtimeEnv = {};
 const log = (s) => process.stdout.write(`[${((Date.now() - startedAt) / 1000).toFixed(0)}s] ${s}\n`);
 
+/** The children running now: told to stop when this worker is (SIGTERM at the deadline). */
+const children = new Set();
+let stopping = false;
+for (const sig of ["SIGTERM", "SIGINT"]) {
+  process.on(sig, () => {
+    if (stopping) return; // once is enough: the exit below comes
+    stopping = true;
+    for (const c of children) c.kill("SIGTERM");
+    run.failure = `the worker got ${sig} (the run's deadline); the report holds what was measured until then`;
+    try {
+      save();
+    } catch {}
+    // A moment for gpu build to stop ninja (its tree then resumes), then go.
+    setTimeout(() => process.exit(1), 3000);
+  });
+}
+
 /** Rewrite the report (atomically): called after every step. */
 function save() {
   run.endedAt = Date.now();
@@ -87,6 +104,10 @@ function save() {
 function sh(file, argv, { timeoutMs, env = {}, onLine, cwd = root } = {}) {
   const t0 = Date.now();
   return new Promise((done) => {
+    if (stopping) {
+      done({ code: null, stdout: "", stderr: "", why: "not started: the run is stopping", ms: 0 });
+      return;
+    }
     let child;
     try {
       child = spawn(file, argv, {
@@ -98,6 +119,7 @@ function sh(file, argv, { timeoutMs, env = {}, onLine, cwd = root } = {}) {
       done({ code: null, stdout: "", stderr: String(err), why: String(err), ms: 0 });
       return;
     }
+    children.add(child);
     let stdout = "";
     let stderr = "";
     let rest = "";
@@ -123,6 +145,7 @@ function sh(file, argv, { timeoutMs, env = {}, onLine, cwd = root } = {}) {
       why ??= err.message;
     });
     child.on("close", (code, signal) => {
+      children.delete(child);
       clearTimeout(term);
       clearTimeout(kill);
       done({
@@ -448,7 +471,9 @@ async function truth() {
       ? `inference: ${inf?.status} ${String(inf?.detail ?? "").slice(0, 160)}`
       : `exit ${doc.code ?? doc.why}: ${tail(doc.stderr, 300)}`,
   });
-  const tel = await sh(process.execPath, [cli, "telemetry", "--json", "--inference"], { timeoutMs: 90_000 });
+  const tel = await sh(process.execPath, [cli, "telemetry", "--json", "--inference"], {
+    timeoutMs: plan.mode === "gpu" ? 45_000 : 300_000,
+  });
   let t = null;
   try {
     t = JSON.parse(tel.stdout);
@@ -464,7 +489,7 @@ async function truth() {
   let bare = null;
   if (runtimeEnv.LD_LIBRARY_PATH) {
     const b = await sh(process.execPath, [cli, "telemetry", "--json", "--inference"], {
-      timeoutMs: 60_000,
+      timeoutMs: 45_000,
       env: { LD_LIBRARY_PATH: process.env.LD_LIBRARY_PATH ?? "" },
     });
     try {
@@ -575,10 +600,12 @@ async function aggregate() {
       // A level is started only when it can end before the worker stops the child.
       "--deadline",
       String(Date.now() + timeoutMs - 5000),
+      // What a level takes: two miners composed (each preflights and loads the model), the
+      // runs, and per job in flight a little more (GPU, 8B: ~30 s at 1, ~50 s at 64).
       "--levelBaseMs",
-      String(gpu ? 25_000 : 120_000),
+      String(gpu ? 30_000 : 120_000),
       "--levelPerJobMs",
-      String(gpu ? 400 : 30_000),
+      String(gpu ? 300 : 30_000),
     ],
     { timeoutMs, onLine: (l) => log(l) },
   );
@@ -640,7 +667,7 @@ async function main() {
     // Without the built backend the runtime would be the CPU prebuilt: no figure would be a GPU's.
     skip("demo", "build failed");
     await truth(); // still: what doctor and telemetry say on this host without it
-    run.failure = "the backend did not build: nothing measured (see build.tail)";
+    run.failure ??= "the backend did not build: nothing measured (see build.tail)";
     return;
   }
   // Minimum seconds a step needs to be worth starting, in the order the figures matter.
@@ -663,9 +690,9 @@ async function main() {
 
 try {
   await main();
-  run.complete = true;
+  run.complete = !stopping;
 } catch (err) {
-  run.failure = `worker error: ${String(err?.stack ?? err)}`;
+  run.failure ??= `worker error: ${String(err?.stack ?? err)}`;
 }
 const doc = save();
 log(

@@ -4,7 +4,7 @@
 // device bundle of the shape device-bundle.sh --inference writes is unpacked where `gpu build` and
 // getLlama look; a step that fails, and a worker that hangs past the limit, still leave a report.
 // No verdict here rests on the wall clock.
-import { execFile, execFileSync } from "node:child_process";
+import { execFile, execFileSync, spawn } from "node:child_process";
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -342,6 +342,31 @@ describe("scripts/gpu-inference-acceptance.sh on a fake bundle", () => {
       "unpack node",
       "unpack package",
     ]);
+  });
+
+  it("the worker stopped at the deadline stops its build (resumable) and leaves its report", async () => {
+    const stopped = join(tmp, "build-stopped");
+    const out = join(tmp, "r5", "report.json");
+    mkdirSync(dirname(out), { recursive: true });
+    const worker = join(tmp, "stage", "pkg", "scripts", "gpu-inference-acceptance.mjs");
+    const child = spawn(process.execPath, [worker, "--out", out, "--work", join(tmp, "work5")], {
+      env: { ...process.env, FAKE_BUILD: "hang", FAKE_BUILD_STOPPED: stopped },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    let killed = false;
+    child.stdout.on("data", (d) => {
+      output += d;
+      // The build is under way (its progress is logged): now the deadline comes.
+      if (/gpu build: \[11\/277\]/.test(output) && !killed) killed = child.kill("SIGTERM");
+    });
+    const code = await new Promise((r) => child.on("close", r));
+    expect(code).toBe(1);
+    expect(readFileSync(stopped, "utf8")).toBe("SIGTERM\n");
+    const report = JSON.parse(readFileSync(out, "utf8"));
+    expect(report).toMatchObject({ schema: SCHEMA, complete: false, runOk: false });
+    expect(report.failure).toMatch(/got SIGTERM/);
+    expect(report.steps.find((s: { name: string }) => s.name === "host")).toBeTruthy();
   });
 
   it("without Node in the bundle, the shell alone writes the report", async () => {
