@@ -67,11 +67,14 @@ export function minerHealth(
       stuck(`job ${jobId} is ${secs(now - deadlineAt)} s past its deadline: the backend is wedged`);
   }
   const active = f.backend?.active ?? [];
+  /** What moves, for /readyz's words while the miner is not polling yet. */
+  const underWay: string[] = [];
   for (const a of active) {
     const idle = now - a.progressAt;
     const limit = stallLimitMs(a, l);
     if (idle > limit)
       stuck(`${describe(a)} has made no progress for ${secs(idle)} s (limit ${secs(limit)} s)`);
+    else underWay.push(`${describe(a)}: under way for ${secs(now - a.startedAt)} s`);
   }
   if (f.warmUp && active.length === 0) {
     // Between backend steps (admission, priming): the last step's end is the last progress.
@@ -89,7 +92,10 @@ export function minerHealth(
   if (!f.registered) notReady("not registered with the coordinator");
   if (f.servableModels === 0) notReady("no model can be served");
   if (!f.stateWritable) notReady("the state directory cannot be written");
-  if (f.notPolling !== null && f.registered && !f.stopping) notReady(f.notPolling);
+  if (f.notPolling !== null && f.registered && !f.stopping) {
+    notReady(f.notPolling);
+    reasons.push(...underWay);
+  }
   if (f.stopping) reasons.push("stopping");
   return { live, ready, reasons };
 }

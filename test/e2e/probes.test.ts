@@ -63,6 +63,10 @@ describe("probes during a long model preflight", () => {
     for (const s of during.filter((s) => s.path === "/readyz")) {
       expect(s.status).toBe(503);
       expect(s.reasons).toContain("not polling yet: loading the models to serve");
+      if (s.after.has("model_preflight_progress"))
+        expect(s.reasons).toContainEqual(
+          expect.stringMatching(/^the preflight of model tiny \(\d+ %\): under way/),
+        );
     }
 
     // Logged: start, progress (at most every 5 s), end; then the load, then warm, then the job.
@@ -103,6 +107,7 @@ describe("probes during a long model preflight", () => {
     expect(stuck.reasons).toEqual([
       expect.stringMatching(/^the preflight of model tiny has made no progress for \d+ s \(limit 3 s\)$/),
       "not polling yet: loading the models to serve",
+      expect.stringMatching(/^loading model tiny: under way for \d+ s$/),
     ]);
     // The child stalled for good would be killed at the preflight's own time limit; this one resumes.
     await until("/healthz 200 again", async () => (await probe(base, "/healthz", m)).status === 200, m);

@@ -239,7 +239,10 @@ describe("a miner warming up a model whose load outlasts every limit", () => {
     expect(miner.health()).toEqual({
       live: true,
       ready: false,
-      reasons: ["not polling yet: loading the models to serve"],
+      reasons: [
+        "not polling yet: loading the models to serve",
+        expect.stringMatching(/^the preflight of model m \(50 %\): under way for \d+ s$/),
+      ],
     });
     frozenAt = monotonicNow();
     await vi.waitFor(() => expect(miner.health().live).toBe(false), { timeout: 60_000, interval: 50 });
