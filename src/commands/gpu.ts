@@ -200,12 +200,12 @@ function elapsed(sec: number): string {
 
 /** Progress on stderr: a line per stage, per 5% of the compile or 20 s, every error line. */
 function progressPrinter(verbose: boolean): (e: BuildEvent) => void {
-  const t0 = Date.now();
+  const t0 = performance.now();
   let lastPct = -5;
   let lastAt = 0;
   const say = (s: string) => process.stderr.write(`gpu build: ${s}\n`);
   return (e) => {
-    const t = (Date.now() - t0) / 1000;
+    const t = (performance.now() - t0) / 1000;
     if (e.kind === "stage")
       say(e.stage === "compile" && e.resumed ? "compile (resuming the build folder)" : e.stage);
     else if (e.kind === "progress") {

@@ -1,6 +1,8 @@
 // GPU policy for a miner: how fresh a snapshot must be, whether a model may be loaded now (VRAM
 // admission), what a job's GPU metrics are, and whether VRAM came back after a job. compose.ts
 // only wires this to the loop; the decisions live here, beside the facts they use.
+
+import { monotonicNow } from "../clock.js";
 import type { Logger } from "../log.js";
 import { admit, VramWatch } from "./memory.js";
 import type { GpuInfoSource, GpuSnapshot } from "./types.js";
@@ -40,12 +42,15 @@ export interface GpuPolicy {
 
 export function createGpuPolicy(o: GpuPolicyOptions): GpuPolicy {
   let last: GpuSnapshot | null = null;
+  /** When `last` was taken, on the monotonic clock (its takenAt is wall time, for display). */
+  let lastAt = 0;
   // NVML snapshots cost microseconds; nvidia-smi ones spawn a process, so reuse a recent one there.
   const maxAgeMs = o.gpu.kind === "nvidia-smi" ? 2000 : 0;
   const snapshot = async (): Promise<GpuSnapshot | null> => {
-    if (maxAgeMs > 0 && last && Date.now() - last.takenAt < maxAgeMs) return last;
+    if (maxAgeMs > 0 && last && monotonicNow() - lastAt < maxAgeMs) return last;
     try {
       last = await o.gpu.snapshot();
+      lastAt = monotonicNow();
       return last;
     } catch (err) {
       o.log.warn({ event: "gpu_snapshot_failed", err: (err as Error).message }, "GPU snapshot failed");

@@ -326,7 +326,7 @@ function runLogged(
 
 /** Configure (unless resuming), compile, then lay the result out as a node-llama-cpp local build. */
 export async function runBuild(plan: BuildPlan, paths: LlamaPaths, o: RunOptions): Promise<BuildResult> {
-  const t0 = Date.now();
+  const t0 = performance.now();
   const cmake = o.cmake ?? "cmake";
   const state = await resumeState(plan);
   if (state === "done" && !o.force)
@@ -355,7 +355,7 @@ export async function runBuild(plan: BuildPlan, paths: LlamaPaths, o: RunOptions
     await runLogged(cmake, plan.buildArgs, plan.nodeBinDir, log, onLine, o.signal);
     o.onEvent({ kind: "stage", stage: "install" });
     await install(plan, paths);
-    return { state: "built", ...(await summary(plan)), resumed, seconds: (Date.now() - t0) / 1000 };
+    return { state: "built", ...(await summary(plan)), resumed, seconds: (performance.now() - t0) / 1000 };
   } finally {
     await new Promise<void>((r) => log.end(r));
   }

@@ -134,7 +134,7 @@ export class ModelPool {
   async release(entry: Loaded, seq: LlamaContextSequence): Promise<void> {
     // A finished job leaves nothing behind for the next one on this sequence.
     await seq.clearHistory().catch(() => undefined);
-    entry.lastUsed = Date.now();
+    entry.lastUsed = performance.now();
     const next = entry.waiters.shift();
     if (next) return next(seq);
     entry.free.push(seq);
@@ -177,7 +177,7 @@ export class ModelPool {
 
   #acquire(entry: Loaded, signal: AbortSignal): Promise<LlamaContextSequence> {
     entry.active++;
-    entry.lastUsed = Date.now();
+    entry.lastUsed = performance.now();
     const seq = entry.free.pop();
     if (seq) return Promise.resolve(seq);
     return new Promise((resolve, reject) => {
@@ -250,7 +250,7 @@ export class ModelPool {
         free,
         waiters: [],
         active: 0,
-        lastUsed: Date.now(),
+        lastUsed: performance.now(),
         sizeBytes: size,
         unloadWhenIdle: false,
       };
