@@ -34,6 +34,21 @@ const pollAnswer = z.looseObject({
   constraints: z.unknown().optional(),
 });
 const resultAnswer = z.looseObject({ status: z.string().optional(), receipt: z.unknown().optional() });
+/** Upstream's JobView, as far as the miner reads it; the catch-all answer carries `error`. */
+const jobListAnswer = z.looseObject({
+  jobs: z.array(
+    z.looseObject({
+      job_id: z.string().min(1),
+      state: z.string(),
+      assigned_miner_id: z.string().nullish(),
+    }),
+  ),
+  error: z.unknown().optional(),
+});
+
+/** Jobs asked per page of the listing, and the most pages read (a longer list is not trusted). */
+const LIST_PAGE = 100;
+const LIST_MAX_PAGES = 50;
 
 /**
  * The metrics the AITBC coordinator prices: upstream bills `units` x its unit price with
@@ -204,6 +219,33 @@ export class AitbcClient extends DialectClient implements CoordinatorClient {
         metrics: {},
       },
     });
+  }
+
+  async runningJobs(signal?: AbortSignal): Promise<string[] | null> {
+    const ids = new Set<string>();
+    for (let page = 0; page < LIST_MAX_PAGES; page++) {
+      const query = `job_status=RUNNING&limit=${LIST_PAGE}&offset=${page * LIST_PAGE}`;
+      const { req, res } = await this.call({
+        method: "POST",
+        path: `/v1/miners/${minerSegment(this.o.minerId)}/jobs?${query}`,
+        signal,
+      });
+      // An older coordinator without the route: no listing to go by.
+      if (res.status === 404 || res.status === 405) return null;
+      if (res.status < 200 || res.status >= 300) throw this.o.http.statusError(req, res);
+      const parsed = jobListAnswer.safeParse(safeJson(res.text));
+      // Not a listing (another service answering), or upstream's "Failed to list jobs" (an empty
+      // list that means nothing): unknown, never "holds nothing".
+      if (!parsed.success || parsed.data.error !== undefined) return null;
+      for (const j of parsed.data.jobs) {
+        // A coordinator that ignores the filter lists finished jobs too: only RUNNING ones for us count.
+        if (j.state.toUpperCase() !== "RUNNING") continue;
+        if (j.assigned_miner_id != null && j.assigned_miner_id !== this.o.minerId) continue;
+        ids.add(j.job_id);
+      }
+      if (parsed.data.jobs.length < LIST_PAGE) return [...ids];
+    }
+    return null;
   }
 
   async deregister(timeoutMs?: number): Promise<void> {

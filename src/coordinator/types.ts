@@ -83,6 +83,13 @@ export interface CoordinatorClient {
   /** Throws CoordinatorError kind "not_found"/"conflict" when the job is gone or already done. */
   submit(result: CompletedJob): Promise<SubmitAck>;
   fail(jobId: string, errorCode: string, errorMessage: string): Promise<void>;
+  /**
+   * The ids of the jobs the coordinator lists as RUNNING for this miner (aitbc: every page of
+   * `POST /v1/miners/{miner_id}/jobs?job_status=RUNNING`), or null when it offers no such listing
+   * (404/405, or an answer that is no listing or admits an error). Left out by a dialect that has
+   * none (claim): the miner then recovers from its own state alone.
+   */
+  runningJobs?(signal?: AbortSignal): Promise<string[] | null>;
   /** Best effort within `timeoutMs` (shutdown has a budget). */
   deregister(timeoutMs?: number): Promise<void>;
   close(): Promise<void>;

@@ -1,11 +1,12 @@
 // The aitbc dialect's routes (/v1/miners/*): register with a session token, heartbeat, poll
-// (held when long-polling), result, fail, deregister.
+// (held when long-polling), result, fail, deregister, and the miner's job listing.
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import { isValidMinerId } from "../coordinator/ids.js";
 import type { CoordinatorCore } from "./core.js";
 import { type Ctx, type Handler, HttpFail, type Reply, validate } from "./http.js";
 import { holdPoll } from "./long-poll.js";
+import { minerJobs } from "./miner-jobs.js";
 
 const aitbcRegister = z.object({
   capabilities: z.record(z.string(), z.unknown()),
@@ -96,6 +97,8 @@ export function aitbcRoutes(core: CoordinatorCore): Record<string, Handler> {
       core.emit({ type: "failed", jobId: j.jobId, minerId, errorCode: b.error_code, requeued: requeue });
       return { status: 200, json: { status: "ok" }, committed: true };
     },
+
+    miner_jobs: (ctx, param) => minerJobs(core, ctx, param),
 
     deregister(_ctx, param): Reply {
       if (!isValidMinerId(param)) throw new HttpFail(400, "invalid miner id");

@@ -21,6 +21,7 @@ const ROUTE_TEMPLATES: Record<string, string> = {
   result: "POST /v1/miners/{job_id}/result",
   fail: "POST /v1/miners/{job_id}/fail",
   deregister: "DELETE /v1/miners/{miner_id}",
+  miner_jobs: "POST /v1/miners/{miner_id}/jobs",
   available: "GET /v1/jobs/available",
   claim: "POST /v1/jobs/{job_id}/claim",
   complete: "POST /v1/jobs/{job_id}/complete",
@@ -176,6 +177,8 @@ export class LocalCoordinatorServer extends CoordinatorCore implements LocalCoor
       if (seg.length === 4 && method === "POST" && (seg[3] === "result" || seg[3] === "fail")) {
         return { name: seg[3], param: decode(seg[2]!) };
       }
+      if (seg.length === 4 && method === "POST" && seg[3] === "jobs")
+        return { name: "miner_jobs", param: decode(seg[2]!) };
     }
     if (seg[1] === "jobs") {
       if (seg.length === 3 && method === "GET" && seg[2] === "available")
