@@ -11,6 +11,8 @@
 //   rides with the next batch of puts (the next sync covers it), or goes out after 20 ms.
 // - A failed write or sync rejects its whole batch, and the bytes it may have left are cut off
 //   before the next append, so the log never holds a half line in the middle.
+// - Every failed write is told to `onFault` with its file: the miner takes no job until that file
+//   takes writes again (state-storage.ts).
 // - Once most of the log is superseded it is rewritten with the live records only (temp file,
 //   fdatasync, rename, fsync the directory), between two batches: about once per MiB of records.
 // - Opening replays the log, drops a torn last line, moves damaged lines to `records.corrupt`
@@ -19,9 +21,10 @@ import { promises as fs } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { appendDurably, fsyncDir, readRange, replaceFile, writeAll } from "../file-io.js";
-import { type CorruptRecord, readLegacyRecords, readWithoutOpening } from "./legacy-records.js";
+import { type CorruptRecord, readWithoutOpening } from "./legacy-records.js";
 import type { JoinedLines, LinePlace, LogOp } from "./record-log.js";
 import { decodeRecord, encodeRecord, joinLines, readLog } from "./record-log.js";
+import { readStoreFiles } from "./store-open.js";
 
 export type { CorruptRecord };
 
@@ -72,6 +75,8 @@ export class DurableStore<T> {
   /** The last batch failed: its removals wait RETRY_MS (unless closing: then they are dropped). */
   private batchFailed = false;
   private closing = false;
+  /** Told of each write that failed, and the file it was for: the miner pauses taking jobs. */
+  onFault: ((err: unknown, file: string) => void) | null = null;
 
   constructor(
     readonly dir: string,
@@ -105,15 +110,12 @@ export class DurableStore<T> {
     this.wanted = true;
     await this.fh?.close().catch(() => undefined);
     this.fh = null;
-    await fs.mkdir(this.tmpDir, { recursive: true, mode: 0o700 });
-    // Leftover temp files are writes that never reached their rename: not records.
-    for (const name of await fs.readdir(this.tmpDir)) await fs.rm(join(this.tmpDir, name), { force: true });
-    const legacy = await readLegacyRecords(this.dir, this.validate);
-    const bytes = await fs.readFile(this.logPath).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === "ENOENT") return Buffer.alloc(0);
-      throw err;
-    });
-    const contents = readLog(bytes, this.validate);
+    const { bytes, contents, legacy, live } = await readStoreFiles(
+      this.dir,
+      this.logPath,
+      this.tmpDir,
+      this.validate,
+    );
     this.corruptAtOpen = [...legacy.corrupt];
     this.uncopied = contents.damaged.map((d) => `${d.text}\n`).join("");
     const damagedCopied = await this.copyDamaged();
@@ -122,13 +124,6 @@ export class DurableStore<T> {
       this.corruptAtOpen.push({ path, key: d.key, reason: d.reason });
     }
 
-    const lines: [string, Buffer][] = [];
-    for (const [key, r] of contents.live) lines.push([key, bytes.subarray(r.offset, r.offset + r.length)]);
-    // The log is newer than any file an earlier version left: it wins for a key in both.
-    for (const e of legacy.entries)
-      if (!contents.live.has(e.key))
-        lines.push([e.key, encodeRecord({ op: "put", key: e.key, value: e.value })]);
-    const live = joinLines(lines);
     if (live.data.length === bytes.length && legacy.files.length === 0) {
       // Nothing to drop or take in (the common start): append to the log as it is.
       this.fh = await fs.open(this.logPath, "a+", 0o600);
@@ -193,7 +188,8 @@ export class DurableStore<T> {
       await appendDurably(join(this.dir, CORRUPT_NAME), Buffer.from(this.uncopied, "utf8"));
       this.uncopied = "";
       return true;
-    } catch {
+    } catch (err) {
+      this.onFault?.(err, join(this.dir, CORRUPT_NAME));
       return false;
     }
   }
@@ -382,6 +378,7 @@ export class DurableStore<T> {
    */
   private failBatch(batch: Pending[], err: unknown): void {
     this.batchFailed = true;
+    this.onFault?.(err, this.logPath);
     const retry =
       this.wanted && !this.closing
         ? batch.filter((p) => p.op.op === "del" && this.removed.has(p.op.key))
@@ -410,7 +407,8 @@ export class DurableStore<T> {
       const all = await readRange(old, 0, this.size);
       live = joinLines(places.map(([key, p]) => [key, all.subarray(p.offset, p.offset + p.length)]));
       fh = await this.replaceLog(live.data);
-    } catch {
+    } catch (err) {
+      this.onFault?.(err, join(this.tmpDir, LOG_NAME));
       // Try again once as much more is dead (a full disk must not make every batch retry).
       this.compactAtDead = this.size - this.liveBytes + COMPACT_DEAD_BYTES;
       return;

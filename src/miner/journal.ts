@@ -1,7 +1,8 @@
 // Claim journal (docs/architecture.md#durability-rules): a job is on disk from the moment it is ours until it has a result in
 // the outbox or was reported failed, so a restart knows what it had taken on.
+import { join } from "node:path";
 import { z } from "zod";
-import { type CorruptRecord, DurableStore } from "./durable-store.js";
+import { type CorruptRecord, DurableStore, LOG_NAME } from "./durable-store.js";
 
 export interface ClaimedJob {
   jobId: string;
@@ -40,6 +41,16 @@ export class ClaimJournal {
     return this.store.close();
   }
 
+  /** The log a probe of the state must find appendable. */
+  get logPath(): string {
+    return join(this.dir, LOG_NAME);
+  }
+
+  /** Told of each write that failed, and its file (the miner then takes no job until it heals). */
+  onFault(listener: (err: unknown, file: string) => void): void {
+    this.store.onFault = listener;
+  }
+
   /** fsyncs made so far (file, directory): the bench reports them per job. */
   fsyncCounts(): { files: number; dirs: number } {
     return this.store.fsyncCounts();
@@ -60,6 +71,18 @@ export class ClaimJournal {
    */
   removeFailure(jobId: string): Promise<void> {
     return this.store.removeIf(jobId, (current) => current === null || current.failure !== undefined);
+  }
+
+  /**
+   * Remove the claim of a job whose result the coordinator has settled (accepted, or gone): kept
+   * when its result could not be written to the outbox. Only while it is still that hand-out's
+   * claim: not a failure verdict, not the claim of a later hand-out of the same id.
+   */
+  removeSettledClaim(jobId: string, completedAt: number): Promise<void> {
+    return this.store.removeIf(
+      jobId,
+      (c) => c !== null && c.failure === undefined && c.claimedAt <= completedAt,
+    );
   }
 
   async entries(): Promise<{ jobs: ClaimedJob[]; corrupt: CorruptRecord[] }> {

@@ -5,7 +5,7 @@ import { promises as fs } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import type { CompletedJob } from "../coordinator/types.js";
-import { type CorruptRecord, DurableStore } from "./durable-store.js";
+import { type CorruptRecord, DurableStore, LOG_NAME } from "./durable-store.js";
 
 const completedJobSchema = z.object({
   jobId: z.string().min(1),
@@ -43,6 +43,16 @@ export class Outbox {
 
   close(): Promise<void> {
     return this.store.close();
+  }
+
+  /** The log a probe of the state must find appendable. */
+  get logPath(): string {
+    return join(this.dir, LOG_NAME);
+  }
+
+  /** Told of each write that failed, and its file (the miner then takes no job until it heals). */
+  onFault(listener: (err: unknown, file: string) => void): void {
+    this.store.onFault = listener;
   }
 
   /** fsyncs made so far (file, directory): the bench reports them per job. */

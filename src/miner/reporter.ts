@@ -249,7 +249,7 @@ export class Reporter {
         const verdict = this.retryRule(err, "submit", backoff);
         if (verdict.kind === "gone") {
           // 409: already completed (possibly by our own earlier try whose answer was lost). 404: job gone.
-          await this.forget(() => this.d.outbox.remove(result.jobId), result.jobId);
+          await this.settled(result);
           if (verdict.alreadyDone) this.stats.submitted++;
           else this.stats.dropped++;
           this.d.onEvent?.({
@@ -303,8 +303,21 @@ export class Reporter {
     }
   }
 
-  private async onAccepted(result: CompletedJob, ack: SubmitAck): Promise<void> {
+  /**
+   * The coordinator has this result's verdict: it leaves the outbox, and its claim the journal (a
+   * claim stays there when the result could not be written to the outbox; left behind, a restart
+   * would run the job again).
+   */
+  private async settled(result: CompletedJob): Promise<void> {
     await this.forget(() => this.d.outbox.remove(result.jobId), result.jobId);
+    await this.forget(
+      () => this.d.journal.removeSettledClaim(result.jobId, result.completedAt),
+      result.jobId,
+    );
+  }
+
+  private async onAccepted(result: CompletedJob, ack: SubmitAck): Promise<void> {
+    await this.settled(result);
     this.stats.submitted++;
     this.d.onEvent?.({ type: "result_delivered", answer: "accepted" });
     let verified: boolean | null = null;
@@ -319,7 +332,8 @@ export class Reporter {
           verified: check.verified,
           reason: check.reason,
         })
-        .catch(() => undefined);
+        // The receipts log is a state file too: one that cannot be written pauses mining.
+        .catch((err: unknown) => this.d.storage?.noteFailure(err));
       if (check.verified === false) {
         this.log.error(
           { event: "coordinator_receipt_invalid", jobId: result.jobId, reason: check.reason },

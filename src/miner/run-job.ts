@@ -248,12 +248,14 @@ export async function runJob(
   // the submit does not wait for it.
   const logged = ctx.d
     .recordReceipt({ kind: "miner", jobId, receipt, verified: true })
-    .catch((err: unknown) =>
+    .catch((err: unknown) => {
+      // A receipts log that cannot be written pauses mining as a full disk does.
+      ctx.storage.noteFailure(err);
       log.error(
         { event: "receipt_log_failed", err: describeError(err) },
         "could not append to the receipts log",
-      ),
-    );
+      );
+    });
   ctx.reporter.submit(completed);
   await logged;
 }

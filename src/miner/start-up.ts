@@ -7,11 +7,16 @@ import { ExitCode } from "./exit-codes.js";
 import { type StateStorage, StateStorageError } from "./state-storage.js";
 import { type MinerDeps, MinerFatalError } from "./types.js";
 
-/** Check the state directory, then open the outbox and journal. */
+/**
+ * Check the state directory, then open the outbox and journal. Their logs are state files every
+ * probe must find appendable, and each write that fails in them pauses mining (state-storage.ts).
+ */
 export async function openState(
   storage: StateStorage,
   d: Pick<MinerDeps, "outbox" | "journal">,
 ): Promise<void> {
+  storage.watch([d.outbox.logPath, d.journal.logPath]);
+  for (const store of [d.outbox, d.journal]) store.onFault((err, file) => storage.noteFailure(err, file));
   try {
     await storage.checkAtStart();
   } catch (err) {

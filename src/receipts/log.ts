@@ -115,6 +115,9 @@ export class ReceiptLog {
     } catch (err) {
       await this.closeFile();
       this.dirReady = null; // e.g. a full disk, or the directory gone: make it again next time
+      // A write on the open file names none: name the log, so the miner knows which file to test.
+      if (typeof err === "object" && err !== null && !("path" in err))
+        Object.assign(err, { path: this.path });
       throw err;
     }
     this.idleTimer = setTimeout(() => void this.closeFile(), IDLE_CLOSE_MS);
