@@ -20,4 +20,6 @@ export type FailureCode =
   /** Claimed before a restart whose deadline passed, or whose record was unreadable. */
   | "miner_restarted"
   /** The coordinator refused the computed result with a 4xx. */
-  | "result_rejected";
+  | "result_rejected"
+  /** Listed by the coordinator as running on this miner, which has no record of it (recover.ts). */
+  | "orphaned";

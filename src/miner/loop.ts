@@ -185,6 +185,8 @@ export class Miner {
         reporter: this.reporter,
         isStopping: () => this.stopping,
         startJob: (job, claimed) => this.startJob(job, claimed),
+        signal: this.stopSignal.signal,
+        inHand: () => this.inflight.keys(),
       });
       if (this.stopping) return await exited;
       if (!this.stopping) this.heartbeats.start();

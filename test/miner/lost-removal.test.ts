@@ -5,7 +5,7 @@ import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { createCoordinatorClient } from "../../src/coordinator/client.js";
-import type { CompletedJob } from "../../src/coordinator/types.js";
+import type { CompletedJob, CoordinatorClient } from "../../src/coordinator/types.js";
 import type { LocalCoordinator } from "../../src/local-coordinator/index.js";
 import { silentLogger } from "../../src/log.js";
 import { type ClaimedJob, ClaimJournal } from "../../src/miner/journal.js";
@@ -26,6 +26,19 @@ function writeLegacyRecord(dir: string, key: string, value: unknown): void {
   mkdirSync(dir, { recursive: true });
   const name = `${createHash("sha256").update(key).digest("hex").slice(0, 40)}.json`;
   writeFileSync(join(dir, name), JSON.stringify({ key, value }));
+}
+
+/** The same client without the optional listing of the jobs the coordinator runs for us. */
+function withoutListing(client: CoordinatorClient): CoordinatorClient {
+  return Object.assign(Object.create(client) as CoordinatorClient, { runningJobs: undefined });
+}
+
+async function waitUntil(cond: () => boolean, ms = 60_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error("condition not met within 60 s");
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 function countingBackend() {
@@ -126,52 +139,70 @@ describe("a removal lost in a crash", () => {
     },
   );
 
-  it("a result back after it was acknowledged: resubmitted, the 'already done' answer ends it, nothing runs", async () => {
-    coordinator = (await coordinatorWithReceipts()).coordinator;
-    const jobId = coordinator.enqueue({ payload: { model: "m", prompt: "p" } });
-    const { backend, calls } = countingBackend();
-    const deps = testMinerDeps({ url: coordinator.url, backend, minerId: "lr-miner-2" });
-    const first = new Miner(deps);
-    const firstRun = first.run();
-    await coordinator.waitFor((c) => c.job(jobId)?.state === "COMPLETED", 60_000);
-    await first.shutdown("test over");
-    await firstRun;
-    expect(calls).toEqual(["p"]);
-    // Bring the acknowledged result back, as a lost unlink would.
-    const kept = coordinator.job(jobId)!;
-    await deps.outbox.open();
-    await deps.outbox.put({
-      jobId,
-      output: "ran again",
-      model: "m",
-      promptTokens: 1,
-      completionTokens: 1,
-      executionTimeS: 0.001,
-      startedAt: Date.now(),
-      completedAt: Date.now(),
-      metrics: {
-        duration_ms: 1,
-        gpu_utilization: null,
-        memory_used: null,
-        memory_peak: null,
-        units: 1,
-        unit_type: "tokens",
-      },
-      receipt: { job_id: jobId },
-    });
-    await deps.outbox.close();
-    const second = new Miner(
-      testMinerDeps({ url: coordinator.url, backend, minerId: "lr-miner-2", stateDir: deps.stateDir }),
-    );
-    const secondRun = second.run();
-    await coordinator.waitFor((c) => c.stats().duplicateSubmissions >= 1, 60_000);
-    await second.shutdown("test over");
-    expect((await secondRun).code).toBe(0);
-    expect(calls).toEqual(["p"]);
-    expect(coordinator.job(jobId)!.state).toBe("COMPLETED");
-    expect(coordinator.job(jobId)!.submissions).toBe(kept.submissions);
-    expect(storedKeys(join(deps.stateDir, "outbox"))).toEqual([]);
-  });
+  it.each([
+    ["the coordinator lists what it runs for the miner", true],
+    ["no listing (an older coordinator, the claim dialect)", false],
+  ])(
+    "a result back after it was acknowledged (%s): never run again, submitted again only without the listing",
+    async (_, listing) => {
+      coordinator = (await coordinatorWithReceipts()).coordinator;
+      const jobId = coordinator.enqueue({ payload: { model: "m", prompt: "p" } });
+      const { backend, calls } = countingBackend();
+      const deps = testMinerDeps({ url: coordinator.url, backend, minerId: "lr-miner-2" });
+      const first = new Miner(deps);
+      const firstRun = first.run();
+      await coordinator.waitFor((c) => c.job(jobId)?.state === "COMPLETED", 60_000);
+      await first.shutdown("test over");
+      await firstRun;
+      expect(calls).toEqual(["p"]);
+      // Bring the acknowledged result back, as a lost unlink would.
+      const kept = coordinator.job(jobId)!;
+      await deps.outbox.open();
+      await deps.outbox.put({
+        jobId,
+        output: "ran again",
+        model: "m",
+        promptTokens: 1,
+        completionTokens: 1,
+        executionTimeS: 0.001,
+        startedAt: Date.now(),
+        completedAt: Date.now(),
+        metrics: {
+          duration_ms: 1,
+          gpu_utilization: null,
+          memory_used: null,
+          memory_peak: null,
+          units: 1,
+          unit_type: "tokens",
+        },
+        receipt: { job_id: jobId },
+      });
+      await deps.outbox.close();
+      const secondDeps = testMinerDeps({
+        url: coordinator.url,
+        backend,
+        minerId: "lr-miner-2",
+        stateDir: deps.stateDir,
+      });
+      // Without the listing: the client of a dialect (or a coordinator) that has none.
+      const client = listing ? secondDeps.client : withoutListing(secondDeps.client);
+      const second = new Miner({ ...secondDeps, client });
+      const secondRun = second.run();
+      if (listing) {
+        // The coordinator no longer runs it for this miner: settled, dropped, never sent again.
+        await waitUntil(() => storedKeys(join(deps.stateDir, "outbox")).length === 0);
+      } else {
+        await coordinator.waitFor((c) => c.stats().duplicateSubmissions >= 1, 60_000);
+      }
+      await second.shutdown("test over");
+      expect((await secondRun).code).toBe(0);
+      expect(calls).toEqual(["p"]);
+      expect(coordinator.job(jobId)!.state).toBe("COMPLETED");
+      expect(coordinator.job(jobId)!.submissions).toBe(kept.submissions);
+      expect(coordinator.stats().duplicateSubmissions).toBe(listing ? 0 : 1);
+      expect(storedKeys(join(deps.stateDir, "outbox"))).toEqual([]);
+    },
+  );
 
   it("a claim whose write reported a failure after its file landed is still removed once the result is delivered", async () => {
     coordinator = (await coordinatorWithReceipts()).coordinator;

@@ -1,7 +1,8 @@
 // Reading a miner's durable state from outside, as an operator (or a test in another process)
-// would: the keys a store's log holds now, without opening (and so rewriting) it; and a way to
+// would: the keys a store's log holds now, without opening (and so rewriting) it; and ways to
 // make writes to files already open fail.
-import { existsSync, readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -26,3 +27,34 @@ export async function fileHandleMethods(): Promise<Record<string, FileHandleMeth
   await fh.close();
   return Object.getPrototypeOf(fh) as Record<string, FileHandleMethod>;
 }
+
+/**
+ * Make a file unwritable in a way root cannot bypass (the tests run as root, so chmod would not
+ * do): the immutable attribute. Writes on descriptors already open fail too (EPERM).
+ */
+export function setImmutable(path: string, on: boolean): void {
+  execFileSync("chattr", [on ? "+i" : "-i", path], { stdio: "ignore" });
+}
+
+/** Whether this host can set the immutable attribute on a file under tmpdir() (root, ext4/xfs/btrfs). */
+export const canSetImmutable: boolean = (() => {
+  if (process.platform !== "linux") return false;
+  const dir = mkdtempSync(join(tmpdir(), "immutable-probe-"));
+  const file = join(dir, "f");
+  try {
+    writeFileSync(file, "x");
+    setImmutable(file, true);
+    try {
+      appendFileSync(file, "y");
+      return false;
+    } catch {
+      return true;
+    } finally {
+      setImmutable(file, false);
+    }
+  } catch {
+    return false;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+})();
