@@ -143,7 +143,14 @@ export async function probeInference(o: {
   gpu: "auto" | "cpu";
   allowCpu: boolean;
 }): Promise<ComputeCheck> {
-  const { LlamaRuntime } = await import("./backends/llama/runtime.js");
+  let LlamaRuntime: typeof import("./backends/llama/runtime.js").LlamaRuntime;
+  try {
+    ({ LlamaRuntime } = await import("./backends/llama/runtime.js"));
+  } catch (err) {
+    // node-llama-cpp is not installed (a host that serves through Ollama only) or cannot load.
+    const why = (err as Error).message.split("\n")[0];
+    return { ok: false, code: "runtime_unavailable", message: `node-llama-cpp cannot load: ${why}` };
+  }
   const { silentLogger } = await import("./log.js");
   const runtime = new LlamaRuntime({
     threads: 1,
