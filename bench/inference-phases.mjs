@@ -13,7 +13,7 @@
 //     of C sequences) and the real miner (composeMiner, as `run` builds it with --concurrency C,
 //     against a local coordinator) in the claim and the aitbc dialect, the same model, prompts and
 //     token counts; per job: inference vs overhead; the miner's runtime start, preflight and load.
-import { mkdtempSync, statSync } from "node:fs";
+import { mkdirSync, mkdtempSync, statSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -254,8 +254,10 @@ async function runMiner(a, protocol, src) {
       write(line) {
         try {
           const e = JSON.parse(line);
+          // The runtime, the model's preflight and load (their *_ended lines carry `ms`), errors.
           if (
-            ["model_loaded", "llama_runtime", "inference_runtime", "preflight"].includes(e.event) ||
+            ["model_loaded", "llama_runtime", "inference_runtime"].includes(e.event) ||
+            String(e.event).endsWith("_ended") ||
             e.level === "error"
           )
             events.push(e);
@@ -270,6 +272,8 @@ async function runMiner(a, protocol, src) {
   });
   const level = Number(a.level);
   const gpu = a.gpu === "false" ? "cpu" : "auto";
+  const stateRoot = a.state ?? tmpdir();
+  mkdirSync(stateRoot, { recursive: true });
   const tc = performance.now();
   const composed = await composeMiner(
     runSchema.parse({
@@ -282,7 +286,7 @@ async function runMiner(a, protocol, src) {
       concurrency: level,
       threads: Number(a.threads),
       gpu,
-      stateDir: mkdtempSync(join(a.state ?? tmpdir(), `accept-${protocol}-`)),
+      stateDir: mkdtempSync(join(stateRoot, `accept-${protocol}-`)),
       logLevel: "info",
       coordinatorKey: key.publicKeyHex,
       heartbeatInterval: 15,

@@ -28,6 +28,15 @@ export function runPlan(mode, env = {}) {
           .filter((x) => Number.isInteger(x) && x > 0)
       : d;
   const int = (v, d) => (v !== undefined && /^\d+$/.test(String(v)) ? Number(v) : d);
+  // AITBC_ACCEPT_SHAPES narrows the shapes (e.g. only the 1B for a quick look); the throughput
+  // figures then use the largest one left.
+  const shapes = (d) => {
+    const want = String(env.AITBC_ACCEPT_SHAPES ?? "")
+      .split(",")
+      .map((x) => x.trim())
+      .filter((x) => d.includes(x));
+    return want.length ? d.filter((x) => want.includes(x)) : d;
+  };
   if (mode === "cpu") {
     return {
       mode: "cpu",
@@ -58,8 +67,8 @@ export function runPlan(mode, env = {}) {
     build: ["gpu", "build", "--arch", arch, ...(fa ? [] : ["--no-flash-attention"])],
     buildTimeoutS: int(env.AITBC_ACCEPT_BUILD_TIMEOUT, 330),
     type: "q4_0",
-    shapes: ["llama-3.2-1b", "llama-3.1-8b"],
-    throughputShape: "llama-3.1-8b",
+    shapes: shapes(["llama-3.2-1b", "llama-3.1-8b"]),
+    throughputShape: shapes(["llama-3.2-1b", "llama-3.1-8b"]).at(-1),
     // In order of what matters most should time run short: 1 and 16 give the 6x target.
     levels: list(env.AITBC_ACCEPT_LEVELS, [1, 16, 4, 64]),
     tokensPerJob: int(env.AITBC_ACCEPT_TOKENS, 128),

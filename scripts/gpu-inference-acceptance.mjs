@@ -10,14 +10,17 @@
 // Env: AITBC_ACCEPT_ARCH (90), AITBC_ACCEPT_FA=1 (build the flash-attention kernels),
 //      AITBC_ACCEPT_BUILD_TIMEOUT (s), AITBC_ACCEPT_LEVELS (e.g. 1,16,4,64), AITBC_ACCEPT_TOKENS.
 // Exit 0 when every step ran to its end (whatever the figures), 1 otherwise.
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import {
   createReadStream,
   existsSync,
   mkdirSync,
+  readdirSync,
   readFileSync,
   renameSync,
+  rmSync,
   statSync,
+  symlinkSync,
   writeFileSync,
 } from "node:fs";
 import { availableParallelism, cpus, freemem, release, totalmem } from "node:os";
@@ -262,11 +265,77 @@ async function hostFacts() {
 }
 
 // ---- build + models ---------------------------------------------------------------------------
+/**
+ * CMake's FindCUDAToolkit defines CUDA::cuda_driver (which ggml-cuda links) only when it finds an
+ * unversioned libcuda.so: in the toolkit's stubs/ or the system's folders. A toolkit assembled
+ * from NVIDIA's pip wheels has no stubs/ (this project's CPU host has such a one), and a driver
+ * mounted into a container brings libcuda.so.1 alone: configure then stops with "Target ggml-cuda
+ * links to: CUDA::cuda_driver but the target was not found". So, when no libcuda.so is found, a
+ * folder with libcuda.so → the driver's libcuda.so.1 goes on CMAKE_LIBRARY_PATH for the build
+ * (the library's DT_NEEDED is then libcuda.so.1, as with the stub). Nothing else changes: no
+ * cmake option, so the build folder keeps the name `run` looks for.
+ */
+function cudaDriverLink(toolkitRoot) {
+  const ls = (d) => {
+    try {
+      return readdirSync(d);
+    } catch {
+      return [];
+    }
+  };
+  const roots = toolkitRoot
+    ? [toolkitRoot, ...ls(join(toolkitRoot, "targets")).map((t) => join(toolkitRoot, "targets", t))]
+    : [];
+  const unversioned = [
+    ...roots.flatMap((r) => ["lib64", "lib64/stubs", "lib", "lib/stubs"].map((s) => join(r, s))),
+    ...(process.env.CMAKE_LIBRARY_PATH ?? "").split(":").filter(Boolean),
+    "/usr/lib/x86_64-linux-gnu",
+    "/usr/lib64",
+    "/usr/lib",
+    "/lib/x86_64-linux-gnu",
+    "/usr/local/lib",
+  ];
+  const found = unversioned.find((d) => existsSync(join(d, "libcuda.so")));
+  if (found) return { needed: false, libcuda: join(found, "libcuda.so") };
+  // The driver's libcuda.so.1: where the loader finds it (ldconfig's cache), else the usual folders.
+  let driver = null;
+  try {
+    const cache = execFileSync("ldconfig", ["-p"], { encoding: "utf8", timeout: 10_000 });
+    driver = /libcuda\.so\.1 \(libc6,x86-64\) => (\S+)/.exec(cache)?.[1] ?? null;
+  } catch {}
+  driver ??=
+    [...(process.env.LD_LIBRARY_PATH ?? "").split(":").filter(Boolean), ...unversioned, "/usr/lib/wsl/lib"]
+      .map((d) => join(d, "libcuda.so.1"))
+      .find((f) => existsSync(f)) ?? null;
+  if (!driver)
+    return {
+      needed: true,
+      libcuda: null,
+      note: "no libcuda.so and no driver libcuda.so.1: configure will stop",
+    };
+  const dir = join(work, "cuda-driver-link");
+  mkdirSync(dir, { recursive: true });
+  rmSync(join(dir, "libcuda.so"), { force: true });
+  symlinkSync(driver, join(dir, "libcuda.so"));
+  return { needed: true, libcuda: driver, linkDir: dir };
+}
+
 async function build() {
   const stages = {};
   let last = null;
   const t0 = Date.now();
+  const env = {};
+  if (plan.mode === "gpu") {
+    const link = cudaDriverLink(run.host?.cudaToolchain?.root ?? null);
+    if (link.linkDir)
+      env.CMAKE_LIBRARY_PATH = [link.linkDir, process.env.CMAKE_LIBRARY_PATH].filter(Boolean).join(":");
+    run.cudaDriverLink = link;
+    log(
+      `libcuda for the link: ${link.needed ? (link.linkDir ? `${link.linkDir}/libcuda.so → ${link.libcuda}` : link.note) : link.libcuda}`,
+    );
+  }
   const r = await sh(process.execPath, [cli, ...plan.build, "--json"], {
+    env,
     timeoutMs: Math.min(plan.buildTimeoutS * 1000, left() - 60_000),
     onLine: (l) => {
       const m = /^gpu build: (configure|compile|install)/.exec(l);
@@ -302,6 +371,7 @@ async function build() {
     sass: result?.sass ?? null,
     verdicts: result?.verdicts ?? null,
     exit: r.code ?? r.why,
+    cudaDriverLink: run.cudaDriverLink ?? null,
     tail: r.code === 0 ? null : tail(r.stderr, 3000),
   };
   return step("build", {
@@ -457,7 +527,7 @@ async function demo() {
 async function truth() {
   const state = join(work, "doctor-state");
   const doc = await sh(process.execPath, [cli, "doctor", "--json", "--state-dir", state], {
-    timeoutMs: 150_000,
+    timeoutMs: plan.mode === "gpu" ? 60_000 : 300_000,
   });
   let d = null;
   try {
@@ -632,9 +702,11 @@ async function aggregate() {
       continue;
     }
     const f = (p) =>
-      l[p]
-        ? `${p} ${l[p].tokPerS ?? "?"} tok/s (${l[p].completed}/${l[p].jobs}, receipts ${l[p].receiptsValid}${l[p].error ? `, ${String(l[p].error).slice(0, 120)}` : ""})`
-        : `${p} —`;
+      !l[p]
+        ? `${p} —`
+        : l[p].error
+          ? `${p} error: ${String(l[p].error).split("\n")[0].slice(0, 160)}`
+          : `${p} ${l[p].tokPerS ?? "?"} tok/s (${l[p].completed}/${l[p].jobs} completed, ${l[p].receiptsValid} receipts valid, gpuLayers ${l[p].gpuLayers}/${l.raw?.totalLayers ?? "?"}, pass-through ${l[p].passThrough ?? "?"})`;
     const ok =
       ["claim", "aitbc"].every((p) => l[p]?.completed === l.jobs && l[p]?.receiptsValid === l.jobs) &&
       l.raw?.tokPerS > 0;
