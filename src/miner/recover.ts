@@ -88,19 +88,23 @@ async function currentRecords(ctx: RecoverContext): Promise<[string, LocalRecord
   return recordsOf((await ctx.d.outbox.pending()).results, (await ctx.d.journal.entries()).jobs);
 }
 
-/** Resubmit the outbox; rerun (or fail) what the journal says we had claimed. */
-export async function recover(ctx: RecoverContext): Promise<void> {
+/**
+ * Resubmit the outbox; rerun (or fail) what the journal says we had claimed. Resolves with a way
+ * to settle with the coordinator again (what a healed storage fault does; e.g. after a poll that
+ * failed server-side may have handed a job over): call it only while no poll is in flight.
+ */
+export async function recover(ctx: RecoverContext): Promise<() => Promise<void>> {
   const { results, corrupt } = await ctx.d.outbox.pending();
   const journal = await ctx.d.journal.entries();
   const records = recordsOf(results, journal.jobs);
   for (const c of [...corrupt, ...journal.corrupt]) if (c.key) records.push([c.key, "damaged record"]);
   const settled = await settleWithCoordinator(ctx, async () => records, true);
-  if (ctx.d.storage && ctx.inHand) {
-    // A write lost while the state could not be written leaves records of settled work behind.
-    ctx.d.storage.onHealed(async () => {
-      if (!ctx.isStopping()) await settleWithCoordinator(ctx, () => currentRecords(ctx), false);
-    });
-  }
+  const again = async (): Promise<void> => {
+    // Without knowing the jobs in hand, a job running unjournaled would look orphaned.
+    if (ctx.inHand && !ctx.isStopping()) await settleWithCoordinator(ctx, () => currentRecords(ctx), false);
+  };
+  // A write lost while the state could not be written leaves records of settled work behind.
+  ctx.d.storage?.onHealed(again);
 
   for (const c of [...corrupt, ...journal.corrupt]) {
     const which = corrupt.includes(c) ? "outbox" : "journal";
@@ -159,4 +163,5 @@ export async function recover(ctx: RecoverContext): Promise<void> {
       );
     }
   }
+  return again;
 }
