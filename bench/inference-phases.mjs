@@ -435,6 +435,7 @@ async function aggregate(a) {
     }
     const jobs =
       Number(a.jobsPerLevel) > 0 ? Number(a.jobsPerLevel) : Math.max(Number(a.minJobs ?? 4), 2 * level);
+    const tl = performance.now();
     const result = { inFlight: level, jobs, tokensPerJob: Number(a.tokens) };
     for (const protocol of protocols) {
       say(`miner, ${protocol} dialect, ${level} in flight, ${jobs} jobs`);
@@ -476,6 +477,7 @@ async function aggregate(a) {
           note: `NVML used memory after the miner's load (a context of ${level} sequences × ${contextSize} tokens) minus before it`,
         }
       : null;
+    result.ms = Math.round(performance.now() - tl);
     process.stdout.write(`@@LEVEL ${JSON.stringify(result)}\n`);
     levels.push(result);
   }

@@ -276,6 +276,13 @@ export function buildReport(run) {
     single: run.single ?? {},
     coldLoad: run.coldLoad ?? null,
     vram: big?.vram ?? null,
-    aggregate: { model: bigName, tokensPerJob: plan.tokensPerJob, rows, levels },
+    aggregate: {
+      model: bigName,
+      tokensPerJob: plan.tokensPerJob,
+      rawLoadMs: run.aggregate?.rawLoadMs ?? null,
+      rawModelMiB: run.aggregate?.rawModelMiB ?? null,
+      rows,
+      levels,
+    },
   };
 }

@@ -710,7 +710,7 @@ async function aggregate() {
     const ok =
       ["claim", "aitbc"].every((p) => l[p]?.completed === l.jobs && l[p]?.receiptsValid === l.jobs) &&
       l.raw?.tokPerS > 0;
-    step(name, { ok, details: `raw ${l.raw?.tokPerS} tok/s; ${f("claim")}; ${f("aitbc")}` });
+    step(name, { ok, ms: l.ms ?? 0, details: `raw ${l.raw?.tokPerS} tok/s; ${f("claim")}; ${f("aitbc")}` });
   }
   return null;
 }
