@@ -3,18 +3,15 @@
 // so a lost reply or a restart is harmless (docs/architecture.md#durability-rules).
 
 import { join } from "node:path";
-import { Backoff, sleep, within } from "../backoff.js";
+import { within } from "../backoff.js";
 import { monotonicNow } from "../clock.js";
-import { CoordinatorError } from "../coordinator/errors.js";
 import type { Job } from "../coordinator/types.js";
-import { describeError } from "../describe-error.js";
 import type { Logger } from "../log.js";
 import type { MinerEvent } from "../ops/events.js";
 import type { WorkerGauges } from "../ops/metrics.js";
 import { ExitCode } from "./exit-codes.js";
 import type { ClaimedJob } from "./journal.js";
-import { PollBudget } from "./poll-budget.js";
-import { pollOutcome, pollRound } from "./poll-round.js";
+import { PollLoop } from "./poll-loop.js";
 import { Registration } from "./registration.js";
 import { Reporter } from "./reporter.js";
 import { decide, type RetryRule } from "./retry.js";
@@ -22,16 +19,13 @@ import { openState, warmUp } from "./start-up.js";
 import { StateStorage } from "./state-storage.js";
 import { stopMining } from "./stop.js";
 import {
-  LONG_POLL_HELD_MS,
   type MinerDeps,
   type MinerExit,
   MinerFatalError,
   type MinerHealth,
   type MinerSettings,
   type MinerStats,
-  NO_MODEL_RECHECK_MS,
   POLL_ABORT_WAIT_MS,
-  STORAGE_RECHECK_MS,
   shutdownBudgetMs,
 } from "./types.js";
 
@@ -226,131 +220,25 @@ export class Miner {
 
   // ---------------------------------------------------------------- polling
 
-  private async pollLoop(warm: Promise<void> = Promise.resolve()): Promise<void> {
-    this.watch.parked(); // warm-up has its own deadlines
-    await Promise.race([warm, sleep(2 ** 31 - 1, this.stopSignal.signal)]);
-    const budget = new PollBudget(this.s.pollsPerWindow, this.s.pollWindowMs);
-    const failBackoff = new Backoff({ baseMs: 500, capMs: 30_000 });
-    /** When the next poll may go while idle: at once after a job, or after a held (long) poll. */
-    let nextPollAt = 0;
-    /** The last round of polls brought a job: more are likely queued. */
-    let backlog = false;
-    while (!this.stopping) {
-      if (this.inflight.size >= this.s.concurrency) {
-        this.watch.parked(); // every job has its own deadline
-        await this.waitForWake();
-        continue;
-      }
-      this.watch.moved();
-      if (!(await this.readyToTakeJobs())) continue;
-      const now = monotonicNow();
-      const wait = Math.max(budget.waitMs(now), nextPollAt - now);
-      if (wait > 0) {
-        this.watch.moved(wait);
-        await sleep(wait, this.stopSignal.signal);
-        continue;
-      }
-      this.watch.moved(this.s.longPollSeconds * 1000);
-      const round = await pollRound(this.d.client, budget, {
-        longPollSeconds: this.s.longPollSeconds,
-        freeSlots: this.s.concurrency - this.inflight.size,
-        backlog,
-        signal: this.stopSignal.signal,
-        now,
-      });
-      this.watch.polled(round.error);
-      if (!this.stopping) {
-        for (const o of round.outcomes) this.emit({ type: "poll", result: pollOutcome(o) });
-        for (const err of round.unusable) {
-          // Handed over, so ours: fail it back (the slot is freed) and go on mining.
-          this.log.warn(
-            { event: "job_rejected", jobId: err.jobId, errorCode: err.failureCode, reason: err.message },
-            "the coordinator handed over a job that cannot be used; failing it back",
-          );
-          await this.reporter.fail(err.jobId, err.failureCode, err.message);
-        }
-      }
-      const { jobs, error } = round;
-      if (this.stopping) {
-        // Handed over as the stop began: run them within the grace period (upstream never
-        // requeues a failed job), or fail them back at once when there is no grace period.
-        for (const job of jobs) {
-          if (this.s.gracePeriodMs > 0) await this.takeHandout(job);
-          else await this.reporter.fail(job.jobId, "shutting_down", "the miner is shutting down");
-        }
-        break;
-      }
-      for (const job of jobs) await this.takeHandout(job);
-      backlog = jobs.length > 0 || round.unusable.length > 0;
-      if (error !== undefined) {
-        const verdict = this.retryRule(error, "poll", failBackoff);
-        if (verdict.kind === "fatal") throw new MinerFatalError(verdict.message, verdict.exitCode);
-        if (verdict.kind === "gone") {
-          this.watch.parked(); // registration retries on its own schedule
-          await this.membership.reregister();
-          continue;
-        }
-        if (error instanceof CoordinatorError && error.kind === "rate_limited") {
-          budget.learnFrom429(monotonicNow());
-          this.log.warn(
-            {
-              event: "poll_rate_limited",
-              pollsPerWindow: budget.perWindow,
-              retryAfterMs: error.retryAfterMs,
-            },
-            "the coordinator limited our polls; polling within the lower budget it taught",
-          );
-        }
-        // Upstream answers a poll from a miner it forgot with 500, not 404: a heartbeat tells
-        // (its 404 makes the miner register again).
-        if (error instanceof CoordinatorError && error.kind === "server") this.beatSoon();
-        const delay = verdict.kind === "retry" ? verdict.afterMs : failBackoff.next(null);
-        this.log.warn({ event: "poll_failed", err: describeError(error), retryInMs: delay }, "poll failed");
-        this.watch.moved(delay);
-        await sleep(delay, this.stopSignal.signal);
-        continue;
-      }
-      failBackoff.reset();
-      if (!backlog) {
-        // A coordinator that held the poll open has already waited for us: ask again at once.
-        const held = monotonicNow() - now >= LONG_POLL_HELD_MS;
-        nextPollAt = held ? 0 : now + this.s.idlePollIntervalMs;
-        continue;
-      }
-      nextPollAt = 0; // jobs came back: more may be queued, poll again while a slot is free
-    }
+  private pollLoop(warm: Promise<void>): Promise<void> {
+    return new PollLoop({
+      d: this.d,
+      s: this.s,
+      log: this.log,
+      watch: this.watch,
+      reporter: this.reporter,
+      storage: this.storage,
+      membership: this.membership,
+      retryRule: this.retryRule,
+      signal: this.stopSignal.signal,
+      isStopping: () => this.stopping,
+      freeSlots: () => this.s.concurrency - this.inflight.size,
+      waitForWake: (ms) => this.waitForWake(ms),
+      takeHandout: (job) => this.takeHandout(job),
+      emit: (e) => this.emit(e),
+      beatSoon: () => this.beatSoon(),
+    }).run(warm);
   }
-
-  /**
-   * Before a poll: a state directory that cannot be written, or no model to serve, means no new
-   * job (each said once, re-checked every few seconds). True when a poll may go out now.
-   */
-  private async readyToTakeJobs(): Promise<boolean> {
-    if (!this.storage.writable && !(await this.storage.check())) {
-      this.watch.moved(STORAGE_RECHECK_MS);
-      await sleep(STORAGE_RECHECK_MS, this.stopSignal.signal);
-      return false;
-    }
-    if (this.d.backend.listModels().length === 0) {
-      if (!this.noModelSaid) {
-        this.noModelSaid = true;
-        this.log.warn(
-          { event: "no_servable_model", backend: this.d.backend.name },
-          "no model can be served, so no job is taken: add a complete NAME.gguf to --models (or an entry to --model-map); it is picked up by the next rescan",
-        );
-      }
-      this.watch.moved(NO_MODEL_RECHECK_MS);
-      await this.waitForWake(NO_MODEL_RECHECK_MS);
-      return false;
-    }
-    if (this.noModelSaid) {
-      this.noModelSaid = false;
-      this.log.info({ event: "models_available" }, "a model can be served again: taking jobs");
-    }
-    return true;
-  }
-
-  private noModelSaid = false;
 
   /**
    * One owner per job id at a time. A re-handed id whose verdict is still on its way:

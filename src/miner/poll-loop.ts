@@ -1,0 +1,182 @@
+// The poll loop: while a slot is free and a job can be taken, poll within the coordinator's
+// budget, hand each job over to the miner, and decide from the retry rule what a failed poll
+// means. Moved out of loop.ts (the Miner) so each stays one job and under 450 lines.
+import { Backoff, sleep } from "../backoff.js";
+import { monotonicNow } from "../clock.js";
+import { CoordinatorError } from "../coordinator/errors.js";
+import type { Job } from "../coordinator/types.js";
+import { describeError } from "../describe-error.js";
+import type { Logger } from "../log.js";
+import type { MinerEvent } from "../ops/events.js";
+import type { LoopWatch } from "./loop-watch.js";
+import { PollBudget } from "./poll-budget.js";
+import { pollOutcome, pollRound } from "./poll-round.js";
+import type { Registration } from "./registration.js";
+import type { Reporter } from "./reporter.js";
+import type { RetryRule } from "./retry.js";
+import type { StateStorage } from "./state-storage.js";
+import {
+  LONG_POLL_HELD_MS,
+  type MinerDeps,
+  MinerFatalError,
+  type MinerSettings,
+  NO_MODEL_RECHECK_MS,
+  STORAGE_RECHECK_MS,
+} from "./types.js";
+
+/** What the poll loop needs from the miner. */
+export interface PollLoopContext {
+  d: MinerDeps;
+  s: MinerSettings;
+  log: Logger;
+  watch: LoopWatch;
+  reporter: Reporter;
+  storage: StateStorage;
+  membership: Registration;
+  retryRule: RetryRule;
+  /** Aborted when the miner stops: every wait ends at once. */
+  signal: AbortSignal;
+  isStopping(): boolean;
+  /** Slots free now (concurrency minus jobs in hand). */
+  freeSlots(): number;
+  /** Until a job finishes, the stop begins, or `ms` pass. */
+  waitForWake(ms?: number): Promise<void>;
+  /** A job the coordinator handed over: the miner runs it (or says why not). */
+  takeHandout(job: Job): Promise<void>;
+  emit(e: MinerEvent): void;
+  /** A heartbeat out of turn. */
+  beatSoon(): void;
+}
+
+export class PollLoop {
+  private noModelSaid = false;
+
+  constructor(private readonly c: PollLoopContext) {}
+
+  async run(warm: Promise<void> = Promise.resolve()): Promise<void> {
+    const { c } = this;
+    const { s, watch } = c;
+    watch.parked(); // warm-up has its own deadlines
+    await Promise.race([warm, sleep(2 ** 31 - 1, c.signal)]);
+    const budget = new PollBudget(s.pollsPerWindow, s.pollWindowMs);
+    const failBackoff = new Backoff({ baseMs: 500, capMs: 30_000 });
+    /** When the next poll may go while idle: at once after a job, or after a held (long) poll. */
+    let nextPollAt = 0;
+    /** The last round of polls brought a job: more are likely queued. */
+    let backlog = false;
+    while (!c.isStopping()) {
+      if (c.freeSlots() <= 0) {
+        watch.parked(); // every job has its own deadline
+        await c.waitForWake();
+        continue;
+      }
+      watch.moved();
+      if (!(await this.readyToTakeJobs())) continue;
+      const now = monotonicNow();
+      const wait = Math.max(budget.waitMs(now), nextPollAt - now);
+      if (wait > 0) {
+        watch.moved(wait);
+        await sleep(wait, c.signal);
+        continue;
+      }
+      watch.moved(s.longPollSeconds * 1000);
+      const round = await pollRound(c.d.client, budget, {
+        longPollSeconds: s.longPollSeconds,
+        freeSlots: c.freeSlots(),
+        backlog,
+        signal: c.signal,
+        now,
+      });
+      watch.polled(round.error);
+      if (!c.isStopping()) {
+        for (const o of round.outcomes) c.emit({ type: "poll", result: pollOutcome(o) });
+        for (const err of round.unusable) {
+          // Handed over, so ours: fail it back (the slot is freed) and go on mining.
+          c.log.warn(
+            { event: "job_rejected", jobId: err.jobId, errorCode: err.failureCode, reason: err.message },
+            "the coordinator handed over a job that cannot be used; failing it back",
+          );
+          await c.reporter.fail(err.jobId, err.failureCode, err.message);
+        }
+      }
+      const { jobs, error } = round;
+      if (c.isStopping()) {
+        // Handed over as the stop began: run them within the grace period (upstream never
+        // requeues a failed job), or fail them back at once when there is no grace period.
+        for (const job of jobs) {
+          if (s.gracePeriodMs > 0) await c.takeHandout(job);
+          else await c.reporter.fail(job.jobId, "shutting_down", "the miner is shutting down");
+        }
+        break;
+      }
+      for (const job of jobs) await c.takeHandout(job);
+      backlog = jobs.length > 0 || round.unusable.length > 0;
+      if (error !== undefined) {
+        const verdict = c.retryRule(error, "poll", failBackoff);
+        if (verdict.kind === "fatal") throw new MinerFatalError(verdict.message, verdict.exitCode);
+        if (verdict.kind === "gone") {
+          watch.parked(); // registration retries on its own schedule
+          await c.membership.reregister();
+          continue;
+        }
+        if (error instanceof CoordinatorError && error.kind === "rate_limited") {
+          budget.learnFrom429(monotonicNow());
+          c.log.warn(
+            {
+              event: "poll_rate_limited",
+              pollsPerWindow: budget.perWindow,
+              retryAfterMs: error.retryAfterMs,
+            },
+            "the coordinator limited our polls; polling within the lower budget it taught",
+          );
+        }
+        // Upstream answers a poll from a miner it forgot with 500, not 404: a heartbeat tells
+        // (its 404 makes the miner register again).
+        if (error instanceof CoordinatorError && error.kind === "server") c.beatSoon();
+        const delay = verdict.kind === "retry" ? verdict.afterMs : failBackoff.next(null);
+        c.log.warn({ event: "poll_failed", err: describeError(error), retryInMs: delay }, "poll failed");
+        watch.moved(delay);
+        await sleep(delay, c.signal);
+        continue;
+      }
+      failBackoff.reset();
+      if (!backlog) {
+        // A coordinator that held the poll open has already waited for us: ask again at once.
+        const held = monotonicNow() - now >= LONG_POLL_HELD_MS;
+        nextPollAt = held ? 0 : now + s.idlePollIntervalMs;
+        continue;
+      }
+      nextPollAt = 0; // jobs came back: more may be queued, poll again while a slot is free
+    }
+  }
+
+  /**
+   * Before a poll: a state directory that cannot be written, or no model to serve, means no new
+   * job (each said once, re-checked every few seconds). True when a poll may go out now.
+   */
+  private async readyToTakeJobs(): Promise<boolean> {
+    const { c } = this;
+    if (!c.storage.writable && !(await c.storage.check())) {
+      c.watch.moved(STORAGE_RECHECK_MS);
+      await sleep(STORAGE_RECHECK_MS, c.signal);
+      return false;
+    }
+    if (c.d.backend.listModels().length === 0) {
+      if (!this.noModelSaid) {
+        this.noModelSaid = true;
+        c.log.warn(
+          { event: "no_servable_model", backend: c.d.backend.name },
+          "no model can be served, so no job is taken: add a complete NAME.gguf to --models (or an entry to --model-map); it is picked up by the next rescan",
+        );
+      }
+      c.watch.moved(NO_MODEL_RECHECK_MS);
+      await c.waitForWake(NO_MODEL_RECHECK_MS);
+      return false;
+    }
+    if (this.noModelSaid) {
+      this.noModelSaid = false;
+      c.log.info({ event: "models_available" }, "a model can be served again: taking jobs");
+    }
+    return true;
+  }
+}
