@@ -28,7 +28,7 @@ import { createSeedLoop } from "./seed-loop.mjs";
 const args = benchArgs({ threads: { type: "string", default: "2" }, jobs: { type: "string" } });
 const quick = args.quick;
 const threads = Number(args.threads);
-const JOBS = Number(args.jobs ?? (quick ? 12 : 60));
+const JOBS = Number(args.jobs ?? (args.smoke ? 3 : quick ? 12 : 60));
 // Five runs: on a shared 2-core host one run of the small model at c=4 ranges from 5 to 28 ms/job.
 const REPS = quick ? 1 : 5;
 // Both generated models: the one-token cost of inference itself differs ~2x between them, and
@@ -94,9 +94,9 @@ for (const preset of presets) {
     ["seed loop (claim)", seed],
     ["miner c=1 (claim)", miner(1)],
     ["miner c=4 (claim)", miner(4)],
-  ];
+  ].slice(0, args.smoke ? 2 : 3);
   // Warm-up: model loads and first contexts, untimed.
-  for (const [, start] of configs) await drain(preset, start, 4);
+  for (const [, start] of configs) await drain(preset, start, args.smoke ? 1 : 4);
   const runs = Object.fromEntries(configs.map(([name]) => [name, []]));
   for (let rep = 0; rep < REPS; rep++) {
     for (let k = 0; k < configs.length; k++) {

@@ -32,14 +32,14 @@ import {
 } from "./lib.mjs";
 import { createSeedLoop } from "./seed-loop.mjs";
 
-const quick = benchArgs().quick;
-const JOBS = quick ? 20 : 100;
+const { quick, smoke } = benchArgs();
+const JOBS = smoke ? 4 : quick ? 20 : 100;
 const REPS = quick ? 1 : 3;
 // On loopback a run of 100 jobs lasts a fraction of a second, where one hiccup of a shared host
 // moves the median: longer and more runs there.
-const QUEUE_JOBS = quick ? 20 : 300;
+const QUEUE_JOBS = smoke ? 4 : quick ? 20 : 300;
 const QUEUE_REPS = quick ? 1 : 5;
-const ARRIVALS = quick ? 2 : 6;
+const ARRIVALS = smoke ? 1 : quick ? 2 : 6;
 const job = (i) => ({ payload: { model: "zero", prompt: `job ${i}`, max_tokens: 1, temperature: 0 } });
 
 /**
@@ -149,7 +149,10 @@ const memoryConfigs = [
   ["miner c=2, no durable state", "miner", 2, "aitbc", MEMORY],
   ["miner c=4, no durable state", "miner", 4, "aitbc", MEMORY],
 ];
-const fullConfigs = [...configs, ...ramConfigs, ...memoryConfigs];
+// --smoke: the seed and one miner per table, enough to fill each table's ratio column.
+const fullConfigs = smoke
+  ? [configs[0], configs[1], memoryConfigs[0]]
+  : [...configs, ...ramConfigs, ...memoryConfigs];
 const full = Object.fromEntries(fullConfigs.map(([name]) => [name, []]));
 // Lifted limits and no poll spacing: the seed polls again at once after a job, so does the miner.
 const fullOpts = {
@@ -200,7 +203,7 @@ printTable(
 const LINK_MS = 2;
 // The claim-dialect miner too: it makes the seed's three round trips per job, where the aitbc
 // dialect makes two.
-const linkConfigs = configs;
+const linkConfigs = smoke ? configs.slice(0, 2) : configs;
 const linked = Object.fromEntries(linkConfigs.map(([name]) => [name, []]));
 for (let rep = 0; rep < REPS; rep++) {
   for (let k = 0; k < linkConfigs.length; k++) {
@@ -233,7 +236,7 @@ printTable(
 );
 
 // ---- pieces of the overhead ------------------------------------------------------------------
-const N = quick ? 20 : 300;
+const N = smoke ? 5 : quick ? 20 : 300;
 const micro = {};
 {
   const co = await startCoordinatorProcess();
@@ -313,12 +316,12 @@ function f2(x) {
 // ---- 3: pickup on the rate-limited coordinator -----------------------------------------------
 const rnd = prng(20261128);
 // Gaps of 0.5-4 s: shorter than the seed's 2 s sleep sometimes, longer other times.
-const gaps = Array.from({ length: ARRIVALS }, () => Math.round(500 + rnd() * 3500));
+const gaps = smoke ? [500] : Array.from({ length: ARRIVALS }, () => Math.round(500 + rnd() * 3500));
 const pickupConfigs = [
   ["seed loop (2 s idle sleep)", "seed", {}, {}],
   ["miner, defaults (100 polls/min budget)", "miner", {}, {}],
   ["miner, long-poll coordinator (holds 20 s)", "miner", {}, { longPollMaxSeconds: 20 }],
-];
+].slice(0, smoke ? 2 : 3);
 const pickup = [];
 for (const [name, kind, settings, coordinatorOpts] of pickupConfigs) {
   const r = await runLoop(kind, 1, {

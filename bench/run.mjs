@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `npm run bench`: every benchmark, one after the other, each printing its table with the ratio
 // measured side by side in the same run and writing one JSON file to bench/results/.
-//   node bench/run.mjs [--quick] [--only NAME[,NAME]]
+//   node bench/run.mjs [--quick | --smoke] [--only NAME[,NAME]]
 // Needs dist/ (npm run build) and the native addon (npm run build:native); see docs/benchmarks.md.
 import { execFileSync } from "node:child_process";
 import { dirname, join } from "node:path";
@@ -10,9 +10,13 @@ import { parseArgs } from "node:util";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const { values } = parseArgs({
-  options: { quick: { type: "boolean", default: false }, only: { type: "string" } },
+  options: {
+    quick: { type: "boolean", default: false },
+    smoke: { type: "boolean", default: false },
+    only: { type: "string" },
+  },
 });
-const quick = values.quick ? ["--quick"] : [];
+const quick = values.smoke ? ["--quick", "--smoke"] : values.quick ? ["--quick"] : [];
 const BENCHES = [
   ["loop", "miner loop vs the seed's loop (zero-cost backend)", ["loop.mjs", ...quick]],
   ["backlog", "short real-inference jobs: the miner vs the seed's loop", ["backlog.mjs", ...quick]],

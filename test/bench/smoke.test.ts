@@ -1,4 +1,4 @@
-// Smoke test of the benchmarks: each runs in its tiny --quick mode, prints its table with the
+// Smoke test of the benchmarks: each runs in its --smoke mode (--quick with one run per table), prints its table with the
 // ratio column and writes one valid JSON results file. No timing is asserted: figures on a
 // shared 2-core host are noise, and benchmarks are never pass/fail.
 import { execFile } from "node:child_process";
@@ -18,7 +18,7 @@ describe("bench --quick", () => {
       const dir = mkdtempSync(join(tmpdir(), "bench-smoke-"));
       const { stdout } = await run(
         process.execPath,
-        [join(root, "bench", "run.mjs"), "--quick", "--only", name],
+        [join(root, "bench", "run.mjs"), "--smoke", "--only", name],
         {
           cwd: root,
           env: { ...process.env, BENCH_RESULTS_DIR: dir },
