@@ -84,6 +84,15 @@ export interface NvmlDeviceOk {
   eccModeCurrent: boolean | null;
   eccModePending: boolean | null;
   eccUncorrectedVolatile: number | null;
+  /** Retired pages wait for a reset to take effect (nvmlDeviceGetRetiredPagesPendingStatus). */
+  retiredPagesPending: boolean | null;
+  /** Rows remapped so far (nvmlDeviceGetRemappedRows; null before Ampere or on old drivers). */
+  remappedRowsCorrectable: number | null;
+  remappedRowsUncorrectable: number | null;
+  /** A row remap waits for a reset. */
+  remapPending: boolean | null;
+  /** A row could not be remapped (no spare rows left): the card needs service. */
+  remapFailure: boolean | null;
   pcieLinkGen: number | null;
   pcieLinkWidth: number | null;
   pcieLinkGenMax: number | null;
@@ -116,7 +125,7 @@ export interface NvmlSnapshot {
 /** Names of the packed values, in their order within one device's slice (see NvmlPackedSnapshot). */
 export interface NvmlPackedLayout {
   /**
-   * Today: the numeric NvmlDeviceOk fields by name (eccModeCurrent/Pending as 1/0),
+   * Today: the numeric NvmlDeviceOk fields by name (booleans such as eccModeCurrent as 1/0),
    * computeCapabilityMajor/Minor, errorCode (set only on a failed device) and processCount.
    */
   readonly packedFields: readonly string[];
@@ -138,6 +147,50 @@ export interface NvmlPackedSnapshot {
   numbers: Float64Array;
   strings: (string | null)[];
   processes: Float64Array;
+}
+
+/** What one NVML event (nvmlEventSetWait) or a failing wait says; `timestamp` = ms since epoch when received. */
+export type NvmlEvent =
+  | {
+      kind: "event";
+      /** null when the event's device handle is none this watcher registered. */
+      index: number | null;
+      uuid: string | null;
+      type: "xid" | "double_bit_ecc" | "single_bit_ecc" | "other";
+      /** The raw nvmlEventType bit(s). */
+      eventType: number;
+      /** The Xid (eventData) of an "xid" event; null for other types. */
+      xid: number | null;
+      /** The raw eventData. */
+      data: number;
+      timestamp: number;
+    }
+  | {
+      /** nvmlEventSetWait failed with something other than a timeout (once per new code). */
+      kind: "error";
+      code: number;
+      message: string;
+      timestamp: number;
+    };
+
+export interface NvmlEventDeviceStatus {
+  index: number;
+  uuid: string | null;
+  /** unsupported: the device (or driver) answered NOT_SUPPORTED, or supports none of the types. */
+  status: "registered" | "unsupported" | "lost" | "error";
+  /** Types registered: "xid", "double_bit_ecc", "single_bit_ecc". */
+  eventTypes: string[];
+  code: number | null;
+  message: string | null;
+}
+
+export interface NvmlEventsStart {
+  /** False when no device could be registered (or the library has no event calls): no thread runs. */
+  running: boolean;
+  reason: string | null;
+  /** "nvmlEventSetWait_v2", or "nvmlEventSetWait" on an old driver; null when neither exists. */
+  waitCall: string | null;
+  devices: NvmlEventDeviceStatus[];
 }
 
 export interface LibraryProbe {
@@ -184,6 +237,17 @@ export interface NvmlAddon extends NvmlPackedLayout {
    */
   lockFile?(path: string): FileLock;
   unlockFile?(fd: number): void;
+  /**
+   * Watch NVML events (Xid critical errors, double- and single-bit ECC) on a thread of the addon's
+   * own; `onEvent` runs on the JS thread. Takes a session hold until stopEvents. Throws NvmlError
+   * (code 1) when NVML is not open, an Error when a watcher already runs in this process. The
+   * watcher never keeps the process alive; an environment's teardown stops it. Absent in older
+   * addons.
+   */
+  startEvents?(onEvent: (e: NvmlEvent) => void): NvmlEventsStart;
+  /** Stops this environment's watcher and joins its thread (within ~0.1 s); false when none ran. */
+  stopEvents?(): boolean;
+  eventsRunning?(): boolean;
   /** Bumped when this surface changes; the loader refuses a binary with another value. */
   readonly abiVersion: 2;
 }

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "health_events.h"
 #include "host_calls.h"
 #include "snapshot.h"
 
@@ -115,6 +116,11 @@ constexpr PackedNumber kPackedNumbers[] = {
     {"eccModeCurrent", [](const DeviceData& d) { return num(d.eccCurrent); }},  // 1/0
     {"eccModePending", [](const DeviceData& d) { return num(d.eccPending); }},  // 1/0
     {"eccUncorrectedVolatile", [](const DeviceData& d) { return num(d.eccUncorrectedVolatile); }},
+    {"retiredPagesPending", [](const DeviceData& d) { return num(d.retiredPagesPending); }},  // 1/0
+    {"remappedRowsCorrectable", [](const DeviceData& d) { return num(d.remappedRowsCorrectable); }},
+    {"remappedRowsUncorrectable", [](const DeviceData& d) { return num(d.remappedRowsUncorrectable); }},
+    {"remapPending", [](const DeviceData& d) { return num(d.remapPending); }},  // 1/0
+    {"remapFailure", [](const DeviceData& d) { return num(d.remapFailure); }},  // 1/0
     {"pcieLinkGen", [](const DeviceData& d) { return num(d.pcieGen); }},
     {"pcieLinkWidth", [](const DeviceData& d) { return num(d.pcieWidth); }},
     {"pcieLinkGenMax", [](const DeviceData& d) { return num(d.pcieGenMax); }},
@@ -367,9 +373,28 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     std::lock_guard<std::mutex> lock(s.mu);
     releaseLocked(s, key, -1);
   });
+  aitbc::registerHealthEvents(env, exports);
   return exports;
 }
 
 }  // namespace
+
+namespace aitbc {
+
+const NvmlLibrary* holdSession(napi_env env) {
+  Session& s = session();
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (!s.initialized) return nullptr;
+  s.holds[env]++;
+  return &s.lib;
+}
+
+void releaseSession(napi_env env) {
+  Session& s = session();
+  std::lock_guard<std::mutex> lock(s.mu);
+  releaseLocked(s, env, 1);
+}
+
+}  // namespace aitbc
 
 NODE_API_MODULE(aitbc_nvml, Init)

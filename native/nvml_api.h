@@ -18,6 +18,7 @@ enum : int {
   NVML_ERROR_NOT_FOUND = 6,
   NVML_ERROR_INSUFFICIENT_SIZE = 7,
   NVML_ERROR_DRIVER_NOT_LOADED = 9,
+  NVML_ERROR_TIMEOUT = 10,
   NVML_ERROR_LIBRARY_NOT_FOUND = 12,
   NVML_ERROR_FUNCTION_NOT_FOUND = 13,
   NVML_ERROR_GPU_IS_LOST = 15,
@@ -87,6 +88,21 @@ constexpr int NVML_VOLATILE_ECC = 0;
 constexpr int NVML_PCIE_UTIL_TX_BYTES = 0;
 constexpr int NVML_PCIE_UTIL_RX_BYTES = 1;
 
+// Events (nvmlEventSet*): the data one wait hands back. _v2 fills all 32 bytes; the old
+// nvmlEventSetWait fills the first 24 (no instance ids), so the same zeroed struct serves both.
+typedef struct nvmlEventSet_st* nvmlEventSet_t;
+struct nvmlEventData_t {
+  nvmlDevice_t device;
+  unsigned long long eventType;
+  unsigned long long eventData;
+  unsigned int gpuInstanceId;
+  unsigned int computeInstanceId;
+};
+static_assert(sizeof(nvmlEventData_t) == 32, "nvmlEventData_t layout");
+constexpr unsigned long long nvmlEventTypeSingleBitEccError = 0x1ULL;
+constexpr unsigned long long nvmlEventTypeDoubleBitEccError = 0x2ULL;
+constexpr unsigned long long nvmlEventTypeXidCriticalError = 0x8ULL;
+
 typedef nvmlReturn_t (*nvmlInit_fn)();
 typedef nvmlReturn_t (*nvmlShutdown_fn)();
 typedef const char* (*nvmlErrorString_fn)(nvmlReturn_t);
@@ -108,5 +124,14 @@ typedef nvmlReturn_t (*nvmlDeviceGetTotalEccErrors_fn)(nvmlDevice_t, int, int, u
 typedef nvmlReturn_t (*nvmlDeviceGetCudaComputeCapability_fn)(nvmlDevice_t, int*, int*);
 // The process-list calls take a pointer to an array whose element size depends on the version.
 typedef nvmlReturn_t (*nvmlDeviceGetProcesses_fn)(nvmlDevice_t, unsigned int*, void*);
+// isPending is an nvmlEnableState_t (0 disabled, 1 enabled).
+typedef nvmlReturn_t (*nvmlDeviceGetRetiredPagesPendingStatus_fn)(nvmlDevice_t, int*);
+// corrRows, uncRows, isPending, failureOccurred.
+typedef nvmlReturn_t (*nvmlDeviceGetRemappedRows_fn)(nvmlDevice_t, unsigned int*, unsigned int*, unsigned int*,
+                                                     unsigned int*);
+typedef nvmlReturn_t (*nvmlEventSetCreate_fn)(nvmlEventSet_t*);
+typedef nvmlReturn_t (*nvmlEventSetFree_fn)(nvmlEventSet_t);
+typedef nvmlReturn_t (*nvmlEventSetWait_fn)(nvmlEventSet_t, nvmlEventData_t*, unsigned int);
+typedef nvmlReturn_t (*nvmlDeviceRegisterEvents_fn)(nvmlDevice_t, unsigned long long, nvmlEventSet_t);
 
 }  // extern "C"

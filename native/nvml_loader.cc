@@ -117,6 +117,23 @@ bool NvmlLibrary::open(const std::string& path, std::string& error) {
       missing_.emplace_back("nvmlDeviceGetComputeRunningProcesses_v3");
     }
   }
+  bind(a.deviceGetRetiredPagesPendingStatus, {"nvmlDeviceGetRetiredPagesPendingStatus"});
+  bind(a.deviceGetRemappedRows, {"nvmlDeviceGetRemappedRows"});
+  bind(a.eventSetCreate, {"nvmlEventSetCreate"});
+  bind(a.eventSetFree, {"nvmlEventSetFree"});
+  bind(a.deviceRegisterEvents, {"nvmlDeviceRegisterEvents"});
+  bind(a.deviceGetSupportedEventTypes, {"nvmlDeviceGetSupportedEventTypes"});
+  {
+    const char* which = nullptr;
+    a.eventSetWait =
+        reinterpret_cast<nvmlEventSetWait_fn>(resolve({"nvmlEventSetWait_v2", "nvmlEventSetWait"}, &which));
+    if (which != nullptr) {
+      resolved_.emplace_back(which);
+      a.eventSetWaitName = which;
+    } else {
+      missing_.emplace_back("nvmlEventSetWait_v2");
+    }
+  }
   if (a.init == nullptr || a.deviceGetCount == nullptr || a.deviceGetHandleByIndex == nullptr) {
     error = path + " is not a usable NVML library: nvmlInit/nvmlDeviceGetCount/nvmlDeviceGetHandleByIndex missing";
     close();

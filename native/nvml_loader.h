@@ -41,10 +41,20 @@ struct NvmlApi {
   nvmlDeviceGetEnumUInt_fn deviceGetPcieThroughput = nullptr;
   nvmlDeviceGetCudaComputeCapability_fn deviceGetCudaComputeCapability = nullptr;
   nvmlDeviceGetProcesses_fn deviceGetComputeRunningProcesses = nullptr;
+  nvmlDeviceGetRetiredPagesPendingStatus_fn deviceGetRetiredPagesPendingStatus = nullptr;
+  nvmlDeviceGetRemappedRows_fn deviceGetRemappedRows = nullptr;
+  // Health events (native/health_events.cc); eventSetWait is _v2 when the driver has it.
+  nvmlEventSetCreate_fn eventSetCreate = nullptr;
+  nvmlEventSetFree_fn eventSetFree = nullptr;
+  nvmlEventSetWait_fn eventSetWait = nullptr;
+  nvmlDeviceRegisterEvents_fn deviceRegisterEvents = nullptr;
+  nvmlDeviceGetULL_fn deviceGetSupportedEventTypes = nullptr;
   // Element size of the array the resolved process call fills (16 for v1, 24 for v2/v3).
   size_t processInfoSize = 0;
   // The pci call that resolved: 3, 2 or 1 (v1 fills only the legacy 16-byte bus id).
   int pciInfoVersion = 0;
+  // The wait call that resolved ("nvmlEventSetWait_v2" or "nvmlEventSetWait"), or null.
+  const char* eventSetWaitName = nullptr;
 };
 
 class NvmlLibrary {

@@ -39,6 +39,8 @@ enum MemoField : int {
   kClockReasons,
   kEccErrors,
   kPstate,
+  kRetiredPending,
+  kRemappedRows,
   kMemoFields
 };
 static_assert(kMemoFields <= 16, "DeviceMemo::readAtMs holds 16 fields");
@@ -253,6 +255,35 @@ void readDevice(const NvmlApi& a, nvmlDevice_t dev, const SnapshotOptions& opts,
           nvmlReturn_t rc =
               a.deviceGetTotalEccErrors(dev, NVML_MEMORY_ERROR_TYPE_UNCORRECTED, NVML_VOLATILE_ECC, &ull);
           if (rc == NVML_SUCCESS) d.eccUncorrectedVolatile = static_cast<double>(ull);
+          return rc;
+        },
+        [] {});
+  }
+  // Read every snapshot (a reset clears them and the verdict must follow); a device without page
+  // retirement (consumer cards) or row remapping (before Ampere) is asked once.
+  if (a.deviceGetRetiredPagesPendingStatus) {
+    memoised(
+        m, kRetiredPending, kAlways, now,
+        [&] {
+          int pending = 0;
+          nvmlReturn_t rc = a.deviceGetRetiredPagesPendingStatus(dev, &pending);
+          if (rc == NVML_SUCCESS) d.retiredPagesPending = pending != 0;
+          return rc;
+        },
+        [] {});
+  }
+  if (a.deviceGetRemappedRows) {
+    memoised(
+        m, kRemappedRows, kAlways, now,
+        [&] {
+          unsigned int corr = 0, unc = 0, pending = 0, failure = 0;
+          nvmlReturn_t rc = a.deviceGetRemappedRows(dev, &corr, &unc, &pending, &failure);
+          if (rc == NVML_SUCCESS) {
+            d.remappedRowsCorrectable = corr;
+            d.remappedRowsUncorrectable = unc;
+            d.remapPending = pending != 0;
+            d.remapFailure = failure != 0;
+          }
           return rc;
         },
         [] {});

@@ -29,6 +29,9 @@ struct DeviceData {
   Opt<double> fan, pstate, clockEventReasons;
   Opt<bool> eccCurrent, eccPending;
   Opt<double> eccUncorrectedVolatile;
+  // Service counters: a page retirement or row remap waits for a reset; a remap failed.
+  Opt<bool> retiredPagesPending, remapPending, remapFailure;
+  Opt<double> remappedRowsCorrectable, remappedRowsUncorrectable;
   Opt<double> pcieGen, pcieWidth, pcieGenMax, pcieWidthMax, pcieTxKBs, pcieRxKBs;
   Opt<int> ccMajor, ccMinor;
   Opt<std::vector<ProcessData>> processes;

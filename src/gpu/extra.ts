@@ -18,6 +18,12 @@ export interface GpuExtra {
   eccModeCurrent: boolean | null;
   eccModePending: boolean | null;
   eccUncorrectedVolatile: number | null;
+  /** Service counters (docs/gpu-health.md): null where the card or driver has none. */
+  retiredPagesPending: boolean | null;
+  remappedRowsCorrectable: number | null;
+  remappedRowsUncorrectable: number | null;
+  remapPending: boolean | null;
+  remapFailure: boolean | null;
   pcieLinkGen: number | null;
   pcieLinkWidth: number | null;
   pcieLinkGenMax: number | null;
@@ -38,6 +44,8 @@ export const EXTRA_KEYS = [
   "pstate",
   "clockEventReasonsMask",
   "eccUncorrectedVolatile",
+  "remappedRowsCorrectable",
+  "remappedRowsUncorrectable",
   "pcieLinkGen",
   "pcieLinkWidth",
   "pcieLinkGenMax",
@@ -62,6 +70,11 @@ export function emptyExtra(): GpuExtra {
     eccModeCurrent: null,
     eccModePending: null,
     eccUncorrectedVolatile: null,
+    retiredPagesPending: null,
+    remappedRowsCorrectable: null,
+    remappedRowsUncorrectable: null,
+    remapPending: null,
+    remapFailure: null,
     pcieLinkGen: null,
     pcieLinkWidth: null,
     pcieLinkGenMax: null,
@@ -81,6 +94,9 @@ export function readExtra(d: GpuDevice): GpuExtra {
   for (const k of EXTRA_KEYS) out[k] = num(e[k]);
   out.eccModeCurrent = bool(e["eccModeCurrent"]);
   out.eccModePending = bool(e["eccModePending"]);
+  out.retiredPagesPending = bool(e["retiredPagesPending"]);
+  out.remapPending = bool(e["remapPending"]);
+  out.remapFailure = bool(e["remapFailure"]);
   const reasons = e["clockEventReasons"];
   out.clockEventReasons =
     Array.isArray(reasons) && reasons.every((r) => typeof r === "string") ? (reasons as string[]) : null;

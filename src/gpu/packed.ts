@@ -48,6 +48,13 @@ export function packedDecoder(layout: NvmlPackedLayout): Unpack {
   const eccCurrent = at("eccModeCurrent");
   const eccPending = at("eccModePending");
   const eccUncorrected = at("eccUncorrectedVolatile");
+  // The service counters came later: an addon built before them reads them as null (-1).
+  const opt = (field: string): number => layout.packedFields.indexOf(field);
+  const retiredPending = opt("retiredPagesPending");
+  const remapCorr = opt("remappedRowsCorrectable");
+  const remapUnc = opt("remappedRowsUncorrectable");
+  const remapPending = opt("remapPending");
+  const remapFailure = opt("remapFailure");
   const pcieGen = at("pcieLinkGen");
   const pcieWidth = at("pcieLinkWidth");
   const pcieGenMax = at("pcieLinkGenMax");
@@ -76,6 +83,8 @@ export function packedDecoder(layout: NvmlPackedLayout): Unpack {
       const x = n[i]!;
       return Number.isNaN(x) ? null : x !== 0;
     };
+    const vOpt = (field: number, o: number): number | null => (field < 0 ? null : v(o + field));
+    const bOpt = (field: number, o: number): boolean | null => (field < 0 ? null : b(o + field));
     const str = (i: number): string | null => p.strings[i] ?? null;
     const devices: NvmlDevice[] = new Array(p.count);
     // Each device's (pid, usedMemoryBytes) pairs follow the previous devices' pairs.
@@ -134,6 +143,11 @@ export function packedDecoder(layout: NvmlPackedLayout): Unpack {
         eccModeCurrent: b(o + eccCurrent),
         eccModePending: b(o + eccPending),
         eccUncorrectedVolatile: v(o + eccUncorrected),
+        retiredPagesPending: bOpt(retiredPending, o),
+        remappedRowsCorrectable: vOpt(remapCorr, o),
+        remappedRowsUncorrectable: vOpt(remapUnc, o),
+        remapPending: bOpt(remapPending, o),
+        remapFailure: bOpt(remapFailure, o),
         pcieLinkGen: v(o + pcieGen),
         pcieLinkWidth: v(o + pcieWidth),
         pcieLinkGenMax: v(o + pcieGenMax),

@@ -1,6 +1,6 @@
 // Typed description of the fake NVML's devices and faults, written as the key=value file that
 // fake_nvml.c reads at nvmlInit (env FAKE_NVML_CONFIG).
-import { writeFileSync } from "node:fs";
+import { appendFileSync, writeFileSync } from "node:fs";
 import type { NvmlDevice, NvmlSnapshot } from "../../binding.js";
 
 export type FakeField =
@@ -24,7 +24,10 @@ export type FakeField =
   | "pcie"
   | "pcie_throughput"
   | "cc"
-  | "processes";
+  | "processes"
+  | "retired_pages"
+  | "remapped_rows"
+  | "events";
 
 export interface FakeDevice {
   name?: string;
@@ -64,6 +67,26 @@ export interface FakeDevice {
   processes?: { pid: number; usedMiB: number | null }[];
   /** Processes that appear between the sizing call and the fill call (pids 50000+i, (i+1) MiB). */
   processesGrow?: number;
+  retiredPagesPending?: boolean;
+  remappedRows?: { correctable: number; uncorrectable: number; pending: boolean; failure: boolean };
+  /** Event types the device supports (nvmlDeviceGetSupportedEventTypes); default 0xF. */
+  eventTypes?: number;
+}
+
+/** nvmlEventType* bits. */
+export const EVENT_SINGLE_BIT_ECC = 0x1;
+export const EVENT_DOUBLE_BIT_ECC = 0x2;
+export const EVENT_XID = 0x8;
+
+/** One line of the events file: an event on device `index`, or a failing wait (`error`: NVML code). */
+export type FakeEvent = { index: number; type: number; data?: number } | { error: number };
+
+/** Append events; the fake's nvmlEventSetWait delivers each once, in order, to sets made before. */
+export function appendFakeEvents(file: string, events: FakeEvent[]): void {
+  const lines = events.map((e) =>
+    "error" in e ? `error ${e.error}` : `${e.index} ${e.type} ${e.data ?? 0}`,
+  );
+  appendFileSync(file, `${lines.join("\n")}\n`);
 }
 
 export interface FakeNvmlConfig {
@@ -74,6 +97,8 @@ export interface FakeNvmlConfig {
   cuda?: number;
   /** nvmlDeviceGetCount returns this code for `times` calls after `after` good ones. */
   countError?: { code: number; after: number; times: number };
+  /** The file nvmlEventSetWait reads events from (appendFakeEvents). */
+  eventsFile?: string;
   devices: FakeDevice[];
 }
 
@@ -134,6 +159,7 @@ export function renderFakeNvmlConfig(cfg: FakeNvmlConfig): string {
   out += line("count_error", cfg.countError?.code);
   out += line("count_error_after", cfg.countError?.after);
   out += line("count_error_times", cfg.countError?.times);
+  out += line("events_file", cfg.eventsFile);
   out += line("device_count", cfg.devices.length);
   cfg.devices.forEach((d, i) => {
     const p = `dev.${i}.`;
@@ -176,6 +202,12 @@ export function renderFakeNvmlConfig(cfg: FakeNvmlConfig): string {
       out += line(`${p}procs`, list.join(","));
     }
     out += line(`${p}procs_grow`, d.processesGrow);
+    out += line(`${p}retired_pending`, d.retiredPagesPending);
+    out += line(`${p}remap_corr`, d.remappedRows?.correctable);
+    out += line(`${p}remap_unc`, d.remappedRows?.uncorrectable);
+    out += line(`${p}remap_pending`, d.remappedRows?.pending);
+    out += line(`${p}remap_failure`, d.remappedRows?.failure);
+    out += line(`${p}event_types`, d.eventTypes);
   });
   return out;
 }
@@ -233,6 +265,11 @@ export function expectedSnapshot(cfg: FakeNvmlConfig, opts: { pcieThroughput?: b
       eccModeCurrent: val("ecc", d.eccCurrent ?? false),
       eccModePending: val("ecc", d.eccPending ?? false),
       eccUncorrectedVolatile: val("ecc_errors", d.eccUncorrected ?? 0),
+      retiredPagesPending: val("retired_pages", d.retiredPagesPending ?? false),
+      remappedRowsCorrectable: val("remapped_rows", d.remappedRows?.correctable ?? 0),
+      remappedRowsUncorrectable: val("remapped_rows", d.remappedRows?.uncorrectable ?? 0),
+      remapPending: val("remapped_rows", d.remappedRows?.pending ?? false),
+      remapFailure: val("remapped_rows", d.remappedRows?.failure ?? false),
       pcieLinkGen: val("pcie", d.pcieGen ?? 0),
       pcieLinkWidth: val("pcie", d.pcieWidth ?? 0),
       pcieLinkGenMax: val("pcie", d.pcieGenMax ?? 0),

@@ -9,7 +9,8 @@
  * power_enforced energy sm_clock mem_clock sm_clock_max mem_clock_max fan pstate clock_reasons
  * ecc_current ecc_pending ecc_uncorrected pcie_gen pcie_width pcie_gen_max pcie_width_max pcie_tx
  * pcie_rx cc_major cc_minor unsupported (comma list of groups) lost_after (device calls before
- * GPU_IS_LOST) procs (pid:bytes,... bytes may be "na") procs_grow (added after the sizing call).
+ * GPU_IS_LOST) procs (pid:bytes,... bytes may be "na") procs_grow (added after the sizing call)
+ * retired_pending remap_corr remap_unc remap_pending remap_failure event_types; events_file.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -17,16 +18,7 @@
 #include <string.h>
 #include <time.h>
 
-#define EXPORT __attribute__((visibility("default")))
-#define MAX_DEVS 64
-#define MAX_PROCS 512
-#define NA_BYTES 0xFFFFFFFFFFFFFFFFULL
-
-typedef int nvmlReturn_t;
-enum {
-  OK = 0, UNINIT = 1, INVALID = 2, NOT_SUPPORTED = 3, NOT_FOUND = 6, INSUFFICIENT = 7,
-  GPU_LOST = 15, VERSION_MISMATCH = 25, UNKNOWN = 999
-};
+#include "fake_nvml.h"
 
 typedef struct { unsigned long long total, free, used; } mem_v1_t;
 typedef struct { unsigned int version; unsigned long long total, reserved, free, used; } mem_v2_t;
@@ -41,23 +33,9 @@ typedef struct {
   unsigned int pid; unsigned long long usedGpuMemory; unsigned int gpuInstanceId, computeInstanceId;
 } proc_v2_t;
 
-typedef struct {
-  char name[96], uuid[96], pci[32], unsupported[512];
-  unsigned long long mem_total, mem_used, mem_reserved, energy, clock_reasons, ecc_uncorrected;
-  unsigned int util_gpu, util_mem, temp, power, power_limit, power_enforced;
-  unsigned int sm_clock, mem_clock, sm_clock_max, mem_clock_max, fan, pcie_gen, pcie_width;
-  unsigned int pcie_gen_max, pcie_width_max, pcie_tx, pcie_rx;
-  int pstate, ecc_current, ecc_pending, cc_major, cc_minor;
-  long lost_after; /* -1: never */
-  long calls;
-  unsigned int nprocs, procs_grow, grown;
-  unsigned int pids[MAX_PROCS];
-  unsigned long long pmem[MAX_PROCS];
-} dev_t_;
-
-static dev_t_ devs[MAX_DEVS];
-static unsigned int ndevs;
-static int initialized;
+dev_t_ devs[MAX_DEVS];
+unsigned int ndevs;
+int initialized;
 static int init_error;
 static long init_delay_ms;
 static char driver[64] = "550.54.14", nvml_ver[64] = "12.550.54.14";
@@ -65,6 +43,7 @@ static int cuda = 12040;
 /* nvmlDeviceGetCount fails with count_error for count_error_times calls after count_error_after. */
 static int count_error;
 static long count_error_after, count_error_times, count_calls;
+char events_file[1024];
 
 static void trim(char* s) {
   size_t n = strlen(s);
@@ -126,11 +105,16 @@ static void set_dev(dev_t_* d, const char* k, const char* v) {
   else if (!strcmp(k, "lost_after")) d->lost_after = atol(v);
   else if (!strcmp(k, "procs")) parse_procs(d, v);
   else if (!strcmp(k, "procs_grow")) d->procs_grow = (unsigned)n;
+  else fake_health_key(d, k, v);
 }
 
 static void load_config(void) {
   memset(devs, 0, sizeof devs);
-  for (int i = 0; i < MAX_DEVS; i++) devs[i].lost_after = -1;
+  for (int i = 0; i < MAX_DEVS; i++) {
+    devs[i].lost_after = -1;
+    fake_health_reset(&devs[i]);
+  }
+  events_file[0] = 0;
   ndevs = 0;
   init_error = 0;
   init_delay_ms = 0;
@@ -155,6 +139,7 @@ static void load_config(void) {
     else if (!strcmp(k, "driver")) copy(driver, sizeof driver, v);
     else if (!strcmp(k, "nvml")) copy(nvml_ver, sizeof nvml_ver, v);
     else if (!strcmp(k, "cuda")) cuda = atoi(v);
+    else if (!strcmp(k, "events_file")) copy(events_file, sizeof events_file, v);
     else if (!strcmp(k, "count_error")) count_error = atoi(v);
     else if (!strcmp(k, "count_error_after")) count_error_after = atol(v);
     else if (!strcmp(k, "count_error_times")) count_error_times = atol(v);
@@ -195,8 +180,7 @@ static void log_call(const char* group) {
   }
 }
 
-/* Common prologue of every device call: initialized, valid handle, lost countdown, support. */
-static nvmlReturn_t enter(void* handle, const char* group, dev_t_** out) {
+nvmlReturn_t fake_enter(void* handle, const char* group, dev_t_** out) {
   if (!initialized) return UNINIT;
   log_call(group);
   dev_t_* d = (dev_t_*)handle;
@@ -207,11 +191,6 @@ static nvmlReturn_t enter(void* handle, const char* group, dev_t_** out) {
   *out = d;
   return OK;
 }
-
-#define ENTER(h, group)                          \
-  dev_t_* d = NULL;                              \
-  nvmlReturn_t rc_ = enter((h), (group), &d);    \
-  if (rc_ != OK) return rc_;
 
 static nvmlReturn_t do_init(void) {
   load_config();

@@ -1,6 +1,6 @@
 // Global-setup step: build the fake libnvidia-ml (current and old-driver variants) into
 // test/.fixtures/fake-nvml/ with cc, and the addon itself when build/ lacks it. Cached: a
-// variant is rebuilt only when fake_nvml.c is newer than it.
+// variant is rebuilt only when a source of it is newer.
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -18,7 +18,7 @@ function stale(out: string, src: string): boolean {
   return !existsSync(out) || statSync(out).mtimeMs < statSync(src).mtimeMs;
 }
 
-function compile(src: string, out: string, defines: string[]): void {
+function compile(src: string[], out: string, defines: string[]): void {
   mkdirSync(join(out, ".."), { recursive: true });
   execFileSync(
     process.env["CC"] || "cc",
@@ -33,24 +33,28 @@ function compile(src: string, out: string, defines: string[]): void {
       ...defines,
       "-o",
       out,
-      src,
+      ...src,
     ],
     { stdio: "pipe" },
   );
 }
 
 export default async function setup(root: string): Promise<void> {
-  const src = join(root, "test", "fake-nvml", "fake_nvml.c");
+  const dir = join(root, "test", "fake-nvml");
+  const src = ["fake_nvml.c", "fake_health.c"].map((f) => join(dir, f));
+  const inputs = [...src, join(dir, "fake_nvml.h")];
   const p = fakeNvmlPaths(root);
-  if (stale(p.current, src)) compile(src, p.current, []);
-  if (stale(p.old, src)) compile(src, p.old, ["-DFAKE_OLD_DRIVER"]);
+  if (inputs.some((f) => stale(p.current, f))) compile(src, p.current, []);
+  if (inputs.some((f) => stale(p.old, f))) compile(src, p.old, ["-DFAKE_OLD_DRIVER"]);
   // The suites run the real addon: build it when missing or older than its sources.
   const addon = join(root, "build", "Release", "aitbc_nvml.node");
   const sources = [
     "addon.cc",
+    "health_events.cc",
     "nvml_loader.cc",
     "snapshot.cc",
     "nvml_api.h",
+    "health_events.h",
     "nvml_loader.h",
     "snapshot.h",
   ].map((f) => join(root, "native", f));
