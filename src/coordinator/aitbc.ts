@@ -248,6 +248,14 @@ export class AitbcClient extends DialectClient implements CoordinatorClient {
     return null;
   }
 
+  /** One listing answers for every job asked about: a cancel clears the job's miner upstream. */
+  async jobsNoLongerOurs(jobIds: readonly string[], signal?: AbortSignal): Promise<string[] | null> {
+    const running = await this.runningJobs(signal);
+    if (running === null) return null;
+    const ours = new Set(running);
+    return jobIds.filter((id) => !ours.has(id));
+  }
+
   async deregister(timeoutMs?: number): Promise<void> {
     const r = await this.call({
       method: "DELETE",

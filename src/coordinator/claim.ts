@@ -25,6 +25,21 @@ export interface ClaimOptions {
 
 const availableJob = z.looseObject({ job_id: z.string().refine(isValidJobId, "invalid job id") });
 const anyJson = z.unknown();
+/** A job's view (`GET /v1/jobs/{id}`): upstream's `state`, or the tutorial's `status`. */
+const jobView = z.looseObject({
+  job_id: z.string(),
+  state: z.string().max(64).optional(),
+  status: z.string().max(64).optional(),
+  assigned_miner_id: z.string().nullish(),
+});
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
 
 /** nvidia-smi's `memory.total` CSV form, as the seed sends it. */
 function gpuInfo(c: Capabilities): { name: string; memory: string } {
@@ -111,6 +126,28 @@ export class ClaimClient extends DialectClient implements CoordinatorClient {
     });
     // The tutorial coordinator sends no receipt; take one losslessly if a variant does.
     return { status: res.status, coordinatorReceiptText: rawMemberText(res.text, "receipt") };
+  }
+
+  /**
+   * Each job's own view: one no longer RUNNING, or RUNNING for another miner, is no longer ours.
+   * A job the coordinator does not show (404: no such route, or no such job; not a job view) is
+   * left alone: only a positive answer stops work. null when no job could be asked about.
+   */
+  async jobsNoLongerOurs(jobIds: readonly string[], signal?: AbortSignal): Promise<string[] | null> {
+    const gone: string[] = [];
+    let answered = false;
+    for (const id of jobIds) {
+      const { req, res } = await this.call({ method: "GET", path: `/v1/jobs/${jobSegment(id)}`, signal });
+      if (res.status === 429 || res.status >= 500) throw this.o.http.statusError(req, res);
+      if (res.status < 200 || res.status >= 300) continue;
+      const v = jobView.safeParse(parseJson(res.text));
+      const state = v.success ? (v.data.state ?? v.data.status) : undefined;
+      if (!v.success || v.data.job_id !== id || state === undefined) continue;
+      answered = true;
+      const holder = v.data.assigned_miner_id;
+      if (state.toUpperCase() !== "RUNNING" || (holder != null && holder !== this.o.minerId)) gone.push(id);
+    }
+    return answered ? gone : null;
   }
 
   /** No fail call in this dialect: the job's claim simply lapses on the coordinator. */

@@ -90,6 +90,13 @@ export interface CoordinatorClient {
    * none (claim): the miner then recovers from its own state alone.
    */
   runningJobs?(signal?: AbortSignal): Promise<string[] | null>;
+  /**
+   * Of `jobIds` (jobs this miner holds), those the coordinator no longer runs for it: cancelled,
+   * requeued, handed to another miner or finished. null when it cannot say (no such route, an
+   * answer that is no listing). aitbc: one listing of its RUNNING jobs answers for all of them;
+   * claim: each job's `GET /v1/jobs/{id}`. Left out by a dialect that has no way to ask.
+   */
+  jobsNoLongerOurs?(jobIds: readonly string[], signal?: AbortSignal): Promise<string[] | null>;
   /** Best effort within `timeoutMs` (shutdown has a budget). */
   deregister(timeoutMs?: number): Promise<void>;
   close(): Promise<void>;

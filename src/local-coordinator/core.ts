@@ -111,6 +111,19 @@ export class CoordinatorCore {
     return j ? structuredClone(j) : undefined;
   }
 
+  /**
+   * A client cancels a job (upstream's `POST /v1/jobs/{id}/cancel`): a QUEUED or RUNNING job
+   * becomes CANCELED and keeps no miner. False when it was already final (left as it was).
+   */
+  cancel(jobId: string): boolean {
+    const j = this.knownJob(jobId);
+    const prev = j.minerId;
+    if (!this.state.cancel(j, this.now())) return false;
+    this.state.save();
+    this.emit({ type: "cancelled", jobId, minerId: prev });
+    return true;
+  }
+
   jobs(): LocalJob[] {
     return [...this.state.jobs.values()].map((j) => structuredClone(j));
   }
@@ -120,12 +133,13 @@ export class CoordinatorCore {
   }
 
   stats(): LocalCoordinatorStats {
-    const jobs = { total: 0, queued: 0, running: 0, completed: 0, failed: 0 };
+    const jobs = { total: 0, queued: 0, running: 0, completed: 0, failed: 0, cancelled: 0 };
     for (const j of this.state.jobs.values()) {
       jobs.total++;
       if (j.state === "QUEUED") jobs.queued++;
       else if (j.state === "RUNNING") jobs.running++;
       else if (j.state === "COMPLETED") jobs.completed++;
+      else if (j.state === "CANCELED") jobs.cancelled++;
       else jobs.failed++;
     }
     return structuredClone({ ...this.counters, jobs, faults: { ...this.faults.counts } });
@@ -198,7 +212,13 @@ export class CoordinatorCore {
       this.rules.assigned(m);
       this.state.save();
       this.emit({ type: "assigned", jobId: j.jobId, minerId, attempt: j.attempts });
-      return { status: 200, json: { job_id: j.jobId, payload: j.payload, constraints: j.constraints } };
+      const fails = this.rules.handOverFails(j);
+      if (fails) throw fails;
+      return {
+        status: 200,
+        json: { job_id: j.jobId, payload: j.payload, constraints: j.constraints },
+        committed: true,
+      };
     }
     return { status: 204 };
   }

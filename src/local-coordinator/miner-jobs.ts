@@ -6,7 +6,7 @@ import type { CoordinatorCore } from "./core.js";
 import { type Ctx, HttpFail, type Reply } from "./http.js";
 import type { LocalJob } from "./state.js";
 
-const STATES = new Set(["QUEUED", "RUNNING", "COMPLETED", "FAILED"]);
+const STATES = new Set(["QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELED"]);
 
 /** Upstream's `int` query parameter: a bad one is a 422 there. */
 function intParam(url: URL, name: string, fallback: number): number {
@@ -17,7 +17,7 @@ function intParam(url: URL, name: string, fallback: number): number {
   return Number(raw);
 }
 
-function view(j: LocalJob): Record<string, unknown> {
+export function view(j: LocalJob): Record<string, unknown> {
   return {
     job_id: j.jobId,
     state: j.state,

@@ -26,8 +26,13 @@ export interface CoordinatorRules {
   assigned(m: LocalMiner): void;
   /** A result for `j` was accepted from miner `m` (undefined when not registered). */
   resultAccepted(j: LocalJob, m: LocalMiner | undefined): void;
-  /** False: the submission is a refused repeat (409). */
+  /** False: the submission is a refused repeat, or comes for a cancelled job (409). */
   acceptsResult(j: LocalJob): boolean;
+  /**
+   * The answer a poll that has just handed `j` over gives instead of the job, or null to answer
+   * with it: upstream stores the hand-over, then fails to serialise some payloads (a 500).
+   */
+  handOverFails(j: LocalJob): HttpFail | null;
   /** What a reported failure does to the job; throws when the report is refused. */
   failVerdict(
     j: LocalJob,
@@ -58,7 +63,8 @@ export const referenceRules: CoordinatorRules = {
   heartbeat: () => {},
   assigned: () => {},
   resultAccepted: () => {},
-  acceptsResult: (j) => j.state !== "COMPLETED" && j.state !== "FAILED",
+  acceptsResult: (j) => j.state !== "COMPLETED" && j.state !== "FAILED" && j.state !== "CANCELED",
+  handOverFails: () => null,
   failVerdict(j, _minerId, { code, message }, requeueOnFail) {
     if (j.state !== "RUNNING") throw new HttpFail(409, `job is ${j.state.toLowerCase()}, not running`);
     return { requeue: requeueOnFail || REQUEUE_CODES.has(code), error: { code, message } };

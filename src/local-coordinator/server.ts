@@ -9,6 +9,7 @@ import { aitbcRoutes } from "./aitbc-routes.js";
 import { claimRoutes, isClaimRegister } from "./claim-routes.js";
 import { CoordinatorCore } from "./core.js";
 import { type Ctx, type Handler, HttpFail, RateLimitFail, type Reply } from "./http.js";
+import { jobRoutes } from "./job-routes.js";
 import type { LocalCoordinator, LocalCoordinatorOptions } from "./types.js";
 
 /** Routes that change state: a dropAfterCommit fault may cut their connection after the change. */
@@ -25,6 +26,8 @@ const ROUTE_TEMPLATES: Record<string, string> = {
   available: "GET /v1/jobs/available",
   claim: "POST /v1/jobs/{job_id}/claim",
   complete: "POST /v1/jobs/{job_id}/complete",
+  cancel: "POST /v1/jobs/{job_id}/cancel",
+  job_view: "GET /v1/jobs/{job_id}",
 };
 
 /** "METHOD /path/{param}" for stats: one key per route, never one per id. */
@@ -86,6 +89,7 @@ export class LocalCoordinatorServer extends CoordinatorCore implements LocalCoor
     this.handlers = {
       ...aitbc,
       ...claim,
+      ...jobRoutes(this),
       ...adminRoutes(this),
       health: () => ({ status: 200, json: { status: "ok" } }),
       register: (ctx, param) => (isClaimRegister(ctx.body) ? claim : aitbc)["register"]!(ctx, param),
@@ -186,6 +190,9 @@ export class LocalCoordinatorServer extends CoordinatorCore implements LocalCoor
       if (seg.length === 4 && method === "POST" && (seg[3] === "claim" || seg[3] === "complete")) {
         return { name: seg[3], param: decode(seg[2]!) };
       }
+      if (seg.length === 4 && method === "POST" && seg[3] === "cancel")
+        return { name: "cancel", param: decode(seg[2]!) };
+      if (seg.length === 3 && method === "GET") return { name: "job_view", param: decode(seg[2]!) };
     }
     return null;
   }
@@ -251,6 +258,10 @@ export class LocalCoordinatorServer extends CoordinatorCore implements LocalCoor
         req.socket.destroy();
         return;
       }
+      if (plan?.serverErrorAfterCommit && reply.committed) {
+        this.fault("serverErrorAfterCommit", routeName);
+        throw new HttpFail(500, "injected server error after the change was made");
+      }
       this.send(res, reply);
     } catch (err) {
       if (err instanceof HttpFail) {
@@ -271,6 +282,7 @@ export class LocalCoordinatorServer extends CoordinatorCore implements LocalCoor
       route === "available" ||
       route === "claim" ||
       route === "complete" ||
+      route === "job_view" ||
       (route === "register" && isClaimRegister(body));
     if (claimShaped && !this.o.claimRequiresKey) return;
     const key = req.headers["x-api-key"];

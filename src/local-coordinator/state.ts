@@ -5,7 +5,8 @@ import { randomUUID } from "node:crypto";
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
 import { z } from "zod";
 
-export type JobState = "QUEUED" | "RUNNING" | "COMPLETED" | "FAILED";
+/** CANCELED: a client cancelled it while QUEUED or RUNNING (upstream's spelling). */
+export type JobState = "QUEUED" | "RUNNING" | "COMPLETED" | "FAILED" | "CANCELED";
 export type Dialect = "aitbc" | "claim";
 
 export interface ReceiptCheck {
@@ -64,7 +65,10 @@ export interface NewJob {
 const persisted = z.object({
   version: z.literal(1),
   jobs: z.array(
-    z.looseObject({ jobId: z.string(), state: z.enum(["QUEUED", "RUNNING", "COMPLETED", "FAILED"]) }),
+    z.looseObject({
+      jobId: z.string(),
+      state: z.enum(["QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELED"]),
+    }),
   ),
   miners: z.array(z.looseObject({ minerId: z.string() })),
 });
@@ -156,6 +160,20 @@ export class CoordinatorState {
     job.assignedAt = now;
     job.attempts++;
     this.leaseTicks.set(job.jobId, tick);
+  }
+
+  /**
+   * A client's cancel (upstream's JobService.cancel_job): only a QUEUED or RUNNING job; it keeps no
+   * miner, so it drops out of that miner's listing. False when the job was already final.
+   */
+  cancel(job: LocalJob, now: number): boolean {
+    if (job.state !== "QUEUED" && job.state !== "RUNNING") return false;
+    job.state = "CANCELED";
+    job.error = { code: null, message: "canceled by client" };
+    job.minerId = null;
+    job.completedAt = now;
+    this.leaseTicks.delete(job.jobId);
+    return true;
   }
 
   requeue(job: LocalJob): void {

@@ -69,6 +69,7 @@ export type CoordinatorEvent =
   | { type: "duplicate"; jobId: string; minerId: string }
   | { type: "failed"; jobId: string; minerId: string; errorCode: string; requeued: boolean }
   | { type: "lease_expired"; jobId: string; minerId: string | null }
+  | { type: "cancelled"; jobId: string; minerId: string | null }
   | { type: "rate_limited"; route: string; client: string; retryAfterMs: number }
   | { type: "auth_failed"; route: string }
   | { type: "fault"; kind: FaultKind; route: string };
@@ -78,7 +79,14 @@ export interface LocalCoordinatorStats {
   /** Requests per route, keyed "METHOD /path/{param}" (e.g. "POST /v1/miners/{job_id}/result"). */
   byRoute: Record<string, number>;
   byStatus: Record<string, number>;
-  jobs: { total: number; queued: number; running: number; completed: number; failed: number };
+  jobs: {
+    total: number;
+    queued: number;
+    running: number;
+    completed: number;
+    failed: number;
+    cancelled: number;
+  };
   completions: number;
   duplicateSubmissions: number;
   failures: number;
@@ -96,6 +104,8 @@ export interface LocalCoordinator {
   readonly port: number;
   enqueue(job: NewJob): string;
   job(jobId: string): LocalJob | undefined;
+  /** Cancel a QUEUED or RUNNING job, as a client's `POST /v1/jobs/{id}/cancel` does; false when already final. */
+  cancel(jobId: string): boolean;
   jobs(): LocalJob[];
   miners(): LocalMiner[];
   stats(): LocalCoordinatorStats;

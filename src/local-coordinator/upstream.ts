@@ -63,6 +63,17 @@ function routerMetrics(metrics: unknown, result: Obj): Obj {
   return m;
 }
 
+/** A UTF-16 surrogate without its pair: Python cannot encode it as UTF-8. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+function hasLoneSurrogate(v: unknown): boolean {
+  if (typeof v === "string") return LONE_SURROGATE.test(v);
+  if (Array.isArray(v)) return v.some(hasLoneSurrogate);
+  if (typeof v === "object" && v !== null)
+    return Object.entries(v).some(([k, x]) => LONE_SURROGATE.test(k) || hasLoneSurrogate(x));
+  return false;
+}
+
 const POST_SIGNING = { zk_status: "not_required", tee_status: "not_required" };
 
 export const upstreamRules: CoordinatorRules = {
@@ -84,8 +95,15 @@ export const upstreamRules: CoordinatorRules = {
     j.error = null;
     if (m) m.inflight = Math.max(0, (m.inflight ?? 0) - 1);
   },
-  // Any job, any state, any miner: each submission completes it again with a new receipt.
+  // Any job, any state (CANCELED too), any miner: each submission completes it again with a new receipt.
   acceptsResult: () => true,
+  // The poll has committed the hand-over (RUNNING, inflight +1) when the response's UTF-8
+  // encoding fails on a lone surrogate: the catch-all handler answers 500 and the job stays
+  // RUNNING on that miner.
+  handOverFails: (j) =>
+    hasLoneSurrogate(j.payload) || hasLoneSurrogate(j.constraints)
+      ? new HttpFail(500, "response not serialisable", internalErrorBody())
+      : null,
   // JobService.fail_job: terminal whatever the state or code; only the message is stored, and the
   // reporter becomes the job's miner. The miner's inflight is NOT released (only /result does).
   failVerdict(j, minerId, { message }) {
