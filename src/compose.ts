@@ -146,6 +146,7 @@ export async function composeMiner(
     timeoutMs: cfg.requestTimeout * 1000,
     log,
     region: cfg.region,
+    unitPrice: cfg.price,
   });
 
   const settings: MinerSettings = {

@@ -107,7 +107,9 @@ export const runSchema = z
       .default(() => defaultStateDir()),
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     region: z.string().min(1).max(64).optional(),
-    price: decimal.optional(),
+    // Upstream bills 0.02 a unit when a result names no price: the default keeps that bill, and
+    // advertising it lets jobs with a max_price (which never match a miner without a price) match.
+    price: decimal.refine((n) => n <= 1_000_000, "must be at most 1000000").default(0.02),
     coordinatorKey: z.string().min(1).optional(),
     allowInsecureHttp: bool.default(false),
     unloadAfterJob: bool.default(false),

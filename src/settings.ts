@@ -81,7 +81,12 @@ export const SETTINGS: SettingSpec[] = [
   },
   { key: "logLevel", flag: "--log-level", arg: "LEVEL", help: "fatal|error|warn|info|debug|trace|silent" },
   { key: "region", flag: "--region", arg: "REGION", help: "region advertised to the coordinator" },
-  { key: "price", flag: "--price", arg: "PRICE", help: "price advertised to the coordinator" },
+  {
+    key: "price",
+    flag: "--price",
+    arg: "PRICE",
+    help: "price per GPU-second (the unit upstream bills): advertised as capabilities.price (what max_price constraints match) and sent with each result as metrics.unit_price (default: 0.02, upstream's own default)",
+  },
   {
     key: "coordinatorKey",
     flag: "--coordinator-key",

@@ -21,6 +21,8 @@ export interface AitbcOptions {
   apiKey?: string | undefined;
   bearerToken?: string | undefined;
   region?: string | undefined;
+  /** Price per unit (GPU second) sent with each result as `metrics.unit_price`; absent: upstream bills 0.02. */
+  unitPrice?: number | undefined;
   log: Logger;
 }
 
@@ -51,18 +53,20 @@ const LIST_PAGE = 100;
 const LIST_MAX_PAGES = 50;
 
 /**
- * The metrics the AITBC coordinator prices: upstream bills `units` x its unit price with
- * `unit_type` defaulting to gpu_seconds, and signs `started_at = completed_at - units` (seconds);
- * its reference miner sends only duration_ms. So units are the job's GPU seconds, and the token
- * counts travel in their own fields. (The miner's own receipt keeps units = tokens: that is the
- * receipt scheme, checked against the reference vectors.)
+ * The metrics the AITBC coordinator prices: upstream bills `units` x `unit_price` (0.02 when
+ * absent) with `unit_type` defaulting to gpu_seconds, and signs `started_at = completed_at - units`
+ * (seconds); its reference miner sends only duration_ms. So units are the job's GPU seconds, and
+ * the token counts travel in their own fields. (The miner's own receipt keeps units = tokens: that
+ * is the receipt scheme, checked against the reference vectors.) No `price` is sent: upstream would
+ * take it as the job's whole bill instead of units x unit_price.
  */
-export function pricedMetrics(result: CompletedJob): Record<string, unknown> {
+export function pricedMetrics(result: CompletedJob, unitPrice?: number): Record<string, unknown> {
   const m = result.metrics;
   return {
     duration_ms: m.duration_ms,
-    units: m.duration_ms / 1000,
+    units: billedUnits(result),
     unit_type: "gpu_seconds",
+    ...(unitPrice !== undefined ? { unit_price: unitPrice } : {}),
     gpu_utilization: m.gpu_utilization,
     memory_used: m.memory_used,
     memory_peak: m.memory_peak,
@@ -70,6 +74,11 @@ export function pricedMetrics(result: CompletedJob): Record<string, unknown> {
     completion_tokens: result.completionTokens,
     tokens: result.promptTokens + result.completionTokens,
   };
+}
+
+/** The units a result bills: its GPU seconds (what earnings reports and /metrics count too). */
+export function billedUnits(result: Pick<CompletedJob, "metrics">): number {
+  return result.metrics.duration_ms / 1000;
 }
 
 function safeJson(text: string): unknown {
@@ -109,6 +118,7 @@ export class AitbcClient extends DialectClient implements CoordinatorClient {
 
   async register(capabilities: Capabilities, concurrency: number): Promise<void> {
     const region = this.o.region ?? capabilities.region;
+    // capabilities.price is what upstream matches a job's max_price against (set by compose).
     const body: Record<string, unknown> = { capabilities, concurrency };
     if (region) body["region"] = region;
     const { req, res } = await this.expectOk({ method: "POST", path: "/v1/miners/register", json: body });
@@ -185,14 +195,19 @@ export class AitbcClient extends DialectClient implements CoordinatorClient {
         completion_tokens: result.completionTokens,
         receipt: result.receipt,
       },
-      metrics: pricedMetrics(result),
+      metrics: pricedMetrics(result, this.o.unitPrice),
     };
     const { req, res } = await this.expectOk({
       method: "POST",
       path: `/v1/miners/${jobSegment(result.jobId)}/result`,
       json: body,
     });
-    if (res.text.trim() === "") return { status: res.status, coordinatorReceiptText: null };
+    const billed = {
+      units: billedUnits(result),
+      unitType: "gpu_seconds",
+      unitPrice: this.o.unitPrice ?? null,
+    };
+    if (res.text.trim() === "") return { status: res.status, coordinatorReceiptText: null, billed };
     const answer = this.o.http.parse(req, res, resultAnswer);
     let receiptText: string | null = null;
     if (answer.receipt !== undefined && answer.receipt !== null) {
@@ -205,7 +220,7 @@ export class AitbcClient extends DialectClient implements CoordinatorClient {
         );
       }
     }
-    return { status: res.status, coordinatorReceiptText: receiptText };
+    return { status: res.status, coordinatorReceiptText: receiptText, billed };
   }
 
   async fail(jobId: string, errorCode: string, errorMessage: string): Promise<void> {

@@ -18,6 +18,8 @@ export interface CoordinatorClientOptions {
   maxBodyBytes?: number | undefined;
   log: Logger;
   region?: string | undefined;
+  /** aitbc: price per unit sent with each result (metrics.unit_price); the claim dialect has no place for it. */
+  unitPrice?: number | undefined;
 }
 
 export function createCoordinatorClient(opts: CoordinatorClientOptions): CoordinatorClient {

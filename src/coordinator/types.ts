@@ -61,6 +61,15 @@ export interface SubmitAck {
   status: number;
   /** Raw JSON text of the coordinator-signed receipt when it sent one (verify it losslessly). */
   coordinatorReceiptText: string | null;
+  /** What the result billed as sent (aitbc: GPU seconds x the unit price; claim: no price). */
+  billed?: BilledUnits | undefined;
+}
+
+/** The units a result was sent with, and the price per unit asked (null: none sent). */
+export interface BilledUnits {
+  units: number;
+  unitType: string;
+  unitPrice: number | null;
 }
 
 export interface HeartbeatInfo {

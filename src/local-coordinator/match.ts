@@ -1,9 +1,17 @@
 // Job constraints against a miner's registered capabilities (docs/protocols.md), as the reference
-// coordinator matches them. A constraint the miner says nothing about does not match.
+// coordinator matches them. A constraint the miner says nothing about does not match (a
+// max_price against a miner with no price included, as upstream).
 
 type Obj = Record<string, unknown>;
 
 const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** Python's Decimal(str(v)) of a JSON value: a finite number or numeric string, else null. */
+function decimalOf(v: unknown): number | null {
+  if (typeof v === "number") return Number.isFinite(v) ? v : null;
+  if (typeof v !== "string" || !/^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$/.test(v)) return null;
+  return Number(v);
+}
 
 export function matchesConstraints(
   constraints: Obj,
@@ -35,12 +43,16 @@ export function matchesConstraints(
   if (Array.isArray(wanted) && !wanted.every((m) => typeof m === "string" && models.includes(m)))
     return false;
 
-  const maxPrice = constraints["max_price"];
-  if (typeof maxPrice === "number" && typeof caps["price"] === "number" && caps["price"] > maxPrice)
-    return false;
+  // Upstream (JobService._satisfies_constraints): with a max_price, a miner that advertises no
+  // price, or one that is not a number, never matches; a price above it does not either.
+  const maxPrice = decimalOf(constraints["max_price"]);
+  if (constraints["max_price"] !== undefined && constraints["max_price"] !== null) {
+    const price = decimalOf(caps["price"]);
+    if (maxPrice === null || price === null || price > maxPrice) return false;
+  }
 
   const region = constraints["region"];
-  if (typeof region === "string") {
+  if (typeof region === "string" && region !== "") {
     const have = minerRegion ?? (typeof caps["region"] === "string" ? caps["region"] : null);
     if (have !== region) return false;
   }

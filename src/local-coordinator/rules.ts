@@ -50,6 +50,17 @@ export interface CoordinatorRules {
 
 const REQUEUE_CODES = new Set(["shutting_down", "miner_restarted"]);
 
+/** Upstream's default unit price (ReceiptService.create_receipt), used when a result names none. */
+export const DEFAULT_UNIT_PRICE = 0.02;
+
+/** units x unit price, rounded to 6 places as upstream rounds it; null without numeric units. */
+export function billOf(units: unknown, unitPrice: unknown): { unitPrice: number; price: number } | null {
+  if (typeof units !== "number" || !Number.isFinite(units)) return null;
+  const p =
+    typeof unitPrice === "number" && Number.isFinite(unitPrice) ? Math.max(0, unitPrice) : DEFAULT_UNIT_PRICE;
+  return { unitPrice: p, price: Math.round(Math.max(0, units) * p * 1e6) / 1e6 };
+}
+
 export function asObj(v: unknown): Obj {
   return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Obj) : {};
 }
@@ -72,6 +83,8 @@ export const referenceRules: CoordinatorRules = {
   receiptPayload(j, minerId, _result, metrics, nowMs) {
     const m = asObj(metrics);
     const mr = asObj(j.minerReceipt);
+    const units = typeof m["units"] === "number" ? m["units"] : (mr["units"] ?? null);
+    const bill = billOf(units, m["unit_price"]);
     const payload: Obj = {
       version: "1.0",
       receipt_id: randomUUID(),
@@ -79,13 +92,16 @@ export const referenceRules: CoordinatorRules = {
       miner_id: minerId,
       model: typeof j.payload["model"] === "string" ? j.payload["model"] : null,
       // The units the miner priced (GPU seconds from an aitbc miner), else its receipt's (tokens).
-      units: typeof m["units"] === "number" ? m["units"] : (mr["units"] ?? null),
+      units,
       unit_type:
         typeof m["units"] === "number"
           ? typeof m["unit_type"] === "string"
             ? m["unit_type"]
             : "gpu_seconds"
           : (mr["unit_type"] ?? null),
+      // Billed as upstream bills: units x the unit price the miner sent (0.02 when none).
+      unit_price: bill?.unitPrice ?? null,
+      price: bill?.price ?? null,
       miner_receipt_id: mr["receipt_id"] ?? null,
       result_hash: mr["result_hash"] ?? null,
       completed_at: Math.floor(nowMs / 1000),

@@ -8,6 +8,7 @@ import { adminRoutes } from "./admin-routes.js";
 import { aitbcRoutes } from "./aitbc-routes.js";
 import { claimRoutes, isClaimRegister } from "./claim-routes.js";
 import { CoordinatorCore } from "./core.js";
+import { minerEarnings, trustScore } from "./earnings-routes.js";
 import { type Ctx, type Handler, HttpFail, RateLimitFail, type Reply } from "./http.js";
 import { jobRoutes } from "./job-routes.js";
 import type { LocalCoordinator, LocalCoordinatorOptions } from "./types.js";
@@ -23,6 +24,8 @@ const ROUTE_TEMPLATES: Record<string, string> = {
   fail: "POST /v1/miners/{job_id}/fail",
   deregister: "DELETE /v1/miners/{miner_id}",
   miner_jobs: "POST /v1/miners/{miner_id}/jobs",
+  miner_earnings: "POST /v1/miners/{miner_id}/earnings",
+  trust_score: "GET /v1/reputation/trust-score/{miner_id}",
   available: "GET /v1/jobs/available",
   claim: "POST /v1/jobs/{job_id}/claim",
   complete: "POST /v1/jobs/{job_id}/complete",
@@ -92,6 +95,8 @@ export class LocalCoordinatorServer extends CoordinatorCore implements LocalCoor
       ...jobRoutes(this),
       ...adminRoutes(this),
       health: () => ({ status: 200, json: { status: "ok" } }),
+      miner_earnings: (_ctx, param) => minerEarnings(this, param),
+      trust_score: (_ctx, param) => trustScore(this, param),
       register: (ctx, param) => (isClaimRegister(ctx.body) ? claim : aitbc)["register"]!(ctx, param),
     };
   }
@@ -183,7 +188,11 @@ export class LocalCoordinatorServer extends CoordinatorCore implements LocalCoor
       }
       if (seg.length === 4 && method === "POST" && seg[3] === "jobs")
         return { name: "miner_jobs", param: decode(seg[2]!) };
+      if (seg.length === 4 && method === "POST" && seg[3] === "earnings")
+        return { name: "miner_earnings", param: decode(seg[2]!) };
     }
+    if (seg[1] === "reputation" && seg[2] === "trust-score" && seg.length === 4 && method === "GET")
+      return { name: "trust_score", param: decode(seg[3]!) };
     if (seg[1] === "jobs") {
       if (seg.length === 3 && method === "GET" && seg[2] === "available")
         return { name: "available", param: null };
@@ -277,7 +286,8 @@ export class LocalCoordinatorServer extends CoordinatorCore implements LocalCoor
 
   private authorize(route: string, req: IncomingMessage, body: unknown): void {
     const keys = this.o.apiKeys ?? [];
-    if (keys.length === 0 || route === "health") return;
+    // Upstream's trust score is public (no auth), like health.
+    if (keys.length === 0 || route === "health" || route === "trust_score") return;
     const claimShaped =
       route === "available" ||
       route === "claim" ||
