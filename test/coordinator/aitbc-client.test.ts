@@ -46,7 +46,12 @@ describe("aitbc client ↔ local coordinator", () => {
     expect(j2?.jobId).toBe(b);
 
     const ack = await c.submit(completed(a, "out-a"));
-    expect(ack).toEqual({ status: 200, coordinatorReceiptText: null });
+    // What the result billed as sent: GPU seconds, no unit price configured on this client.
+    expect(ack).toEqual({
+      status: 200,
+      coordinatorReceiptText: null,
+      billed: { units: 0.25, unitType: "gpu_seconds", unitPrice: null },
+    });
     const done = coord.job(a);
     expect(done).toMatchObject({ state: "COMPLETED", completedBy: "miner-1", submissions: 1 });
     expect(done?.result).toMatchObject({
