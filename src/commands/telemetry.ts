@@ -1,10 +1,11 @@
 // `telemetry`: GPU facts as a table (gpustat-like), --json (docs/telemetry.md) or --prometheus,
-// once or every N seconds with --watch (until SIGINT).
+// once or every N seconds with --watch (until SIGINT), each GPU with its health verdict
+// (docs/gpu-health.md: counters every frame; with --watch, NVML's Xid/ECC events too).
 import { hostname } from "node:os";
 import type { Command } from "commander";
 import { InvalidArgumentError, Option } from "commander";
 import { type InferenceSummary, probeInference, summarize } from "../compute-check.js";
-import { createGpuInfoSource } from "../gpu/index.js";
+import { createGpuInfoSource, GpuHealthMonitor } from "../gpu/index.js";
 import { toPrometheus, toTable, toTelemetryJson } from "../gpu/telemetry-format.js";
 import type { GpuInfoSource, GpuSnapshot } from "../gpu/types.js";
 import { silentLogger } from "../log.js";
@@ -17,6 +18,15 @@ interface TelemetryOptions {
   nvidiaSmi?: boolean;
   pcieThroughput?: boolean;
   inference?: boolean;
+  drained?: string[];
+}
+
+/** "GPU-uuid,1": UUIDs or indexes, the operator's drained list. */
+function idList(v: string): string[] {
+  const ids = v.split(",").map((x) => x.trim());
+  if (ids.some((x) => x === "" || !/^(\d+|[A-Za-z0-9][A-Za-z0-9_.:-]*)$/.test(x)))
+    throw new InvalidArgumentError("a comma-separated list of GPU UUIDs or indexes");
+  return ids;
 }
 
 function seconds(v: string): number {
@@ -26,13 +36,19 @@ function seconds(v: string): number {
   return n;
 }
 
-function render(s: GpuSnapshot, opts: TelemetryOptions, inference: InferenceSummary | null): string {
+function render(
+  s: GpuSnapshot,
+  opts: TelemetryOptions,
+  inference: InferenceSummary | null,
+  monitor: GpuHealthMonitor,
+): string {
+  const health = new Map(monitor.observe(s).map((v) => [v.uuid, v]));
   if (opts.json) {
-    const doc = inference ? { ...toTelemetryJson(s), inference } : toTelemetryJson(s);
+    const doc = inference ? { ...toTelemetryJson(s, health), inference } : toTelemetryJson(s, health);
     return `${JSON.stringify(doc, null, opts.watch ? 0 : 2)}\n`;
   }
   if (opts.prometheus) return toPrometheus(s);
-  return toTable(s, hostname()) + (inference ? inferenceLine(inference) : "");
+  return toTable(s, hostname(), health) + (inference ? inferenceLine(inference) : "");
 }
 
 /** The line under the table: what `run` would advertise here, or why it would refuse. */
@@ -59,9 +75,10 @@ async function once(
   src: GpuInfoSource,
   opts: TelemetryOptions,
   inference: InferenceSummary | null,
+  monitor: GpuHealthMonitor,
 ): Promise<boolean> {
   try {
-    process.stdout.write(render(await src.snapshot(), opts, inference));
+    process.stdout.write(render(await src.snapshot(), opts, inference, monitor));
     return true;
   } catch (err) {
     process.stderr.write(`telemetry: ${(err as Error).message}\n`);
@@ -74,6 +91,7 @@ async function watch(
   opts: TelemetryOptions,
   everySec: number,
   inference: InferenceSummary | null,
+  monitor: GpuHealthMonitor,
 ): Promise<boolean> {
   let stop = false;
   let wake: (() => void) | null = null;
@@ -87,7 +105,7 @@ async function watch(
     while (!stop) {
       let text: string;
       try {
-        text = render(await src.snapshot(), opts, inference);
+        text = render(await src.snapshot(), opts, inference, monitor);
       } catch (err) {
         // A transient failure (GPU lost, driver reload) shows on screen; the watch goes on.
         text = `telemetry: ${(err as Error).message}\n`;
@@ -113,7 +131,7 @@ export function register(program: Command): void {
   program
     .command("telemetry")
     .description("show GPU state (NVML; nvidia-smi fallback): table, --json or --prometheus")
-    .option("--json", "print the stable JSON document (schema aitbc-telemetry/1, see docs/telemetry.md)")
+    .option("--json", "print the stable JSON document (schema aitbc-telemetry/2, see docs/telemetry.md)")
     .option("--prometheus", "print Prometheus text exposition (DCGM-exporter metric names)")
     .addOption(
       new Option("--watch [seconds]", "redraw every N seconds until Ctrl-C (default 2)").argParser(seconds),
@@ -124,6 +142,12 @@ export function register(program: Command): void {
     )
     .option("--nvidia-smi", "read through nvidia-smi instead of NVML")
     .option("--pcie-throughput", "also read PCIe TX/RX throughput (slow: ~20 ms per GPU)")
+    .addOption(
+      new Option(
+        "--drained <ids>",
+        "GPUs the operator took out of service (UUIDs or indexes, comma-separated)",
+      ).argParser(idList),
+    )
     .option(
       "--inference",
       "also say what inference computes on, as run would advertise it (starts node-llama-cpp once: ~1 s)",
@@ -140,14 +164,24 @@ export function register(program: Command): void {
         preferNvidiaSmi: opts.nvidiaSmi ?? false,
         pcieThroughput: opts.pcieThroughput ?? false,
       });
+      // Counters every frame; NVML's events only while watching (one frame has nothing to wait for).
+      const monitor = new GpuHealthMonitor({
+        source: src,
+        log: silentLogger(),
+        intervalMs: null,
+        drained: opts.drained ?? [],
+        ...(opts.watch === undefined ? { watchEvents: null } : {}),
+      });
       try {
         const inference = opts.inference && !opts.prometheus ? await inferenceOnce(src) : null;
+        if (opts.watch !== undefined) await monitor.start();
         const ok =
           opts.watch === undefined
-            ? await once(src, opts, inference)
-            : await watch(src, opts, opts.watch === true ? 2 : opts.watch, inference);
+            ? await once(src, opts, inference, monitor)
+            : await watch(src, opts, opts.watch === true ? 2 : opts.watch, inference, monitor);
         process.exitCode = ok ? 0 : 1;
       } finally {
+        await monitor.stop();
         await src.close();
       }
     });

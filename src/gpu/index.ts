@@ -8,6 +8,16 @@ import type { GpuInfoSource, GpuSnapshot } from "./types.js";
 
 export { type AddonLoad, addonCandidates, defaultNvmlLibrary, loadAddon } from "./addon.js";
 export { type GpuExtra, readExtra } from "./extra.js";
+export { type EventWatch, watchNvmlEvents } from "./health-events.js";
+export { GpuHealthMonitor, type GpuHealthMonitorOptions, type HealthListener } from "./health-monitor.js";
+export {
+  APPLICATION_XIDS,
+  classifyXid,
+  evaluateHealth,
+  type HealthReason,
+  type HealthState,
+  type HealthVerdict,
+} from "./health-policy.js";
 export {
   type AdmitOptions,
   type AdmitVerdict,

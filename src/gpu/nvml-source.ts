@@ -1,7 +1,8 @@
 // GpuInfoSource over the NVML addon: maps the addon's raw snapshot to the GpuDevice contract.
-import type { NvmlAddon, NvmlDevice, NvmlSnapshot } from "../../binding.js";
+import type { NvmlAddon, NvmlDevice, NvmlEvent, NvmlSnapshot } from "../../binding.js";
 import type { Logger } from "../log.js";
 import { emptyExtra, type GpuExtra } from "./extra.js";
+import { type EventWatch, watchNvmlEvents } from "./health-events.js";
 import type { Unpack } from "./packed.js";
 import { decodeClockEventReasons } from "./reasons.js";
 import type { GpuDevice, GpuInfoSource, GpuSnapshot } from "./types.js";
@@ -82,6 +83,12 @@ export class NvmlGpuSource implements GpuInfoSource {
     } catch (err) {
       throw this.wrap(err);
     }
+  }
+
+  /** NVML health events (Xid, ECC) until stopped; null when this addon has no event calls. */
+  watchEvents(onEvent: (e: NvmlEvent) => void): EventWatch | null {
+    this.assertOpen();
+    return watchNvmlEvents(this.addon, onEvent, this.log);
   }
 
   async close(): Promise<void> {

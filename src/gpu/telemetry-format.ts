@@ -1,9 +1,11 @@
 // Renderings of a GpuSnapshot for `telemetry`: stable JSON (docs/telemetry.md), Prometheus text
 // exposition with DCGM-exporter metric names, and a gpustat-like table.
 import { readExtra } from "./extra.js";
+import type { HealthVerdict } from "./health-policy.js";
 import type { GpuSnapshot } from "./types.js";
 
-export const TELEMETRY_SCHEMA = "aitbc-telemetry/1";
+// /2 added each GPU's health verdict and the ECC service counters.
+export const TELEMETRY_SCHEMA = "aitbc-telemetry/2";
 
 export interface TelemetryGpu {
   index: number;
@@ -25,7 +27,18 @@ export interface TelemetryGpu {
   fanPct: number | null;
   pstate: string | null;
   clockEventReasons: string[] | null;
-  ecc: { enabled: boolean | null; pendingEnabled: boolean | null; uncorrectedVolatile: number | null };
+  ecc: {
+    enabled: boolean | null;
+    pendingEnabled: boolean | null;
+    uncorrectedVolatile: number | null;
+    retiredPagesPending: boolean | null;
+    remappedRows: {
+      correctable: number | null;
+      uncorrectable: number | null;
+      pending: boolean | null;
+      failure: boolean | null;
+    };
+  };
   pcie: {
     gen: number | null;
     width: number | null;
@@ -36,6 +49,8 @@ export interface TelemetryGpu {
   };
   computeCapability: string | null;
   processes: { pid: number; usedMemoryMiB: number | null }[] | null;
+  /** docs/gpu-health.md; null when no verdict was computed for this rendering. */
+  health: HealthVerdict | null;
 }
 
 export interface TelemetryJson {
@@ -49,7 +64,7 @@ export interface TelemetryJson {
   gpus: TelemetryGpu[];
 }
 
-export function toTelemetryJson(s: GpuSnapshot): TelemetryJson {
+export function toTelemetryJson(s: GpuSnapshot, health?: ReadonlyMap<string, HealthVerdict>): TelemetryJson {
   return {
     schema: TELEMETRY_SCHEMA,
     takenAt: new Date(s.takenAt).toISOString(),
@@ -89,6 +104,13 @@ export function toTelemetryJson(s: GpuSnapshot): TelemetryJson {
           enabled: x.eccModeCurrent,
           pendingEnabled: x.eccModePending,
           uncorrectedVolatile: x.eccUncorrectedVolatile,
+          retiredPagesPending: x.retiredPagesPending,
+          remappedRows: {
+            correctable: x.remappedRowsCorrectable,
+            uncorrectable: x.remappedRowsUncorrectable,
+            pending: x.remapPending,
+            failure: x.remapFailure,
+          },
         },
         pcie: {
           gen: x.pcieLinkGen,
@@ -102,6 +124,7 @@ export function toTelemetryJson(s: GpuSnapshot): TelemetryJson {
         processes: d.processes
           ? d.processes.map((p) => ({ pid: p.pid, usedMemoryMiB: p.usedMemoryMiB }))
           : null,
+        health: health?.get(d.uuid) ?? null,
       };
     }),
   };
@@ -312,8 +335,16 @@ export function toPrometheus(s: GpuSnapshot): string {
 const cell = (v: number | null, unit = ""): string => (v === null ? "n/a" : `${Math.round(v)}${unit}`);
 
 /** gpustat-style: a line per GPU, then its processes. */
-export function toTable(s: GpuSnapshot, host: string): string {
-  const t = toTelemetryJson(s);
+/** The line under a GPU whose verdict says more than "healthy". */
+function healthLine(h: HealthVerdict | null): string[] {
+  if (!h || h.reasons.length === 0) return [];
+  return [
+    `    health: ${h.state}${h.drained ? " (drained)" : ""}: ${h.reasons.map((r) => r.message).join("; ")}`,
+  ];
+}
+
+export function toTable(s: GpuSnapshot, host: string, health?: ReadonlyMap<string, HealthVerdict>): string {
+  const t = toTelemetryJson(s, health);
   const lines: string[] = [];
   lines.push(
     `${host}  ${t.takenAt}  driver ${t.driverVersion ?? "n/a"}  CUDA ${t.cudaDriverVersion ?? "n/a"}  (source: ${t.source})`,
@@ -329,6 +360,7 @@ export function toTable(s: GpuSnapshot, host: string): string {
       lines.push(
         `${head} | UNREADABLE: ${g.error.message}${g.error.code === null ? "" : ` (NVML code ${g.error.code})`}`,
       );
+      lines.push(...healthLine(g.health));
       continue;
     }
     const mem = `${cell(g.memory.usedMiB).padStart(6)} / ${cell(g.memory.totalMiB).padStart(6)} MiB`;
@@ -338,6 +370,7 @@ export function toTable(s: GpuSnapshot, host: string): string {
     );
     if (g.processes === null) lines.push("    processes: n/a");
     for (const p of g.processes ?? []) lines.push(`    pid ${p.pid}: ${cell(p.usedMemoryMiB, " MiB")}`);
+    lines.push(...healthLine(g.health));
   }
   return `${lines.join("\n")}\n`;
 }

@@ -13,7 +13,7 @@ import { fakeDevice } from "../fake-nvml/config.js";
 import { addonPath, configFile, fake, root, runNode, telemetryCli, tmp } from "../support/gpu.js";
 
 const n = z.number().nullable();
-// The schema of docs/telemetry.md ("aitbc-telemetry/1"); strict, so undocumented keys fail.
+// The schema of docs/telemetry.md ("aitbc-telemetry/2"); strict, so undocumented keys fail.
 const Gpu = z.strictObject({
   index: z.number().int(),
   uuid: z.string(),
@@ -36,13 +36,38 @@ const Gpu = z.strictObject({
     enabled: z.boolean().nullable(),
     pendingEnabled: z.boolean().nullable(),
     uncorrectedVolatile: n,
+    retiredPagesPending: z.boolean().nullable(),
+    remappedRows: z.strictObject({
+      correctable: n,
+      uncorrectable: n,
+      pending: z.boolean().nullable(),
+      failure: z.boolean().nullable(),
+    }),
   }),
   pcie: z.strictObject({ gen: n, width: n, genMax: n, widthMax: n, txKBs: n, rxKBs: n }),
   computeCapability: z.string().nullable(),
   processes: z.array(z.strictObject({ pid: z.number().int(), usedMemoryMiB: n })).nullable(),
+  // docs/gpu-health.md
+  health: z
+    .strictObject({
+      index: z.number().int(),
+      uuid: z.string(),
+      state: z.enum(["healthy", "sick", "lost"]),
+      drained: z.boolean(),
+      takesJobs: z.boolean(),
+      reasons: z.array(
+        z.strictObject({
+          code: z.string(),
+          severity: z.enum(["warning", "sick", "lost"]),
+          message: z.string(),
+          since: z.iso.datetime().nullable(),
+        }),
+      ),
+    })
+    .nullable(),
 });
 const Doc = z.strictObject({
-  schema: z.literal("aitbc-telemetry/1"),
+  schema: z.literal("aitbc-telemetry/2"),
   takenAt: z.iso.datetime(),
   source: z.enum(["nvml", "nvidia-smi", "none"]),
   reason: z.string().nullable(),
