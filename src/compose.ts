@@ -15,6 +15,8 @@ import { type Logger, registerSecret } from "./log.js";
 import { ClaimJournal } from "./miner/journal.js";
 import { DEFAULT_ABORT_GRACE_MS, DEFAULT_FLUSH_TIMEOUT_MS, Miner, type MinerSettings } from "./miner/loop.js";
 import { Outbox } from "./miner/outbox.js";
+import type { PollBudget } from "./miner/poll-budget.js";
+import { pollSettings } from "./miner/poll-settings.js";
 import type { HostFacts } from "./miner/screening.js";
 import { DEFAULT_MIN_FREE_BYTES, StateStorage } from "./miner/state-storage.js";
 import type { InferenceBackend, MinerEvent } from "./ops/events.js";
@@ -52,6 +54,8 @@ export interface ComposeOverrides {
   worker?: { keyStateDir: string; gpuUuids: readonly string[] | null };
   /** Mine on the CPU even where NVML sees GPUs (the demo: it shows the flow on any host). */
   allowCpuInference?: boolean;
+  /** The host's poll budget, granted by the fleet supervisor (default: this miner's own). */
+  pollBudget?: PollBudget;
 }
 
 /** Which models to warm before the first job, in order: `all` is the largest first. */
@@ -65,30 +69,6 @@ export function preloadOrder(preload: string, models: ModelInfo[]): string[] {
     .split(",")
     .map((n) => n.trim())
     .filter((n) => n.length > 0 && served.has(n));
-}
-
-/** How the miner spends the coordinator's poll budget (see PollBudget and docs/operations.md). */
-function pollSettings(
-  cfg: RunConfig,
-  overrides: ComposeOverrides,
-): Pick<MinerSettings, "pollsPerWindow" | "pollWindowMs" | "idlePollIntervalMs" | "longPollSeconds"> {
-  if (overrides.pollMinIntervalMs !== undefined) {
-    // Tests and the demo: a local coordinator without limits.
-    return {
-      pollsPerWindow: Number.POSITIVE_INFINITY,
-      pollWindowMs: 60_000,
-      idlePollIntervalMs: overrides.pollMinIntervalMs,
-      longPollSeconds: cfg.protocol === "aitbc" ? (overrides.longPollSeconds ?? 0) : 0,
-    };
-  }
-  const perMinute = cfg.pollsPerMinute;
-  return {
-    // The aitbc dialect's published limit is per minute; the claim dialect has none known.
-    pollsPerWindow: cfg.protocol === "aitbc" ? perMinute : Number.POSITIVE_INFINITY,
-    pollWindowMs: 60_000,
-    idlePollIntervalMs: Math.ceil(60_000 / perMinute),
-    longPollSeconds: cfg.protocol === "aitbc" ? cfg.longPoll : 0,
-  };
 }
 
 export async function composeMiner(
@@ -171,6 +151,7 @@ export async function composeMiner(
     client,
     backend,
     onEvent: overrides.onEvent,
+    pollBudget: overrides.pollBudget,
     // One model at a time, each through VRAM admission first: as many as fit, never more.
     warmUp: async (signal) => {
       const warm: string[] = [];

@@ -20,7 +20,8 @@ export {
   shutdownBudgetMs,
 } from "./loop.js";
 export { Outbox } from "./outbox.js";
-export { PollBudget } from "./poll-budget.js";
+export { hostPollLimit, type PollBudget, PollWindow } from "./poll-budget.js";
+export { PollGrants } from "./poll-grants.js";
 export { Reporter } from "./reporter.js";
 export { AUTH_RETRY_MS, decide, type RetriedCall, type RetryRule, type RetryVerdict } from "./retry.js";
 export { checkConstraints, type HostFacts, type JobLimits, validatePayload } from "./screening.js";

@@ -11,7 +11,7 @@ import type { MinerEvent } from "../ops/events.js";
 import type { WorkerGauges } from "../ops/metrics.js";
 import { ExitCode } from "./exit-codes.js";
 import type { ClaimedJob } from "./journal.js";
-import { PollLoop } from "./poll-loop.js";
+import { localPollBudget, PollLoop } from "./poll-loop.js";
 import { Registration } from "./registration.js";
 import { Reporter } from "./reporter.js";
 import { decide, type RetryRule } from "./retry.js";
@@ -230,6 +230,7 @@ export class Miner {
       storage: this.storage,
       membership: this.membership,
       retryRule: this.retryRule,
+      budget: this.d.pollBudget ?? localPollBudget(this.s, this.log),
       signal: this.stopSignal.signal,
       isStopping: () => this.stopping,
       freeSlots: () => this.s.concurrency - this.inflight.size,

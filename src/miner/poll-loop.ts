@@ -2,21 +2,20 @@
 // budget, hand each job over to the miner, and decide from the retry rule what a failed poll
 // means. Moved out of loop.ts (the Miner) so each stays one job and under 450 lines.
 import { Backoff, sleep } from "../backoff.js";
-import { monotonicNow } from "../clock.js";
 import { CoordinatorError } from "../coordinator/errors.js";
 import type { Job } from "../coordinator/types.js";
 import { describeError } from "../describe-error.js";
 import type { Logger } from "../log.js";
 import type { MinerEvent } from "../ops/events.js";
 import type { LoopWatch } from "./loop-watch.js";
-import { PollBudget } from "./poll-budget.js";
-import { pollOutcome, pollRound } from "./poll-round.js";
+import type { PollBudget } from "./poll-budget.js";
+import { PollGrants } from "./poll-grants.js";
+import { pollOutcome, pollRound, pollsWanted } from "./poll-round.js";
 import type { Registration } from "./registration.js";
 import type { Reporter } from "./reporter.js";
 import type { RetryRule } from "./retry.js";
 import type { StateStorage } from "./state-storage.js";
 import {
-  LONG_POLL_HELD_MS,
   type MinerDeps,
   MinerFatalError,
   type MinerSettings,
@@ -34,6 +33,8 @@ export interface PollLoopContext {
   storage: StateStorage;
   membership: Registration;
   retryRule: RetryRule;
+  /** Local to this process, or the host's (granted by the fleet supervisor). */
+  budget: PollBudget;
   /** Aborted when the miner stops: every wait ends at once. */
   signal: AbortSignal;
   isStopping(): boolean;
@@ -48,6 +49,14 @@ export interface PollLoopContext {
   beatSoon(): void;
 }
 
+/** A lone miner's budget: the settings' limit (its margin already taken), spaced evenly. */
+export function localPollBudget(s: MinerSettings, log: Logger): PollBudget {
+  return new PollGrants(
+    { perWindow: s.pollsPerWindow, windowMs: s.pollWindowMs, spacingMs: s.idlePollIntervalMs },
+    log,
+  );
+}
+
 export class PollLoop {
   private noModelSaid = false;
 
@@ -58,13 +67,12 @@ export class PollLoop {
     const { s, watch } = c;
     watch.parked(); // warm-up has its own deadlines
     await Promise.race([warm, sleep(2 ** 31 - 1, c.signal)]);
-    const budget = new PollBudget(s.pollsPerWindow, s.pollWindowMs);
+    const budget = c.budget;
     const failBackoff = new Backoff({ baseMs: 500, capMs: 30_000 });
-    /** When the next poll may go while idle: at once after a job, or after a held (long) poll. */
-    let nextPollAt = 0;
     /** The last round of polls brought a job: more are likely queued. */
     let backlog = false;
     while (!c.isStopping()) {
+      // A busy worker asks for nothing: the host's polls go to those with a free slot.
       if (c.freeSlots() <= 0) {
         watch.parked(); // every job has its own deadline
         await c.waitForWake();
@@ -72,20 +80,21 @@ export class PollLoop {
       }
       watch.moved();
       if (!(await this.readyToTakeJobs())) continue;
-      const now = monotonicNow();
-      const wait = Math.max(budget.waitMs(now), nextPollAt - now);
-      if (wait > 0) {
-        watch.moved(wait);
-        await sleep(wait, c.signal);
-        continue;
-      }
+      // The budget spaces idle polls (the host's share) and holds them after a 429. A wait decided
+      // in another process (the supervisor's) has no deadline here: the supervisor's own health covers it.
+      const granted = await budget.acquire({
+        signal: c.signal,
+        want: pollsWanted(c.d.client.protocol, backlog, c.freeSlots()),
+        backlog,
+        onWait: (ms) => (ms === null ? watch.parked() : watch.moved(ms)),
+      });
+      if (granted === 0 || c.isStopping()) continue;
       watch.moved(s.longPollSeconds * 1000);
-      const round = await pollRound(c.d.client, budget, {
+      const round = await pollRound(c.d.client, {
         longPollSeconds: s.longPollSeconds,
-        freeSlots: c.freeSlots(),
+        polls: granted,
         backlog,
         signal: c.signal,
-        now,
       });
       watch.polled(round.error);
       if (!c.isStopping()) {
@@ -111,6 +120,16 @@ export class PollLoop {
       }
       for (const job of jobs) await c.takeHandout(job);
       backlog = jobs.length > 0 || round.unusable.length > 0;
+      const limited = round.outcomes.find(
+        (o) =>
+          o.status === "rejected" && o.reason instanceof CoordinatorError && o.reason.kind === "rate_limited",
+      );
+      if (limited) {
+        // The budget holds every poll (the host's, in a fleet) for as long as it must and logs
+        // once: the next acquire waits. Not a failure: no backoff, no poll_failed line.
+        budget.rateLimited((limited as PromiseRejectedResult).reason.retryAfterMs);
+        if (error instanceof CoordinatorError && error.kind === "rate_limited") continue;
+      }
       if (error !== undefined) {
         const verdict = c.retryRule(error, "poll", failBackoff);
         if (verdict.kind === "fatal") throw new MinerFatalError(verdict.message, verdict.exitCode);
@@ -118,17 +137,6 @@ export class PollLoop {
           watch.parked(); // registration retries on its own schedule
           await c.membership.reregister();
           continue;
-        }
-        if (error instanceof CoordinatorError && error.kind === "rate_limited") {
-          budget.learnFrom429(monotonicNow());
-          c.log.warn(
-            {
-              event: "poll_rate_limited",
-              pollsPerWindow: budget.perWindow,
-              retryAfterMs: error.retryAfterMs,
-            },
-            "the coordinator limited our polls; polling within the lower budget it taught",
-          );
         }
         // Upstream answers a poll from a miner it forgot with 500, not 404: a heartbeat tells
         // (its 404 makes the miner register again).
@@ -139,14 +147,9 @@ export class PollLoop {
         await sleep(delay, c.signal);
         continue;
       }
+      // The next idle poll waits for the budget's spacing, counted from this grant: a poll the
+      // coordinator held open (long-poll) has already waited it out, so the next goes at once.
       failBackoff.reset();
-      if (!backlog) {
-        // A coordinator that held the poll open has already waited for us: ask again at once.
-        const held = monotonicNow() - now >= LONG_POLL_HELD_MS;
-        nextPollAt = held ? 0 : now + s.idlePollIntervalMs;
-        continue;
-      }
-      nextPollAt = 0; // jobs came back: more may be queued, poll again while a slot is free
     }
   }
 

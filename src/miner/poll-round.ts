@@ -1,21 +1,28 @@
 // One round of polls. Usually one poll; in a backlog (the last round brought a job) one per free
-// slot, as the budget allows: across a network each poll is a round trip, and polling one at a
+// slot, as many as the budget granted at once: across a network each poll is a round trip, and polling one at a
 // time would leave slots idle while jobs wait. Backlog polls ask for no wait, so an emptied queue
 // answers them at once. Claim-dialect polls would race each other for the same listed job,
 // so that dialect always polls one at a time. (docs/operations.md#polling-coordinator-load-vs-pickup)
 import { CoordinatorError, UnusableJobError } from "../coordinator/errors.js";
 import type { CoordinatorClient, Job } from "../coordinator/types.js";
 import type { PollResult } from "../ops/events.js";
-import type { PollBudget } from "./poll-budget.js";
 
 export interface PollRoundOptions {
   /** The long-poll wait an idle round's poll asks for (a backlog round asks for none). */
   longPollSeconds: number;
-  /** Slots free now: the most polls a backlog round sends. */
-  freeSlots: number;
+  /** Polls granted for this round (at least 1; more only in a backlog, see pollsWanted). */
+  polls: number;
   backlog: boolean;
   signal: AbortSignal;
-  now: number;
+}
+
+/** How many polls to ask the budget for: one per free slot in a backlog (aitbc only), else one. */
+export function pollsWanted(
+  protocol: CoordinatorClient["protocol"],
+  backlog: boolean,
+  freeSlots: number,
+): number {
+  return backlog && protocol === "aitbc" ? Math.max(1, freeSlots) : 1;
 }
 
 export interface PollRound {
@@ -37,23 +44,13 @@ export function pollOutcome(o: PromiseSettledResult<Job | null>): PollResult {
   return "error";
 }
 
-/** Spend the budget for each poll sent; the caller has checked the first one may go. */
-export async function pollRound(
-  client: CoordinatorClient,
-  budget: PollBudget,
-  o: PollRoundOptions,
-): Promise<PollRound> {
+/** Send the polls the budget granted, all at once, and sort what they brought. */
+export async function pollRound(client: CoordinatorClient, o: PollRoundOptions): Promise<PollRound> {
   const polls: Promise<Job | null>[] = [];
-  budget.spend(o.now);
   // In a backlog every poll asks for no wait: the round settles as a whole, and one poll held
   // open on an emptied queue would keep the jobs the others brought from starting.
-  polls.push(client.poll(o.backlog ? 0 : o.longPollSeconds, o.signal));
-  if (o.backlog && client.protocol === "aitbc") {
-    while (polls.length < o.freeSlots && budget.waitMs(o.now) === 0) {
-      budget.spend(o.now);
-      polls.push(client.poll(0, o.signal));
-    }
-  }
+  const n = client.protocol === "aitbc" ? Math.max(1, o.polls) : 1;
+  for (let i = 0; i < n; i++) polls.push(client.poll(o.backlog ? 0 : o.longPollSeconds, o.signal));
   const outcomes = await Promise.allSettled(polls);
   const round: PollRound = { outcomes, jobs: [], unusable: [], error: undefined };
   for (const o of outcomes) {

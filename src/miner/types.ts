@@ -8,6 +8,7 @@ import type { MinerReceiptInput } from "../receipts/receipt.js";
 import type { HealthLimits } from "./health-limits.js";
 import type { ClaimJournal } from "./journal.js";
 import type { Outbox } from "./outbox.js";
+import type { PollBudget } from "./poll-budget.js";
 import type { CoordinatorReceiptCheck, ReceiptRecord } from "./reporter.js";
 import type { RetryRule } from "./retry.js";
 import type { HostFacts, JobLimits } from "./screening.js";
@@ -18,12 +19,14 @@ export interface MinerSettings {
   concurrency: number;
   heartbeatIntervalMs: number;
   /**
-   * The coordinator's poll budget: at most this many polls in any `pollWindowMs` (Infinity: no
-   * known limit, learned from 429s). Polls burst while they return jobs, within the budget.
+   * The coordinator's poll budget: at most this many polls in any `pollWindowMs`, the margin for
+   * arrival-time counting already taken off the published limit (Infinity: no known limit,
+   * learned from 429s). Polls burst while they return jobs, within the budget; in a fleet the
+   * supervisor's budget for the host is spent instead (MinerDeps.pollBudget).
    */
   pollsPerWindow: number;
   pollWindowMs: number;
-  /** Spacing of polls while no job comes back (the budget spread evenly over its window). */
+  /** Least time between two idle polls (the budget spread evenly over its window). */
   idlePollIntervalMs: number;
   /** max_wait_seconds sent with each poll: a coordinator that holds polls answers when a job comes. */
   longPollSeconds: number;
@@ -75,6 +78,8 @@ export interface MinerDeps {
   retryRule?: RetryRule;
   /** Whether the state directory takes writes (default: probed in the outbox's directory). */
   storage?: StateStorage;
+  /** The poll budget (default: this process's own, from the settings; in a fleet the host's). */
+  pollBudget?: PollBudget;
 }
 
 /** Time allowed to deregister at shutdown, and to release the backend after it. */
@@ -86,8 +91,6 @@ export const POLL_ABORT_WAIT_MS = 2000;
 export const EARLY_BEAT_SPACING_MS = 1000;
 /** How often to re-probe a state directory that could not be written. */
 export const STORAGE_RECHECK_MS = 5000;
-/** A poll answered no sooner than this was held open by the coordinator (long-poll). */
-export const LONG_POLL_HELD_MS = 1000;
 /** How often to look again when no model can be served (the rescan also wakes the loop). */
 export const NO_MODEL_RECHECK_MS = 5000;
 

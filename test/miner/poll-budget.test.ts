@@ -1,47 +1,178 @@
-// The poll budget: bursts are fine, no window ever holds more than the limit, and a 429 teaches a
-// lower limit to a dialect that published none.
-import { describe, expect, it } from "vitest";
-import { PollBudget } from "../../src/miner/poll-budget.js";
+// The poll budget: idle polls spread evenly, backlog bursts within the window, the margin under a
+// published limit, a 429 holding every poll for its Retry-After or just until the window has room,
+// and requests from several pollers (a fleet's workers) granted one at a time in arrival order.
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { type Logger, silentLogger } from "../../src/log.js";
+import { hostPollLimit, PollWindow } from "../../src/miner/poll-budget.js";
+import { PollGrants } from "../../src/miner/poll-grants.js";
 
-/** Spend as fast as the budget allows over `ms`, returning the send times. */
-function drain(b: PollBudget, from: number, ms: number): number[] {
+/** Idle polls as fast as the window allows over `ms`, returning the grant times. */
+function drainIdle(w: PollWindow, from: number, ms: number): number[] {
   const sent: number[] = [];
   let t = from;
   while (t < from + ms) {
-    const w = b.waitMs(t);
-    if (w > 0) {
-      t += w;
+    const wait = w.waitMs(t, false);
+    if (wait > 0) {
+      t += wait;
       continue;
     }
-    b.spend(t);
+    expect(w.take(t, 1, false)).toBe(1);
     sent.push(t);
-    t += 1;
   }
   return sent;
 }
 
-describe("poll budget", () => {
-  it("lets a backlog burst, yet never more than the limit in any window", () => {
-    const b = new PollBudget(100, 60_000);
-    const sent = drain(b, 0, 300_000);
-    expect(sent.slice(0, 100).every((t, i) => t === i)).toBe(true); // the first 100 at once
-    for (let i = 100; i < sent.length; i++) expect(sent[i]! - sent[i - 100]!).toBeGreaterThanOrEqual(60_000);
-    expect(sent.length).toBeLessThanOrEqual(500 + 100);
+/** The most grants in any window of `windowMs` (a window ending at each grant). */
+function busiestWindow(times: number[], windowMs: number): number {
+  let most = 0;
+  for (let i = 0; i < times.length; i++) {
+    let n = 0;
+    for (let j = i; j >= 0 && times[j]! > times[i]! - windowMs; j--) n++;
+    most = Math.max(most, n);
+  }
+  return most;
+}
+
+/** A logger that keeps what was logged at warn. */
+function recordingLogger(): { log: Logger; warned: Record<string, unknown>[] } {
+  const warned: Record<string, unknown>[] = [];
+  const log = silentLogger();
+  log.warn = ((obj: Record<string, unknown>) => {
+    warned.push(obj);
+  }) as Logger["warn"];
+  return { log, warned };
+}
+
+describe("poll window", () => {
+  it("spends ~10 % under a published limit, at least 1", () => {
+    expect(hostPollLimit(100)).toBe(90);
+    expect(hostPollLimit(20)).toBe(18);
+    expect(hostPollLimit(1)).toBe(1);
+    expect(hostPollLimit(Number.POSITIVE_INFINITY)).toBe(Number.POSITIVE_INFINITY);
   });
 
-  it("an unknown limit never waits; a 429 settles just under what the window held, on evidence only", () => {
-    const b = new PollBudget(Number.POSITIVE_INFINITY, 60_000);
-    b.learnFrom429(0); // the very first poll limited: no evidence of a limit, nothing learned
-    expect(b.perWindow).toBe(Number.POSITIVE_INFINITY);
-    for (let t = 0; t < 50; t++) {
-      expect(b.waitMs(t)).toBe(0);
-      b.spend(t);
+  it("spreads idle polls evenly: one per window/limit, never more than the limit in any window", () => {
+    const w = new PollWindow({ perWindow: 90, windowMs: 60_000, spacingMs: 667 });
+    const sent = drainIdle(w, 0, 300_000);
+    for (let i = 1; i < sent.length; i++) expect(sent[i]! - sent[i - 1]!).toBe(667);
+    expect(busiestWindow(sent, 60_000)).toBeLessThanOrEqual(90);
+    expect(sent.length).toBe(450);
+  });
+
+  it("a backlog bursts past the spacing, yet never past the limit in any window", () => {
+    const w = new PollWindow({ perWindow: 18, windowMs: 5000, spacingMs: 278 });
+    expect(w.take(0, 1, false)).toBe(1);
+    expect(w.waitMs(1, false)).toBeGreaterThan(0); // idle: spaced
+    expect(w.take(1, 4, true)).toBe(4); // backlog: at once
+    expect(w.take(2, 100, true)).toBe(13); // the window's rest, no more
+    expect(w.waitMs(3, true)).toBe(4997); // until the first grant leaves the window
+    expect(w.take(5000, 1, true)).toBe(1);
+  });
+
+  it("a 429 with Retry-After holds every poll, backlog or idle, for exactly that long", () => {
+    const w = new PollWindow({ perWindow: 90, windowMs: 60_000, spacingMs: 667 });
+    w.take(0, 1, false);
+    const r = w.note429(100, 7000);
+    expect(r).toEqual({ holdMs: 7000, fresh: true });
+    expect(w.waitMs(100, true)).toBe(7000);
+    expect(w.waitMs(7099, false)).toBe(1);
+    expect(w.waitMs(7100, false)).toBe(0);
+  });
+
+  it("a 429 without Retry-After waits just until the oldest poll leaves the window (plus the arrival slack), never a blind minute", () => {
+    const w = new PollWindow({ perWindow: 90, windowMs: 60_000, spacingMs: 667 });
+    const sent = drainIdle(w, 0, 40_000); // 60 polls in 40 s: at 0, 667, … 39 353
+    expect(sent.length).toBe(60);
+    // Someone else behind our IP filled the coordinator's window: 60 in it is over its limit.
+    const r = w.note429(40_000, null);
+    expect(r.fresh).toBe(true);
+    expect(w.perWindow).toBe(59); // learned: the coordinator took fewer than we sent
+    // Room under the learned 59 once the polls at 0 and 667 have left the window, + the slack:
+    // 20.9 s, where a blind backoff would wait a minute.
+    expect(r.holdMs).toBe(667 + 60_000 - 40_000 + 250);
+    // Another worker's 429 from the same burst opens no new episode.
+    expect(w.note429(40_010, null).fresh).toBe(false);
+    expect(w.waitMs(60_916, true)).toBeGreaterThan(0);
+    expect(w.waitMs(60_917, true)).toBe(0);
+  });
+
+  it("learns a limit only on evidence: a 429 after a handful of polls teaches nothing", () => {
+    const w = new PollWindow({ perWindow: Number.POSITIVE_INFINITY, windowMs: 60_000, spacingMs: 0 });
+    for (let t = 0; t < 3; t++) w.take(t, 1, false);
+    w.note429(3, 1000);
+    expect(w.perWindow).toBe(Number.POSITIVE_INFINITY);
+  });
+});
+
+describe("poll grants", () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+  const clock = () => Date.now();
+
+  it("three pollers share one budget: grants one at a time, evenly spaced, in turn", async () => {
+    const g = new PollGrants({ perWindow: 18, windowMs: 5000, spacingMs: 278 }, silentLogger(), clock);
+    const stop = new AbortController();
+    const grants: { who: number; at: number }[] = [];
+    const poller = async (who: number) => {
+      while (!stop.signal.aborted) {
+        const n = await g.acquire({ signal: stop.signal, want: 1, backlog: false });
+        if (n > 0) grants.push({ who, at: Date.now() });
+        await Promise.resolve(); // the poll itself, answered at once
+      }
+    };
+    const start = Date.now();
+    const runs = [0, 1, 2].map(poller);
+    await vi.advanceTimersByTimeAsync(30_000);
+    stop.abort();
+    await Promise.all(runs);
+    const times = grants.map((x) => x.at - start);
+    for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(278);
+    expect(busiestWindow(times, 5000)).toBeLessThanOrEqual(18);
+    expect(grants.length).toBeGreaterThanOrEqual(6 * 18 - 1);
+    // In turn: no poller waits more than two others' grants.
+    for (let i = 3; i < grants.length; i++) {
+      expect(new Set(grants.slice(i - 3, i).map((x) => x.who)).size).toBe(3);
     }
-    b.learnFrom429(50);
-    expect(b.perWindow).toBe(49);
-    expect(b.waitMs(51)).toBeGreaterThan(0);
-    expect(b.waitMs(60_001)).toBe(0); // the window moved on
-    b.learnFrom429(60_002, 3);
-    expect(b.perWindow).toBe(49); // a 429 after 3 polls teaches nothing
+    expect(g.waiting).toBe(0);
+  });
+
+  it("an aborted wait grants nothing and leaves the queue", async () => {
+    const g = new PollGrants({ perWindow: 18, windowMs: 5000, spacingMs: 278 }, silentLogger(), clock);
+    const live = new AbortController();
+    expect(await g.acquire({ signal: live.signal, want: 1, backlog: false })).toBe(1);
+    const gone = new AbortController();
+    const aborted = g.acquire({ signal: gone.signal, want: 1, backlog: false });
+    const next = g.acquire({ signal: live.signal, want: 1, backlog: false });
+    gone.abort();
+    expect(await aborted).toBe(0);
+    await vi.advanceTimersByTimeAsync(279);
+    expect(await next).toBe(1); // the aborted request took no grant from the one behind it
+    expect(g.waiting).toBe(0);
+  });
+
+  it("a 429 holds every waiting poller and is logged once per episode", async () => {
+    const { log, warned } = recordingLogger();
+    const g = new PollGrants({ perWindow: 18, windowMs: 5000, spacingMs: 278 }, log, clock);
+    const s = new AbortController().signal;
+    expect(await g.acquire({ signal: s, want: 1, backlog: false })).toBe(1);
+    g.rateLimited(2000);
+    g.rateLimited(2000); // the same burst seen by another worker
+    let waitSaid: number | null = -1;
+    const waiting = [0, 1, 2].map(() =>
+      g.acquire({ signal: s, want: 1, backlog: true, onWait: (ms) => (waitSaid = ms) }),
+    );
+    let granted = 0;
+    for (const w of waiting) void w.then(() => granted++);
+    await vi.advanceTimersByTimeAsync(1990);
+    expect(granted).toBe(0);
+    expect(waitSaid).toBeGreaterThan(0);
+    await vi.advanceTimersByTimeAsync(20);
+    expect(granted).toBe(3); // backlog requests: all at once when the hold ends
+    expect(warned.filter((w) => w["event"] === "poll_rate_limited")).toHaveLength(1);
+    expect(warned[0]).toMatchObject({ event: "poll_rate_limited", retryAfterMs: 2000, holdMs: 2000 });
   });
 });

@@ -2,8 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { CoordinatorError, UnusableJobError } from "../../src/coordinator/errors.js";
 import type { CoordinatorClient, Job } from "../../src/coordinator/types.js";
-import { PollBudget } from "../../src/miner/poll-budget.js";
-import { pollRound } from "../../src/miner/poll-round.js";
+import { pollRound, pollsWanted } from "../../src/miner/poll-round.js";
 
 function client(protocol: "aitbc" | "claim", answers: (Job | null | Error)[]) {
   const waits: number[] = [];
@@ -22,40 +21,42 @@ function client(protocol: "aitbc" | "claim", answers: (Job | null | Error)[]) {
 const job = (id: string): Job => ({ jobId: id, payload: { model: "m", prompt: "p" }, constraints: {} });
 const opts = {
   longPollSeconds: 20,
-  freeSlots: 4,
+  polls: 4,
   backlog: true,
   signal: new AbortController().signal,
-  now: 1000,
 };
 
 describe("poll rounds", () => {
   it("idle: one poll, with the long-poll wait", async () => {
     const { c, waits } = client("aitbc", [null]);
-    const r = await pollRound(c, new PollBudget(100, 60_000), { ...opts, backlog: false });
+    const r = await pollRound(c, { ...opts, polls: 1, backlog: false });
     expect(waits).toEqual([20]);
     expect(r.jobs).toEqual([]);
   });
 
   it("backlog: one poll per free slot, none of them held open (a held one would delay the jobs the others brought)", async () => {
     const { c, waits } = client("aitbc", [job("a"), job("b"), null, job("c")]);
-    const budget = new PollBudget(100, 60_000);
-    const r = await pollRound(c, budget, opts);
+    const r = await pollRound(c, opts);
     expect(waits).toEqual([0, 0, 0, 0]);
     expect(r.jobs.map((j) => j.jobId)).toEqual(["a", "b", "c"]);
     expect(r.outcomes).toHaveLength(4);
   });
 
-  it("backlog: never more polls than the budget has left", async () => {
+  it("backlog: as many polls as were granted, never more", async () => {
     const { c, waits } = client("aitbc", [job("a"), job("b")]);
-    const budget = new PollBudget(2, 60_000);
-    await pollRound(c, budget, opts);
+    await pollRound(c, { ...opts, polls: 2 });
     expect(waits).toHaveLength(2);
-    expect(budget.waitMs(1000)).toBeGreaterThan(0);
+  });
+
+  it("asks for one poll per free slot only in an aitbc backlog", () => {
+    expect(pollsWanted("aitbc", true, 4)).toBe(4);
+    expect(pollsWanted("aitbc", false, 4)).toBe(1);
+    expect(pollsWanted("claim", true, 4)).toBe(1);
   });
 
   it("the claim dialect polls one at a time even in a backlog", async () => {
     const { c, waits } = client("claim", [job("a")]);
-    await pollRound(c, new PollBudget(100, 60_000), opts);
+    await pollRound(c, opts);
     expect(waits).toHaveLength(1);
   });
 
@@ -64,7 +65,7 @@ describe("poll rounds", () => {
     const e1 = new CoordinatorError("server", "HTTP 500", 500);
     const e2 = new CoordinatorError("server", "HTTP 502", 502);
     const { c } = client("aitbc", [job("a"), unusable, e1, e2]);
-    const r = await pollRound(c, new PollBudget(100, 60_000), opts);
+    const r = await pollRound(c, opts);
     expect(r.jobs.map((j) => j.jobId)).toEqual(["a"]);
     expect(r.unusable).toEqual([unusable]);
     expect(r.error).toBe(e1);

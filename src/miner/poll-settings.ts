@@ -1,0 +1,59 @@
+// How `run` spends the coordinator's poll budget, from its config: the published limit per
+// window less the margin for arrival-time counting (hostPollLimit), idle polls spaced evenly over
+// the window. A lone miner spends it itself; a fleet's supervisor spends it for the whole host.
+// (docs/operations.md#the-hosts-poll-budget)
+import type { RunConfig } from "../config.js";
+import { hostPollLimit, type PollWindowSettings } from "./poll-budget.js";
+import type { MinerSettings } from "./types.js";
+
+/** The window `--polls-per-minute` is counted over; tests shorten it (AITBC_POLL_WINDOW_MS). */
+export const POLL_WINDOW_ENV = "AITBC_POLL_WINDOW_MS";
+const DEFAULT_WINDOW_MS = 60_000;
+
+export type PollSettings = Pick<
+  MinerSettings,
+  "pollsPerWindow" | "pollWindowMs" | "idlePollIntervalMs" | "longPollSeconds"
+>;
+
+/** The window length: 60 s, or AITBC_POLL_WINDOW_MS (a rehearsal against a reduced window). */
+export function pollWindowMs(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env[POLL_WINDOW_ENV];
+  if (raw === undefined || raw === "") return DEFAULT_WINDOW_MS;
+  const ms = Number(raw);
+  if (!Number.isInteger(ms) || ms < 1000 || ms > 3_600_000)
+    throw new Error(
+      `${POLL_WINDOW_ENV} must be a whole number of milliseconds from 1000 to 3600000, not ${JSON.stringify(raw)}`,
+    );
+  return ms;
+}
+
+/** The poll settings of `run` (`pollMinIntervalMs`: tests and the demo, a coordinator without limits). */
+export function pollSettings(
+  cfg: Pick<RunConfig, "protocol" | "pollsPerMinute" | "longPoll">,
+  overrides: { pollMinIntervalMs?: number; longPollSeconds?: number } = {},
+  env: NodeJS.ProcessEnv = process.env,
+): PollSettings {
+  if (overrides.pollMinIntervalMs !== undefined) {
+    return {
+      pollsPerWindow: Number.POSITIVE_INFINITY,
+      pollWindowMs: DEFAULT_WINDOW_MS,
+      idlePollIntervalMs: overrides.pollMinIntervalMs,
+      longPollSeconds: cfg.protocol === "aitbc" ? (overrides.longPollSeconds ?? 0) : 0,
+    };
+  }
+  const windowMs = pollWindowMs(env);
+  // The aitbc dialect's published limit is per window; the claim dialect has none known (it is
+  // learned from 429s), and its polls are spaced by the same --polls-per-minute.
+  const spend = hostPollLimit(cfg.pollsPerMinute);
+  return {
+    pollsPerWindow: cfg.protocol === "aitbc" ? spend : Number.POSITIVE_INFINITY,
+    pollWindowMs: windowMs,
+    idlePollIntervalMs: Math.ceil(windowMs / spend),
+    longPollSeconds: cfg.protocol === "aitbc" ? cfg.longPoll : 0,
+  };
+}
+
+/** The budget's window settings from these poll settings. */
+export function pollWindowSettings(p: PollSettings): PollWindowSettings {
+  return { perWindow: p.pollsPerWindow, windowMs: p.pollWindowMs, spacingMs: p.idlePollIntervalMs };
+}
