@@ -8,7 +8,7 @@ const E2E = [
   "test/fleet/**/*.test.ts",
   "test/bench/**/*.test.ts",
   "test/backends/{llama,llama-context,fallback,broken-model,real-shape,gpu-warmup,model-change}.test.ts",
-  "test/gpu/{bundle,acceptance,inference-acceptance}.test.ts",
+  "test/gpu/{bundle,acceptance,inference-acceptance,health-process}.test.ts",
   "test/security/leaks.test.ts",
   "test/miner/state-dir.test.ts",
   "test/receipts/canonical-python.test.ts",

@@ -22,13 +22,20 @@ export async function eventually<T>(
 
 let n = 0;
 
-/** A fake NVML of `count` GPUs (overrides by index) with an empty events file; returns that file. */
+/**
+ * A fake NVML of `count` GPUs (overrides by index) with an empty events file, made the current
+ * FAKE_NVML_CONFIG; returns the events file (and the config's path, for child processes).
+ */
 export function fakeWithEvents(count: number, over: Record<number, Partial<FakeDevice>> = {}): string {
+  return fakeWithEventsFiles(count, over).eventsFile;
+}
+
+export function fakeWithEventsFiles(
+  count: number,
+  over: Record<number, Partial<FakeDevice>> = {},
+): { eventsFile: string; config: string } {
   const eventsFile = join(tmp, `events-${process.pid}-${n++}.txt`);
   writeFileSync(eventsFile, "");
-  useFakeConfig({
-    eventsFile,
-    devices: Array.from({ length: count }, (_, i) => fakeDevice(i, over[i] ?? {})),
-  });
-  return eventsFile;
+  const devices = Array.from({ length: count }, (_, i) => fakeDevice(i, over[i] ?? {}));
+  return { eventsFile, config: useFakeConfig({ eventsFile, devices }) };
 }
