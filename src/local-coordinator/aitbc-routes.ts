@@ -35,7 +35,7 @@ export function aitbcRoutes(core: CoordinatorCore): Record<string, Handler> {
   return {
     register(ctx): Reply {
       const minerId = minerFromHeader(ctx);
-      core.limit("register", minerId);
+      core.limit("register", ctx, minerId);
       const b = validate(aitbcRegister, ctx.body);
       core.upsertMiner(minerId, "aitbc", b.capabilities, b.concurrency, b.region ?? null);
       const token = randomUUID();
@@ -45,7 +45,7 @@ export function aitbcRoutes(core: CoordinatorCore): Record<string, Handler> {
 
     heartbeat(ctx): Reply {
       const minerId = minerFromHeader(ctx);
-      core.limit("heartbeat", minerId);
+      core.limit("heartbeat", ctx, minerId);
       const b = validate(heartbeatBody, ctx.body);
       const m = state.miners.get(minerId);
       if (!m) throw new HttpFail(404, "miner not registered");
@@ -60,14 +60,14 @@ export function aitbcRoutes(core: CoordinatorCore): Record<string, Handler> {
 
     poll(ctx): Reply | Promise<Reply> {
       const minerId = minerFromHeader(ctx);
-      core.limit("poll", minerId);
+      core.limit("poll", ctx, minerId);
       const reply = core.handOut(minerId);
       return reply.status === 204 ? holdPoll(core, ctx, minerId) : reply;
     },
 
     result(ctx, param): Reply {
       const minerId = minerFromHeader(ctx);
-      core.limit("result", minerId);
+      core.limit("result", ctx, minerId);
       const b = validate(resultBody, ctx.body);
       const j = core.knownJob(param);
       return core.finish(j, minerId, b.result, b.metrics ?? null, b.result["receipt"]);

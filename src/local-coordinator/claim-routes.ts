@@ -34,7 +34,7 @@ export function claimRoutes(core: CoordinatorCore): Record<string, Handler> {
     /** The claim-shaped POST /v1/miners/register (see isClaimRegister). */
     register(ctx): Reply {
       const b = validate(claimRegister, ctx.body);
-      core.limit("register", b.miner_id);
+      core.limit("register", ctx, b.miner_id);
       core.upsertMiner(b.miner_id, "claim", b.capabilities, 1, null);
       return { status: 200, json: { status: "ok" }, committed: true };
     },
@@ -42,7 +42,7 @@ export function claimRoutes(core: CoordinatorCore): Record<string, Handler> {
     available(ctx): Reply {
       const minerId = ctx.url.searchParams.get("miner_id");
       if (!isValidMinerId(minerId)) throw new HttpFail(400, "missing or invalid miner_id");
-      core.limit("poll", minerId);
+      core.limit("poll", ctx, minerId);
       core.sweepLeases();
       const m = state.miners.get(minerId);
       for (const j of state.jobs.values()) {
@@ -65,7 +65,7 @@ export function claimRoutes(core: CoordinatorCore): Record<string, Handler> {
 
     complete(ctx, param): Reply {
       const b = validate(completeBody, ctx.body);
-      core.limit("result", b.miner_id);
+      core.limit("result", ctx, b.miner_id);
       const j = core.knownJob(param);
       return core.finish(
         j,

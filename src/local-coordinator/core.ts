@@ -7,7 +7,7 @@ import { monotonicNow } from "../clock.js";
 import { isValidJobId } from "../coordinator/ids.js";
 import { type Logger, silentLogger } from "../log.js";
 import { FaultInjector, type FaultKind } from "./faults.js";
-import { HttpFail, RateLimitFail, type Reply, validate } from "./http.js";
+import { type Ctx, HttpFail, RateLimitFail, type Reply, validate } from "./http.js";
 import { matchesConstraints } from "./match.js";
 import { DEFAULT_RATE_LIMITS, RateLimiter, type RateLimits } from "./rate-limit.js";
 import { asObj, type CoordinatorRules, referenceRules } from "./rules.js";
@@ -81,8 +81,12 @@ export class CoordinatorCore {
     this.emit({ type: "fault", kind, route });
   }
 
-  /** Take one call from the (route, client) budget; throws a 429 when it is spent. */
-  limit(route: "register" | "heartbeat" | "poll" | "result", client: string): void {
+  /**
+   * Take one call from the (route, client) budget; throws a 429 when it is spent. The client is the
+   * miner on the reference coordinator, the caller's IP upstream (every miner of a host shares it).
+   */
+  limit(route: "register" | "heartbeat" | "poll" | "result", ctx: Ctx, minerId: string): void {
+    const client = this.o.upstreamQuirks ? (ctx.req.socket.remoteAddress ?? "unknown") : minerId;
     const wait = this.limiter.take(route, client);
     if (wait === null) return;
     this.counters.rateLimited++;

@@ -1,5 +1,8 @@
-// Sliding-window rate limits per (route, client) as on the reference coordinator: N calls per
-// window; past that, 429 with the seconds until the oldest call leaves the window.
+// Sliding-window rate limits per (route, client) as on the real coordinator: N calls per window,
+// counted by ARRIVAL (the time the call is handled here, not when the miner sent it); past that,
+// 429 with the seconds until the oldest arrival leaves the window. A refused call is not counted.
+// The client is the miner on the reference coordinator and the caller's IP in upstream mode
+// (CoordinatorCore.limit), where every miner of one host shares the budget.
 
 export interface RateLimits {
   register: number;
