@@ -47,6 +47,12 @@ export const COMMANDS: readonly CommandEntry[] = [
     load: () => import("./commands/receipts.js"),
   },
   {
+    name: "earnings",
+    summary:
+      "what the whole host earned per day, GPU and model, reconciled against the coordinator's receipts",
+    load: () => import("./commands/earnings.js"),
+  },
+  {
     name: "doctor",
     summary: "check this host: Node, NVML/GPU, inference runtime, models, state, keys, coordinator",
     load: () => import("./commands/doctor.js"),

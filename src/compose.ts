@@ -7,6 +7,7 @@ import { type ComputeCheck, checkCompute, runtimeDiagnosis, summarize } from "./
 import type { RunConfig } from "./config.js";
 import { createCoordinatorClient } from "./coordinator/client.js";
 import type { Capabilities } from "./coordinator/types.js";
+import { billedFromMinerReceipt } from "./earnings/earned.js";
 import { capabilitiesFromSnapshot, createGpuInfoSource, heartbeatMetrics } from "./gpu/index.js";
 import { createGpuPolicy } from "./gpu/policy.js";
 import { restrictToGpus } from "./gpu/restrict.js";
@@ -212,7 +213,16 @@ export async function composeMiner(
     },
     signReceipt: (input) => buildMinerReceipt(input, key) as unknown as Record<string, unknown>,
     checkCoordinatorReceipt: (text) => verifyCoordinatorReceipt(text, cfg.coordinatorKey),
-    recordReceipt: (entry) => receiptLog.append({ ...entry, at: new Date().toISOString() }),
+    // A miner receipt's line says what its result is billed at (the earnings report reconciles it).
+    recordReceipt: (entry) =>
+      receiptLog.append({
+        ...entry,
+        at: new Date().toISOString(),
+        billed:
+          entry.kind === "miner"
+            ? billedFromMinerReceipt(entry.receipt, cfg.protocol === "aitbc" ? cfg.price : null)
+            : undefined,
+      }),
     admit: (req) => admission(req.model),
     jobMemoryProbe: () => policy.memoryProbe(),
     jobMetrics: async () => policy.jobMetrics(),

@@ -1,7 +1,9 @@
-// `receipts`: list and summarise the receipts log (the miner's own receipts and the
-// coordinator's, with whether each verified).
+// `receipts`: list and summarise the receipts logs of the whole host (the state directory's and
+// every worker's under workers/<uuid>/ on a multi-GPU host): the miner's own receipts and the
+// coordinator's, with whether each verified. Money per day and GPU: the `earnings` command.
 
 import type { Command } from "commander";
+import { stateSources } from "../earnings/ledger.js";
 import { stateFiles } from "../paths.js";
 import {
   JsonFloat,
@@ -27,7 +29,9 @@ function str(v: unknown): string {
   return typeof v === "object" ? stringifyJson(v) : String(v);
 }
 
-function entryLine(e: ReceiptLogEntry): string {
+type Shown = ReceiptLogEntry & { gpu: string };
+
+function entryLine(e: Shown, many: boolean): string {
   const r = typeof e.receipt === "object" && e.receipt !== null ? (e.receipt as Record<string, unknown>) : {};
   // A coordinator receipt valid only without upstream's post-signing fields says which ones.
   const status =
@@ -39,21 +43,23 @@ function entryLine(e: ReceiptLogEntry): string {
         ? `FAILED (${e.reason ?? "?"})`
         : "unverified";
   const at = typeof e.at === "number" ? new Date(e.at).toISOString() : e.at;
-  return `  ${at}  ${e.kind.padEnd(11)}  ${e.jobId}  ${receiptModel(r) ?? "-"}  ${str(r["units"])} ${str(r["unit_type"])}  ${status}`;
+  return `  ${at}  ${many ? `${e.gpu}  ` : ""}${e.kind.padEnd(11)}  ${e.jobId}  ${receiptModel(r) ?? "-"}  ${str(r["units"])} ${str(r["unit_type"])}  ${status}`;
 }
 
-function summaryText(path: string, s: ReceiptSummary, shown: ReceiptLogEntry[]): string {
-  const lines = [`receipts log ${path}`];
+function summaryText(paths: string[], s: ReceiptSummary, shown: Shown[]): string {
+  const lines = paths.map((p) => `receipts log ${p}`);
+  const many = paths.length > 1;
   if (s.count === 0 && s.skippedLines === 0) {
     lines.push("  no receipts yet");
     return `${lines.join("\n")}\n`;
   }
   if (shown.length < s.count) lines.push(`last ${shown.length} of ${s.count}:`);
-  for (const e of shown) lines.push(entryLine(e));
+  for (const e of shown) lines.push(entryLine(e, many));
   lines.push(
     `${s.count} receipts (miner ${s.byKind.miner}, coordinator ${s.byKind.coordinator}): ` +
       `${s.verified} verified, ${s.failed} failed, ${s.unverified} unverified`,
   );
+  if (s.failures > 0) lines.push(`${s.failures} jobs failed back (see \`earnings\`)`);
   if (s.skippedLines > 0) lines.push(`${s.skippedLines} unreadable lines skipped`);
   const models = Object.keys(s.unitsByModel).sort();
   if (models.length > 0) {
@@ -86,18 +92,31 @@ export function register(program: Command): void {
         process.exitCode = 2;
         return;
       }
-      const path = stateFiles.receiptsLog(resolveStateDir(opts.stateDir, opts.config));
-      let read: Awaited<ReturnType<ReceiptLog["read"]>>;
+      const stateDir = resolveStateDir(opts.stateDir, opts.config);
+      const path = stateFiles.receiptsLog(stateDir);
+      const paths: string[] = [];
+      const entries: Shown[] = [];
+      let skipped = 0;
+      let where = path;
       try {
-        read = await new ReceiptLog(path).read();
+        // The host's log, then each worker's: a multi-GPU host keeps one per GPU.
+        for (const src of await stateSources(stateDir)) {
+          where = stateFiles.receiptsLog(src.dir);
+          const read = await new ReceiptLog(where).read();
+          if (src.gpu === "host" || read.entries.length > 0 || read.skipped > 0) paths.push(where);
+          for (const e of read.entries) entries.push({ ...e, gpu: src.gpu });
+          skipped += read.skipped;
+        }
       } catch (err) {
-        process.stderr.write(`aitbc-native-miner: cannot read ${path}: ${(err as Error).message}\n`);
+        process.stderr.write(`aitbc-native-miner: cannot read ${where}: ${(err as Error).message}\n`);
         process.exitCode = 1;
         return;
       }
-      const summary = summarizeReceipts(read);
-      const shown = limit === 0 ? [] : read.entries.slice(-limit);
-      if (opts.json) process.stdout.write(`${stringifyJson({ path, ...summary, entries: shown })}\n`);
-      else process.stdout.write(summaryText(path, summary, shown));
+      const summary = summarizeReceipts({ entries, skipped });
+      const receipts = entries.filter((e) => e.kind !== "failure");
+      const shown = limit === 0 ? [] : receipts.slice(-limit);
+      if (opts.json)
+        process.stdout.write(`${stringifyJson({ path, paths, ...summary, entries: shown } as never)}\n`);
+      else process.stdout.write(summaryText(paths, summary, shown));
     });
 }

@@ -6,6 +6,7 @@ import { Backoff, sleep, within } from "../backoff.js";
 import { monotonicNow } from "../clock.js";
 import type { CompletedJob, CoordinatorClient, SubmitAck } from "../coordinator/types.js";
 import { describeError } from "../describe-error.js";
+import { earnedBy } from "../earnings/earned.js";
 import type { Logger } from "../log.js";
 import type { MinerEvent } from "../ops/events.js";
 import type { CoordinatorReceiptCheck } from "../receipts/verify.js";
@@ -18,7 +19,8 @@ import { decide, type RetryRule } from "./retry.js";
 export type { CoordinatorReceiptCheck };
 
 export interface ReceiptRecord {
-  kind: "miner" | "coordinator";
+  /** failure: a job failed back (reason: its error code), recorded for the earnings report. */
+  kind: "miner" | "coordinator" | "failure";
   jobId: string;
   receipt: unknown;
   verified: boolean | null;
@@ -139,6 +141,11 @@ export class Reporter {
           "could not journal a failed job; reporting it from memory",
         );
       });
+    // A line in the receipts log, so the earnings report counts failures too (not awaited: the
+    // report to the coordinator does not wait for the operator's record).
+    this.d
+      .recordReceipt({ kind: "failure", jobId, receipt: null, verified: null, reason: errorCode })
+      .catch((err: unknown) => this.d.storage?.noteFailure(err));
     this.resendFailure(jobId, errorCode, message);
   }
 
@@ -319,10 +326,16 @@ export class Reporter {
   private async onAccepted(result: CompletedJob, ack: SubmitAck): Promise<void> {
     await this.settled(result);
     this.stats.submitted++;
-    this.d.onEvent?.({ type: "result_delivered", answer: "accepted" });
+    const check =
+      ack.coordinatorReceiptText !== null ? this.d.checkCoordinatorReceipt(ack.coordinatorReceiptText) : null;
+    // Units and amount feed the earnings counters (the signed figures when the receipt has them).
+    this.d.onEvent?.({
+      type: "result_delivered",
+      answer: "accepted",
+      ...earnedBy(ack.billed, check?.receipt),
+    });
     let verified: boolean | null = null;
-    if (ack.coordinatorReceiptText !== null) {
-      const check = this.d.checkCoordinatorReceipt(ack.coordinatorReceiptText);
+    if (check !== null) {
       verified = check.verified;
       await this.d
         .recordReceipt({

@@ -8,7 +8,13 @@ export type PollResult = "job" | "empty" | "unusable" | "rate_limited" | "error"
 export type MinerEvent =
   | { type: "job_completed"; durationMs: number; completionTokens: number }
   | { type: "job_failed"; errorCode: string }
-  | { type: "result_delivered"; answer: "accepted" | "already_done" | "gone" | "rejected" }
+  | {
+      type: "result_delivered";
+      answer: "accepted" | "already_done" | "gone" | "rejected";
+      /** Accepted: the units billed and what they earned (price x units), when known. */
+      units?: number | undefined;
+      amount?: number | undefined;
+    }
   | { type: "poll"; result: PollResult }
   /** Once at start: what inference computes on (src/gpu/compute-verdict.ts), as advertised. */
   | { type: "inference_runtime"; backend: InferenceBackend; platform: string; devices: string[] };
@@ -25,6 +31,8 @@ const eventSchema = z.discriminatedUnion("type", [
   z.object({
     type: z.literal("result_delivered"),
     answer: z.enum(["accepted", "already_done", "gone", "rejected"]),
+    units: z.number().nonnegative().max(1e12).optional(),
+    amount: z.number().nonnegative().max(1e15).optional(),
   }),
   z.object({
     type: z.literal("poll"),

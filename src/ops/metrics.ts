@@ -75,6 +75,20 @@ export class OpsMetrics {
     labelNames: [...WORKER, "answer"],
     registers: [this.registry],
   });
+  // Earnings per worker (so per GPU): what each accepted result billed, the coordinator's signed
+  // units and price when its receipt has them, else the units sent x the unit price asked.
+  private readonly earnedUnits = new Counter({
+    name: "aitbc_miner_earned_units_total",
+    help: "Units billed by accepted results (GPU seconds: what the coordinator prices).",
+    labelNames: WORKER,
+    registers: [this.registry],
+  });
+  private readonly earnings = new Counter({
+    name: "aitbc_miner_earnings_total",
+    help: "Amount earned by accepted results: units x unit price (the coordinator's signed price when it sends one).",
+    labelNames: WORKER,
+    registers: [this.registry],
+  });
   private readonly polls = new Counter({
     name: "aitbc_miner_polls_total",
     help: "Polls, by result (job, empty, unusable, rate_limited, error).",
@@ -155,6 +169,8 @@ export class OpsMetrics {
         return;
       case "result_delivered":
         this.results.inc({ ...l, answer: e.answer });
+        if (e.units !== undefined) this.earnedUnits.inc(l, e.units);
+        if (e.amount !== undefined) this.earnings.inc(l, e.amount);
         return;
       case "poll":
         this.polls.inc({ ...l, result: e.result });

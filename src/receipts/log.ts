@@ -1,19 +1,30 @@
-// The receipts log: one JSON line per receipt (the miner's own and the coordinator's), appended
-// with a single O_APPEND write so concurrent appends never interleave within a line.
+// The receipts log: one JSON line per receipt (the miner's own and the coordinator's) and per job
+// failed back (kind failure, for the earnings report), appended with a single O_APPEND write so
+// concurrent appends never interleave within a line.
 
 import { type FileHandle, mkdir, open, readFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { monotonicNow } from "../clock.js";
 import { appendNow } from "../file-io.js";
-import { type JsonValue, parseJsonLossless, stringifyJson } from "./json.js";
+import { JsonFloat, type JsonValue, parseJsonLossless, stringifyJson } from "./json.js";
 import { receiptModel } from "./receipt.js";
 
 export type ReceiptKind = "miner" | "coordinator";
 
+/** What a miner receipt's result billed, as sent (units, their type, the unit price asked or null). */
+export interface BilledRecord {
+  units: number;
+  unit_type: string;
+  unit_price: number | null;
+}
+
 export interface ReceiptLogEntry {
-  kind: ReceiptKind;
+  kind: ReceiptKind | "failure";
   jobId: string;
+  /** A failure line: null (its error code is `reason`). */
   receipt: unknown;
+  /** Miner receipts: what the result was billed at when sent (earnings reconcile against it). */
+  billed?: BilledRecord | undefined;
   /** null: not checked (no key to check it with). */
   verified: boolean | null;
   reason?: string | undefined;
@@ -64,6 +75,7 @@ export class ReceiptLog {
       verified: entry.verified,
     };
     if (entry.reason !== undefined) record["reason"] = entry.reason;
+    if (entry.billed !== undefined) record["billed"] = { ...entry.billed };
     record["receipt"] = entry.receipt;
     let line: string;
     try {
@@ -150,7 +162,7 @@ export class ReceiptLog {
     let skipped = 0;
     for (const line of text.split("\n")) {
       if (line.trim() === "") continue;
-      const entry = parseLine(line);
+      const entry = parseReceiptLine(line);
       if (entry) entries.push(entry);
       else skipped++;
     }
@@ -158,7 +170,8 @@ export class ReceiptLog {
   }
 }
 
-function parseLine(line: string): ReceiptLogEntry | null {
+/** One receipts-log line as an entry, or null when it is not one (torn, foreign, not JSON). */
+export function parseReceiptLine(line: string): ReceiptLogEntry | null {
   let v: JsonValue;
   try {
     v = parseJsonLossless(line, { maxLength: MAX_LINE_CHARS });
@@ -170,13 +183,32 @@ function parseLine(line: string): ReceiptLogEntry | null {
   const kind = rec["kind"];
   const verified = rec["verified"];
   const at = rec["at"];
-  if (kind !== "miner" && kind !== "coordinator") return null;
+  if (kind !== "miner" && kind !== "coordinator" && kind !== "failure") return null;
   if (typeof rec["jobId"] !== "string") return null;
   if (verified !== true && verified !== false && verified !== null) return null;
   if (typeof at !== "string" && typeof at !== "number") return null;
   const entry: ReceiptLogEntry = { kind, jobId: rec["jobId"], receipt: rec["receipt"] ?? null, verified, at };
   if (typeof rec["reason"] === "string") entry.reason = rec["reason"];
+  const billed = billedOf(rec["billed"]);
+  if (billed) entry.billed = billed;
   return entry;
+}
+
+function billedOf(v: JsonValue | undefined): BilledRecord | undefined {
+  if (typeof v !== "object" || v === null || Array.isArray(v) || v instanceof JsonFloat) return undefined;
+  const o = v as Record<string, JsonValue>;
+  const units = plainNumber(o["units"]);
+  const rawPrice = o["unit_price"];
+  const price = rawPrice === null ? null : plainNumber(rawPrice);
+  if (units === null || typeof o["unit_type"] !== "string") return undefined;
+  if (rawPrice !== null && price === null) return undefined;
+  return { units, unit_type: o["unit_type"], unit_price: price };
+}
+
+function plainNumber(v: JsonValue | undefined): number | null {
+  if (typeof v === "number" && Number.isFinite(v)) return v;
+  if (v instanceof JsonFloat && Number.isFinite(v.value)) return v.value;
+  return null;
 }
 
 export interface ReceiptSummary {
@@ -187,6 +219,8 @@ export interface ReceiptSummary {
   unverified: number;
   /** Units per model, per kind (miner and coordinator receipts describe the same jobs). */
   unitsByModel: Record<string, Record<ReceiptKind, number>>;
+  /** Jobs failed back (failure lines; not receipts). */
+  failures: number;
   skippedLines: number;
 }
 
@@ -198,17 +232,20 @@ function unitsOf(v: unknown): number {
 }
 
 export function summarizeReceipts(read: ReadResult): ReceiptSummary {
+  const receipts = read.entries.filter((e) => e.kind !== "failure");
   const s: ReceiptSummary = {
-    count: read.entries.length,
+    count: receipts.length,
     byKind: { miner: 0, coordinator: 0 },
     verified: 0,
     failed: 0,
     unverified: 0,
     // null prototype: model names come from receipts (a "__proto__" model must stay a key)
     unitsByModel: Object.create(null) as ReceiptSummary["unitsByModel"],
+    failures: read.entries.length - receipts.length,
     skippedLines: read.skipped,
   };
-  for (const e of read.entries) {
+  for (const e of receipts) {
+    if (e.kind === "failure") continue;
     s.byKind[e.kind]++;
     if (e.verified === true) s.verified++;
     else if (e.verified === false) s.failed++;
