@@ -57,7 +57,8 @@ const verdict = (d: GpuDevice, over: Partial<Parameters<typeof evaluateHealth>[0
     ...over,
   });
 
-const xid = (n: number, index: number | null = 0, uuid: string | null = `GPU-${index}`): NvmlEvent => ({
+type EventOf = Extract<NvmlEvent, { kind: "event" }>;
+const xid = (n: number, index: number | null = 0, uuid: string | null = `GPU-${index}`): EventOf => ({
   kind: "event",
   index,
   uuid,
