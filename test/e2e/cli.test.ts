@@ -25,6 +25,7 @@ describe("command line", () => {
       "keys",
       "verify",
       "receipts",
+      "earnings",
       "doctor",
       "service",
       "coordinator",
