@@ -54,6 +54,10 @@ struct Watcher {
 std::mutex g_mu;
 Watcher* g_current = nullptr;
 
+// The watcher's session hold is its own, not its environment's: a close() too many from JS can
+// then never shut NVML down under the waiting thread.
+napi_env holdKey(Watcher* w) { return reinterpret_cast<napi_env>(w); }
+
 double wallMs() {
   return static_cast<double>(
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -147,7 +151,7 @@ void halt(Watcher* w) {
   if (w->thread.joinable()) w->thread.join();
   if (w->set != nullptr && w->lib->api().eventSetFree != nullptr) w->lib->api().eventSetFree(w->set);
   w->set = nullptr;
-  releaseSession(w->env);
+  releaseSession(holdKey(w));
 }
 
 void forget(Watcher* w) {
@@ -239,10 +243,10 @@ Napi::Value StartEvents(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> lock(g_mu);
     if (g_current != nullptr) throw Napi::Error::New(env, "NVML events are already watched in this process");
   }
-  const NvmlLibrary* lib = holdSession(env);
-  if (lib == nullptr) throw nvmlError(env, NVML_ERROR_UNINITIALIZED, "NVML is not open: call open() first");
   std::unique_ptr<Watcher> w(new Watcher());
   w->env = env;
+  const NvmlLibrary* lib = holdSession(holdKey(w.get()));
+  if (lib == nullptr) throw nvmlError(env, NVML_ERROR_UNINITIALIZED, "NVML is not open: call open() first");
   w->lib = lib;
   const NvmlApi& a = lib->api();
   Napi::Object result = Napi::Object::New(env);
@@ -250,7 +254,7 @@ Napi::Value StartEvents(const Napi::CallbackInfo& info) {
                                                        : env.Null());
   auto notRunning = [&](const std::string& reason, Napi::Value devices) {
     if (w->set != nullptr) a.eventSetFree(w->set);
-    releaseSession(env);
+    releaseSession(holdKey(w.get()));
     result.Set("running", false);
     result.Set("reason", reason);
     result.Set("devices", devices);

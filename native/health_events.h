@@ -9,10 +9,10 @@
 
 namespace aitbc {
 
-// Defined in addon.cc: a hold on the open NVML session for `env` (nullptr when NVML is not open),
-// so NVML stays initialised while the event thread waits; and giving that hold back.
-const NvmlLibrary* holdSession(napi_env env);
-void releaseSession(napi_env env);
+// Defined in addon.cc: a hold on the open NVML session under `key` (nullptr when NVML is not
+// open), so NVML stays initialised while the event thread waits; and giving that hold back.
+const NvmlLibrary* holdSession(napi_env key);
+void releaseSession(napi_env key);
 
 // The event thread's cleanup hook is added by startEvents, after the session's (added at load):
 // hooks run last-in first-out, so an environment's teardown joins the thread before NVML shuts down.

@@ -179,6 +179,22 @@ describe("NVML health events through the addon", () => {
     expect(got.map((e) => e.kind === "event" && e.xid)).toEqual([62]);
   });
 
+  it("holds NVML open for itself: closing every source (and a close() too many) leaves events flowing", async () => {
+    const file = fakeWithEvents(2);
+    const s = await open();
+    const loaded = loadAddon();
+    if (!loaded.ok) throw new Error(loaded.reason);
+    const got: NvmlEvent[] = [];
+    const watch = s.watchEvents((e) => got.push(e))!;
+    await s.close();
+    loaded.addon.close();
+    expect(loaded.addon.isOpen()).toBe(true);
+    appendFakeEvents(file, [{ index: 1, type: EVENT_XID, data: 119 }]);
+    await eventually("the event after close", () => got[0]);
+    watch.stop();
+    expect(loaded.addon.isOpen()).toBe(false);
+  });
+
   it("refuses to watch before NVML is open", () => {
     const loaded = loadAddon();
     if (!loaded.ok) throw new Error(loaded.reason);
@@ -207,6 +223,20 @@ describe("GPU health counters through the addon", () => {
     expect(m.verdicts()[1]!.reasons[0]).toMatchObject({ code: "gpu_lost", severity: "lost" });
     appendFakeEvents(file, [{ index: 3, type: EVENT_XID, data: 74 }]);
     await eventually("GPU 3 sick", () => m.verdict(uuid(3))?.state === "sick");
+  });
+
+  it("re-reads on its own: a GPU lost mid-run turns lost without anyone feeding the monitor", async () => {
+    // GPU 1 answers a few snapshots' worth of calls, then GPU_IS_LOST.
+    fakeWithEvents(2, { 1: { lostAfter: 80 } });
+    const s = await open();
+    const changes: [string, HealthVerdict][] = [];
+    monitor = new GpuHealthMonitor({ source: s, log, intervalMs: 20 });
+    monitor.onHealthChange((u, v) => changes.push([u, v]));
+    await monitor.start();
+    expect(monitor.verdict(uuid(1))?.state).toBe("healthy");
+    const lost = await eventually("GPU 1 lost", () => changes.find(([, v]) => v.state === "lost"));
+    expect(lost[0]).toBe(uuid(1));
+    expect(monitor.verdict(uuid(0))?.state).toBe("healthy");
   });
 
   it("reads the service counters, null where unsupported, and a verdict that clears when they clear", async () => {
