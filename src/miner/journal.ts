@@ -12,6 +12,11 @@ export interface ClaimedJob {
   deadlineAt: number;
   /** Set once the job is failed: only the report to the coordinator is left to make. */
   failure?: { errorCode: string; message: string } | undefined;
+  /**
+   * Set (wall ms) once the coordinator cancelled the job or gave it to another miner: nothing is
+   * left to run, submit or report; the entry only keeps a restart from doing any of that.
+   */
+  cancelledAt?: number | undefined;
 }
 
 const schema = z.object({
@@ -21,6 +26,7 @@ const schema = z.object({
   claimedAt: z.number(),
   deadlineAt: z.number(),
   failure: z.object({ errorCode: z.string(), message: z.string() }).optional(),
+  cancelledAt: z.number().optional(),
 });
 
 export class ClaimJournal {
@@ -63,6 +69,21 @@ export class ClaimJournal {
 
   remove(jobId: string): Promise<void> {
     return this.store.remove(jobId);
+  }
+
+  /**
+   * Record that the coordinator no longer runs this job for us (it replaces the claim): durable
+   * before it resolves, so a restart neither resumes nor submits it.
+   */
+  recordCancelled(jobId: string, at: number): Promise<void> {
+    return this.store.put(jobId, {
+      jobId,
+      payload: null,
+      constraints: null,
+      claimedAt: at,
+      deadlineAt: at,
+      cancelledAt: at,
+    });
   }
 
   /**

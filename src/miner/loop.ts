@@ -32,6 +32,7 @@ import {
 export type { CoordinatorReceiptCheck, ReceiptRecord } from "./reporter.js";
 
 import { HeartbeatSchedule } from "./heartbeat.js";
+import { type JobWatch, watchJobs } from "./job-watch.js";
 import { LoopWatch } from "./loop-watch.js";
 import { recover } from "./recover.js";
 import { type JobContext, jobDeadline, runJob } from "./run-job.js";
@@ -67,6 +68,8 @@ export class Miner {
   private readonly heartbeats: HeartbeatSchedule;
   /** The loop's progress and each kind of work's own deadline, for /healthz and /readyz. */
   private readonly watch: LoopWatch;
+  /** Cancelled jobs stop; no job is left orphaned after a failed poll (job-watch.ts). */
+  private readonly jobWatch: JobWatch;
 
   /** What a job's run needs from the loop (see run-job.ts). */
   private get jobContext(): JobContext {
@@ -78,6 +81,7 @@ export class Miner {
       storage: this.storage,
       stats: this.stats,
       emit: (e) => this.emit(e),
+      cancels: this.jobWatch.cancels,
     };
   }
 
@@ -113,6 +117,9 @@ export class Miner {
       // Upstream frees a slot on /fail only when a heartbeat says so: send one at once.
       onFailureAcknowledged: () => this.beatSoon(),
     });
+    const signal = this.stopSignal.signal;
+    const onCancelled = () => this.beatSoon();
+    this.jobWatch = watchJobs({ d, reporter: this.reporter, storage: this.storage, signal, onCancelled });
   }
 
   private emit(e: MinerEvent): void {
@@ -173,7 +180,7 @@ export class Miner {
       await openState(this.storage, this.d);
       await this.membership.register();
       if (this.stopping) return await exited;
-      await recover({
+      const settle = await recover({
         d: this.d,
         log: this.log,
         reporter: this.reporter,
@@ -182,6 +189,7 @@ export class Miner {
         signal: this.stopSignal.signal,
         inHand: () => this.inflight.keys(),
       });
+      this.jobWatch.orphans.use(settle);
       if (this.stopping) return await exited;
       if (!this.stopping) this.heartbeats.start();
       this.watch.warmUpStarted();
@@ -238,6 +246,7 @@ export class Miner {
       takeHandout: (job) => this.takeHandout(job),
       emit: (e) => this.emit(e),
       beatSoon: () => this.beatSoon(),
+      afterPollError: (err) => this.jobWatch.orphans.afterPollError(err),
     }).run(warm);
   }
 

@@ -47,6 +47,8 @@ export interface PollLoopContext {
   emit(e: MinerEvent): void;
   /** A heartbeat out of turn. */
   beatSoon(): void;
+  /** After a failed poll, before the next: may settle with the coordinator (orphan-sweep.ts). */
+  afterPollError?(err: unknown): Promise<void>;
 }
 
 /** A lone miner's budget: the settings' limit (its margin already taken), spaced evenly. */
@@ -141,6 +143,7 @@ export class PollLoop {
         // Upstream answers a poll from a miner it forgot with 500, not 404: a heartbeat tells
         // (its 404 makes the miner register again).
         if (error instanceof CoordinatorError && error.kind === "server") c.beatSoon();
+        await c.afterPollError?.(error);
         const delay = verdict.kind === "retry" ? verdict.afterMs : failBackoff.next(null);
         c.log.warn({ event: "poll_failed", err: describeError(error), retryInMs: delay }, "poll failed");
         watch.moved(delay);

@@ -9,8 +9,8 @@ import { CoordinatorError } from "../coordinator/errors.js";
 import type { CoordinatorClient } from "../coordinator/types.js";
 import { describeError } from "../describe-error.js";
 
-/** What the miner's own state says about a job. */
-export type LocalRecordKind = "result" | "claim" | "failure" | "damaged record";
+/** What the miner's own state says about a job ("cancelled": a marker that nothing is owed). */
+export type LocalRecordKind = "result" | "claim" | "failure" | "damaged record" | "cancelled";
 
 export interface Reconciled {
   /** Jobs with a local record that the coordinator no longer runs for us, and what the record is. */
@@ -31,7 +31,8 @@ export function reconcile(
   const settled = new Map<string, LocalRecordKind[]>();
   const known = new Set(inHand);
   for (const [jobId, kind] of records) {
-    known.add(jobId);
+    // A cancelled job listed as ours again has nothing here to run it from: an orphan.
+    if (kind !== "cancelled") known.add(jobId);
     if (running.has(jobId) || inHand.has(jobId)) continue;
     const kinds = settled.get(jobId) ?? [];
     if (!kinds.includes(kind)) kinds.push(kind);

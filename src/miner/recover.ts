@@ -59,7 +59,8 @@ async function settleWithCoordinator(
       "the coordinator no longer runs this job for this miner: it is not run, submitted or reported again",
     );
     if (kinds.includes("result")) await ctx.d.outbox.remove(jobId);
-    if (kinds.includes("claim") || kinds.includes("failure")) await ctx.d.journal.remove(jobId);
+    if (kinds.includes("claim") || kinds.includes("failure") || kinds.includes("cancelled"))
+      await ctx.d.journal.remove(jobId);
   }
   for (const jobId of plan.orphans) {
     if (ctx.isStopping()) break;
@@ -80,7 +81,10 @@ async function settleWithCoordinator(
 function recordsOf(results: { jobId: string }[], claims: ClaimedJob[]): [string, LocalRecordKind][] {
   return [
     ...results.map((r): [string, LocalRecordKind] => [r.jobId, "result"]),
-    ...claims.map((c): [string, LocalRecordKind] => [c.jobId, c.failure ? "failure" : "claim"]),
+    ...claims.map((c): [string, LocalRecordKind] => [
+      c.jobId,
+      c.cancelledAt !== undefined ? "cancelled" : c.failure ? "failure" : "claim",
+    ]),
   ];
 }
 
@@ -122,14 +126,25 @@ export async function recover(ctx: RecoverContext): Promise<() => Promise<void>>
         `the miner restarted and its ${which} record of this job was unreadable`,
       );
   }
-  const owed = results.filter((r) => !settled.has(r.jobId));
+  // Cancelled before the restart: its result (if any) is never sent; the marker has done its job.
+  const cancelled = new Set(journal.jobs.filter((c) => c.cancelledAt !== undefined).map((c) => c.jobId));
+  for (const jobId of cancelled) {
+    if (settled.has(jobId)) continue;
+    ctx.log.info(
+      { event: "cancelled_job_dropped", jobId },
+      "the coordinator cancelled this job before the restart: it is not run, submitted or reported",
+    );
+    if (results.some((r) => r.jobId === jobId)) await ctx.d.outbox.remove(jobId);
+    await ctx.d.journal.remove(jobId);
+  }
+  const owed = results.filter((r) => !settled.has(r.jobId) && !cancelled.has(r.jobId));
   if (owed.length > 0)
     ctx.log.info({ event: "outbox_recovered", count: owed.length }, "resubmitting results from the outbox");
   const inOutbox = new Set(owed.map((r) => r.jobId));
   for (const r of owed) ctx.reporter.submit(r);
 
   for (const claimed of journal.jobs) {
-    if (settled.has(claimed.jobId)) continue;
+    if (settled.has(claimed.jobId) || cancelled.has(claimed.jobId)) continue;
     if (inOutbox.has(claimed.jobId)) {
       await ctx.d.journal.remove(claimed.jobId);
       continue;

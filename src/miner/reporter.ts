@@ -57,6 +57,8 @@ export class Reporter {
   private readonly failing = new Map<string, Promise<void>>();
   /** Failure reports a later hand-out of the same id made moot: their loops stop at once. */
   private readonly superseded = new Map<string, AbortController>();
+  /** Each result delivery's stop (withdraw) and how it ended. */
+  private readonly deliveries = new Map<string, { stop: AbortController; outcome: Promise<boolean> }>();
   private readonly stats: ReporterStats = { failed: 0, failuresByCode: {}, submitted: 0, dropped: 0 };
 
   private readonly retryRule: RetryRule;
@@ -231,27 +233,49 @@ export class Reporter {
     }
   }
 
+  /**
+   * Stop delivering `jobId`'s result before its next try (the coordinator cancelled the job: a
+   * result would complete and bill it again). Resolves true when the result was never accepted,
+   * false when there was no delivery or it was accepted meanwhile (a try already on its way cannot
+   * be called back). The outbox record is the caller's to remove.
+   */
+  async withdraw(jobId: string): Promise<boolean> {
+    const d = this.deliveries.get(jobId);
+    if (!d) return false;
+    d.stop.abort();
+    return await d.outcome;
+  }
+
   submit(result: CompletedJob): void {
     if (this.submitting.has(result.jobId)) return;
-    const p = this.submitLoop(result)
-      .catch((err: unknown) =>
-        this.log.error(
-          { event: "submit_crashed", jobId: result.jobId, err: describeError(err) },
-          "submit loop failed",
-        ),
-      )
-      .finally(() => this.submitting.delete(result.jobId));
+    const stop = new AbortController();
+    const outcome = this.submitLoop(result, stop.signal).catch((err: unknown) => {
+      this.log.error(
+        { event: "submit_crashed", jobId: result.jobId, err: describeError(err) },
+        "submit loop failed",
+      );
+      return false;
+    });
+    const p = outcome
+      .then(() => undefined)
+      .finally(() => {
+        this.submitting.delete(result.jobId);
+        this.deliveries.delete(result.jobId);
+      });
+    this.deliveries.set(result.jobId, { stop, outcome });
     this.submitting.set(result.jobId, p);
   }
 
-  private async submitLoop(result: CompletedJob): Promise<void> {
+  /** Resolves true only when withdrawn before the coordinator accepted it. */
+  private async submitLoop(result: CompletedJob, withdrawn: AbortSignal): Promise<boolean> {
     const log = this.log.child({ jobId: result.jobId });
     const backoff = new Backoff({ baseMs: 500, capMs: 60_000 });
     for (;;) {
+      if (withdrawn.aborted) return true;
       try {
         const ack = await this.d.client.submit(result);
         await this.onAccepted(result, ack);
-        return;
+        return false;
       } catch (err) {
         const verdict = this.retryRule(err, "submit", backoff);
         if (verdict.kind === "gone") {
@@ -267,7 +291,7 @@ export class Reporter {
             { event: verdict.alreadyDone ? "submit_already_done" : "submit_job_gone" },
             "coordinator no longer needs this result",
           );
-          return;
+          return false;
         }
         if (verdict.kind === "rejected" || verdict.kind === "fatal") {
           const status = verdict.kind === "rejected" ? verdict.status : null;
@@ -288,11 +312,12 @@ export class Reporter {
             "result_rejected",
             `the coordinator refused the result (HTTP ${status}): ${why}`,
           );
-          return;
+          return false;
         }
+        if (withdrawn.aborted) return true;
         if (this.flushing && this.flushDeadlinePassed()) {
           log.warn({ event: "submit_deferred" }, "result stays in the outbox for the next start");
-          return;
+          return false;
         }
         const delay = verdict.afterMs;
         log.warn(
@@ -305,7 +330,7 @@ export class Reporter {
           },
           "submit failed; will retry",
         );
-        await this.pause(delay);
+        await this.pause(delay, withdrawn);
       }
     }
   }

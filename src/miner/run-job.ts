@@ -9,6 +9,7 @@ import type { Logger } from "../log.js";
 import type { MinerEvent } from "../ops/events.js";
 import { ExitCode } from "./exit-codes.js";
 import type { FailureCode } from "./failure-codes.js";
+import { CANCELLED, type CancelWatch, type JobCancels } from "./job-cancel.js";
 import type { ClaimedJob } from "./journal.js";
 import type { Reporter } from "./reporter.js";
 import { checkConstraints, validatePayload } from "./screening.js";
@@ -25,6 +26,8 @@ export interface JobContext {
   /** The loop's running totals, updated in place. */
   stats: { completed: number; tokens: number; promptTokens: number; busySeconds: number };
   emit(e: MinerEvent): void;
+  /** Jobs the coordinator no longer runs for us (job-cancel.ts): never submitted or reported. */
+  cancels?: (JobCancels & Pick<CancelWatch, "track" | "untrack">) | undefined;
 }
 
 /**
@@ -56,8 +59,26 @@ export function jobDeadline(recovered: ClaimedJob | null, jobTimeoutMs: number):
   return recovered ? monotonicFromWall(recovered.deadlineAt) : monotonicNow() + jobTimeoutMs;
 }
 
-/** `deadlineAt` is on the monotonic clock; the journal keeps wall times, which survive a restart. */
+/**
+ * `deadlineAt` is on the monotonic clock; the journal keeps wall times, which survive a restart.
+ * While it runs, the coordinator is asked now and then whether the job is still ours (job-cancel.ts).
+ */
 export async function runJob(
+  ctx: JobContext,
+  job: Job,
+  recovered: ClaimedJob | null,
+  abort: AbortController,
+  deadlineAt: number,
+): Promise<void> {
+  ctx.cancels?.track(job.jobId, abort);
+  try {
+    await run(ctx, job, recovered, abort, deadlineAt);
+  } finally {
+    ctx.cancels?.untrack(job.jobId);
+  }
+}
+
+async function run(
   ctx: JobContext,
   job: Job,
   recovered: ClaimedJob | null,
@@ -143,6 +164,11 @@ export async function runJob(
   try {
     result = await generateWithDeadline(ctx.d.backend, req, abort, deadlineAt, ctx.s.abortGraceMs);
   } catch (err) {
+    if (abort.signal.reason === CANCELLED && !(err instanceof WedgedError)) {
+      // Cancelled (logged once by the watch): no verdict is owed, only the journal's record.
+      await journaled;
+      return ctx.cancels?.settle(jobId);
+    }
     const why = abort.signal.reason as AbortWhy | undefined;
     if (err instanceof WedgedError) {
       await fail("timeout", err.message);
@@ -169,6 +195,11 @@ export async function runJob(
     if (afterJob) await afterJob().catch(() => undefined);
   }
 
+  // Cancelled as the generation ended: nothing to sign, store or send.
+  if (ctx.cancels?.isCancelled(jobId)) {
+    await journaled;
+    return ctx.cancels.settle(jobId);
+  }
   const completedAt = Math.max(startedAt, Date.now());
   const durationMs = Math.round(performance.now() - t0);
   const gpu = ctx.d.jobMetrics ? await ctx.d.jobMetrics().catch(() => null) : null;
@@ -228,6 +259,8 @@ export async function runJob(
       ctx.storage.noteFailure(err);
     });
   }
+  // Cancelled while the result was written: it leaves the outbox unsent (settle removes it).
+  if (ctx.cancels?.isCancelled(jobId)) return ctx.cancels.settle(jobId);
   ctx.emit({ type: "job_completed", durationMs, completionTokens: result.completionTokens });
   ctx.stats.completed++;
   ctx.stats.tokens += result.completionTokens;

@@ -6,6 +6,7 @@ import type { Logger } from "../log.js";
 import type { MinerEvent } from "../ops/events.js";
 import type { MinerReceiptInput } from "../receipts/receipt.js";
 import type { HealthLimits } from "./health-limits.js";
+import type { CancelCheckTiming } from "./job-cancel.js";
 import type { ClaimJournal } from "./journal.js";
 import type { Outbox } from "./outbox.js";
 import type { PollBudget } from "./poll-budget.js";
@@ -38,6 +39,8 @@ export interface MinerSettings {
   flushTimeoutMs: number;
   limits: JobLimits;
   unloadAfterJob: boolean;
+  /** How sparingly to ask whether long jobs were cancelled (default: job-cancel.ts). */
+  cancelCheck?: Partial<CancelCheckTiming> | undefined;
   /** How long each kind of work may go without progress before /healthz fails (default: AITBC_HEALTH_LIMITS, else health-limits.ts). */
   health?: Partial<HealthLimits> | undefined;
 }
