@@ -13,6 +13,7 @@ import type { GpuInfoSource } from "./gpu/types.js";
 import type { Logger } from "./log.js";
 import { ExitCode } from "./miner/exit-codes.js";
 import { runShutdownBudgetMs } from "./miner/loop.js";
+import { pollSettings, pollWindowSettings } from "./miner/poll-settings.js";
 import { isStorageError, StateStorage, StateStorageError } from "./miner/state-storage.js";
 import { OpsMetrics } from "./ops/metrics.js";
 import { type OpsServer, startOpsServer } from "./ops/server.js";
@@ -115,6 +116,7 @@ async function runHost(cfg: RunConfig, log: Logger, args: string[]): Promise<num
     gpu: gpu!,
     ops: cfg.metricsPort === undefined ? null : { host: cfg.metricsHost, port: cfg.metricsPort },
     stopBudgetMs: runShutdownBudgetMs(cfg.gracePeriod) + 5000,
+    polls: pollWindowSettings(pollSettings(cfg)),
     stop,
   });
 }
@@ -181,6 +183,7 @@ async function runLocked(cfg: RunConfig, log: Logger, o: OneOptions): Promise<nu
         link?.onEvent(e);
         ops?.observe(key, e);
       },
+      pollBudget: link?.pollBudget,
       ...(o.worker || o.gpuUuids
         ? {
             worker: {

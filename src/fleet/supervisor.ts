@@ -2,17 +2,20 @@
 // with CUDA_VISIBLE_DEVICES set to its card(s), its own miner id, outbox and journal, and the
 // host's signing key. A worker that dies (CUDA error, OOM, SIGKILL) is started again with
 // backoff and resubmits its own outbox; the others never notice. SIGTERM drains every worker
-// within one budget. The supervisor serves the host's /metrics, /healthz and /readyz.
+// within one budget. The supervisor serves the host's /metrics, /healthz and /readyz, and holds
+// the host's poll budget: the coordinator limits polls per IP, so it grants them (poll-share.ts).
 import { type ChildProcess, spawn } from "node:child_process";
 import { Backoff } from "../backoff.js";
 import { monotonicNow } from "../clock.js";
 import type { GpuInfoSource } from "../gpu/types.js";
 import type { Logger } from "../log.js";
 import { ExitCode } from "../miner/exit-codes.js";
+import type { PollWindowSettings } from "../miner/poll-budget.js";
 import { OpsMetrics, type WorkerLabels } from "../ops/metrics.js";
 import { type HealthReport, type OpsServer, startOpsServer } from "../ops/server.js";
 import { parseWorkerMessage, WORKER_ENV, type WorkerEnv, type WorkerHealth } from "./ipc.js";
 import type { WorkerSpec } from "./plan.js";
+import { PollShare } from "./poll-share.js";
 
 /** Exit codes a restart cannot fix (bad settings, unwritable state, no GPU runtime): not restarted. */
 const FINAL_EXIT_CODES = new Set<number>([
@@ -35,6 +38,8 @@ export interface SupervisorOptions {
   /** The host's GPUs, for the per-GPU metric series. */
   gpu: GpuInfoSource;
   ops: { host: string; port: number } | null;
+  /** The host's poll budget, shared by every worker: the coordinator limits per client IP. */
+  polls: PollWindowSettings;
   /** How long a stop may take: every worker's shutdown budget, plus a margin. */
   stopBudgetMs: number;
   restartBackoff?: { baseMs: number; capMs: number };
@@ -67,6 +72,7 @@ export function workerLabels(spec: Pick<WorkerSpec, "indexes" | "uuids" | "miner
 export async function runSupervisor(o: SupervisorOptions): Promise<number> {
   const log = o.log.child({ component: "supervisor" });
   const metrics = new OpsMetrics();
+  const polls = new PollShare(o.polls, log);
   let stopping = false;
   const workers = o.workers.map<Worker>((spec) => {
     const labels = workerLabels(spec);
@@ -119,7 +125,11 @@ export async function runSupervisor(o: SupervisorOptions): Promise<number> {
       const msg = parseWorkerMessage(m);
       if (!msg) return;
       if (msg.t === "event") metrics.observe(w.spec.key, msg.e);
-      else {
+      else if (msg.t !== "status") {
+        polls.handle(w.spec.minerId, msg, (g) => {
+          if (child.connected) child.send(g, undefined, undefined, () => undefined);
+        });
+      } else {
         w.lastStatusAt = monotonicNow();
         w.health = msg.health;
         metrics.setGauges(w.spec.key, msg.gauges);
@@ -129,6 +139,7 @@ export async function runSupervisor(o: SupervisorOptions): Promise<number> {
     w.exited = new Promise<number>((resolve) => {
       child.once("exit", (code, signal) => {
         w.child = null;
+        polls.forget(w.spec.minerId);
         const exitCode = code ?? 128;
         if (stopping) return resolve(exitCode);
         if (FINAL_EXIT_CODES.has(exitCode)) {

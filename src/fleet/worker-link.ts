@@ -1,10 +1,11 @@
 // A worker's side of the IPC channel: ops events as they happen, gauges and health once a
-// second. A worker whose supervisor is gone (killed, crashed) stops cleanly rather than mine on
-// unsupervised.
+// second, and the host's poll budget (polls asked for and granted). A worker whose supervisor is
+// gone (killed, crashed) stops cleanly rather than mine on unsupervised.
 import type { Logger } from "../log.js";
 import type { MinerEvent } from "../ops/events.js";
 import type { WorkerGauges } from "../ops/metrics.js";
-import type { WorkerHealth, WorkerMessage } from "./ipc.js";
+import { parseSupervisorMessage, type WorkerHealth, type WorkerMessage } from "./ipc.js";
+import { SharedPollBudget } from "./shared-budget.js";
 
 const STATUS_EVERY_MS = 1000;
 
@@ -17,6 +18,8 @@ export interface StatusSource {
 export interface SupervisorLink {
   onEvent(e: MinerEvent): void;
   attach(source: StatusSource): void;
+  /** The host's poll budget, granted by the supervisor. */
+  pollBudget: SharedPollBudget;
   close(): void;
 }
 
@@ -26,8 +29,15 @@ export function linkToSupervisor(log: Logger): SupervisorLink {
   };
   let timer: NodeJS.Timeout | null = null;
   let onDisconnect: (() => void) | null = null;
+  const pollBudget = new SharedPollBudget(send);
+  const onMessage = (m: unknown) => {
+    const grant = parseSupervisorMessage(m);
+    if (grant) pollBudget.granted(grant);
+  };
+  process.on("message", onMessage);
   return {
     onEvent: (e) => send({ t: "event", e }),
+    pollBudget,
     attach(source) {
       const report = () => {
         source.gauges().then(
@@ -45,6 +55,7 @@ export function linkToSupervisor(log: Logger): SupervisorLink {
       process.once("disconnect", onDisconnect);
     },
     close() {
+      process.off("message", onMessage);
       if (timer) clearInterval(timer);
       if (onDisconnect) process.off("disconnect", onDisconnect);
       if (process.connected) process.disconnect();

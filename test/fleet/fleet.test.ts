@@ -2,15 +2,13 @@
 // registers as its own miner advertising its own card; a job for one card's name runs there; a
 // worker SIGKILLed mid-job is restarted and its job delivered while the others go on; /metrics
 // and /readyz speak for the whole host; SIGTERM drains all and exits 0.
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { LocalCoordinator } from "../../src/local-coordinator/index.js";
-import { fakeDevice, writeFakeNvmlConfig } from "../fake-nvml/config.js";
-import { fakeNvmlPaths } from "../setup/fake-nvml.js";
-import { type Spawned, spawnCli } from "../support/cli.js";
-import { API_KEY, coordinatorWithReceipts, inferenceJob, modelsDir, repoRoot } from "../support/harness.js";
+import { fakeDevice } from "../fake-nvml/config.js";
+import type { Spawned } from "../support/cli.js";
+import { get, FLEET_GPU_NAMES as NAMES, startFleetHost, sum, until } from "../support/fleet.js";
+import { coordinatorWithReceipts, inferenceJob } from "../support/harness.js";
 import { freePort } from "../support/proxy.js";
 import { storedKeys } from "../support/state-files.js";
 
@@ -26,65 +24,6 @@ afterEach(async () => {
   coordinator = null;
 });
 
-const NAMES = ["NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-40GB", "NVIDIA L4"];
-
-function startHost(
-  url: string,
-  port: number,
-  extra: string[] = [],
-  cards = 3,
-): Spawned & { stateDir: string } {
-  const dir = mkdtempSync(join(tmpdir(), "fleet-"));
-  const config = writeFakeNvmlConfig(join(dir, "fake-nvml.conf"), {
-    driver: "550.54.15",
-    cuda: 12040,
-    devices: NAMES.slice(0, cards).map((name, i) => fakeDevice(i, { name })),
-  });
-  const spawned = spawnCli(
-    [
-      "run",
-      ...["--coordinator", url, "--miner-id", "host", "--models", modelsDir, "--threads", "1"],
-      ...["--gpu", "auto", "--state-dir", join(dir, "state"), "--polls-per-minute", "60000"],
-      ...["--long-poll", "0", "--heartbeat-interval", "1", "--grace-period", "5"],
-      ...["--nvml-library", fakeNvmlPaths(repoRoot).current, "--log-level", "info"],
-      ...["--metrics-port", String(port), ...extra],
-    ],
-    // The fake cards have no CUDA runtime behind them: take them as each worker's compute devices.
-    { FAKE_NVML_CONFIG: config, AITBC_API_KEY: API_KEY, AITBC_TEST_COMPUTE: "nvml" },
-  );
-  return Object.assign(spawned, { stateDir: join(dir, "state") });
-}
-
-async function get(url: string): Promise<{ status: number; text: string }> {
-  try {
-    const r = await fetch(url);
-    return { status: r.status, text: await r.text() };
-  } catch {
-    return { status: 0, text: "" };
-  }
-}
-
-async function until<T>(what: string, f: () => Promise<T | null> | T | null, ms = 60_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== null && v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/** Sum of a counter's samples whose labels include every given pair. */
-function sum(metrics: string, name: string, labels: Record<string, string>): number {
-  let total = 0;
-  for (const line of metrics.split("\n")) {
-    if (!line.startsWith(`${name}{`)) continue;
-    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
-    total += Number(line.slice(line.lastIndexOf(" ") + 1));
-  }
-  return total;
-}
-
 describe("one worker per GPU", () => {
   it("three cards: three miners, per-card jobs, a killed worker restarted, host metrics, clean drain", {
     timeout: 180_000,
@@ -92,7 +31,7 @@ describe("one worker per GPU", () => {
     coordinator = (await coordinatorWithReceipts()).coordinator;
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
-    const host = startHost(coordinator.url, port);
+    const host = startFleetHost({ url: coordinator.url, port });
     miner = host;
 
     await until("the ops server", async () => ((await get(`${base}/healthz`)).status === 200 ? true : null));
@@ -197,7 +136,7 @@ describe("one worker per GPU", () => {
 
   it("--gpus none keeps today's single worker: one miner, the plain id, CPU", async () => {
     coordinator = (await coordinatorWithReceipts()).coordinator;
-    miner = startHost(coordinator.url, await freePort(), ["--gpus", "none"]);
+    miner = startFleetHost({ url: coordinator.url, port: await freePort(), extra: ["--gpus", "none"] });
     const id = coordinator.enqueue(inferenceJob(1));
     await coordinator.waitFor((c) => c.job(id)!.state === "COMPLETED", 60_000);
     expect(coordinator.miners().map((m) => m.minerId)).toEqual(["host"]);
@@ -208,7 +147,7 @@ describe("one worker per GPU", () => {
 
   it("--gpus 1: one card of three, one worker under the plain id, advertising that card only", async () => {
     coordinator = (await coordinatorWithReceipts()).coordinator;
-    miner = startHost(coordinator.url, await freePort(), ["--gpus", "1"]);
+    miner = startFleetHost({ url: coordinator.url, port: await freePort(), extra: ["--gpus", "1"] });
     await until("registration", () => (coordinator!.miners().length === 1 ? true : null));
     const m = coordinator.miners()[0]!;
     expect(m.minerId).toBe("host");

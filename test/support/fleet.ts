@@ -1,0 +1,76 @@
+// A multi-GPU host for the fleet tests: `run` on the fake NVML with up to three cards (one worker
+// per card under its supervisor), plus the small waits and metric sums those tests share.
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fakeDevice, writeFakeNvmlConfig } from "../fake-nvml/config.js";
+import { fakeNvmlPaths } from "../setup/fake-nvml.js";
+import { type Spawned, spawnCli } from "./cli.js";
+import { API_KEY, modelsDir, repoRoot } from "./harness.js";
+
+export const FLEET_GPU_NAMES = ["NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-40GB", "NVIDIA L4"];
+
+export interface FleetHostOptions {
+  url: string;
+  /** The host's ops port (/metrics, /healthz, /readyz); none when absent. */
+  port?: number;
+  extra?: string[];
+  cards?: number;
+  /** --polls-per-minute (default: so many that the budget never decides a test). */
+  pollsPerMinute?: number;
+  env?: NodeJS.ProcessEnv;
+}
+
+export function startFleetHost(o: FleetHostOptions): Spawned & { stateDir: string } {
+  const dir = mkdtempSync(join(tmpdir(), "fleet-"));
+  const config = writeFakeNvmlConfig(join(dir, "fake-nvml.conf"), {
+    driver: "550.54.15",
+    cuda: 12040,
+    devices: FLEET_GPU_NAMES.slice(0, o.cards ?? 3).map((name, i) => fakeDevice(i, { name })),
+  });
+  const spawned = spawnCli(
+    [
+      "run",
+      ...["--coordinator", o.url, "--miner-id", "host", "--models", modelsDir, "--threads", "1"],
+      ...["--gpu", "auto", "--state-dir", join(dir, "state")],
+      ...["--polls-per-minute", String(o.pollsPerMinute ?? 60_000)],
+      ...["--long-poll", "0", "--heartbeat-interval", "1", "--grace-period", "5"],
+      ...["--nvml-library", fakeNvmlPaths(repoRoot).current, "--log-level", "info"],
+      ...(o.port === undefined ? [] : ["--metrics-port", String(o.port)]),
+      ...(o.extra ?? []),
+    ],
+    // The fake cards have no CUDA runtime behind them: take them as each worker's compute devices.
+    { FAKE_NVML_CONFIG: config, AITBC_API_KEY: API_KEY, AITBC_TEST_COMPUTE: "nvml", ...o.env },
+  );
+  return Object.assign(spawned, { stateDir: join(dir, "state") });
+}
+
+export async function get(url: string): Promise<{ status: number; text: string }> {
+  try {
+    const r = await fetch(url);
+    return { status: r.status, text: await r.text() };
+  } catch {
+    return { status: 0, text: "" };
+  }
+}
+
+export async function until<T>(what: string, f: () => Promise<T | null> | T | null, ms = 60_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v !== null && v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Sum of a counter's samples whose labels include every given pair. */
+export function sum(metrics: string, name: string, labels: Record<string, string>): number {
+  let total = 0;
+  for (const line of metrics.split("\n")) {
+    if (!line.startsWith(`${name}{`)) continue;
+    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
+    total += Number(line.slice(line.lastIndexOf(" ") + 1));
+  }
+  return total;
+}
