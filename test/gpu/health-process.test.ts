@@ -109,6 +109,42 @@ describe("telemetry shows each GPU's health", () => {
     expect(codes).toEqual([["drained"], ["retired_pages_pending"], ["gpu_lost"], ["row_remap_failure"]]);
   });
 
+  it("--watch also listens to NVML's events: an Xid 79 on GPU 2 shows in the next frame; SIGINT exits 0", async () => {
+    const { eventsFile, config } = fakeWithEventsFiles(4);
+    const child = spawn(
+      process.execPath,
+      [telemetryCli, "telemetry", "--watch", "0.1", "--json", "--nvml-library", fake.current],
+      { cwd: root, env: { ...process.env, FAKE_NVML_CONFIG: config, AITBC_NVML_ADDON: addonPath } },
+    );
+    let out = "";
+    child.stdout.on("data", (b: Buffer) => {
+      out += b.toString();
+    });
+    const code = new Promise<number | null>((resolve) => child.on("exit", (c) => resolve(c)));
+    type Frame = { gpus: { health: { state: string; reasons: { code: string }[] } }[] };
+    const frames = (): Frame[] =>
+      out
+        .split("\x1b[H\x1b[2J")
+        .map((f) => f.trim())
+        .filter((f) => f.endsWith("}"))
+        .map((f) => JSON.parse(f) as Frame);
+    await eventually("a first frame", () => frames().length > 0);
+    expect(frames()[0]!.gpus.map((g) => g.health.state)).toEqual([
+      "healthy",
+      "healthy",
+      "healthy",
+      "healthy",
+    ]);
+    appendFakeEvents(eventsFile, [{ index: 2, type: EVENT_XID, data: 79 }]);
+    const lost = await eventually("a frame with GPU 2 lost", () =>
+      frames().find((f) => f.gpus[2]!.health.state === "lost"),
+    );
+    expect(lost.gpus.map((g) => g.health.state)).toEqual(["healthy", "healthy", "lost", "healthy"]);
+    expect(lost.gpus[2]!.health.reasons.map((r) => r.code)).toEqual(["xid_79"]);
+    child.kill("SIGINT");
+    expect(await code).toBe(0);
+  });
+
   it("the table says why under each GPU that is not plainly healthy; a bad --drained exits 2", async () => {
     const r = await run([]);
     expect(r.code, r.stderr).toBe(0);
