@@ -125,10 +125,36 @@ describe("llama backend on the tiny model", () => {
   });
 
   it("unloadAll drops the model; the next job loads it again with the same output", async () => {
-    const a = await backend.generate(req(), never());
-    await backend.unloadAll();
-    const b = await backend.generate(req(), never());
-    expect(b.output).toBe(a.output);
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk, _enc, cb) {
+        lines.push(String(chunk));
+        cb();
+      },
+    });
+    const own = createLlamaBackend({
+      modelsDir: fixturesModels,
+      threads: 1,
+      concurrency: 1,
+      gpu: false,
+      log: createLogger({ level: "info", destination: sink }),
+      contextSize: 256,
+      preflight: false,
+    });
+    await own.init();
+    try {
+      const events = () => lines.map((l) => (JSON.parse(l) as { event?: string }).event);
+      const count = (e: string) => events().filter((x) => x === e).length;
+      const a = await own.generate(req(), never());
+      expect(count("model_loaded")).toBe(1);
+      await own.unloadAll();
+      expect(count("model_unloaded")).toBe(1);
+      const b = await own.generate(req(), never());
+      expect(count("model_loaded")).toBe(2); // loaded again, not served from memory
+      expect(b.output).toBe(a.output);
+    } finally {
+      await own.close();
+    }
   });
 });
 
