@@ -33,7 +33,7 @@ export const CANCELLED = "cancelled";
 
 export interface CancelWatchDeps {
   client: Pick<CoordinatorClient, "jobsNoLongerOurs">;
-  journal: Pick<ClaimJournal, "recordCancelled">;
+  journal: Pick<ClaimJournal, "recordCancelled" | "remove">;
   outbox: Pick<Outbox, "remove">;
   reporter: Pick<Reporter, "withdraw" | "pendingIds" | "isSubmitting">;
   log: Logger;
@@ -49,8 +49,11 @@ export interface CancelWatchDeps {
 /** What a job's run asks (run-job.ts). */
 export interface JobCancels {
   isCancelled(jobId: string): boolean;
-  /** Record a cancelled job's end: journal marker, any outbox record dropped. Never rejects. */
-  settle(jobId: string): Promise<void>;
+  /**
+   * Record a cancelled job's end: the journal's marker replaces its claim (durably), and a result
+   * in the outbox (`resultStored`) is dropped. Never rejects.
+   */
+  settle(jobId: string, resultStored: boolean): Promise<void>;
 }
 
 interface Tracked {
@@ -90,17 +93,29 @@ export class CancelWatch implements JobCancels {
     return this.cancelled.has(jobId);
   }
 
-  async settle(jobId: string): Promise<void> {
+  async settle(jobId: string, resultStored: boolean): Promise<void> {
+    const note = (err: unknown) => {
+      this.d.storage?.noteFailure(err);
+    };
     try {
       await this.d.journal.recordCancelled(jobId, Date.now());
     } catch (err) {
-      this.d.storage?.noteFailure(err);
+      note(err);
       this.d.log.warn(
         { event: "journal_failed", jobId, err: describeError(err) },
         "could not journal a cancelled job; a restart asks the coordinator before resuming it",
       );
+      if (resultStored) await this.d.outbox.remove(jobId).catch(note);
+      return;
     }
-    await this.d.outbox.remove(jobId).catch((err: unknown) => this.d.storage?.noteFailure(err));
+    if (resultStored) {
+      // The marker stays until the next start: a lost (unsynced) removal from the outbox must not
+      // bring the result back without it.
+      await this.d.outbox.remove(jobId).catch(note);
+      return;
+    }
+    // Nothing to resend: the marker has replaced the claim, and a lost removal only leaves it.
+    await this.d.journal.remove(jobId).catch(note);
   }
 
   /** One look every interval while there is something to ask about. */
@@ -168,7 +183,7 @@ export class CancelWatch implements JobCancels {
       // Its result is on its way: withdraw it, unless the coordinator took it meanwhile (then it
       // was listed as no longer running because it was done, not cancelled).
       if (!(await this.d.reporter.withdraw(jobId))) return;
-      await this.settle(jobId);
+      await this.settle(jobId, true);
       this.said(jobId, "delivering");
       return;
     }

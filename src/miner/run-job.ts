@@ -167,7 +167,7 @@ async function run(
     if (abort.signal.reason === CANCELLED && !(err instanceof WedgedError)) {
       // Cancelled (logged once by the watch): no verdict is owed, only the journal's record.
       await journaled;
-      return ctx.cancels?.settle(jobId);
+      return ctx.cancels?.settle(jobId, false);
     }
     const why = abort.signal.reason as AbortWhy | undefined;
     if (err instanceof WedgedError) {
@@ -198,7 +198,7 @@ async function run(
   // Cancelled as the generation ended: nothing to sign, store or send.
   if (ctx.cancels?.isCancelled(jobId)) {
     await journaled;
-    return ctx.cancels.settle(jobId);
+    return ctx.cancels.settle(jobId, false);
   }
   const completedAt = Math.max(startedAt, Date.now());
   const durationMs = Math.round(performance.now() - t0);
@@ -260,7 +260,7 @@ async function run(
     });
   }
   // Cancelled while the result was written: it leaves the outbox unsent (settle removes it).
-  if (ctx.cancels?.isCancelled(jobId)) return ctx.cancels.settle(jobId);
+  if (ctx.cancels?.isCancelled(jobId)) return ctx.cancels.settle(jobId, true);
   ctx.emit({ type: "job_completed", durationMs, completionTokens: result.completionTokens });
   ctx.stats.completed++;
   ctx.stats.tokens += result.completionTokens;

@@ -209,6 +209,9 @@ describe.each([
     const after = c.enqueue(short(2));
     await c.waitFor((x) => x.job(after)?.state === "COMPLETED", DEADLINE_MS);
     expect(again.events().filter((e) => e["event"] === "outbox_recovered")).toEqual([]);
+    // The journal's marker, dropped at the start: settled by the listing (aitbc), or on its own (claim).
+    const dropped = protocol === "aitbc" ? "job_already_settled" : "cancelled_job_dropped";
+    expect(named(again.events(), dropped, job)).toHaveLength(1);
     expect(await again.stop()).toBe(0);
     expect(verdicts(seen)).toEqual([]);
     expect(c.job(job)?.state).toBe("CANCELED");
