@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { register as registerEarnings } from "../../src/commands/earnings.js";
 import { register as registerReceipts } from "../../src/commands/receipts.js";
 import { stateFiles } from "../../src/paths.js";
-import { generateKeyPair } from "../../src/receipts/index.js";
+import { buildMinerReceipt, generateKeyPair } from "../../src/receipts/index.js";
 import { runCommand } from "../support/command-run.js";
 import { type JobSpec, TreeWriter, workerDir } from "../support/earnings-tree.js";
 
@@ -61,7 +61,25 @@ async function buildTree() {
     await w.job(A, a(id, ms));
     await w.signed(A, a(id, ms), { units: ms / 1000, unitPrice: 0.05 });
   }
+  // The result of a2 accepted a second time (upstream bills it again, with a new receipt).
+  await w.signed(A, a("a2", 3500), { units: 3.5, unitPrice: 0.05 });
   await w.failure(A, "a3", "insufficient_vram", DAY1 * 1000 + 60_000);
+  // A line whose receipt is another job's: not counted, reported.
+  const stray = buildMinerReceipt(
+    {
+      jobId: "zz",
+      minerId: "box-gpu0",
+      model: "tiny",
+      prompt: "p",
+      output: "o",
+      units: 1,
+      startedAt: DAY1,
+      completedAt: DAY1,
+      durationMs: 1,
+    },
+    generateKeyPair(),
+  );
+  await w.log(A).append({ kind: "miner", jobId: "a9", receipt: stray, verified: true, at: DAY1 * 1000 });
   // Worker B: units differ, a receipt missing, a price that differs, a receipt changed after signing.
   await w.job(B, b("b1", 1000));
   await w.signed(B, b("b1", 1000), { units: 1.5, unitPrice: 0.05 });
@@ -127,7 +145,8 @@ describe("earnings", () => {
       price_mismatch: 2,
       bad_signature: 1,
       unverified: 0,
-      duplicate_receipt: 0,
+      duplicate_receipt: 1,
+      invalid_entry: 1,
       unreadable_line: 2,
     });
     const issue = (kind: string) => r.reconciliation.issues.filter((i) => i["kind"] === kind);
@@ -140,8 +159,10 @@ describe("earnings", () => {
         .sort(),
     ).toEqual(["b3", "b4"]);
     expect(issue("bad_signature")[0]).toMatchObject({ jobId: "b4" });
+    expect(issue("duplicate_receipt")[0]).toMatchObject({ gpu: "GPU-aaaa", jobId: "a2" });
+    expect(issue("invalid_entry")[0]).toMatchObject({ jobId: "a9" });
     expect(issue("unreadable_line").map((i) => [String(i["file"]).includes("GPU-"), i["line"]])).toEqual([
-      [true, 7],
+      [true, 9],
       [true, 8],
     ]);
 
@@ -191,8 +212,8 @@ describe("earnings", () => {
       failures: number;
       paths: string[];
     };
-    expect(s.count).toBe(13);
-    expect(s.byKind).toEqual({ miner: 7, coordinator: 6 });
+    expect(s.count).toBe(15);
+    expect(s.byKind).toEqual({ miner: 8, coordinator: 7 });
     expect(s.failures).toBe(1);
     expect(s.paths).toHaveLength(3);
     const empty = mkdtempSync(join(tmpdir(), "earnings-empty-"));
