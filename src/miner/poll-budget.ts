@@ -99,14 +99,15 @@ export class PollWindow {
   /**
    * A 429: hold every grant off for its Retry-After or, without one, until the oldest poll of the
    * window leaves it (plus the arrival slack): just enough to fall under the coordinator's window,
-   * never a blind minute. Learns a lower limit on evidence only (a 429 after a handful of polls
-   * says more about the server, a shared IP, than about a limit). Returns the hold and whether it
-   * begins an episode (no hold was in force): one log line per episode, not one per 429.
+   * never a blind minute. Learns a lower limit (with the margin) on evidence only: a 429 after a
+   * handful of polls says more about the server, a shared IP, than about a limit. Returns the
+   * hold and whether it begins an episode (no hold was in force): one log line per episode.
    */
   note429(now: number, retryAfterMs: number | null): { holdMs: number; fresh: boolean } {
     this.expire(now);
     const inWindow = this.sent.length;
-    if (inWindow > MIN_LEARNED_LIMIT) this.limit = Math.min(this.limit, inWindow - 1);
+    // It took fewer than we sent: spend under that, with the same margin as under a published limit.
+    if (inWindow > MIN_LEARNED_LIMIT) this.limit = Math.min(this.limit, hostPollLimit(inWindow - 1));
     const fresh = this.holdUntil <= now;
     let holdMs: number;
     if (retryAfterMs !== null && retryAfterMs > 0) holdMs = retryAfterMs;

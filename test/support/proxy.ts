@@ -23,7 +23,19 @@ export interface FaultProxy {
   close(): Promise<void>;
 }
 
-export async function startFaultProxy(target: string, rules: ProxyRule[], port = 0): Promise<FaultProxy> {
+export interface ProxyOptions {
+  /** Response headers the proxy drops on the way back (e.g. `retry-after`: a 429 that says nothing). */
+  dropResponseHeaders?: string[];
+}
+
+export async function startFaultProxy(
+  target: string,
+  rules: ProxyRule[],
+  port = 0,
+  opts: ProxyOptions = {},
+): Promise<FaultProxy> {
+  const dropped = new Set(["content-length", "transfer-encoding", "connection", "keep-alive"]);
+  for (const h of opts.dropResponseHeaders ?? []) dropped.add(h.toLowerCase());
   const left = rules.map((r) => ({ ...r }));
   const injected: Record<string, number> = {};
   const peak: Record<string, number> = {};
@@ -62,7 +74,7 @@ export async function startFaultProxy(target: string, rules: ProxyRule[], port =
       const text = Buffer.from(await r.arrayBuffer());
       const out: Record<string, string> = {};
       r.headers.forEach((v, k) => {
-        if (!["content-length", "transfer-encoding", "connection", "keep-alive"].includes(k)) out[k] = v;
+        if (!dropped.has(k)) out[k] = v;
       });
       if (!res.destroyed) {
         res.writeHead(r.status, out);
