@@ -1,6 +1,6 @@
 // nvidia-smi fallback: the CSV parser on fixture text, and the real execFile path with a fake
 // `nvidia-smi` first on PATH.
-import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parseSmiAppsCsv, parseSmiGpuCsv, readExtra, SMI_GPU_FIELDS } from "../../src/gpu/index.js";
@@ -63,6 +63,44 @@ describe("nvidia-smi CSV parser", () => {
   });
 });
 
+// The two cards by nvidia-smi field name (`nvidia-smi --help-query-gpu`), independent of the
+// order the miner asks in: the fake answers whatever fields it is asked for, in that order, and
+// refuses a name it does not know as nvidia-smi does.
+const CARDS: Record<string, string>[] = GPU_CSV.split("\n").map((line) =>
+  Object.fromEntries(
+    [
+      "index",
+      "uuid",
+      "name",
+      "pci.bus_id",
+      "driver_version",
+      "memory.total",
+      "memory.used",
+      "memory.free",
+      "utilization.gpu",
+      "utilization.memory",
+      "temperature.gpu",
+      "power.draw",
+      "power.limit",
+      "enforced.power.limit",
+      "clocks.sm",
+      "clocks.mem",
+      "clocks.max.sm",
+      "clocks.max.mem",
+      "fan.speed",
+      "pstate",
+      "pcie.link.gen.current",
+      "pcie.link.width.current",
+      "pcie.link.gen.max",
+      "pcie.link.width.max",
+      "ecc.mode.current",
+      "ecc.mode.pending",
+      "ecc.errors.uncorrected.volatile.total",
+      "compute_cap",
+    ].map((f, i) => [f, line.split(", ")[i]!]),
+  ),
+);
+
 function fakeSmiDir(): string {
   const dir = join(tmp, "fake-smi-bin");
   mkdirSync(dir, { recursive: true });
@@ -70,21 +108,21 @@ function fakeSmiDir(): string {
   writeFileSync(
     script,
     [
-      "#!/bin/sh",
-      'case "$1" in',
-      "  --query-gpu=*)",
-      '    case "$1" in *compute_cap*) if [ -n "$FAKE_SMI_OLD" ]; then echo \'Field "compute_cap" is not a valid field to query.\' >&2; exit 2; fi;; esac',
-      '    if [ -n "$FAKE_SMI_OLD" ]; then',
-      `      printf '%s\\n' '${GPU_CSV.split("\n")
-        .map((l) => l.replace(/, [0-9.]+$/, ""))
-        .join("' '")}'`,
-      "    else",
-      `      printf '%s\\n' '${GPU_CSV.split("\n").join("' '")}'`,
-      "    fi;;",
-      `  --query-compute-apps=*) printf '%s' '${APPS_CSV}';;`,
-      '  "") echo "| NVIDIA-SMI 535.104.05   Driver Version: 535.104.05   CUDA Version: 12.2 |";;',
-      "  *) exit 9;;",
-      "esac",
+      `#!${process.execPath}`,
+      `const cards = ${JSON.stringify(CARDS)};`,
+      `const apps = ${JSON.stringify(APPS_CSV)};`,
+      "const arg = process.argv[2] ?? '';",
+      "const log = process.env.FAKE_SMI_LOG;",
+      "if (log) require('node:fs').appendFileSync(log, process.argv.slice(2).join(' ') + '\\n');",
+      "if (arg === '') { console.log('| NVIDIA-SMI 535.104.05   Driver Version: 535.104.05   CUDA Version: 12.2 |'); process.exit(0); }",
+      "if (arg.startsWith('--query-compute-apps=')) { process.stdout.write(apps); process.exit(0); }",
+      "if (!arg.startsWith('--query-gpu=')) process.exit(9);",
+      "const fields = arg.slice('--query-gpu='.length).split(',');",
+      "for (const f of fields) {",
+      "  const known = f in cards[0] && !(f === 'compute_cap' && process.env.FAKE_SMI_OLD);",
+      "  if (!known) { console.error('Field \"' + f + '\" is not a valid field to query.'); process.exit(2); }",
+      "}",
+      "for (const c of cards) console.log(fields.map((f) => c[f]).join(', '));",
       "",
     ].join("\n"),
   );
@@ -133,7 +171,22 @@ describe("nvidia-smi as a real process", () => {
     expect(doc.gpus[0].memory.totalMiB).toBe(40960);
   });
 
-  it("keeps the field list in one place", () => {
-    expect(GPU_CSV.split("\n")[0]!.split(",")).toHaveLength(SMI_GPU_FIELDS.length);
+  it("asks nvidia-smi only for fields it knows, in the order the parser reads them", async () => {
+    const bin = fakeSmiDir();
+    const log = join(tmp, "fake-smi-calls.log");
+    writeFileSync(log, "");
+    const r = await runNode([telemetryCli, "telemetry", "--json", "--nvidia-smi"], {
+      PATH: `${bin}:${process.env["PATH"] ?? ""}`,
+      FAKE_SMI_LOG: log,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const query = readFileSync(log, "utf8")
+      .split("\n")
+      .find((l) => l.startsWith("--query-gpu="))!;
+    expect(query.split(" ")[0]!.slice("--query-gpu=".length).split(",")).toEqual([...SMI_GPU_FIELDS]);
+    // Values served by name come back under the right keys (a parser reading columns in another
+    // order than it asked would put the T4's clocks in its memory).
+    const t4 = (JSON.parse(r.stdout) as { gpus: { name: string; memory: { totalMiB: number } }[] }).gpus[1]!;
+    expect(t4).toMatchObject({ name: "Tesla T4", memory: { totalMiB: 15360 } });
   });
 });
