@@ -41,7 +41,7 @@ export interface CancelWatchDeps {
   storage?: { noteFailure(err: unknown): boolean } | undefined;
   /** Ends every wait and question (the miner stops). */
   signal: AbortSignal;
-  /** A job was cancelled: upstream frees the slot only when a heartbeat says so. */
+  /** A cancelled job has let go of its slot: upstream frees the slot only when a heartbeat says so. */
   onCancelled?(jobId: string): void;
   timing?: Partial<CancelCheckTiming> | undefined;
 }
@@ -86,7 +86,8 @@ export class CancelWatch implements JobCancels {
   /** The job's run ended (whatever the verdict). */
   untrack(jobId: string): void {
     this.running.delete(jobId);
-    this.cancelled.delete(jobId);
+    // Its slot is free only now: a heartbeat sent earlier would still count the job.
+    if (this.cancelled.delete(jobId)) this.d.onCancelled?.(jobId);
   }
 
   isCancelled(jobId: string): boolean {
@@ -202,6 +203,6 @@ export class CancelWatch implements JobCancels {
         ? "the coordinator no longer runs this job for this miner (cancelled or reassigned): generation aborted, no result will be sent"
         : "the coordinator no longer runs this job for this miner (cancelled or reassigned): its result is not sent",
     );
-    this.d.onCancelled?.(jobId);
+    if (stage === "delivering") this.d.onCancelled?.(jobId);
   }
 }

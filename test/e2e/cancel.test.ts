@@ -65,7 +65,12 @@ interface Started {
 }
 
 /** A miner on the real llama backend; `stateDir` again for a restart. */
-async function startMiner(url: string, protocol: Protocol, stateDir?: string): Promise<Started> {
+async function startMiner(
+  url: string,
+  protocol: Protocol,
+  stateDir?: string,
+  heartbeatIntervalMs = 1000,
+): Promise<Started> {
   const b = await backend();
   const { log, lines } = capturingLogger("info");
   const minerId = "cancel-miner";
@@ -76,6 +81,7 @@ async function startMiner(url: string, protocol: Protocol, stateDir?: string): P
     stateDir,
     settings: {
       jobTimeoutMs: 600_000,
+      heartbeatIntervalMs,
       abortGraceMs: DEFAULT_ABORT_GRACE_MS, // as \`run\` has it: an abort lands between two tokens
       limits: { maxPromptChars: 10_000, maxTokens: CTX, defaultMaxTokens: 8 },
       cancelCheck: { intervalMs: 250, minAgeMs: 250 },
@@ -157,7 +163,9 @@ describe.each([
       payload: { model: "tiny", prompt: "Once upon a time", max_tokens: LONG_TOKENS, temperature: 0 },
     });
     const seen = watchJob(c, long);
-    const m = await startMiner(c.url, protocol);
+    // No scheduled heartbeat within the test: upstream frees the cancelled job's slot only when a
+    // heartbeat says so, so the next job runs only if one goes out once the slot is free.
+    const m = await startMiner(c.url, protocol, undefined, 3_600_000);
     await until(() => named(m.events(), "job_started", long).length === 1, "the long job to start");
     await cancelOverHttp(c.url, long);
 
