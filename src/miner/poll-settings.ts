@@ -3,6 +3,7 @@
 // the window. A lone miner spends it itself; a fleet's supervisor spends it for the whole host.
 // (docs/operations.md#the-hosts-poll-budget)
 import type { RunConfig } from "../config.js";
+import { ConfigError } from "../config-file.js";
 import { hostPollLimit, type PollWindowSettings } from "./poll-budget.js";
 import type { MinerSettings } from "./types.js";
 
@@ -19,9 +20,10 @@ export type PollSettings = Pick<
 export function pollWindowMs(env: NodeJS.ProcessEnv = process.env): number {
   const raw = env[POLL_WINDOW_ENV];
   if (raw === undefined || raw === "") return DEFAULT_WINDOW_MS;
-  const ms = Number(raw);
-  if (!Number.isInteger(ms) || ms < 1000 || ms > 3_600_000)
-    throw new Error(
+  // Plain decimal digits only, as every integer setting (not "1e4", "0x10" or " 5000").
+  const ms = /^\d{1,7}$/.test(raw) ? Number(raw) : Number.NaN;
+  if (!(ms >= 1000 && ms <= 3_600_000))
+    throw new ConfigError(
       `${POLL_WINDOW_ENV} must be a whole number of milliseconds from 1000 to 3600000, not ${JSON.stringify(raw)}`,
     );
   return ms;

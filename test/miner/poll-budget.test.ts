@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { silentLogger } from "../../src/log.js";
 import { hostPollLimit, PollWindow } from "../../src/miner/poll-budget.js";
 import { PollGrants } from "../../src/miner/poll-grants.js";
+import { POLL_WINDOW_ENV, pollSettings } from "../../src/miner/poll-settings.js";
 import { captureLog } from "../support/log-lines.js";
 
 /** Idle polls as fast as the window allows over `ms`, returning the grant times. */
@@ -166,5 +167,37 @@ describe("poll grants", () => {
     expect(granted).toBe(3); // backlog requests: all at once when the hold ends
     expect(events("poll_rate_limited")).toHaveLength(1);
     expect(events("poll_rate_limited")[0]).toMatchObject({ level: "warn", retryAfterMs: 2000, holdMs: 2000 });
+  });
+});
+
+describe("poll settings", () => {
+  const cfg = { protocol: "aitbc" as const, pollsPerMinute: 100, longPoll: 20 };
+
+  it("spends ~10 % under --polls-per-minute, spaced evenly over the window", () => {
+    expect(pollSettings(cfg, {}, {})).toEqual({
+      pollsPerWindow: 90,
+      pollWindowMs: 60_000,
+      idlePollIntervalMs: 667,
+      longPollSeconds: 20,
+    });
+    expect(pollSettings({ ...cfg, pollsPerMinute: 20 }, {}, { [POLL_WINDOW_ENV]: "5000" })).toMatchObject({
+      pollsPerWindow: 18,
+      pollWindowMs: 5000,
+      idlePollIntervalMs: 278,
+    });
+    // The claim dialect publishes no limit: unbounded, spaced by the same setting.
+    expect(pollSettings({ ...cfg, protocol: "claim" }, {}, {})).toMatchObject({
+      pollsPerWindow: Number.POSITIVE_INFINITY,
+      idlePollIntervalMs: 667,
+      longPollSeconds: 0,
+    });
+  });
+
+  it("refuses a window that is not a whole number of milliseconds in range, as a bad setting", () => {
+    for (const bad of ["5s", "999", "1e4", "3600001", "-5000"]) {
+      expect(() => pollSettings(cfg, {}, { [POLL_WINDOW_ENV]: bad })).toThrow(
+        expect.objectContaining({ name: "ConfigError", message: expect.stringContaining(POLL_WINDOW_ENV) }),
+      );
+    }
   });
 });
