@@ -1,5 +1,6 @@
 // Seeded fault injection for the local coordinator: the same seed gives the same faults, so a
 // flaky-network test is reproducible.
+import { z } from "zod";
 import { seededRandom } from "../prng.js";
 
 export type FaultKind = "serverError" | "reset" | "slow" | "dropAfterCommit" | "serverErrorAfterCommit";
@@ -26,6 +27,21 @@ export interface FaultOptions {
   /** Only these routes (e.g. "poll", "result", "complete") get faults; all when absent. */
   routes?: string[];
 }
+
+const rate = z.number().min(0).max(1);
+
+/** FaultOptions as given on a command line or in the environment (main.ts): unknown keys refused. */
+export const faultOptionsSchema = z.strictObject({
+  serverErrorRate: rate.optional(),
+  resetRate: rate.optional(),
+  slowRate: rate.optional(),
+  slowMs: z.number().int().min(0).max(600_000).optional(),
+  dropAfterCommitRate: rate.optional(),
+  serverErrorAfterCommitRate: rate.optional(),
+  limit: z.number().int().min(0).optional(),
+  seed: z.number().int().optional(),
+  routes: z.array(z.string().max(64)).max(64).optional(),
+});
 
 export interface FaultPlan {
   reset: boolean;

@@ -5,6 +5,7 @@
 // with POST /_admin/jobs {payload, constraints?, jobId?}; GET /_admin/jobs|stats|miners).
 import { parseArgs } from "node:util";
 import { createLogger } from "../log.js";
+import { faultOptionsSchema } from "./faults.js";
 import { type FaultOptions, type RateLimits, startLocalCoordinator } from "./index.js";
 
 function fail(msg: string): never {
@@ -21,6 +22,14 @@ function jsonOption<T>(name: string, text: string | undefined): T | undefined {
   } catch {
     return fail(`${name} is not valid JSON`);
   }
+}
+
+function faultOptions(v: unknown): FaultOptions | undefined {
+  if (v === undefined) return undefined;
+  const r = faultOptionsSchema.safeParse(v);
+  if (r.success) return r.data;
+  const issue = r.error.issues[0];
+  return fail(`--faults: ${issue ? `${issue.path.join(".") || "value"}: ${issue.message}` : "invalid"}`);
 }
 
 function intOption(name: string, text: string | undefined, min: number, max: number): number | undefined {
@@ -61,7 +70,7 @@ async function main(): Promise<void> {
     port: intOption("--port", values.port ?? env["AITBC_LOCAL_PORT"], 0, 65535) ?? 0,
     stateFile: values["state-file"] ?? env["AITBC_LOCAL_STATE_FILE"] ?? undefined,
     apiKeys: apiKeys.filter((k) => k !== ""),
-    faults: jsonOption<FaultOptions>("--faults", values.faults ?? env["AITBC_LOCAL_FAULTS"]),
+    faults: faultOptions(jsonOption<unknown>("--faults", values.faults ?? env["AITBC_LOCAL_FAULTS"])),
     rateLimits: jsonOption<Partial<RateLimits>>(
       "--rate-limits",
       values["rate-limits"] ?? env["AITBC_LOCAL_RATE_LIMITS"],

@@ -6,6 +6,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { CoordinatorError } from "../../src/coordinator/errors.js";
 import type { CoordinatorClient } from "../../src/coordinator/types.js";
+import { faultOptionsSchema } from "../../src/local-coordinator/faults.js";
 import {
   type LocalCoordinator,
   type LocalCoordinatorOptions,
@@ -139,5 +140,15 @@ describe("a hand-over that fails on the coordinator's side", () => {
     expect(coord.job(first)).toMatchObject({ state: "RUNNING", minerId: "miner-1" });
     expect((await c.poll(0))?.jobId).toBe(second);
     expect(coord.stats().faults.serverErrorAfterCommit).toBe(1);
+  });
+});
+
+describe("fault options from a command line", () => {
+  it("takes the new kinds and a limit; refuses unknown keys and rates outside [0, 1]", () => {
+    const ok = { serverErrorAfterCommitRate: 1, routes: ["poll"], limit: 1, seed: 3 };
+    expect(faultOptionsSchema.parse(ok)).toEqual(ok);
+    expect(faultOptionsSchema.safeParse({ serverErrorRate: 1.5 }).success).toBe(false);
+    expect(faultOptionsSchema.safeParse({ serverErorRate: 0.1 }).success).toBe(false);
+    expect(faultOptionsSchema.safeParse({ limit: -1 }).success).toBe(false);
   });
 });
