@@ -53,6 +53,11 @@ export const COMMANDS: readonly CommandEntry[] = [
     load: () => import("./commands/earnings.js"),
   },
   {
+    name: "status",
+    summary: "why a running host gets (or gets no) jobs: the last minutes per worker, one verdict each",
+    load: () => import("./commands/status.js"),
+  },
+  {
     name: "doctor",
     summary: "check this host: Node, NVML/GPU, inference runtime, models, state, keys, coordinator",
     load: () => import("./commands/doctor.js"),

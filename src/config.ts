@@ -129,6 +129,12 @@ export const runSchema = z
     contextSize: intIn(64, 1_048_576).optional(),
     metricsPort: intIn(0, 65_535).optional(),
     metricsHost: z.string().min(1).default("127.0.0.1"),
+    alertWebhook: z
+      .string()
+      .max(2048)
+      .url()
+      .refine((u) => /^https?:\/\//i.test(u), "must be an http:// or https:// URL")
+      .optional(),
   })
   .strict();
 

@@ -117,6 +117,7 @@ async function runHost(cfg: RunConfig, log: Logger, args: string[]): Promise<num
     ops: cfg.metricsPort === undefined ? null : { host: cfg.metricsHost, port: cfg.metricsPort },
     stopBudgetMs: runShutdownBudgetMs(cfg.gracePeriod) + 5000,
     polls: pollWindowSettings(pollSettings(cfg)),
+    alertWebhook: cfg.alertWebhook,
     stop,
   });
 }
@@ -217,6 +218,7 @@ async function runLocked(cfg: RunConfig, log: Logger, o: OneOptions): Promise<nu
     gauges: () => miner.gauges(),
     health: () => miner.health(),
     shutdown: (r) => miner.shutdown(r),
+    drain: (r, failRunning) => miner.drain(r, failRunning),
   });
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {

@@ -170,6 +170,13 @@ export const SETTINGS: SettingSpec[] = [
     arg: "HOST",
     help: "address for --metrics-port (default: 127.0.0.1)",
   },
+  {
+    key: "alertWebhook",
+    flag: "--alert-webhook",
+    arg: "URL",
+    help: "POST alerts as JSON with a Slack-compatible text field to this URL (a card drained or back, a crash loop, the state directory full, no jobs for 30 min, credentials refused); a multi-GPU host only",
+    secret: true,
+  },
 ];
 
 /** `--model-map` → `AITBC_MODEL_MAP` */

@@ -16,6 +16,7 @@ import {
   type CudaToolchain,
   normalizeArch,
 } from "../backends/llama/cuda-build.js";
+import { registerDrain } from "./gpu-drain.js";
 
 const run = promisify(execFile);
 
@@ -403,7 +404,8 @@ function archList(v: string, prev: string[] | undefined): string[] {
 export function register(program: Command): void {
   const gpu = program
     .command("gpu")
-    .description("GPU maintenance: build the CUDA backend for this host's GPUs");
+    .description("GPU maintenance: build the CUDA backend; drain or undrain a card of a running host");
+  registerDrain(gpu);
   gpu
     .command("build")
     .description(

@@ -50,9 +50,28 @@ const pollGrant = z.object({
   n: z.number().int().min(1).max(1024),
 });
 
+/** The supervisor drained this worker's card (src/fleet/gpu-drain.ts): stop, deregister, exit. */
+export interface DrainMessage {
+  t: "drain";
+  reason: string;
+  /** The card cannot finish running jobs (lost, sick): fail them as gpu_unavailable now. */
+  failRunning: boolean;
+}
+const drain = z.object({
+  t: z.literal("drain"),
+  reason: z.string().min(1).max(2000),
+  failRunning: z.boolean(),
+});
+
 /** A message from the supervisor (a worker's side): null when it is not one. */
 export function parseSupervisorMessage(v: unknown): PollGrantMessage | null {
   const r = pollGrant.safeParse(v);
+  return r.success ? r.data : null;
+}
+
+/** A drain from the supervisor (a worker's side): null when it is not one. */
+export function parseDrainMessage(v: unknown): DrainMessage | null {
+  const r = drain.safeParse(v);
   return r.success ? r.data : null;
 }
 

@@ -4,6 +4,8 @@
 // backoff and resubmits its own outbox; the others never notice. SIGTERM drains every worker
 // within one budget. The supervisor serves the host's /metrics, /healthz and /readyz, and holds
 // the host's poll budget: the coordinator limits polls per IP, so it grants them (poll-share.ts).
+// It watches every card's health and drains a sick card's worker (gpu-drain.ts), and answers
+// GET /status and sends alerts from what its workers report (host-watch.ts).
 import { type ChildProcess, spawn } from "node:child_process";
 import { Backoff } from "../backoff.js";
 import { monotonicNow } from "../clock.js";
@@ -13,6 +15,8 @@ import { ExitCode } from "../miner/exit-codes.js";
 import type { PollWindowSettings } from "../miner/poll-budget.js";
 import { OpsMetrics, type WorkerLabels } from "../ops/metrics.js";
 import { type HealthReport, type OpsServer, startOpsServer } from "../ops/server.js";
+import { gpuHealthRows, watchHostHealth } from "./gpu-drain.js";
+import { HostWatch } from "./host-watch.js";
 import { parseWorkerMessage, WORKER_ENV, type WorkerEnv, type WorkerHealth } from "./ipc.js";
 import type { WorkerSpec } from "./plan.js";
 import { PollShare } from "./poll-share.js";
@@ -45,6 +49,8 @@ export interface SupervisorOptions {
   restartBackoff?: { baseMs: number; capMs: number };
   /** Resolves when the supervisor should stop (a signal); the caller wires signals. */
   stop: Promise<string>;
+  /** --alert-webhook: where alerts go (src/ops/alerts.ts). */
+  alertWebhook?: string | undefined;
   /** Called with each worker's ops server-less status (tests). */
   onStatus?: (key: string, health: WorkerHealth) => void;
 }
@@ -59,6 +65,8 @@ interface Worker {
   health: WorkerHealth | null;
   final: number | null;
   exited: Promise<number>;
+  /** Told to drain: its exit is expected, not a crash. */
+  drainSent: boolean;
 }
 
 export function workerLabels(spec: Pick<WorkerSpec, "indexes" | "uuids" | "minerId">): WorkerLabels {
@@ -90,8 +98,36 @@ export async function runSupervisor(o: SupervisorOptions): Promise<number> {
       health: null,
       final: null,
       exited: Promise.resolve(0),
+      drainSent: false,
     };
   });
+  const watch = new HostWatch({
+    log,
+    alertWebhook: o.alertWebhook,
+    workers: workers.map((w) => ({ key: w.spec.key, minerId: w.spec.minerId, gpus: w.labels.gpu })),
+  });
+  const hostHealth = watchHostHealth(
+    o.gpu,
+    workers.map((w) => ({ ...w.spec })),
+    log,
+    (key, state) => {
+      const w = workers.find((x) => x.spec.key === key)!;
+      watch.drainChanged(key, state);
+      if (state) {
+        log.warn(
+          { event: "gpu_drained", worker: w.spec.minerId, by: state.by },
+          `${w.spec.minerId}: ${state.reason}`,
+        );
+        if (w.child?.connected) {
+          w.drainSent = true;
+          w.child.send({ t: "drain", reason: state.reason, failRunning: state.failRunning }, () => undefined);
+        }
+      } else {
+        log.info({ event: "gpu_undrained", worker: w.spec.minerId }, `${w.spec.minerId} takes jobs again`);
+        if (!w.child && !stopping && w.final === null) start(w);
+      }
+    },
+  );
 
   const start = (w: Worker): void => {
     const env: WorkerEnv = {
@@ -117,6 +153,7 @@ export async function runSupervisor(o: SupervisorOptions): Promise<number> {
     w.startedAt = monotonicNow();
     w.lastStatusAt = w.startedAt;
     w.health = null;
+    watch.started(w.spec.key);
     log.info(
       { event: "worker_started", worker: w.spec.minerId, gpus: w.spec.indexes, pid: child.pid },
       "worker started",
@@ -124,8 +161,10 @@ export async function runSupervisor(o: SupervisorOptions): Promise<number> {
     child.on("message", (m: unknown) => {
       const msg = parseWorkerMessage(m);
       if (!msg) return;
-      if (msg.t === "event") metrics.observe(w.spec.key, msg.e);
-      else if (msg.t !== "status") {
+      if (msg.t === "event") {
+        metrics.observe(w.spec.key, msg.e);
+        watch.event(w.spec.key, msg.e);
+      } else if (msg.t !== "status") {
         polls.handle(w.spec.minerId, msg, (g) => {
           if (child.connected) child.send(g, undefined, undefined, () => undefined);
         });
@@ -133,6 +172,7 @@ export async function runSupervisor(o: SupervisorOptions): Promise<number> {
         w.lastStatusAt = monotonicNow();
         w.health = msg.health;
         metrics.setGauges(w.spec.key, msg.gauges);
+        watch.status(w.spec.key, msg.gauges, msg.health);
         o.onStatus?.(w.spec.key, msg.health);
       }
     });
@@ -141,13 +181,21 @@ export async function runSupervisor(o: SupervisorOptions): Promise<number> {
         w.child = null;
         polls.forget(w.spec.minerId);
         const exitCode = code ?? 128;
+        const drainedExit = w.drainSent;
+        w.drainSent = false;
         if (stopping) return resolve(exitCode);
+        // Drained: not restarted; undrained while it stopped: started again now.
+        if (drainedExit || hostHealth.drain.state(w.spec.key)) {
+          if (!hostHealth.drain.state(w.spec.key) && w.final === null) start(w);
+          return resolve(exitCode);
+        }
         if (FINAL_EXIT_CODES.has(exitCode)) {
           w.final = exitCode;
           log.error(
             { event: "worker_gave_up", worker: w.spec.minerId, exitCode },
             `worker ${w.spec.minerId} exited ${exitCode} (settings, state directory or GPU runtime): not restarted; see its log above`,
           );
+          watch.exited(w.spec.key, exitCode, true);
           resolve(exitCode);
           checkAllFinal();
           return;
@@ -155,6 +203,7 @@ export async function runSupervisor(o: SupervisorOptions): Promise<number> {
         if (monotonicNow() - w.startedAt > STABLE_AFTER_MS) w.backoff.reset();
         const delay = Math.max(200, w.backoff.next());
         metrics.workerRestarted(w.spec.key);
+        watch.exited(w.spec.key, exitCode, false);
         log.warn(
           { event: "worker_died", worker: w.spec.minerId, exitCode: code, signal, restartInMs: delay },
           `worker ${w.spec.minerId} died (${signal ?? `exit ${code}`}); restarting it, its outbox is resubmitted`,
@@ -184,7 +233,10 @@ export async function runSupervisor(o: SupervisorOptions): Promise<number> {
     let ready = !stopping;
     for (const w of workers) {
       let h: WorkerHealth;
-      if (w.final !== null) h = { live: true, ready: false, reasons: [`gave up (exit ${w.final})`] };
+      const drained = hostHealth.drain.state(w.spec.key);
+      // A drained card's worker is gone on purpose: the host's other cards still make it ready.
+      if (drained) h = { live: true, ready: true, reasons: [drained.reason] };
+      else if (w.final !== null) h = { live: true, ready: false, reasons: [`gave up (exit ${w.final})`] };
       else if (!w.child) h = { live: true, ready: false, reasons: ["restarting"] };
       else if (now - w.lastStatusAt > STATUS_STALE_MS)
         h = {
@@ -198,7 +250,8 @@ export async function runSupervisor(o: SupervisorOptions): Promise<number> {
       ready &&= h.ready;
       for (const r of h.reasons) reasons.push(`${w.spec.minerId}: ${r}`);
     }
-    return { live, ready, reasons, workers: per };
+    const drained = Object.fromEntries(hostHealth.drain.drained().map((d) => [d.minerId, d.state.reason]));
+    return { live, ready, reasons, workers: per, drained };
   };
 
   let server: OpsServer | null = null;
@@ -206,7 +259,10 @@ export async function runSupervisor(o: SupervisorOptions): Promise<number> {
     server = await startOpsServer(o.ops.host, o.ops.port, {
       contentType: metrics.contentType,
       health,
+      status: () => watch.report(),
+      control: (action, id) => hostHealth.drain.command(action, id),
       metrics: async () => {
+        metrics.setGpuHealth(gpuHealthRows(hostHealth.drain.verdicts()));
         metrics.setSnapshot(await o.gpu.snapshot().catch(() => null));
         return metrics.metrics();
       },
@@ -214,7 +270,8 @@ export async function runSupervisor(o: SupervisorOptions): Promise<number> {
     log.info({ event: "ops_server", url: server.url }, `metrics and health on ${server.url}`);
   }
 
-  for (const w of workers) start(w);
+  await hostHealth.started;
+  for (const w of workers) if (!hostHealth.drain.state(w.spec.key)) start(w);
   const reason = await Promise.race([o.stop, gaveUp.then((c) => `every worker gave up (exit ${c})`)]);
   stopping = true;
   log.info({ event: "shutdown", reason, workers: workers.length }, "stopping every worker");
@@ -238,6 +295,8 @@ export async function runSupervisor(o: SupervisorOptions): Promise<number> {
   const finals = workers.filter((w) => w.final !== null).map((w) => w.final!);
   if (finals.length === workers.length) code = finals[0]!;
   await server?.close();
+  await hostHealth.stop();
+  await watch.close();
   await o.gpu.close().catch(() => undefined);
   log.info({ event: "stopped", exitCode: code }, "supervisor stopped");
   return code;

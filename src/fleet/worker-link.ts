@@ -4,7 +4,7 @@
 import type { Logger } from "../log.js";
 import type { MinerEvent } from "../ops/events.js";
 import type { WorkerGauges } from "../ops/metrics.js";
-import { parseSupervisorMessage, type WorkerHealth, type WorkerMessage } from "./ipc.js";
+import { parseDrainMessage, parseSupervisorMessage, type WorkerHealth, type WorkerMessage } from "./ipc.js";
 import { SharedPollBudget } from "./shared-budget.js";
 
 const STATUS_EVERY_MS = 1000;
@@ -13,6 +13,8 @@ export interface StatusSource {
   gauges(): Promise<WorkerGauges>;
   health(): WorkerHealth;
   shutdown(reason: string): Promise<unknown>;
+  /** The supervisor drained this worker's card (a drained worker exits; undrain starts a new one). */
+  drain(reason: string, failRunning: boolean): Promise<unknown>;
 }
 
 export interface SupervisorLink {
@@ -30,18 +32,22 @@ export function linkToSupervisor(log: Logger): SupervisorLink {
   let timer: NodeJS.Timeout | null = null;
   let onDisconnect: (() => void) | null = null;
   const pollBudget = new SharedPollBudget(send);
+  let source: StatusSource | null = null;
   const onMessage = (m: unknown) => {
     const grant = parseSupervisorMessage(m);
     if (grant) pollBudget.granted(grant);
+    const drain = parseDrainMessage(m);
+    if (drain) void source?.drain(drain.reason, drain.failRunning);
   };
   process.on("message", onMessage);
   return {
     onEvent: (e) => send({ t: "event", e }),
     pollBudget,
-    attach(source) {
+    attach(s) {
+      source = s;
       const report = () => {
-        source.gauges().then(
-          (gauges) => send({ t: "status", gauges, health: source.health() }),
+        s.gauges().then(
+          (gauges) => send({ t: "status", gauges, health: s.health() }),
           () => undefined,
         );
       };
@@ -50,7 +56,7 @@ export function linkToSupervisor(log: Logger): SupervisorLink {
       timer.unref();
       onDisconnect = () => {
         log.warn({ event: "supervisor_gone" }, "the supervisor is gone: stopping this worker");
-        void source.shutdown("supervisor gone");
+        void s.shutdown("supervisor gone");
       };
       process.once("disconnect", onDisconnect);
     },

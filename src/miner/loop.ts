@@ -37,6 +37,7 @@ import { LoopWatch } from "./loop-watch.js";
 import { recover } from "./recover.js";
 import { type JobContext, jobDeadline, runJob } from "./run-job.js";
 import { Waker } from "./waker.js";
+import type { AbortWhy } from "./watchdog.js";
 
 export * from "./types.js";
 
@@ -219,6 +220,18 @@ export class Miner {
   shutdown(reason: string): Promise<MinerExit> {
     this.shutdownPromise ??= this.doShutdown(reason);
     return this.shutdownPromise;
+  }
+
+  /**
+   * This worker's card stops taking jobs (src/fleet/gpu-drain.ts): stop polling, fail what runs
+   * with gpu_unavailable when the card cannot finish it (else let it finish within the grace
+   * period), deregister and exit like a clean stop.
+   */
+  drain(reason: string, failRunning: boolean): Promise<MinerExit> {
+    const exit = this.shutdown(`drained: ${reason}`);
+    if (failRunning)
+      for (const r of this.inflight.values()) r.abort.abort("gpu_unavailable" satisfies AbortWhy);
+    return exit;
   }
 
   /** A heartbeat out of turn (coalesced, spaced). */

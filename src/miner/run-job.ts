@@ -177,8 +177,8 @@ async function run(
     const code =
       why === "deadline"
         ? "timeout"
-        : why === "shutting_down"
-          ? "shutting_down"
+        : why === "shutting_down" || why === "gpu_unavailable"
+          ? why
           : err instanceof BackendError
             ? err.code
             : "inference_failed";
@@ -187,7 +187,9 @@ async function run(
         ? `job exceeded its deadline of ${Math.round((wallDeadlineAt - claimedAt) / 1000)} s`
         : why === "shutting_down"
           ? "the miner is shutting down"
-          : (err as Error).message;
+          : why === "gpu_unavailable"
+            ? "this worker's GPU was drained (lost or sick): the job cannot finish here"
+            : (err as Error).message;
     log.warn({ event: "job_failed", errorCode: code, reason: msg }, "job failed");
     return fail(code, msg);
   } finally {

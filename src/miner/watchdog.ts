@@ -5,8 +5,8 @@
 import type { Backend, InferenceRequest, InferenceResult } from "../backends/types.js";
 import { monotonicNow } from "../clock.js";
 
-/** Why a job's AbortController fired. */
-export type AbortWhy = "deadline" | "shutting_down";
+/** Why a job's AbortController fired (gpu_unavailable: the supervisor drained this worker's card (lost or sick), so the job cannot finish). */
+export type AbortWhy = "deadline" | "shutting_down" | "gpu_unavailable";
 
 export class WedgedError extends Error {
   override readonly name = "WedgedError";

@@ -24,6 +24,13 @@ export interface WorkerGauges {
   servableModels: number;
 }
 
+/** One card's health for aitbc_gpu_health. */
+export interface GpuHealthRow {
+  index: number;
+  uuid: string;
+  state: "healthy" | "sick" | "lost" | "drained";
+}
+
 // UUID as DCGM-exporter spells it on the GPU series, so one label joins both (on(gpu, UUID)).
 const WORKER = ["gpu", "UUID", "miner_id"] as const;
 
@@ -42,6 +49,8 @@ export class OpsMetrics {
     registers: [this.registry],
   });
   private snapshot: GpuSnapshot | null = null;
+  /** Each card's health verdict (the supervisor's monitor), for aitbc_gpu_health. */
+  private health: GpuHealthRow[] = [];
 
   private readonly jobs = new Counter({
     name: "aitbc_miner_jobs_total",
@@ -136,6 +145,17 @@ export class OpsMetrics {
     );
     gauge("aitbc_miner_servable_models", "Models this worker can serve now.", (g) => g.servableModels);
     this.registerGpuMetrics();
+    const health = () => this.health;
+    new Gauge({
+      name: "aitbc_gpu_health",
+      help: "1 for each GPU's health state now: healthy, sick, lost (a drained worker), or drained (by the operator).",
+      labelNames: ["gpu", "UUID", "state"],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const h of health()) this.set({ gpu: String(h.index), UUID: h.uuid, state: h.state }, 1);
+      },
+    });
   }
 
   /** A worker to report for (its series exist from now on, with zero counts). */
@@ -194,6 +214,11 @@ export class OpsMetrics {
     if (old) this.inference.remove(old);
     this.inference.set(labels, 1);
     this.inferenceLabels.set(key, labels);
+  }
+
+  /** Each card's current health (src/fleet/gpu-drain.ts): one aitbc_gpu_health series per card. */
+  setGpuHealth(rows: GpuHealthRow[]): void {
+    this.health = rows;
   }
 
   /** The latest GPU snapshot, shared by every worker's card (taken once per scrape upstream). */

@@ -1,4 +1,4 @@
-// A multi-GPU host for the fleet tests: `run` on the fake NVML with up to three cards (one worker
+// A multi-GPU host for the fleet tests: `run` on the fake NVML with up to four cards (one worker
 // per card under its supervisor), plus the small waits and metric sums those tests share.
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -8,7 +8,7 @@ import { fakeNvmlPaths } from "../setup/fake-nvml.js";
 import { type Spawned, spawnCli } from "./cli.js";
 import { API_KEY, modelsDir, repoRoot } from "./harness.js";
 
-export const FLEET_GPU_NAMES = ["NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-40GB", "NVIDIA L4"];
+export const FLEET_GPU_NAMES = ["NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-40GB", "NVIDIA L4", "NVIDIA L40S"];
 
 export interface FleetHostOptions {
   url: string;
@@ -19,6 +19,8 @@ export interface FleetHostOptions {
   /** --polls-per-minute (default: so many that the budget never decides a test). */
   pollsPerMinute?: number;
   env?: NodeJS.ProcessEnv;
+  /** The fake NVML's events file (appendFakeEvents), for health events. */
+  eventsFile?: string;
 }
 
 export function startFleetHost(o: FleetHostOptions): Spawned & { stateDir: string } {
@@ -26,6 +28,7 @@ export function startFleetHost(o: FleetHostOptions): Spawned & { stateDir: strin
   const config = writeFakeNvmlConfig(join(dir, "fake-nvml.conf"), {
     driver: "550.54.15",
     cuda: 12040,
+    ...(o.eventsFile ? { eventsFile: o.eventsFile } : {}),
     devices: FLEET_GPU_NAMES.slice(0, o.cards ?? 3).map((name, i) => fakeDevice(i, { name })),
   });
   const spawned = spawnCli(
