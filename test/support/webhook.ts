@@ -5,12 +5,15 @@ import type { AddressInfo } from "node:net";
 export interface Webhook {
   url: string;
   bodies: Record<string, unknown>[];
+  /** Requests answered so far (a slow webhook answers late). */
+  answered(): number;
   close(): Promise<void>;
 }
 
 /** `delayMs`: how long each answer takes (a slow webhook); `status`: what it answers. */
 export async function startWebhook(o: { delayMs?: number; status?: number } = {}): Promise<Webhook> {
   const bodies: Record<string, unknown>[] = [];
+  let answered = 0;
   const server = createServer((req, res) => {
     let text = "";
     req.on("data", (d: Buffer) => {
@@ -18,7 +21,10 @@ export async function startWebhook(o: { delayMs?: number; status?: number } = {}
     });
     req.on("end", () => {
       bodies.push(JSON.parse(text) as Record<string, unknown>);
-      setTimeout(() => res.writeHead(o.status ?? 200).end("ok"), o.delayMs ?? 0);
+      setTimeout(() => {
+        answered++;
+        res.writeHead(o.status ?? 200).end("ok");
+      }, o.delayMs ?? 0);
     });
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
@@ -26,6 +32,7 @@ export async function startWebhook(o: { delayMs?: number; status?: number } = {}
   return {
     url: `http://127.0.0.1:${port}/hook`,
     bodies,
+    answered: () => answered,
     close: () =>
       new Promise((r) => {
         server.closeAllConnections();
