@@ -73,6 +73,7 @@ beforeAll(async () => {
     servableModels: 1,
   });
   ops.workerRestarted("w0");
+  ops.setGpuHealth([{ index: 0, uuid: labels.uuid, state: "lost" }]);
   ops.observe("w0", {
     type: "inference_runtime",
     backend: "cuda",
