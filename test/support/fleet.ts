@@ -8,7 +8,9 @@ import { fakeNvmlPaths } from "../setup/fake-nvml.js";
 import { type Spawned, spawnCli } from "./cli.js";
 import { API_KEY, modelsDir, repoRoot } from "./harness.js";
 
-export const FLEET_GPU_NAMES = ["NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-40GB", "NVIDIA L4", "NVIDIA L40S"];
+export const FLEET_GPU_NAMES = ["NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-40GB", "NVIDIA L4"];
+/** A fourth card (cards: 4), for the health tests. */
+const FOURTH_GPU_NAME = "NVIDIA L40S";
 
 export interface FleetHostOptions {
   url: string;
@@ -29,7 +31,7 @@ export function startFleetHost(o: FleetHostOptions): Spawned & { stateDir: strin
     driver: "550.54.15",
     cuda: 12040,
     ...(o.eventsFile ? { eventsFile: o.eventsFile } : {}),
-    devices: FLEET_GPU_NAMES.slice(0, o.cards ?? 3).map((name, i) => fakeDevice(i, { name })),
+    devices: [...FLEET_GPU_NAMES, FOURTH_GPU_NAME].slice(0, o.cards ?? 3).map((name, i) => fakeDevice(i, { name })),
   });
   const spawned = spawnCli(
     [
