@@ -209,7 +209,7 @@ export async function runSupervisor(o: SupervisorOptions): Promise<number> {
           `worker ${w.spec.minerId} died (${signal ?? `exit ${code}`}); restarting it, its outbox is resubmitted`,
         );
         const timer = setTimeout(() => {
-          if (!stopping) start(w);
+          if (!stopping && !hostHealth.drain.state(w.spec.key)) start(w);
           resolve(exitCode);
         }, delay);
         timer.unref();
@@ -250,7 +250,9 @@ export async function runSupervisor(o: SupervisorOptions): Promise<number> {
       ready &&= h.ready;
       for (const r of h.reasons) reasons.push(`${w.spec.minerId}: ${r}`);
     }
-    const drained = Object.fromEntries(hostHealth.drain.drained().map((d) => [d.minerId, d.state.reason]));
+    const gone = hostHealth.drain.drained();
+    if (gone.length === workers.length) ready = false; // every card drained: nothing mines
+    const drained = Object.fromEntries(gone.map((d) => [d.minerId, d.state.reason]));
     return { live, ready, reasons, workers: per, drained };
   };
 

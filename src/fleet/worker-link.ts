@@ -4,7 +4,13 @@
 import type { Logger } from "../log.js";
 import type { MinerEvent } from "../ops/events.js";
 import type { WorkerGauges } from "../ops/metrics.js";
-import { parseDrainMessage, parseSupervisorMessage, type WorkerHealth, type WorkerMessage } from "./ipc.js";
+import {
+  type DrainMessage,
+  parseDrainMessage,
+  parseSupervisorMessage,
+  type WorkerHealth,
+  type WorkerMessage,
+} from "./ipc.js";
 import { SharedPollBudget } from "./shared-budget.js";
 
 const STATUS_EVERY_MS = 1000;
@@ -33,11 +39,14 @@ export function linkToSupervisor(log: Logger): SupervisorLink {
   let onDisconnect: (() => void) | null = null;
   const pollBudget = new SharedPollBudget(send);
   let source: StatusSource | null = null;
+  /** A drain that came before the miner was attached (the card went bad while it started). */
+  let pendingDrain: DrainMessage | null = null;
   const onMessage = (m: unknown) => {
     const grant = parseSupervisorMessage(m);
     if (grant) pollBudget.granted(grant);
     const drain = parseDrainMessage(m);
-    if (drain) void source?.drain(drain.reason, drain.failRunning);
+    if (drain && source) void source.drain(drain.reason, drain.failRunning);
+    else if (drain) pendingDrain = drain;
   };
   process.on("message", onMessage);
   return {
@@ -45,6 +54,7 @@ export function linkToSupervisor(log: Logger): SupervisorLink {
     pollBudget,
     attach(s) {
       source = s;
+      if (pendingDrain) void s.drain(pendingDrain.reason, pendingDrain.failRunning);
       const report = () => {
         s.gauges().then(
           (gauges) => send({ t: "status", gauges, health: s.health() }),
