@@ -179,7 +179,8 @@ export class HostWatch {
     await this.alerts?.flush();
   }
 
-  private checkNoJobs(): void {
+  /** Looks for workers with no job although polls are answered (every 30 s; tests call it). */
+  checkNoJobs(): void {
     const now = this.now();
     for (const [key, s] of this.seen) {
       if (s.drained || s.gaveUp !== null || now - s.startedAt < this.noJobMs) continue;
