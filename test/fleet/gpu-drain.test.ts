@@ -3,7 +3,7 @@
 // deregisters and stops; the other three go on mining and lose nothing; /readyz, /status, the
 // `status` command and aitbc_gpu_health say why; the webhook gets exactly one alert for it;
 // `gpu undrain 2` brings the worker back (it registers anew and runs the requeued job). An
-// application Xid 13 on card 1 drains nothing.
+// application Xid 13 on card 1 drains nothing; `gpu drain host-gpu3` takes a healthy card out.
 
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -158,6 +158,23 @@ describe("a sick card drains itself", () => {
         .filter((l) => l.includes('"event":"gpu_drained"')),
     ).toHaveLength(1);
     expect(coordinator.miners()).toHaveLength(4);
+
+    // The operator's drain of a healthy card, then an ID the host does not have.
+    const drain3 = await runCli(["gpu", "drain", "host-gpu3", "--metrics-port", String(port)]);
+    expect(drain3.stdout).toBe("host-gpu3 is drained: GPU 3 drained by the operator\n");
+    await until("card 3's worker deregistered", () =>
+      events.some((e) => e.type === "deregistered" && e.minerId === "host-gpu3") ? true : null,
+    );
+    expect((await get(`${base}/metrics`)).text).toMatch(
+      /aitbc_gpu_health\{gpu="3",UUID="[^"]+",state="drained"\} 1/,
+    );
+    const bad = await runCli(["gpu", "drain", "9", "--metrics-port", String(port)]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toBe('gpu drain: no worker or GPU "9" on this host\n');
+    expect((await runCli(["gpu", "undrain", "3", "--metrics-port", String(port)])).code).toBe(0);
+    await until("card 3 registered again", () =>
+      coordinator!.miners().some((m) => m.minerId === "host-gpu3") ? true : null,
+    );
 
     miner.child.kill("SIGTERM");
     expect((await miner.exit).code).toBe(0);
