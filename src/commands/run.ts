@@ -32,6 +32,8 @@ export function register(program: Command): void {
     });
     // user:pass in a URL is a secret too: no log line may carry it.
     for (const c of [...urlCredentials(cfg.coordinator), ...urlCredentials(cfg.ollamaUrl)]) registerSecret(c);
+    // A webhook's URL (Slack's) is its own credential.
+    registerSecret(cfg.alertWebhook);
     // The miner's modules load only when it runs (`run --help` stays fast).
     const [{ createLogger }, { runMiner }] = await Promise.all([
       import("../log.js"),
