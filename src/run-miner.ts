@@ -4,6 +4,7 @@
 import { join } from "node:path";
 import { composeMiner } from "./compose.js";
 import type { RunConfig } from "./config.js";
+import { HostWatch } from "./fleet/host-watch.js";
 import { readWorkerEnv, type WorkerEnv } from "./fleet/ipc.js";
 import { FleetPlanError, planWorkers, type WorkerSpec } from "./fleet/plan.js";
 import { runSupervisor, workerLabels } from "./fleet/supervisor.js";
@@ -176,13 +177,24 @@ async function runLocked(cfg: RunConfig, log: Logger, o: OneOptions): Promise<nu
   const link: SupervisorLink | null = o.worker ? linkToSupervisor(log) : null;
   const ops = cfg.metricsPort !== undefined ? new OpsMetrics() : null;
   const key = "main";
-  ops?.addWorker(key, o.labels ?? workerLabels({ indexes: [], uuids: [], minerId: cfg.minerId }));
+  const labels = o.labels ?? workerLabels({ indexes: [], uuids: [], minerId: cfg.minerId });
+  ops?.addWorker(key, labels);
+  // One miner for the host: GET /status from its own events (a worker's go to its supervisor).
+  const watch = ops
+    ? new HostWatch({ log, workers: [{ key, minerId: cfg.minerId, gpus: labels.gpu }] })
+    : null;
+  if (cfg.alertWebhook && !o.worker)
+    log.warn(
+      { event: "alert_webhook_unused" },
+      "--alert-webhook is for a multi-GPU host (one worker per GPU under a supervisor): no alerts are sent from this miner",
+    );
   let composed: Awaited<ReturnType<typeof composeMiner>>;
   try {
     composed = await composeMiner(cfg, log, {
       onEvent: (e) => {
         link?.onEvent(e);
         ops?.observe(key, e);
+        watch?.event(key, e);
       },
       pollBudget: link?.pollBudget,
       ...(o.worker || o.gpuUuids
@@ -241,6 +253,10 @@ async function runLocked(cfg: RunConfig, log: Logger, o: OneOptions): Promise<nu
     server = await startOpsServer(cfg.metricsHost, cfg.metricsPort, {
       contentType: ops.contentType,
       health: () => miner.health(),
+      status: async () => {
+        watch?.status(key, await miner.gauges(), miner.health());
+        return watch?.report();
+      },
       metrics: async () => {
         ops.setGauges(key, await miner.gauges());
         ops.setSnapshot(await composed.gpu.snapshot().catch(() => null));
@@ -260,6 +276,7 @@ async function runLocked(cfg: RunConfig, log: Logger, o: OneOptions): Promise<nu
     process.off("SIGINT", onSignal);
     link?.close();
     await server?.close();
+    await watch?.close();
     await composed.close();
   }
 }

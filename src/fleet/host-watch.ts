@@ -56,11 +56,14 @@ export class HostWatch {
   private readonly timer: NodeJS.Timeout;
   private readonly now: () => number;
   private readonly noJobMs: number;
+  /** What GET /status reports (the window keeps longer for the no-job alert). */
+  private readonly reportMs: number;
 
   constructor(private readonly o: HostWatchOptions) {
     this.now = o.now ?? Date.now;
     this.noJobMs = o.noJobMs ?? 30 * 60_000;
-    this.window = new StatusWindow(Math.max(o.windowMs ?? 10 * 60_000, this.noJobMs), this.now);
+    this.reportMs = o.windowMs ?? 10 * 60_000;
+    this.window = new StatusWindow(Math.max(this.reportMs, this.noJobMs), this.now);
     for (const w of o.workers)
       this.seen.set(w.key, {
         minerId: w.minerId,
@@ -152,10 +155,10 @@ export class HostWatch {
   /** GET /status: per worker, the window's counters and one verdict line; a host line first. */
   report(): { windowMinutes: number; verdict: string; workers: WorkerStatus[] } {
     const workers = [...this.seen.entries()].map(([key, s]) => {
-      const c = this.window.counters(key);
+      const c = this.window.counters(key, this.reportMs);
       const verdict = statusVerdict(c, {
         workers: this.seen.size,
-        windowMs: this.window.windowMs,
+        windowMs: this.reportMs,
         drained: s.drained?.reason ?? null,
         stateWritable: s.stateWritable,
         credentialsRefused: s.credentialsRefused,
@@ -166,12 +169,14 @@ export class HostWatch {
     const mining = workers.filter((w) => w.verdict.startsWith("mining"));
     const verdict =
       mining.length === workers.length
-        ? `all ${workers.length} workers mining`
+        ? workers.length === 1
+          ? "mining"
+          : `all ${workers.length} workers mining`
         : workers
             .filter((w) => !w.verdict.startsWith("mining"))
             .map((w) => `${w.minerId}: ${w.verdict}`)
             .join("; ");
-    return { windowMinutes: Math.round(this.window.windowMs / 60_000), verdict, workers };
+    return { windowMinutes: Math.round(this.reportMs / 60_000), verdict, workers };
   }
 
   async close(): Promise<void> {

@@ -93,8 +93,13 @@ export async function startOpsServer(host: string, port: number, source: OpsSour
       return;
     }
     if (path === OPS_PATHS.status && source.status) {
-      const body = `${JSON.stringify(source.status(), null, 2)}\n`;
-      res.writeHead(200, { "content-type": "application/json", "cache-control": "no-store" }).end(body);
+      const status = source.status;
+      Promise.resolve()
+        .then(() => status())
+        .then((v) => {
+          res.writeHead(200, { "content-type": "application/json", "cache-control": "no-store" });
+          res.end(`${JSON.stringify(v, null, 2)}\n`);
+        }, fail);
       return;
     }
     res.writeHead(404).end();
