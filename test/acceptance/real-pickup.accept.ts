@@ -9,6 +9,8 @@
 // bench/results/real-pickup-<time>.json.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -25,6 +27,7 @@ const CARDS = Number(process.env["ACCEPT_CARDS"] ?? 3);
 const MINER_KEY = "miner-key-0123456789abcdef"; // the kit's env.sh MINER_API_KEYS
 
 let coordinator: ChildProcess | null = null;
+let counter: Server | null = null;
 let host: Spawned | null = null;
 afterAll(async () => {
   if (host && host.child.exitCode === null) {
@@ -32,7 +35,55 @@ afterAll(async () => {
     await host.exit;
   }
   coordinator?.kill("SIGTERM");
+  counter?.closeAllConnections();
+  counter?.close();
 });
+
+/**
+ * A pass-through in front of the coordinator that counts answers by route and status: upstream
+ * writes no access log here. Loopback both sides, so upstream still sees one client IP.
+ */
+async function countingProxy(
+  target: string,
+): Promise<{ url: string; counts: Map<string, number>; handedOut: Map<string, number> }> {
+  const counts = new Map<string, number>();
+  /** job id → when the poll answer that handed it over passed through. */
+  const handedOut = new Map<string, number>();
+  counter = createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(req.headers))
+      if (typeof v === "string" && !["host", "connection", "content-length"].includes(k)) headers[k] = v;
+    try {
+      const r = await fetch(`${target}${req.url}`, {
+        method: req.method ?? "GET",
+        headers,
+        body: chunks.length > 0 ? Buffer.concat(chunks) : undefined,
+      });
+      const body = Buffer.from(await r.arrayBuffer());
+      const key = `${req.method} ${(req.url ?? "/").split("?")[0]!.replace(/\/v1\/miners\/[^/]+\/(result|fail)$/, "/v1/miners/{job}/$1")} ${r.status}`;
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+      if (key === "POST /v1/miners/poll 200") {
+        const id = (JSON.parse(body.toString("utf8")) as { job_id?: unknown }).job_id;
+        if (typeof id === "string") handedOut.set(id, Date.now());
+      }
+      const out: Record<string, string> = {};
+      r.headers.forEach((v, k) => {
+        if (
+          !["content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding"].includes(k)
+        )
+          out[k] = v;
+      });
+      res.writeHead(r.status, out);
+      res.end(body);
+    } catch {
+      res.destroy();
+    }
+  });
+  await new Promise<void>((resolve) => counter!.listen(0, "127.0.0.1", resolve));
+  return { url: `http://127.0.0.1:${(counter.address() as AddressInfo).port}`, counts, handedOut };
+}
 
 function mulberry(seed: number): () => number {
   let a = seed >>> 0;
@@ -89,6 +140,7 @@ describe.skipIf(!kit)("the real coordinator: a 3-GPU host, jobs at random", () =
       async () => ((await fetch(`${url}/health`).catch(() => null))?.ok ? true : null),
       120_000,
     );
+    const proxy = await countingProxy(url);
     const token = execFileSync("bash", [join(kit!, "client.sh"), String(port), "token"], {
       encoding: "utf8",
       env: { ...process.env, AITBC_HOME: join(dir, "coordinator") },
@@ -102,16 +154,16 @@ describe.skipIf(!kit)("the real coordinator: a 3-GPU host, jobs at random", () =
     host = spawnCli(
       [
         "run",
-        ...["--coordinator", url, "--coordinator-key", coordinatorKey, "--models", modelsDir],
+        ...["--coordinator", proxy.url, "--coordinator-key", coordinatorKey, "--models", modelsDir],
         ...["--threads", "1", "--state-dir", join(dir, "state"), "--log-level", "info"],
         ...["--nvml-library", fakeNvmlPaths(repoRoot).current],
       ],
       // The fake cards have no CUDA runtime behind them: take them as each worker's compute devices.
       { FAKE_NVML_CONFIG: config, AITBC_API_KEY: MINER_KEY, AITBC_TEST_COMPUTE: "nvml" },
     );
+    // The miner logs to stderr (stdout is for command output).
     const lines = () =>
-      host!
-        .stdout()
+      `${host!.stdout()}\n${host!.stderr()}`
         .split("\n")
         .filter((l) => l.startsWith("{"))
         .map((l) => JSON.parse(l) as Record<string, unknown>);
@@ -130,6 +182,8 @@ describe.skipIf(!kit)("the real coordinator: a 3-GPU host, jobs at random", () =
     const at = Array.from({ length: JOBS }, () => rnd() * SECONDS * 1000).sort((a, b) => a - b);
     const t0 = Date.now();
     const ids: string[] = [];
+    /** job id → when its POST /v1/jobs answered (the job exists for any poll from then on). */
+    const created = new Map<string, number>();
     for (const [i, ms] of at.entries()) {
       await sleep(Math.max(0, t0 + ms - Date.now()));
       const res = await fetch(`${url}/v1/jobs`, {
@@ -142,18 +196,27 @@ describe.skipIf(!kit)("the real coordinator: a 3-GPU host, jobs at random", () =
         }),
       });
       expect(res.status, await res.clone().text()).toBeLessThan(300);
-      ids.push(((await res.json()) as { job_id: string }).job_id);
+      const id = ((await res.json()) as { job_id: string }).job_id;
+      ids.push(id);
+      created.set(id, Date.now());
     }
+    type View = { job_id: string; state: string; requested_at: string };
+    const settled = new Map<string, View>();
     const views = await waitFor(
       "every job settled",
       async () => {
-        const vs = await Promise.all(
-          ids.map(async (id) => {
-            const r = await fetch(`${url}/v1/jobs/${id}`, { headers: { authorization: `Bearer ${token}` } });
-            return (await r.json()) as { job_id: string; state: string; requested_at: string };
-          }),
-        );
-        return vs.every((v) => !["QUEUED", "RUNNING"].includes(v.state)) ? vs : null;
+        // One read at a time, settled jobs not read again: upstream on sqlite stalls under a
+        // burst of parallel reads.
+        for (const id of ids.filter((i) => !settled.has(i))) {
+          const r = await fetch(`${url}/v1/jobs/${id}`, {
+            headers: { authorization: `Bearer ${token}` },
+            signal: AbortSignal.timeout(30_000),
+          }).catch(() => null);
+          // A busy upstream sometimes fails a read: ask again on the next round.
+          const v = r?.ok ? ((await r.json()) as View) : null;
+          if (v && !["QUEUED", "RUNNING"].includes(v.state)) settled.set(id, v);
+        }
+        return settled.size === ids.length ? ids.map((i) => settled.get(i)!) : null;
       },
       300_000,
     );
@@ -163,8 +226,22 @@ describe.skipIf(!kit)("the real coordinator: a 3-GPU host, jobs at random", () =
       if (l["event"] === "job_started" && typeof l["jobId"] === "string")
         started.set(l["jobId"], Date.parse(String(l["time"])));
     const pickupMs = views.map((v) => (started.get(v.job_id) ?? Number.NaN) - utcMs(v.requested_at));
-    const access = coLog.split("\n");
-    const count = (re: RegExp) => access.filter((l) => re.test(l)).length;
+    // Where the time goes: queued at the coordinator until a poll takes it, then inside the miner.
+    const queuedMs = views.map((v) => (proxy.handedOut.get(v.job_id) ?? Number.NaN) - utcMs(v.requested_at));
+    const inMinerMs = views.map(
+      (v) => (started.get(v.job_id) ?? Number.NaN) - (proxy.handedOut.get(v.job_id) ?? Number.NaN),
+    );
+    const fromCreatedMs = views.map(
+      (v) => (started.get(v.job_id) ?? Number.NaN) - (created.get(v.job_id) ?? Number.NaN),
+    );
+    const spread = (xs: number[]) => ({
+      p50: quantile(xs, 0.5),
+      p95: quantile(xs, 0.95),
+      max: Math.max(...xs),
+      missing: xs.filter((x) => !Number.isFinite(x)).length,
+    });
+    const count = (re: RegExp) =>
+      [...proxy.counts].filter(([k]) => re.test(k)).reduce((n, [, v]) => n + v, 0);
     const report = {
       bench: "real-pickup",
       at: new Date().toISOString(),
@@ -176,14 +253,15 @@ describe.skipIf(!kit)("the real coordinator: a 3-GPU host, jobs at random", () =
       states: Object.fromEntries(
         [...new Set(views.map((v) => v.state))].map((s) => [s, views.filter((v) => v.state === s).length]),
       ),
-      rateLimited: count(/" 429/),
-      polls: count(/POST \/v1\/miners\/poll/),
-      pollsPerMinute: count(/POST \/v1\/miners\/poll/) / ((Date.now() - t0) / 60_000),
-      pickupMs: {
-        p50: quantile(pickupMs, 0.5),
-        p95: quantile(pickupMs, 0.95),
-        max: Math.max(...pickupMs),
-      },
+      rateLimited: count(/ 429$/),
+      polls: count(/^POST \/v1\/miners\/poll /),
+      pollsPerMinute: count(/^POST \/v1\/miners\/poll /) / ((Date.now() - t0) / 60_000),
+      answers: Object.fromEntries(proxy.counts),
+      pickupMs: spread(pickupMs),
+      queuedMs: spread(queuedMs),
+      handOutToStartMs: spread(inMinerMs),
+      // From the client's POST /v1/jobs answer: what a client waits for once its job exists.
+      pickupFromCreatedMs: spread(fromCreatedMs),
       minerRateLimitedEvents: lines().filter((l) => l["event"] === "poll_rate_limited").length,
     };
     const out = join(repoRoot, "bench", "results");
