@@ -137,7 +137,8 @@ describe("run logs", () => {
       ],
       { AITBC_API_KEY: "" },
     );
-    const deadline = Date.now() + 20_000;
+    // A generous deadline: on a busy host the start (state, models, runtime) alone can take 20 s.
+    const deadline = Date.now() + 90_000;
     while (!s.stderr().includes("register_retry") && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100));
     }
