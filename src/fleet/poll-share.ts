@@ -26,11 +26,13 @@ export class PollShare {
         mine.get(m.id)?.abort(); // an id asked again replaces its request
         const ac = new AbortController();
         mine.set(m.id, ac);
-        void this.grants.acquire({ signal: ac.signal, want: m.want, backlog: m.backlog }).then((n) => {
-          if (mine.get(m.id) === ac) mine.delete(m.id);
-          // A grant that crosses the worker's cancel is spent unused: counted, so never over.
-          if (n > 0) send({ t: "poll_grant", id: m.id, n });
-        });
+        void this.grants
+          .acquire({ signal: ac.signal, want: m.want, backlog: m.backlog, who: worker })
+          .then((n) => {
+            if (mine.get(m.id) === ac) mine.delete(m.id);
+            // A grant that crosses the worker's cancel is spent unused: counted, so never over.
+            if (n > 0) send({ t: "poll_grant", id: m.id, n });
+          });
         return;
       }
       case "poll_cancel":
@@ -41,6 +43,11 @@ export class PollShare {
         this.grants.rateLimited(m.retryAfterMs, worker);
         return;
     }
+  }
+
+  /** A poll of `worker` brought a job (its poll event): grants lean to it (see PollGrants). */
+  won(worker: string): void {
+    this.grants.won(worker);
   }
 
   /** The worker exited: its requests leave the queue. */

@@ -164,6 +164,7 @@ export async function runSupervisor(o: SupervisorOptions): Promise<number> {
       if (msg.t === "event") {
         metrics.observe(w.spec.key, msg.e);
         watch.event(w.spec.key, msg.e);
+        if (msg.e.type === "poll" && msg.e.result === "job") polls.won(w.spec.minerId);
       } else if (msg.t !== "status") {
         polls.handle(w.spec.minerId, msg, (g) => {
           if (child.connected) child.send(g, undefined, undefined, () => undefined);

@@ -28,6 +28,8 @@ export interface PollRequest {
   backlog: boolean;
   /** Told how long the wait will be before it begins (null: not known here, another process decides). */
   onWait?(ms: number | null): void;
+  /** Which worker asks (a fleet's worker key): grants lean to the one the coordinator hands jobs to. */
+  who?: string;
 }
 
 /** The share of a published limit the miner spends: the rest absorbs send-vs-arrival skew. */

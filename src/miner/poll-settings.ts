@@ -1,6 +1,6 @@
 // How `run` spends the coordinator's poll budget, from its config: the published limit per
 // window less the margin for arrival-time counting (hostPollLimit), idle polls spaced evenly over
-// the window. A lone miner spends it itself; a fleet's supervisor spends it for the whole host.
+// the window at IDLE_SHARE of it. A lone miner spends it itself; a fleet's supervisor spends it for the whole host.
 // (docs/operations.md#the-hosts-poll-budget)
 import type { RunConfig } from "../config.js";
 import { ConfigError } from "../config-file.js";
@@ -10,6 +10,12 @@ import type { MinerSettings } from "./types.js";
 /** The window `--polls-per-minute` is counted over; tests shorten it (AITBC_POLL_WINDOW_MS). */
 export const POLL_WINDOW_ENV = "AITBC_POLL_WINDOW_MS";
 const DEFAULT_WINDOW_MS = 60_000;
+/**
+ * The share of the budget idle polls spend; the rest is kept for the polls that follow a job (a
+ * backlog may be queued). Idle polls at the full rate leave a window always full, so the polls
+ * after a burst of jobs would wait seconds for old ones to leave it (measured on upstream: 7 s).
+ */
+export const IDLE_SHARE = 0.7;
 
 export type PollSettings = Pick<
   MinerSettings,
@@ -50,7 +56,7 @@ export function pollSettings(
   return {
     pollsPerWindow: cfg.protocol === "aitbc" ? spend : Number.POSITIVE_INFINITY,
     pollWindowMs: windowMs,
-    idlePollIntervalMs: Math.ceil(windowMs / spend),
+    idlePollIntervalMs: Math.ceil(windowMs / (spend * IDLE_SHARE)),
     longPollSeconds: cfg.protocol === "aitbc" ? cfg.longPoll : 0,
   };
 }

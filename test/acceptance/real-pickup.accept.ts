@@ -43,9 +43,14 @@ afterAll(async () => {
  * A pass-through in front of the coordinator that counts answers by route and status: upstream
  * writes no access log here. Loopback both sides, so upstream still sees one client IP.
  */
-async function countingProxy(
-  target: string,
-): Promise<{ url: string; counts: Map<string, number>; handedOut: Map<string, number> }> {
+async function countingProxy(target: string): Promise<{
+  url: string;
+  counts: Map<string, number>;
+  handedOut: Map<string, number>;
+  polls: { at: number; miner: string; status: number; job?: string }[];
+}> {
+  /** Every poll: when its answer passed, from which worker, what it brought. */
+  const polls: { at: number; miner: string; status: number; job?: string }[] = [];
   const counts = new Map<string, number>();
   /** job id → when the poll answer that handed it over passed through. */
   const handedOut = new Map<string, number>();
@@ -64,9 +69,17 @@ async function countingProxy(
       const body = Buffer.from(await r.arrayBuffer());
       const key = `${req.method} ${(req.url ?? "/").split("?")[0]!.replace(/\/v1\/miners\/[^/]+\/(result|fail)$/, "/v1/miners/{job}/$1")} ${r.status}`;
       counts.set(key, (counts.get(key) ?? 0) + 1);
-      if (key === "POST /v1/miners/poll 200") {
-        const id = (JSON.parse(body.toString("utf8")) as { job_id?: unknown }).job_id;
+      if (key.startsWith("POST /v1/miners/poll ")) {
+        const miner = String(req.headers["x-miner-id"] ?? "?");
+        const id =
+          r.status === 200 ? (JSON.parse(body.toString("utf8")) as { job_id?: unknown }).job_id : undefined;
         if (typeof id === "string") handedOut.set(id, Date.now());
+        polls.push({
+          at: Date.now(),
+          miner,
+          status: r.status,
+          ...(typeof id === "string" ? { job: id } : {}),
+        });
       }
       const out: Record<string, string> = {};
       r.headers.forEach((v, k) => {
@@ -82,7 +95,7 @@ async function countingProxy(
     }
   });
   await new Promise<void>((resolve) => counter!.listen(0, "127.0.0.1", resolve));
-  return { url: `http://127.0.0.1:${(counter.address() as AddressInfo).port}`, counts, handedOut };
+  return { url: `http://127.0.0.1:${(counter.address() as AddressInfo).port}`, counts, handedOut, polls };
 }
 
 function mulberry(seed: number): () => number {
@@ -263,6 +276,24 @@ describe.skipIf(!kit)("the real coordinator: a 3-GPU host, jobs at random", () =
       // From the client's POST /v1/jobs answer: what a client waits for once its job exists.
       pickupFromCreatedMs: spread(fromCreatedMs),
       minerRateLimitedEvents: lines().filter((l) => l["event"] === "poll_rate_limited").length,
+      pollsByWorker: Object.fromEntries(
+        [...new Set(proxy.polls.map((p) => p.miner))].map((m) => [
+          m,
+          {
+            polls: proxy.polls.filter((p) => p.miner === m).length,
+            jobs: proxy.polls.filter((p) => p.miner === m && p.job).length,
+          },
+        ]),
+      ),
+      // Per job and per poll, relative to the first arrival (ms), to see where a slow pickup waited.
+      timeline: {
+        jobs: views.map((v) => ({
+          id: v.job_id,
+          created: (created.get(v.job_id) ?? Number.NaN) - t0,
+          handedOut: (proxy.handedOut.get(v.job_id) ?? Number.NaN) - t0,
+        })),
+        polls: proxy.polls.map((p) => ({ ...p, at: p.at - t0 })),
+      },
     };
     const out = join(repoRoot, "bench", "results");
     mkdirSync(out, { recursive: true });
@@ -270,7 +301,8 @@ describe.skipIf(!kit)("the real coordinator: a 3-GPU host, jobs at random", () =
       join(out, `real-pickup-${report.at.replace(/[:.]/g, "-")}.json`),
       `${JSON.stringify(report, null, 2)}\n`,
     );
-    process.stdout.write(`real-pickup: ${JSON.stringify(report)}\n`);
+    const { timeline: _timeline, ...summary } = report;
+    process.stdout.write(`real-pickup: ${JSON.stringify(summary)}\n`);
     expect(report.completed).toBe(JOBS);
     expect(report.rateLimited).toBe(0);
     expect(pickupMs.every(Number.isFinite)).toBe(true);

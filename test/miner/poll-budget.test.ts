@@ -133,6 +133,37 @@ describe("poll grants", () => {
     expect(g.waiting).toBe(0);
   });
 
+  it("leans to the worker the coordinator hands jobs to, yet the others keep every 6th grant", async () => {
+    const g = new PollGrants({ perWindow: 18, windowMs: 5000, spacingMs: 278 }, silentLogger(), clock);
+    const stop = new AbortController();
+    const grants: string[] = [];
+    const poller = async (who: string) => {
+      while (!stop.signal.aborted) {
+        const n = await g.acquire({ signal: stop.signal, want: 1, backlog: false, who });
+        if (n > 0) grants.push(who);
+        await Promise.resolve();
+      }
+    };
+    const runs = ["a", "b", "c"].map(poller);
+    await vi.advanceTimersByTimeAsync(5_000);
+    const before = grants.length;
+    g.won("b"); // b's poll brought a job: upstream hands queued jobs to b while b is idle
+    await vi.advanceTimersByTimeAsync(20_000);
+    stop.abort();
+    await Promise.all(runs);
+    const after = grants.slice(before);
+    expect(after.length).toBeGreaterThanOrEqual(4 * 18 - 2);
+    const share = after.filter((w) => w === "b").length / after.length;
+    expect(share).toBeGreaterThanOrEqual(0.8);
+    expect(share).toBeLessThanOrEqual(0.87);
+    // Never more than FAVOUR_RUN (5) favoured grants in a row while the others wait.
+    for (let i = 5; i < after.length; i++)
+      expect(after.slice(i - 5, i + 1).every((w) => w === "b")).toBe(false);
+    // Both others still poll: a wrong guess cannot starve them.
+    expect(after).toContain("a");
+    expect(after).toContain("c");
+  });
+
   it("an aborted wait grants nothing and leaves the queue", async () => {
     const g = new PollGrants({ perWindow: 18, windowMs: 5000, spacingMs: 278 }, silentLogger(), clock);
     const live = new AbortController();
@@ -173,22 +204,22 @@ describe("poll grants", () => {
 describe("poll settings", () => {
   const cfg = { protocol: "aitbc" as const, pollsPerMinute: 100, longPoll: 20 };
 
-  it("spends ~10 % under --polls-per-minute, spaced evenly over the window", () => {
+  it("spends ~10 % under --polls-per-minute, idle polls at 70 % of it spaced evenly over the window", () => {
     expect(pollSettings(cfg, {}, {})).toEqual({
       pollsPerWindow: 90,
       pollWindowMs: 60_000,
-      idlePollIntervalMs: 667,
+      idlePollIntervalMs: 953, // 60 000 / (90 × 0.7): the rest is kept for the polls after a job
       longPollSeconds: 20,
     });
     expect(pollSettings({ ...cfg, pollsPerMinute: 20 }, {}, { [POLL_WINDOW_ENV]: "5000" })).toMatchObject({
       pollsPerWindow: 18,
       pollWindowMs: 5000,
-      idlePollIntervalMs: 278,
+      idlePollIntervalMs: 397,
     });
     // The claim dialect publishes no limit: unbounded, spaced by the same setting.
     expect(pollSettings({ ...cfg, protocol: "claim" }, {}, {})).toMatchObject({
       pollsPerWindow: Number.POSITIVE_INFINITY,
-      idlePollIntervalMs: 667,
+      idlePollIntervalMs: 953,
       longPollSeconds: 0,
     });
   });
