@@ -7,10 +7,7 @@
 //   AITBC_REAL=/path/to/aitbc-real npx vitest run --config test/acceptance/vitest.config.ts
 // Env: ACCEPT_JOBS (100), ACCEPT_SECONDS (300), ACCEPT_CARDS (3). The report goes to
 // bench/results/real-pickup-<time>.json.
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -18,85 +15,33 @@ import { fakeDevice, writeFakeNvmlConfig } from "../fake-nvml/config.js";
 import { fakeNvmlPaths } from "../setup/fake-nvml.js";
 import { type Spawned, spawnCli } from "../support/cli.js";
 import { modelsDir, repoRoot } from "../support/harness.js";
-import { freePort } from "../support/proxy.js";
+import {
+  type CountingProxy,
+  countingProxy,
+  kit,
+  logLines,
+  MINER_KEY,
+  type RealCoordinator,
+  sleep,
+  startRealCoordinator,
+  waitFor,
+} from "./real-kit.js";
 
-const kit = process.env["AITBC_REAL"];
 const JOBS = Number(process.env["ACCEPT_JOBS"] ?? 100);
 const SECONDS = Number(process.env["ACCEPT_SECONDS"] ?? 300);
 const CARDS = Number(process.env["ACCEPT_CARDS"] ?? 3);
-const MINER_KEY = "miner-key-0123456789abcdef"; // the kit's env.sh MINER_API_KEYS
 
-let coordinator: ChildProcess | null = null;
-let counter: Server | null = null;
+let co: RealCoordinator | null = null;
+let proxy: CountingProxy | null = null;
 let host: Spawned | null = null;
 afterAll(async () => {
   if (host && host.child.exitCode === null) {
     host.child.kill("SIGTERM");
     await host.exit;
   }
-  coordinator?.kill("SIGTERM");
-  counter?.closeAllConnections();
-  counter?.close();
+  proxy?.close();
+  co?.child.kill("SIGTERM");
 });
-
-/**
- * A pass-through in front of the coordinator that counts answers by route and status: upstream
- * writes no access log here. Loopback both sides, so upstream still sees one client IP.
- */
-async function countingProxy(target: string): Promise<{
-  url: string;
-  counts: Map<string, number>;
-  handedOut: Map<string, number>;
-  polls: { at: number; miner: string; status: number; job?: string }[];
-}> {
-  /** Every poll: when its answer passed, from which worker, what it brought. */
-  const polls: { at: number; miner: string; status: number; job?: string }[] = [];
-  const counts = new Map<string, number>();
-  /** job id → when the poll answer that handed it over passed through. */
-  const handedOut = new Map<string, number>();
-  counter = createServer(async (req, res) => {
-    const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
-    const headers: Record<string, string> = {};
-    for (const [k, v] of Object.entries(req.headers))
-      if (typeof v === "string" && !["host", "connection", "content-length"].includes(k)) headers[k] = v;
-    try {
-      const r = await fetch(`${target}${req.url}`, {
-        method: req.method ?? "GET",
-        headers,
-        body: chunks.length > 0 ? Buffer.concat(chunks) : undefined,
-      });
-      const body = Buffer.from(await r.arrayBuffer());
-      const key = `${req.method} ${(req.url ?? "/").split("?")[0]!.replace(/\/v1\/miners\/[^/]+\/(result|fail)$/, "/v1/miners/{job}/$1")} ${r.status}`;
-      counts.set(key, (counts.get(key) ?? 0) + 1);
-      if (key.startsWith("POST /v1/miners/poll ")) {
-        const miner = String(req.headers["x-miner-id"] ?? "?");
-        const id =
-          r.status === 200 ? (JSON.parse(body.toString("utf8")) as { job_id?: unknown }).job_id : undefined;
-        if (typeof id === "string") handedOut.set(id, Date.now());
-        polls.push({
-          at: Date.now(),
-          miner,
-          status: r.status,
-          ...(typeof id === "string" ? { job: id } : {}),
-        });
-      }
-      const out: Record<string, string> = {};
-      r.headers.forEach((v, k) => {
-        if (
-          !["content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding"].includes(k)
-        )
-          out[k] = v;
-      });
-      res.writeHead(r.status, out);
-      res.end(body);
-    } catch {
-      res.destroy();
-    }
-  });
-  await new Promise<void>((resolve) => counter!.listen(0, "127.0.0.1", resolve));
-  return { url: `http://127.0.0.1:${(counter.address() as AddressInfo).port}`, counts, handedOut, polls };
-}
 
 function mulberry(seed: number): () => number {
   let a = seed >>> 0;
@@ -107,18 +52,6 @@ function mulberry(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor<T>(what: string, probe: () => Promise<T | null> | T | null, ms: number): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== null) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(200);
-  }
 }
 
 function quantile(xs: number[], q: number): number {
@@ -134,30 +67,10 @@ function utcMs(text: string): number {
 describe.skipIf(!kit)("the real coordinator: a 3-GPU host, jobs at random", () => {
   it(`${JOBS} jobs over ${SECONDS} s: 0 × 429, pickup p50 <= 1 s, max <= 3 s`, async () => {
     const dir = mkdtempSync(join(tmpdir(), "real-pickup-"));
-    const port = await freePort();
-    const url = `http://127.0.0.1:${port}`;
-    let coLog = "";
-    coordinator = spawn("bash", [join(kit!, "run-real-coordinator.sh"), String(port)], {
-      env: { ...process.env, FRESH_DB: "1", AITBC_HOME: join(dir, "coordinator") },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    coordinator.stdout!.on("data", (d: Buffer) => (coLog += d.toString()));
-    coordinator.stderr!.on("data", (d: Buffer) => (coLog += d.toString()));
-    const coordinatorKey = await waitFor(
-      "the coordinator's receipt key",
-      () => /receipt signing public key \(hex\): ([0-9a-f]{64})/.exec(coLog)?.[1] ?? null,
-      120_000,
-    );
-    await waitFor(
-      "the coordinator's /health",
-      async () => ((await fetch(`${url}/health`).catch(() => null))?.ok ? true : null),
-      120_000,
-    );
-    const proxy = await countingProxy(url);
-    const token = execFileSync("bash", [join(kit!, "client.sh"), String(port), "token"], {
-      encoding: "utf8",
-      env: { ...process.env, AITBC_HOME: join(dir, "coordinator") },
-    }).trim();
+    co = await startRealCoordinator(dir);
+    const { url, token } = co;
+    proxy = await countingProxy(url);
+    const px = proxy;
 
     const config = writeFakeNvmlConfig(join(dir, "fake-nvml.conf"), {
       driver: "580.95.05",
@@ -167,19 +80,14 @@ describe.skipIf(!kit)("the real coordinator: a 3-GPU host, jobs at random", () =
     host = spawnCli(
       [
         "run",
-        ...["--coordinator", proxy.url, "--coordinator-key", coordinatorKey, "--models", modelsDir],
+        ...["--coordinator", px.url, "--coordinator-key", co.key, "--models", modelsDir],
         ...["--threads", "1", "--state-dir", join(dir, "state"), "--log-level", "info"],
         ...["--nvml-library", fakeNvmlPaths(repoRoot).current],
       ],
       // The fake cards have no CUDA runtime behind them: take them as each worker's compute devices.
       { FAKE_NVML_CONFIG: config, AITBC_API_KEY: MINER_KEY, AITBC_TEST_COMPUTE: "nvml" },
     );
-    // The miner logs to stderr (stdout is for command output).
-    const lines = () =>
-      `${host!.stdout()}\n${host!.stderr()}`
-        .split("\n")
-        .filter((l) => l.startsWith("{"))
-        .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = () => logLines(host!);
     await waitFor(
       `${CARDS} workers registered`,
       () => (lines().filter((l) => l["event"] === "registered").length >= CARDS ? true : null),
@@ -240,9 +148,9 @@ describe.skipIf(!kit)("the real coordinator: a 3-GPU host, jobs at random", () =
         started.set(l["jobId"], Date.parse(String(l["time"])));
     const pickupMs = views.map((v) => (started.get(v.job_id) ?? Number.NaN) - utcMs(v.requested_at));
     // Where the time goes: queued at the coordinator until a poll takes it, then inside the miner.
-    const queuedMs = views.map((v) => (proxy.handedOut.get(v.job_id) ?? Number.NaN) - utcMs(v.requested_at));
+    const queuedMs = views.map((v) => (px.handedOut.get(v.job_id) ?? Number.NaN) - utcMs(v.requested_at));
     const inMinerMs = views.map(
-      (v) => (started.get(v.job_id) ?? Number.NaN) - (proxy.handedOut.get(v.job_id) ?? Number.NaN),
+      (v) => (started.get(v.job_id) ?? Number.NaN) - (px.handedOut.get(v.job_id) ?? Number.NaN),
     );
     const fromCreatedMs = views.map(
       (v) => (started.get(v.job_id) ?? Number.NaN) - (created.get(v.job_id) ?? Number.NaN),
@@ -253,8 +161,7 @@ describe.skipIf(!kit)("the real coordinator: a 3-GPU host, jobs at random", () =
       max: Math.max(...xs),
       missing: xs.filter((x) => !Number.isFinite(x)).length,
     });
-    const count = (re: RegExp) =>
-      [...proxy.counts].filter(([k]) => re.test(k)).reduce((n, [, v]) => n + v, 0);
+    const count = (re: RegExp) => [...px.counts].filter(([k]) => re.test(k)).reduce((n, [, v]) => n + v, 0);
     const report = {
       bench: "real-pickup",
       at: new Date().toISOString(),
@@ -269,7 +176,7 @@ describe.skipIf(!kit)("the real coordinator: a 3-GPU host, jobs at random", () =
       rateLimited: count(/ 429$/),
       polls: count(/^POST \/v1\/miners\/poll /),
       pollsPerMinute: count(/^POST \/v1\/miners\/poll /) / ((Date.now() - t0) / 60_000),
-      answers: Object.fromEntries(proxy.counts),
+      answers: Object.fromEntries(px.counts),
       pickupMs: spread(pickupMs),
       queuedMs: spread(queuedMs),
       handOutToStartMs: spread(inMinerMs),
@@ -277,11 +184,11 @@ describe.skipIf(!kit)("the real coordinator: a 3-GPU host, jobs at random", () =
       pickupFromCreatedMs: spread(fromCreatedMs),
       minerRateLimitedEvents: lines().filter((l) => l["event"] === "poll_rate_limited").length,
       pollsByWorker: Object.fromEntries(
-        [...new Set(proxy.polls.map((p) => p.miner))].map((m) => [
+        [...new Set(px.polls.map((p) => p.miner))].map((m) => [
           m,
           {
-            polls: proxy.polls.filter((p) => p.miner === m).length,
-            jobs: proxy.polls.filter((p) => p.miner === m && p.job).length,
+            polls: px.polls.filter((p) => p.miner === m).length,
+            jobs: px.polls.filter((p) => p.miner === m && p.job).length,
           },
         ]),
       ),
@@ -290,9 +197,9 @@ describe.skipIf(!kit)("the real coordinator: a 3-GPU host, jobs at random", () =
         jobs: views.map((v) => ({
           id: v.job_id,
           created: (created.get(v.job_id) ?? Number.NaN) - t0,
-          handedOut: (proxy.handedOut.get(v.job_id) ?? Number.NaN) - t0,
+          handedOut: (px.handedOut.get(v.job_id) ?? Number.NaN) - t0,
         })),
-        polls: proxy.polls.map((p) => ({ ...p, at: p.at - t0 })),
+        polls: px.polls.map((p) => ({ ...p, at: p.at - t0 })),
       },
     };
     const out = join(repoRoot, "bench", "results");
