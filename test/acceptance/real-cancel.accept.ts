@@ -64,7 +64,8 @@ describe.skipIf(!kit)("the real coordinator: a client cancels a running job", ()
       [
         "run",
         ...["--coordinator", proxy.url, "--coordinator-key", co.key, "--models", models],
-        ...["--threads", "1", "--context-size", String(CTX), "--gpus", "none", "--allow-cpu-inference"],
+        ...["--threads", "1", "--context-size", String(CTX), "--max-tokens", String(CTX)],
+        ...["--gpus", "none", "--allow-cpu-inference"],
         ...["--state-dir", join(dir, "state"), "--log-level", "info"],
       ],
       { AITBC_API_KEY: MINER_KEY },
@@ -78,7 +79,12 @@ describe.skipIf(!kit)("the real coordinator: a client cancels a running job", ()
       "the long job to start",
       () => (events("job_started", long).length > 0 ? true : null),
       60_000,
-    );
+    ).catch((e: Error) => {
+      const tail = logLines(host!)
+        .slice(-15)
+        .map((l) => `${l["event"]}: ${l["msg"]} ${JSON.stringify(l["reason"] ?? l["err"] ?? "")}`);
+      throw new Error(`${e.message}; the miner's last lines:\n${tail.join("\n")}`);
+    });
     const cancelledAt = Date.now();
     const res = await clientCall(co, "POST", `/v1/jobs/${long}/cancel`);
     expect(res.status, await res.clone().text()).toBe(200);
