@@ -31,7 +31,9 @@ export function startFleetHost(o: FleetHostOptions): Spawned & { stateDir: strin
     driver: "550.54.15",
     cuda: 12040,
     ...(o.eventsFile ? { eventsFile: o.eventsFile } : {}),
-    devices: [...FLEET_GPU_NAMES, FOURTH_GPU_NAME].slice(0, o.cards ?? 3).map((name, i) => fakeDevice(i, { name })),
+    devices: [...FLEET_GPU_NAMES, FOURTH_GPU_NAME]
+      .slice(0, o.cards ?? 3)
+      .map((name, i) => fakeDevice(i, { name })),
   });
   const spawned = spawnCli(
     [
