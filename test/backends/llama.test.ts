@@ -9,6 +9,7 @@ import { writeTinyGguf } from "../../src/backends/tiny-gguf.js";
 import { BackendError, type InferenceResult } from "../../src/backends/types.js";
 import { createLogger, silentLogger } from "../../src/log.js";
 import { fixturesModels, never, req, tempDir, tinyPath } from "../support/backends.js";
+import { captureLog } from "../support/log-lines.js";
 
 const PROMPTS = ["The quick brown fox", "Once upon a time", "hello world", "AITBC miners compute"];
 
@@ -125,26 +126,19 @@ describe("llama backend on the tiny model", () => {
   });
 
   it("unloadAll drops the model; the next job loads it again with the same output", async () => {
-    const lines: string[] = [];
-    const sink = new Writable({
-      write(chunk, _enc, cb) {
-        lines.push(String(chunk));
-        cb();
-      },
-    });
+    const captured = captureLog();
     const own = createLlamaBackend({
       modelsDir: fixturesModels,
       threads: 1,
       concurrency: 1,
       gpu: false,
-      log: createLogger({ level: "info", destination: sink }),
+      log: captured.log,
       contextSize: 256,
       preflight: false,
     });
     await own.init();
     try {
-      const events = () => lines.map((l) => (JSON.parse(l) as { event?: string }).event);
-      const count = (e: string) => events().filter((x) => x === e).length;
+      const count = (e: string) => captured.events(e).length;
       const a = await own.generate(req(), never());
       expect(count("model_loaded")).toBe(1);
       await own.unloadAll();
