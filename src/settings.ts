@@ -105,7 +105,7 @@ export const SETTINGS: SettingSpec[] = [
     key: "pollsPerMinute",
     flag: "--polls-per-minute",
     arg: "N",
-    help: "the coordinator's poll budget per minute, spent in bursts while jobs come back and evenly when idle (default: 100, the reference limit)",
+    help: "polls per minute the coordinator allows this host's IP, shared by all its workers; ~90% is spent, 70% of that evenly when idle, the rest right after jobs (default: 100, the reference limit)",
   },
   {
     key: "longPoll",
