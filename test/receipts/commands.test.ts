@@ -3,8 +3,7 @@
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Command, CommanderError } from "commander";
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { register as registerKeys } from "../../src/commands/keys.js";
 import { register as registerReceipts } from "../../src/commands/receipts.js";
 import { register as registerVerify } from "../../src/commands/verify.js";
@@ -17,6 +16,7 @@ import {
   ReceiptLog,
   signPayload,
 } from "../../src/receipts/index.js";
+import { runCommand } from "../support/command-run.js";
 import { loadVectors } from "../support/receipts.js";
 
 const dirs: string[] = [];
@@ -30,42 +30,8 @@ afterEach(() => {
   delete process.env["AITBC_STATE_DIR"];
 });
 
-async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const program = new Command().exitOverride().configureOutput({
-    writeOut: (s) => {
-      out += s;
-    },
-    writeErr: (s) => {
-      err += s;
-    },
-  });
-  registerKeys(program);
-  registerVerify(program);
-  registerReceipts(program);
-  const so = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-    out += String(chunk);
-    return true;
-  });
-  const se = vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => {
-    err += String(chunk);
-    return true;
-  });
-  process.exitCode = undefined;
-  let code = 0;
-  try {
-    await program.parseAsync(args, { from: "user" });
-    code = typeof process.exitCode === "number" ? process.exitCode : 0;
-  } catch (e) {
-    if (!(e instanceof CommanderError)) throw e;
-    code = e.exitCode;
-  } finally {
-    so.mockRestore();
-    se.mockRestore();
-    process.exitCode = undefined;
-  }
-  return { code, out, err };
+function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  return runCommand([registerKeys, registerVerify, registerReceipts], args);
 }
 
 describe("keys", () => {
