@@ -19,6 +19,7 @@ import {
   MINER_KEY,
   type RealCoordinator,
   startRealCoordinator,
+  stopAll,
   waitFor,
 } from "./real-kit.js";
 
@@ -28,14 +29,7 @@ const CTX = 131_072;
 let co: RealCoordinator | null = null;
 let proxy: CountingProxy | null = null;
 let host: Spawned | null = null;
-afterAll(async () => {
-  if (host && host.child.exitCode === null) {
-    host.child.kill("SIGTERM");
-    await host.exit;
-  }
-  proxy?.close();
-  co?.child.kill("SIGTERM");
-});
+afterAll(() => stopAll(host, proxy, co));
 
 async function submit(c: RealCoordinator, maxTokens: number, prompt: string): Promise<string> {
   const res = await clientCall(c, "POST", "/v1/jobs", {

@@ -151,6 +151,20 @@ export async function countingProxy(target: string): Promise<CountingProxy> {
   };
 }
 
+/** Stop what a run started: the miner (waiting for its exit), the pass-through, the coordinator. */
+export async function stopAll(
+  host: { child: ChildProcess; exit: Promise<unknown> } | null,
+  proxy: CountingProxy | null,
+  co: RealCoordinator | null,
+): Promise<void> {
+  if (host && host.child.exitCode === null) {
+    host.child.kill("SIGTERM");
+    await host.exit;
+  }
+  proxy?.close();
+  co?.child.kill("SIGTERM");
+}
+
 /** The miner's JSON log lines (it logs to stderr; stdout is for command output). */
 export function logLines(host: { stdout(): string; stderr(): string }): Record<string, unknown>[] {
   return `${host.stdout()}\n${host.stderr()}`

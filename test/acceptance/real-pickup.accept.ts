@@ -24,6 +24,7 @@ import {
   type RealCoordinator,
   sleep,
   startRealCoordinator,
+  stopAll,
   waitFor,
 } from "./real-kit.js";
 
@@ -34,14 +35,7 @@ const CARDS = Number(process.env["ACCEPT_CARDS"] ?? 3);
 let co: RealCoordinator | null = null;
 let proxy: CountingProxy | null = null;
 let host: Spawned | null = null;
-afterAll(async () => {
-  if (host && host.child.exitCode === null) {
-    host.child.kill("SIGTERM");
-    await host.exit;
-  }
-  proxy?.close();
-  co?.child.kill("SIGTERM");
-});
+afterAll(() => stopAll(host, proxy, co));
 
 function mulberry(seed: number): () => number {
   let a = seed >>> 0;
