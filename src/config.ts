@@ -135,6 +135,8 @@ export const runSchema = z
       .url()
       .refine((u) => /^https?:\/\//i.test(u), "must be an http:// or https:// URL")
       .optional(),
+    alertNoJobMinutes: intIn(1, 10_080).default(30),
+    alertEarningsStalledMinutes: intIn(1, 10_080).default(60),
   })
   .strict();
 

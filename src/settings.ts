@@ -174,8 +174,20 @@ export const SETTINGS: SettingSpec[] = [
     key: "alertWebhook",
     flag: "--alert-webhook",
     arg: "URL",
-    help: "POST alerts as JSON with a Slack-compatible text field to this URL (a card drained or back, a crash loop, the state directory full, no jobs for 30 min, credentials refused); a multi-GPU host only",
+    help: "POST alerts as JSON with a Slack-compatible text field to this URL (a card drained or back, a crash loop, the state directory full, no jobs, earnings stalled, credentials refused)",
     secret: true,
+  },
+  {
+    key: "alertNoJobMinutes",
+    flag: "--alert-no-job-minutes",
+    arg: "MINUTES",
+    help: "alert when no job was handed out for this long although polls are answered (default: 30)",
+  },
+  {
+    key: "alertEarningsStalledMinutes",
+    flag: "--alert-earnings-stalled-minutes",
+    arg: "MINUTES",
+    help: "alert when nothing was earned for this long although jobs complete, after results were accepted before (default: 60)",
   },
 ];
 
