@@ -3,14 +3,12 @@
 // waits for the grant; a 429 it sees holds the whole host). Plain JSON, validated on arrival like
 // any other input, both ways.
 import { z } from "zod";
+import { type MinerHealth, minerHealthSchema } from "../miner/health.js";
 import { type MinerEvent, parseMinerEvent } from "../ops/events.js";
 import type { WorkerGauges } from "../ops/metrics.js";
 
-export interface WorkerHealth {
-  live: boolean;
-  ready: boolean;
-  reasons: string[];
-}
+/** A worker's health is its miner's (one shape, src/miner/health.ts). */
+export type WorkerHealth = MinerHealth;
 
 export type WorkerMessage =
   | { t: "event"; e: MinerEvent }
@@ -85,11 +83,7 @@ const status = z.object({
     registered: z.boolean(),
     servableModels: z.number().int().nonnegative(),
   }),
-  health: z.object({
-    live: z.boolean(),
-    ready: z.boolean(),
-    reasons: z.array(z.string().max(2000)).max(100),
-  }),
+  health: minerHealthSchema,
 });
 
 export function parseWorkerMessage(v: unknown): WorkerMessage | null {

@@ -4,6 +4,7 @@
 
 import { monotonicNow } from "../clock.js";
 import type { Logger } from "../log.js";
+import type { AdmissionCode } from "../miner/types.js";
 import { admit, VramWatch } from "./memory.js";
 import type { GpuInfoSource, GpuSnapshot } from "./types.js";
 
@@ -24,7 +25,7 @@ export interface GpuPolicyOptions {
 }
 
 export interface Refusal {
-  errorCode: "gpu_unavailable" | "insufficient_vram";
+  errorCode: AdmissionCode;
   message: string;
 }
 

@@ -4,9 +4,21 @@
 // deadline (a preflight, a load, the warm-up, the poll loop, a job past its deadline); a long load
 // that moves is alive. Ready: registered, a model to serve, a writable state directory, and polls
 // being answered. Every time here is on the monotonic clock (src/clock.ts).
+import { z } from "zod";
 import type { BackendActivity, BackendProgress } from "../backends/activity.js";
 import type { HealthLimits } from "./health-limits.js";
-import type { MinerHealth } from "./types.js";
+
+/**
+ * For /healthz and /readyz: is the loop alive, and can it take jobs? The one definition: a
+ * worker's health crosses the IPC channel validated by this schema (src/fleet/ipc.ts).
+ */
+export const minerHealthSchema = z.object({
+  live: z.boolean(),
+  ready: z.boolean(),
+  /** Why not, in words (empty when both hold). */
+  reasons: z.array(z.string().max(2000)).max(100),
+});
+export type MinerHealth = z.infer<typeof minerHealthSchema>;
 
 export interface HealthFacts {
   /** The fatal error's message, when the miner is stopping after one. */

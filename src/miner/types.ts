@@ -48,6 +48,9 @@ export interface MinerSettings {
 /** What the miner's receipt is made from (the receipts module defines and signs it). */
 export type ReceiptInput = MinerReceiptInput;
 
+/** What VRAM admission may refuse a job with (src/gpu/policy.ts decides; the one definition). */
+export type AdmissionCode = "gpu_unavailable" | "insufficient_vram";
+
 /** Everything the loop needs from the rest of the program, injected so each piece stays replaceable. */
 export interface MinerDeps {
   settings: MinerSettings;
@@ -63,9 +66,7 @@ export interface MinerDeps {
   checkCoordinatorReceipt(rawText: string): CoordinatorReceiptCheck;
   recordReceipt(entry: ReceiptRecord): Promise<void>;
   /** VRAM admission: why the job cannot run here (before any model is loaded), or null to go ahead. */
-  admit?(
-    req: InferenceRequest,
-  ): Promise<{ errorCode: "gpu_unavailable" | "insufficient_vram"; message: string } | null>;
+  admit?(req: InferenceRequest): Promise<{ errorCode: AdmissionCode; message: string } | null>;
   /** Around each job: e.g. check that VRAM came back. */
   jobMemoryProbe?(): Promise<() => Promise<void>>;
   /** GPU utilization/memory figures for a job's metrics. */
@@ -157,10 +158,4 @@ export class MinerFatalError extends Error {
   }
 }
 
-/** For /healthz and /readyz: is the loop alive, and can it take jobs? */
-export interface MinerHealth {
-  live: boolean;
-  ready: boolean;
-  /** Why not, in words (empty when both hold). */
-  reasons: string[];
-}
+export type { MinerHealth } from "./health.js";

@@ -3,23 +3,12 @@
 // plain JSON and validated on arrival (see parseMinerEvent).
 import { z } from "zod";
 
-export type PollResult = "job" | "empty" | "unusable" | "rate_limited" | "error";
+// The schema is the one definition: the types below are inferred from it.
+const pollResults = ["job", "empty", "unusable", "rate_limited", "error"] as const;
+const inferenceBackends = ["cuda", "vulkan", "metal", "cpu", "external"] as const;
 
-export type MinerEvent =
-  | { type: "job_completed"; durationMs: number; completionTokens: number }
-  | { type: "job_failed"; errorCode: string }
-  | {
-      type: "result_delivered";
-      answer: "accepted" | "already_done" | "gone" | "rejected";
-      /** Accepted: the units billed and what they earned (price x units), when known. */
-      units?: number | undefined;
-      amount?: number | undefined;
-    }
-  | { type: "poll"; result: PollResult }
-  /** Once at start: what inference computes on (src/gpu/compute-verdict.ts), as advertised. */
-  | { type: "inference_runtime"; backend: InferenceBackend; platform: string; devices: string[] };
-
-export type InferenceBackend = "cuda" | "vulkan" | "metal" | "cpu" | "external";
+export type PollResult = (typeof pollResults)[number];
+export type InferenceBackend = (typeof inferenceBackends)[number];
 
 const eventSchema = z.discriminatedUnion("type", [
   z.object({
@@ -31,20 +20,21 @@ const eventSchema = z.discriminatedUnion("type", [
   z.object({
     type: z.literal("result_delivered"),
     answer: z.enum(["accepted", "already_done", "gone", "rejected"]),
+    /** Accepted: the units billed and what they earned (price x units), when known. */
     units: z.number().nonnegative().max(1e12).optional(),
     amount: z.number().nonnegative().max(1e15).optional(),
   }),
-  z.object({
-    type: z.literal("poll"),
-    result: z.enum(["job", "empty", "unusable", "rate_limited", "error"]),
-  }),
+  z.object({ type: z.literal("poll"), result: z.enum(pollResults) }),
+  /** Once at start: what inference computes on (src/gpu/compute-verdict.ts), as advertised. */
   z.object({
     type: z.literal("inference_runtime"),
-    backend: z.enum(["cuda", "vulkan", "metal", "cpu", "external"]),
+    backend: z.enum(inferenceBackends),
     platform: z.string().min(1).max(16),
     devices: z.array(z.string().max(256)).max(64),
   }),
 ]);
+
+export type MinerEvent = z.infer<typeof eventSchema>;
 
 export function parseMinerEvent(v: unknown): MinerEvent | null {
   const r = eventSchema.safeParse(v);
