@@ -128,13 +128,13 @@ export class OpsMetrics {
       });
     gauge("aitbc_miner_jobs_inflight", "Jobs running now.", (g) => g.inflight);
     gauge(
-      "aitbc_miner_outbox_depth",
-      "Results waiting for the coordinator's acknowledgement.",
+      "aitbc_miner_results_pending",
+      "Computed results being delivered and not yet acknowledged by the coordinator (in memory).",
       (g) => g.pendingSubmissions,
     );
     gauge(
-      "aitbc_miner_outbox_files",
-      "Results in the durable outbox (not yet acknowledged by the coordinator).",
+      "aitbc_miner_outbox_records",
+      "Results in the durable outbox log (records.log) not yet acknowledged by the coordinator.",
       (g) => g.outboxFiles,
     );
     gauge("aitbc_miner_state_writable", "1 when the state directory takes writes.", (g) =>

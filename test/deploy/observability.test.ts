@@ -124,7 +124,7 @@ describe("the dashboard and the alert rules name only what /metrics serves", () 
       "aitbc_miner_tokens_generated_total",
       "aitbc_miner_earnings_total",
       "aitbc_miner_polls_total",
-      "aitbc_miner_outbox_depth",
+      "aitbc_miner_results_pending",
     ])
       expect(names, n).toContain(n);
   });
