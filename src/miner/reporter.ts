@@ -220,7 +220,10 @@ export class Reporter {
     if (acknowledged) this.d.onFailureAcknowledged?.(jobId);
   }
 
-  /** Drop a delivered verdict's file; a disk that refuses only leaves a file the next start re-sends. */
+  /**
+   * Write a delivered verdict's removal to its log; a disk that refuses only leaves the record,
+   * which the next start sends again (the coordinator answers "already done").
+   */
   private async forget(remove: () => Promise<void>, jobId: string): Promise<void> {
     try {
       await remove();
@@ -228,7 +231,7 @@ export class Reporter {
       this.d.storage?.noteFailure(err);
       this.log.warn(
         { event: "state_cleanup_failed", jobId, err: describeError(err) },
-        "a delivered verdict's file could not be removed; it is sent again on the next start",
+        "a delivered verdict's record could not be removed; it is sent again on the next start",
       );
     }
   }
@@ -326,7 +329,7 @@ export class Reporter {
             err: describeError(err),
             retryInMs: delay,
             attempt: backoff.attempts,
-            outboxDepth: this.submitting.size,
+            resultsPending: this.submitting.size,
           },
           "submit failed; will retry",
         );
@@ -385,7 +388,7 @@ export class Reporter {
         jobId: result.jobId,
         status: ack.status,
         coordinatorReceipt: verified,
-        outboxDepth: this.submitting.size - 1,
+        resultsPending: this.submitting.size - 1,
       },
       "result accepted",
     );

@@ -140,7 +140,7 @@ export interface MinerStats {
   dropped: number;
   tokens: number;
   inflight: number;
-  /** Results handed to the reporter and not yet acknowledged (memory, not the outbox's files). */
+  /** Results handed to the reporter and not yet acknowledged (in memory, not the outbox's log). */
   pendingSubmissions: number;
   /** Whether the state directory takes writes; false stops new jobs. */
   stateWritable: boolean;
