@@ -11,6 +11,9 @@
 // - A failure that breaks the whole snapshot (not open, nvmlDeviceGetCount failing) THROWS
 //   (`snapshotPacked`) or REJECTS (`snapshotPackedAsync`) with an `NvmlError`: `code` is the NVML
 //   return code.
+// - Any other C++ exception in a call or a worker (out of memory, a device count no driver
+//   reports) throws or rejects with a `NativeError` (`code` null), never a crash
+//   (native/js_errors.h).
 // One NVML session per process, reference-counted in the addon: every `open()` that resolves
 // available takes a hold, every `close()` returns one of the calling environment's holds, and the
 // last hold returned calls nvmlShutdown and dlclose. An environment's teardown (a worker thread
@@ -21,6 +24,12 @@ export interface NvmlError extends Error {
   name: "NvmlError";
   /** NVML return code (1 uninitialized, 15 GPU is lost, 999 unknown, ...). */
   code: number;
+}
+
+/** A C++ exception with no NVML code behind it; the message says what (prefixed "aitbc_nvml: "). */
+export interface NativeError extends Error {
+  name: "NativeError";
+  code: null;
 }
 
 export type NvmlOpenResult =
@@ -217,9 +226,15 @@ export interface NvmlAddon extends NvmlPackedLayout {
    * TypeError.
    */
   open(library: string): Promise<NvmlOpenResult>;
-  /** Synchronous snapshot for hot paths (no blocking calls unless pcieThroughput). Throws NvmlError. */
+  /**
+   * The snapshot on the JS thread: every NVML call of a snapshot, made here (driver ioctls: ~74 µs
+   * for a warm H200, but the first snapshot reads the static facts and every 5 s / 30 s the energy
+   * counter and power limit are read again, milliseconds each; pcieThroughput adds ~20 ms per
+   * device), under the session lock, so it also waits for an open() or async snapshot in flight.
+   * Throws NvmlError or NativeError.
+   */
   snapshotPacked(options?: NvmlSnapshotOptions): NvmlPackedSnapshot;
-  /** The same, on the libuv thread pool. Rejects with NvmlError. */
+  /** The same calls on the libuv thread pool. Rejects with NvmlError or NativeError. */
   snapshotPackedAsync(options?: NvmlSnapshotOptions): Promise<NvmlPackedSnapshot>;
   /** Returns one of this environment's holds (none held: no-op); the last one shuts NVML down. */
   close(): void;

@@ -1,5 +1,6 @@
 // N-API glue: open (async: dlopen + nvmlInit off the JS thread), packed snapshot (sync and async),
-// close. One NVML session per process, guarded by a mutex; binding.d.ts types this surface.
+// close. One NVML session per process, guarded by a mutex; binding.d.ts types this surface. Every
+// call and worker turns C++ exceptions into JS errors (js_errors.h).
 #include <napi.h>
 
 #include <limits>
@@ -8,11 +9,13 @@
 
 #include "health_events.h"
 #include "host_calls.h"
+#include "js_errors.h"
 #include "snapshot.h"
 
 namespace {
 
 using aitbc::DeviceData;
+using aitbc::guarded;
 using aitbc::NvmlFailure;
 using aitbc::NvmlLibrary;
 using aitbc::SnapshotData;
@@ -50,13 +53,6 @@ void releaseLocked(Session& s, napi_env env, int count) {
   if (it == s.holds.end()) return;
   if (count < 0 || (it->second -= count) <= 0) s.holds.erase(it);
   if (s.holds.empty()) shutdownLocked(s);
-}
-
-Napi::Error nvmlError(Napi::Env env, int code, const std::string& message) {
-  Napi::Error err = Napi::Error::New(env, message);
-  err.Set("code", Napi::Number::New(env, code));
-  err.Set("name", Napi::String::New(env, "NvmlError"));
-  return err;
 }
 
 template <typename T>
@@ -218,17 +214,16 @@ SnapshotOptions parseSnapshotOptions(const Napi::CallbackInfo& info) {
 SnapshotData collectLocked(const SnapshotOptions& opts) {
   Session& s = session();
   std::lock_guard<std::mutex> lock(s.mu);
-  if (!s.initialized) throw NvmlFailure{NVML_ERROR_UNINITIALIZED, "NVML is not open: call open() first"};
+  if (!s.initialized) throw NvmlFailure(NVML_ERROR_UNINITIALIZED, "NVML is not open: call open() first");
   return aitbc::collectSnapshot(s.lib, opts, s.memo);
 }
 
-class OpenWorker : public Napi::AsyncWorker {
+class OpenWorker : public aitbc::PromiseWorker {
  public:
-  OpenWorker(Napi::Env env, std::string path)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), env_(env), path_(std::move(path)) {}
-  Napi::Promise promise() { return deferred_.Promise(); }
+  OpenWorker(Napi::Env env, std::string path) : PromiseWorker(env, "aitbc:nvmlOpen"), env_(env), path_(std::move(path)) {}
 
-  void Execute() override {
+ protected:
+  void Run() override {
     Session& s = session();
     std::lock_guard<std::mutex> lock(s.mu);
     if (s.initialized && s.lib.path() != path_) {
@@ -251,14 +246,14 @@ class OpenWorker : public Napi::AsyncWorker {
       }
       s.initialized = true;
     }
-    s.holds[env_]++;
-    ok_ = true;
+    // Copied before the hold is taken: a throw here leaves no hold behind.
     resolved_ = s.lib.resolved();
     missing_ = s.lib.missing();
+    s.holds[env_]++;
+    ok_ = true;
   }
 
-  void OnOK() override {
-    Napi::Env env = Env();
+  Napi::Value Settle(Napi::Env env) override {
     Napi::Object r = Napi::Object::New(env);
     r.Set("available", Napi::Boolean::New(env, ok_));
     r.Set("library", Napi::String::New(env, path_));
@@ -273,13 +268,10 @@ class OpenWorker : public Napi::AsyncWorker {
       r.Set("reason", Napi::String::New(env, reason_));
       r.Set("code", code_ >= 0 ? Napi::Number::New(env, code_) : env.Null());
     }
-    deferred_.Resolve(r);
+    return r;
   }
 
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
  private:
-  Napi::Promise::Deferred deferred_;
   napi_env env_;  // only a key into Session::holds, never used from this thread
   std::string path_;
   bool ok_ = false;
@@ -288,30 +280,17 @@ class OpenWorker : public Napi::AsyncWorker {
   std::vector<std::string> resolved_, missing_;
 };
 
-class SnapshotWorker : public Napi::AsyncWorker {
+class SnapshotWorker : public aitbc::PromiseWorker {
  public:
-  SnapshotWorker(Napi::Env env, SnapshotOptions opts)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), opts_(opts) {}
-  Napi::Promise promise() { return deferred_.Promise(); }
+  SnapshotWorker(Napi::Env env, SnapshotOptions opts) : PromiseWorker(env, "aitbc:nvmlSnapshot"), opts_(opts) {}
 
-  void Execute() override {
-    try {
-      data_ = collectLocked(opts_);
-    } catch (const NvmlFailure& f) {
-      code_ = f.code;
-      SetError(f.message);
-    }
-  }
-  void OnOK() override { deferred_.Resolve(toPacked(Env(), data_)); }
-  void OnError(const Napi::Error& e) override {
-    deferred_.Reject(nvmlError(Env(), code_, e.Message()).Value());
-  }
+ protected:
+  void Run() override { data_ = collectLocked(opts_); }
+  Napi::Value Settle(Napi::Env env) override { return toPacked(env, data_); }
 
  private:
-  Napi::Promise::Deferred deferred_;
   SnapshotOptions opts_;
   SnapshotData data_;
-  int code_ = NVML_ERROR_UNKNOWN;
 };
 
 // The path is required: which library to load (and its default) is decided in src/gpu/.
@@ -320,33 +299,36 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsString() || info[0].As<Napi::String>().Utf8Value().empty()) {
     throw Napi::TypeError::New(env, "open(library): library must be a non-empty path string");
   }
-  auto* w = new OpenWorker(env, info[0].As<Napi::String>().Utf8Value());
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
+  return guarded(env, [&] {
+    auto* w = new OpenWorker(env, info[0].As<Napi::String>().Utf8Value());
+    Napi::Promise p = w->promise();
+    w->Queue();
+    return p;
+  });
 }
 
 Napi::Value SnapshotPacked(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  try {
-    return toPacked(env, collectLocked(parseSnapshotOptions(info)));
-  } catch (const NvmlFailure& f) {
-    throw nvmlError(env, f.code, f.message);
-  }
+  return guarded(env, [&] { return toPacked(env, collectLocked(parseSnapshotOptions(info))); });
 }
 
 Napi::Value SnapshotPackedAsync(const Napi::CallbackInfo& info) {
-  auto* w = new SnapshotWorker(info.Env(), parseSnapshotOptions(info));
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
+  Napi::Env env = info.Env();
+  return guarded(env, [&] {
+    auto* w = new SnapshotWorker(env, parseSnapshotOptions(info));
+    Napi::Promise p = w->promise();
+    w->Queue();
+    return p;
+  });
 }
 
 Napi::Value Close(const Napi::CallbackInfo& info) {
-  Session& s = session();
-  std::lock_guard<std::mutex> lock(s.mu);
-  releaseLocked(s, info.Env(), 1);
-  return info.Env().Undefined();
+  return guarded(info.Env(), [&] {
+    Session& s = session();
+    std::lock_guard<std::mutex> lock(s.mu);
+    releaseLocked(s, info.Env(), 1);
+    return info.Env().Undefined();
+  });
 }
 
 Napi::Value IsOpen(const Napi::CallbackInfo& info) {

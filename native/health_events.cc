@@ -3,6 +3,8 @@
 // thread either). One watcher per process, as there is one NVML session per process.
 #include "health_events.h"
 
+#include "js_errors.h"
+
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -183,13 +185,6 @@ Napi::Array typeNames(Napi::Env env, unsigned long long mask) {
   return out;
 }
 
-Napi::Error nvmlError(Napi::Env env, int code, const std::string& message) {
-  Napi::Error err = Napi::Error::New(env, message);
-  err.Set("code", Napi::Number::New(env, code));
-  err.Set("name", Napi::String::New(env, "NvmlError"));
-  return err;
-}
-
 // Registers every device it can; one status per device, never a throw for one device's trouble.
 Napi::Array registerDevices(Napi::Env env, Watcher* w) {
   const NvmlApi& a = w->lib->api();
@@ -287,7 +282,17 @@ Napi::Value StartEvents(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> lock(g_mu);
     g_current = raw;
   }
-  raw->thread = std::thread(run, raw);
+  try {
+    raw->thread = std::thread(run, raw);
+  } catch (...) {
+    // No thread (std::system_error): undo as stopEvents would, then say why.
+    const Failure why = currentFailure();
+    forget(raw);
+    napi_remove_env_cleanup_hook(env, onTeardown, raw);
+    halt(raw);
+    raw->tsfn.Release();
+    throw toJsError(env, why);
+  }
   result.Set("running", true);
   result.Set("reason", env.Null());
   result.Set("devices", devices);

@@ -1,5 +1,5 @@
 // N-API glue for library_probe.h and state_lock.h: argument checks, a worker off the JS thread
-// for the probe, plain objects back. binding.d.ts types them.
+// for the probe, plain objects back; exceptions become JS errors (js_errors.h). binding.d.ts types them.
 #include "host_calls.h"
 
 #include <exception>
@@ -7,29 +7,23 @@
 #include <utility>
 #include <vector>
 
+#include "js_errors.h"
 #include "library_probe.h"
 #include "state_lock.h"
 
 namespace {
 
 // Loading a large library (libcublas is ~100 MB) runs its constructors: off the JS thread.
-class ProbeWorker : public Napi::AsyncWorker {
+class ProbeWorker : public aitbc::PromiseWorker {
  public:
   ProbeWorker(Napi::Env env, std::vector<std::string> names)
-      : Napi::AsyncWorker(env, "aitbc:probeLibraries"),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        names_(std::move(names)) {}
-  Napi::Promise promise() { return deferred_.Promise(); }
+      : PromiseWorker(env, "aitbc:probeLibraries"), names_(std::move(names)) {}
 
-  void Execute() override {
-    try {
-      for (const auto& n : names_) results_.push_back(aitbc::probeLibrary(n));
-    } catch (const std::exception& e) {
-      SetError(std::string("probeLibraries: ") + e.what());
-    }
+ protected:
+  void Run() override {
+    for (const auto& n : names_) results_.push_back(aitbc::probeLibrary(n));
   }
-  void OnOK() override {
-    Napi::Env env = Env();
+  Napi::Value Settle(Napi::Env env) override {
     Napi::Array out = Napi::Array::New(env, results_.size());
     for (size_t i = 0; i < results_.size(); ++i) {
       Napi::Object o = Napi::Object::New(env);
@@ -39,12 +33,10 @@ class ProbeWorker : public Napi::AsyncWorker {
       o.Set("error", results_[i].found ? env.Null() : Napi::String::New(env, results_[i].error));
       out.Set(static_cast<uint32_t>(i), o);
     }
-    deferred_.Resolve(out);
+    return out;
   }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
  private:
-  Napi::Promise::Deferred deferred_;
   std::vector<std::string> names_;
   std::vector<aitbc::LibraryProbe> results_;
 };
@@ -61,10 +53,12 @@ Napi::Value ProbeLibraries(const Napi::CallbackInfo& info) {
       throw Napi::TypeError::New(env, "probeLibraries(names): each name must be a non-empty string");
     names.push_back(v.As<Napi::String>().Utf8Value());
   }
-  auto* w = new ProbeWorker(env, std::move(names));
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
+  return aitbc::guarded(env, [&] {
+    auto* w = new ProbeWorker(env, std::move(names));
+    Napi::Promise p = w->promise();
+    w->Queue();
+    return p;
+  });
 }
 
 // Synchronous: one non-blocking fcntl, taken once at start before anything else is written.
@@ -72,7 +66,7 @@ Napi::Value LockFile(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString() || info[0].As<Napi::String>().Utf8Value().empty())
     throw Napi::TypeError::New(env, "lockFile(path): path must be a non-empty string");
-  aitbc::LockAttempt a = aitbc::lockExclusive(info[0].As<Napi::String>().Utf8Value());
+  aitbc::LockAttempt a = aitbc::guarded(env, [&] { return aitbc::lockExclusive(info[0].As<Napi::String>().Utf8Value()); });
   Napi::Object r = Napi::Object::New(env);
   r.Set("locked", Napi::Boolean::New(env, a.locked));
   r.Set("fd", a.locked ? Napi::Number::New(env, a.fd) : env.Null());

@@ -10,6 +10,7 @@ namespace std {
 }
 }  // namespace std
 
+#include <cstdlib>
 #include <cstring>
 #include <new>
 
@@ -17,28 +18,31 @@ namespace aitbc {
 
 NvmlLibrary::~NvmlLibrary() { close(); }
 
-void* NvmlLibrary::resolve(std::initializer_list<const char*> names, const char** which) {
+template <typename Fn>
+const char* NvmlLibrary::bind(Fn& slot, std::initializer_list<const char*> names, bool quiet) {
   for (const char* name : names) {
     void* sym = dlsym(handle_, name);
     if (sym != nullptr) {
-      *which = name;
-      return sym;
+      slot = reinterpret_cast<Fn>(sym);
+      resolved_.emplace_back(name);
+      return name;
     }
   }
-  *which = nullptr;
+  slot = nullptr;
+  if (!quiet) missing_.emplace_back(*names.begin());
   return nullptr;
 }
 
-template <typename Fn>
-void NvmlLibrary::bind(Fn& slot, std::initializer_list<const char*> names) {
-  const char* which = nullptr;
-  slot = reinterpret_cast<Fn>(resolve(names, &which));
-  if (which != nullptr) {
-    resolved_.emplace_back(which);
-  } else {
-    missing_.emplace_back(*names.begin());
-  }
+namespace {
+
+// "nvmlDeviceGetPciInfo_v3" -> 3; an unversioned name -> 1; none bound -> 0.
+int versionOf(const char* name) {
+  if (name == nullptr) return 0;
+  const char* v = std::strrchr(name, '_');
+  return v != nullptr && v[1] == 'v' ? std::atoi(v + 2) : 1;
 }
+
+}  // namespace
 
 bool NvmlLibrary::open(const std::string& path, std::string& error) {
   close();
@@ -61,27 +65,13 @@ bool NvmlLibrary::open(const std::string& path, std::string& error) {
   bind(a.deviceGetHandleByIndex, {"nvmlDeviceGetHandleByIndex_v2", "nvmlDeviceGetHandleByIndex"});
   bind(a.deviceGetName, {"nvmlDeviceGetName"});
   bind(a.deviceGetUuid, {"nvmlDeviceGetUUID"});
-  {
-    const char* which = nullptr;
-    a.deviceGetPciInfo = reinterpret_cast<nvmlDeviceGetPciInfo_fn>(
-        resolve({"nvmlDeviceGetPciInfo_v3", "nvmlDeviceGetPciInfo_v2", "nvmlDeviceGetPciInfo"}, &which));
-    if (which != nullptr) {
-      resolved_.emplace_back(which);
-      a.pciInfoVersion = std::strcmp(which, "nvmlDeviceGetPciInfo_v3") == 0   ? 3
-                         : std::strcmp(which, "nvmlDeviceGetPciInfo_v2") == 0 ? 2
-                                                                              : 1;
-    } else {
-      missing_.emplace_back("nvmlDeviceGetPciInfo_v3");
-    }
-  }
+  // v1 fills only the legacy 16-byte bus id; the reader needs to know which one filled it.
+  a.pciInfoVersion =
+      versionOf(bind(a.deviceGetPciInfo, {"nvmlDeviceGetPciInfo_v3", "nvmlDeviceGetPciInfo_v2", "nvmlDeviceGetPciInfo"}));
   // Memory: the v2 struct also reports the driver-reserved amount; v1 is the fallback.
-  bind(a.deviceGetMemoryInfoV2, {"nvmlDeviceGetMemoryInfo_v2"});
-  if (a.deviceGetMemoryInfoV2 != nullptr) {
-    a.deviceGetMemoryInfo = nullptr;
-  } else {
-    missing_.pop_back();
+  // (Two signatures, so two slots: v1 is bound, or reported missing, only without v2.)
+  if (bind(a.deviceGetMemoryInfoV2, {"nvmlDeviceGetMemoryInfo_v2"}, true) == nullptr)
     bind(a.deviceGetMemoryInfo, {"nvmlDeviceGetMemoryInfo"});
-  }
   bind(a.deviceGetUtilizationRates, {"nvmlDeviceGetUtilizationRates"});
   bind(a.deviceGetTemperature, {"nvmlDeviceGetTemperature"});
   bind(a.deviceGetPowerUsage, {"nvmlDeviceGetPowerUsage"});
@@ -102,38 +92,19 @@ bool NvmlLibrary::open(const std::string& path, std::string& error) {
   bind(a.deviceGetMaxPcieLinkWidth, {"nvmlDeviceGetMaxPcieLinkWidth"});
   bind(a.deviceGetPcieThroughput, {"nvmlDeviceGetPcieThroughput"});
   bind(a.deviceGetCudaComputeCapability, {"nvmlDeviceGetCudaComputeCapability"});
-  {
-    const char* which = nullptr;
-    a.deviceGetComputeRunningProcesses = reinterpret_cast<nvmlDeviceGetProcesses_fn>(
-        resolve({"nvmlDeviceGetComputeRunningProcesses_v3", "nvmlDeviceGetComputeRunningProcesses_v2",
-                 "nvmlDeviceGetComputeRunningProcesses"},
-                &which));
-    if (which != nullptr) {
-      resolved_.emplace_back(which);
-      a.processInfoSize = std::strcmp(which, "nvmlDeviceGetComputeRunningProcesses") == 0
-                              ? sizeof(nvmlProcessInfo_v1_t)
-                              : sizeof(nvmlProcessInfo_v2_t);
-    } else {
-      missing_.emplace_back("nvmlDeviceGetComputeRunningProcesses_v3");
-    }
-  }
+  // v1 records are 16 bytes, v2 and v3 24: the stride of the array the call fills.
+  a.processInfoSize = versionOf(bind(a.deviceGetComputeRunningProcesses,
+                                     {"nvmlDeviceGetComputeRunningProcesses_v3",
+                                      "nvmlDeviceGetComputeRunningProcesses_v2", "nvmlDeviceGetComputeRunningProcesses"})) >= 2
+                          ? sizeof(nvmlProcessInfo_v2_t)
+                          : sizeof(nvmlProcessInfo_v1_t);
   bind(a.deviceGetRetiredPagesPendingStatus, {"nvmlDeviceGetRetiredPagesPendingStatus"});
   bind(a.deviceGetRemappedRows, {"nvmlDeviceGetRemappedRows"});
   bind(a.eventSetCreate, {"nvmlEventSetCreate"});
   bind(a.eventSetFree, {"nvmlEventSetFree"});
   bind(a.deviceRegisterEvents, {"nvmlDeviceRegisterEvents"});
   bind(a.deviceGetSupportedEventTypes, {"nvmlDeviceGetSupportedEventTypes"});
-  {
-    const char* which = nullptr;
-    a.eventSetWait =
-        reinterpret_cast<nvmlEventSetWait_fn>(resolve({"nvmlEventSetWait_v2", "nvmlEventSetWait"}, &which));
-    if (which != nullptr) {
-      resolved_.emplace_back(which);
-      a.eventSetWaitName = which;
-    } else {
-      missing_.emplace_back("nvmlEventSetWait_v2");
-    }
-  }
+  a.eventSetWaitName = bind(a.eventSetWait, {"nvmlEventSetWait_v2", "nvmlEventSetWait"});
   if (a.init == nullptr || a.deviceGetCount == nullptr || a.deviceGetHandleByIndex == nullptr) {
     error = path + " is not a usable NVML library: nvmlInit/nvmlDeviceGetCount/nvmlDeviceGetHandleByIndex missing";
     close();

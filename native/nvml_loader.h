@@ -78,9 +78,11 @@ class NvmlLibrary {
   std::string errorString(nvmlReturn_t code) const;
 
  private:
-  void* resolve(std::initializer_list<const char*> names, const char** which);
+  // The one resolver: binds `slot` to the first of `names` the library exports (newest first),
+  // records it in resolved_ (or the first name in missing_ unless `quiet`), and returns the name
+  // bound, or null.
   template <typename Fn>
-  void bind(Fn& slot, std::initializer_list<const char*> names);
+  const char* bind(Fn& slot, std::initializer_list<const char*> names, bool quiet = false);
 
   void* handle_ = nullptr;
   std::string path_;

@@ -92,6 +92,8 @@ void readProcesses(const NvmlApi& a, nvmlDevice_t dev, DeviceData& d) {
   }
   std::unique_ptr<unsigned char[]> buf;
   for (int attempt = 0; attempt < 5 && rc == NVML_ERROR_INSUFFICIENT_SIZE; ++attempt) {
+    // An absurd count is a bad value, not a reason to allocate gigabytes: the list stays unknown.
+    if (count > kMaxProcesses) return;
     unsigned int cap = count + 2;
     buf.reset(new unsigned char[static_cast<size_t>(cap) * a.processInfoSize]());
     count = cap;
@@ -332,7 +334,10 @@ SnapshotData collectSnapshot(const NvmlLibrary& lib, const SnapshotOptions& opts
 
   unsigned int count = 0;
   nvmlReturn_t rc = a.deviceGetCount(&count);
-  if (rc != NVML_SUCCESS) throw NvmlFailure{rc, "nvmlDeviceGetCount: " + lib.errorString(rc)};
+  if (rc != NVML_SUCCESS) throw NvmlFailure(rc, "nvmlDeviceGetCount: " + lib.errorString(rc));
+  if (count > kMaxDevices)
+    throw std::length_error("nvmlDeviceGetCount reported " + std::to_string(count) + " devices (at most " +
+                            std::to_string(kMaxDevices) + " make sense): the NVML library is broken");
   s.devices.resize(count);
   if (memo.devices.size() != count) memo.devices.assign(count, DeviceMemo{});
   for (unsigned int i = 0; i < count; ++i) {

@@ -1,6 +1,7 @@
 // Plain C++ snapshot of every device (no N-API here, so it can run on a worker thread).
 #pragma once
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -68,11 +69,18 @@ struct FieldMemo {
   void clear() { devices.clear(); }
 };
 
-// Thrown for failures that break the whole snapshot (e.g. nvmlDeviceGetCount failing).
-struct NvmlFailure {
+// Thrown for failures that break the whole snapshot (e.g. nvmlDeviceGetCount failing): an NVML
+// return code with its text. Any other exception out of a snapshot (std::bad_alloc, a count no
+// driver reports) is a native error without an NVML code.
+struct NvmlFailure : std::runtime_error {
+  NvmlFailure(int c, const std::string& message) : std::runtime_error(message), code(c) {}
   int code;
-  std::string message;
 };
+
+// More devices than any NVML reports (it enumerates at most a few hundred): a broken library.
+constexpr unsigned int kMaxDevices = 4096;
+// More compute processes on one device than a sane driver lists: the list is left unknown.
+constexpr unsigned int kMaxProcesses = 1U << 16;
 
 SnapshotData collectSnapshot(const NvmlLibrary& lib, const SnapshotOptions& opts, FieldMemo& memo);
 

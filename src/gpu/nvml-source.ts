@@ -75,7 +75,11 @@ export class NvmlGpuSource implements GpuInfoSource {
     }
   }
 
-  /** Synchronous read for hot paths (microseconds on a healthy driver). */
+  /**
+   * The same snapshot on the JS thread: it blocks the loop for every NVML call (tens of µs warm,
+   * milliseconds for the first snapshot and the 5 s / 30 s refreshes of slow fields, ~20 ms per GPU
+   * with PCIe throughput) and for an open or async snapshot in flight. Benches and tests only.
+   */
   snapshotSync(): GpuSnapshot {
     this.assertOpen();
     try {

@@ -67,6 +67,8 @@ export interface FakeDevice {
   processes?: { pid: number; usedMiB: number | null }[];
   /** Processes that appear between the sizing call and the fill call (pids 50000+i, (i+1) MiB). */
   processesGrow?: number;
+  /** A process count every call claims (INSUFFICIENT_SIZE), however large the array offered. */
+  processesClaim?: number;
   retiredPagesPending?: boolean;
   remappedRows?: { correctable: number; uncorrectable: number; pending: boolean; failure: boolean };
   /** Event types the device supports (nvmlDeviceGetSupportedEventTypes); default 0xF. */
@@ -97,6 +99,8 @@ export interface FakeNvmlConfig {
   cuda?: number;
   /** nvmlDeviceGetCount returns this code for `times` calls after `after` good ones. */
   countError?: { code: number; after: number; times: number };
+  /** nvmlDeviceGetCount succeeds with this count instead for `times` calls after `after` good ones. */
+  countClaim?: { count: number; after: number; times: number };
   /** The file nvmlEventSetWait reads events from (appendFakeEvents). */
   eventsFile?: string;
   devices: FakeDevice[];
@@ -156,9 +160,13 @@ export function renderFakeNvmlConfig(cfg: FakeNvmlConfig): string {
   out += line("driver", cfg.driver);
   out += line("nvml", cfg.nvml);
   out += line("cuda", cfg.cuda);
+  if (cfg.countError && cfg.countClaim)
+    throw new Error("fake NVML config: countError or countClaim, not both");
+  const countWindow = cfg.countError ?? cfg.countClaim;
   out += line("count_error", cfg.countError?.code);
-  out += line("count_error_after", cfg.countError?.after);
-  out += line("count_error_times", cfg.countError?.times);
+  out += line("count_claim", cfg.countClaim?.count);
+  out += line("count_error_after", countWindow?.after);
+  out += line("count_error_times", countWindow?.times);
   out += line("events_file", cfg.eventsFile);
   out += line("device_count", cfg.devices.length);
   cfg.devices.forEach((d, i) => {
@@ -202,6 +210,7 @@ export function renderFakeNvmlConfig(cfg: FakeNvmlConfig): string {
       out += line(`${p}procs`, list.join(","));
     }
     out += line(`${p}procs_grow`, d.processesGrow);
+    out += line(`${p}procs_claim`, d.processesClaim);
     out += line(`${p}retired_pending`, d.retiredPagesPending);
     out += line(`${p}remap_corr`, d.remappedRows?.correctable);
     out += line(`${p}remap_unc`, d.remappedRows?.uncorrectable);

@@ -4,12 +4,15 @@
  * writes it from a typed object). Built twice: the current API, and with -DFAKE_OLD_DRIVER an old
  * driver that lacks every _v2/_v3 name, the clocks-event call and the energy counter.
  *
- * Keys: init_error, init_delay_ms, count_error, count_error_after, count_error_times, driver, nvml, cuda, device_count, dev.N.<field> where field is
+ * Keys: init_error, init_delay_ms, count_error, count_error_after, count_error_times, count_claim (a
+ * count reported with success instead of count_error's code, in the same window), driver, nvml,
+ * cuda, device_count, dev.N.<field> where field is
  * name uuid pci mem_total mem_used mem_reserved util_gpu util_mem temp power power_limit
  * power_enforced energy sm_clock mem_clock sm_clock_max mem_clock_max fan pstate clock_reasons
  * ecc_current ecc_pending ecc_uncorrected pcie_gen pcie_width pcie_gen_max pcie_width_max pcie_tx
  * pcie_rx cc_major cc_minor unsupported (comma list of groups) lost_after (device calls before
  * GPU_IS_LOST) procs (pid:bytes,... bytes may be "na") procs_grow (added after the sizing call)
+ * procs_claim (a process count every call claims with INSUFFICIENT_SIZE, never filled)
  * retired_pending remap_corr remap_unc remap_pending remap_failure event_types; events_file.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -42,6 +45,7 @@ static char driver[64] = "550.54.14", nvml_ver[64] = "12.550.54.14";
 static int cuda = 12040;
 /* nvmlDeviceGetCount fails with count_error for count_error_times calls after count_error_after. */
 static int count_error;
+static unsigned int count_claim;
 static long count_error_after, count_error_times, count_calls;
 char events_file[1024];
 
@@ -105,6 +109,7 @@ static void set_dev(dev_t_* d, const char* k, const char* v) {
   else if (!strcmp(k, "lost_after")) d->lost_after = atol(v);
   else if (!strcmp(k, "procs")) parse_procs(d, v);
   else if (!strcmp(k, "procs_grow")) d->procs_grow = (unsigned)n;
+  else if (!strcmp(k, "procs_claim")) d->procs_claim = (unsigned)n;
   else fake_health_key(d, k, v);
 }
 
@@ -119,6 +124,7 @@ static void load_config(void) {
   init_error = 0;
   init_delay_ms = 0;
   count_error = 0;
+  count_claim = 0;
   count_error_after = 0;
   count_error_times = 0;
   count_calls = 0;
@@ -141,6 +147,7 @@ static void load_config(void) {
     else if (!strcmp(k, "cuda")) cuda = atoi(v);
     else if (!strcmp(k, "events_file")) copy(events_file, sizeof events_file, v);
     else if (!strcmp(k, "count_error")) count_error = atoi(v);
+    else if (!strcmp(k, "count_claim")) count_claim = (unsigned)strtoul(v, NULL, 10);
     else if (!strcmp(k, "count_error_after")) count_error_after = atol(v);
     else if (!strcmp(k, "count_error_times")) count_error_times = atol(v);
     else if (!strcmp(k, "device_count")) ndevs = (unsigned)atoi(v) > MAX_DEVS ? MAX_DEVS : (unsigned)atoi(v);
@@ -245,8 +252,12 @@ static nvmlReturn_t get_count(unsigned int* c) {
   if (!initialized) return UNINIT;
   if (c == NULL) return INVALID;
   count_calls++;
-  if (count_error != 0 && count_calls > count_error_after && count_calls <= count_error_after + count_error_times)
-    return count_error;
+  if ((count_error != 0 || count_claim != 0) && count_calls > count_error_after &&
+      count_calls <= count_error_after + count_error_times) {
+    if (count_error != 0) return count_error;
+    *c = count_claim;
+    return OK;
+  }
   *c = ndevs;
   return OK;
 }
@@ -376,6 +387,10 @@ EXPORT nvmlReturn_t nvmlDeviceGetCudaComputeCapability(void* h, int* major, int*
 static nvmlReturn_t get_procs(void* h, unsigned int* count, void* infos, size_t stride) {
   ENTER(h, "processes");
   if (count == NULL) return INVALID;
+  if (d->procs_claim > 0) {
+    *count = d->procs_claim;
+    return INSUFFICIENT;
+  }
   unsigned int have = d->nprocs;
   if (*count == 0 || infos == NULL) {
     *count = have;

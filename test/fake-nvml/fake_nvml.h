@@ -25,7 +25,7 @@ typedef struct {
   unsigned long long event_types;
   long lost_after; /* -1: never */
   long calls;
-  unsigned int nprocs, procs_grow, grown;
+  unsigned int nprocs, procs_grow, grown, procs_claim;
   unsigned int pids[MAX_PROCS];
   unsigned long long pmem[MAX_PROCS];
 } dev_t_;

@@ -57,6 +57,7 @@ export default async function setup(root: string): Promise<void> {
     "health_events.h",
     "nvml_loader.h",
     "snapshot.h",
+    "js_errors.h",
   ].map((f) => join(root, "native", f));
   if (!existsSync(addon) || sources.some((s) => stale(addon, s))) {
     execFileSync(process.execPath, [join(root, "scripts", "build-native.mjs"), "--strict", "--quiet"], {
