@@ -8,6 +8,7 @@ import { monotonicNow } from "../clock.js";
 import type { CoordinatorClient } from "../coordinator/types.js";
 import { describeError } from "../describe-error.js";
 import type { Logger } from "../log.js";
+import type { MinerEvent } from "../ops/events.js";
 import type { ClaimJournal } from "./journal.js";
 import type { Outbox } from "./outbox.js";
 import type { Reporter } from "./reporter.js";
@@ -43,6 +44,8 @@ export interface CancelWatchDeps {
   signal: AbortSignal;
   /** A cancelled job has let go of its slot: upstream frees the slot only when a heartbeat says so. */
   onCancelled?(jobId: string): void;
+  /** Ops events: each cancellation counts (aitbc_miner_jobs_cancelled_total). */
+  onEvent?(e: MinerEvent): void;
   timing?: Partial<CancelCheckTiming> | undefined;
 }
 
@@ -203,6 +206,11 @@ export class CancelWatch implements JobCancels {
         ? "the coordinator no longer runs this job for this miner (cancelled or reassigned): generation aborted, no result will be sent"
         : "the coordinator no longer runs this job for this miner (cancelled or reassigned): its result is not sent",
     );
+    try {
+      this.d.onEvent?.({ type: "job_cancelled", stage });
+    } catch {
+      // Metrics never stop mining.
+    }
     if (stage === "delivering") this.d.onCancelled?.(jobId);
   }
 }

@@ -31,6 +31,7 @@ export function watchJobs(o: {
       storage: o.storage,
       signal: o.signal,
       onCancelled: () => o.onCancelled(),
+      onEvent: d.onEvent ? (e) => d.onEvent?.(e) : undefined,
       timing: d.settings.cancelCheck,
     }),
     orphans: new OrphanSweep(d.log),

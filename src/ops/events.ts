@@ -25,6 +25,7 @@ const eventSchema = z.discriminatedUnion("type", [
     amount: z.number().nonnegative().max(1e15).optional(),
   }),
   z.object({ type: z.literal("poll"), result: z.enum(pollResults) }),
+  z.object({ type: z.literal("job_cancelled"), stage: z.enum(["running", "delivering"]) }),
   /** Once at start: what inference computes on (src/gpu/compute-verdict.ts), as advertised. */
   z.object({
     type: z.literal("inference_runtime"),

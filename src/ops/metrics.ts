@@ -58,6 +58,13 @@ export class OpsMetrics {
     labelNames: [...WORKER, "outcome", "error_code"],
     registers: [this.registry],
   });
+  // Apart from aitbc_miner_jobs_total: a cancelled job has no verdict (no result, no failure).
+  private readonly cancelled = new Counter({
+    name: "aitbc_miner_jobs_cancelled_total",
+    help: "Jobs dropped because the coordinator no longer runs them for this miner (a client cancelled them, or they went to another miner), by stage (running: generation aborted; delivering: result withdrawn).",
+    labelNames: [...WORKER, "stage"],
+    registers: [this.registry],
+  });
   private readonly duration = new Histogram({
     name: "aitbc_miner_job_duration_seconds",
     help: "Generation time of completed jobs (in s).",
@@ -161,6 +168,8 @@ export class OpsMetrics {
   /** A worker to report for (its series exist from now on, with zero counts). */
   addWorker(key: string, labels: WorkerLabels): void {
     this.workers.set(key, { labels, gauges: this.workers.get(key)?.gauges ?? null });
+    // Rare: a series from zero lets increase() see the first cancellation.
+    for (const stage of ["running", "delivering"]) this.cancelled.inc({ ...this.l(labels), stage }, 0);
   }
 
   setGauges(key: string, gauges: WorkerGauges): void {
@@ -194,6 +203,9 @@ export class OpsMetrics {
         return;
       case "poll":
         this.polls.inc({ ...l, result: e.result });
+        return;
+      case "job_cancelled":
+        this.cancelled.inc({ ...l, stage: e.stage });
         return;
       case "inference_runtime":
         this.setInference(key, {

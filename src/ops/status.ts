@@ -115,6 +115,7 @@ export function count(c: StatusCounters, e: MinerEvent): void {
     case "result_delivered":
       c.results[e.answer] = (c.results[e.answer] ?? 0) + 1;
       return;
+    case "job_cancelled":
     case "inference_runtime":
       return;
   }

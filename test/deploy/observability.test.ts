@@ -121,6 +121,7 @@ describe("the dashboard and the alert rules name only what /metrics serves", () 
       "DCGM_FI_DEV_GPU_TEMP",
       "DCGM_FI_DEV_POWER_USAGE",
       "aitbc_miner_jobs_total",
+      "aitbc_miner_jobs_cancelled_total",
       "aitbc_miner_tokens_generated_total",
       "aitbc_miner_earnings_total",
       "aitbc_miner_polls_total",

@@ -15,6 +15,7 @@ import { createCoordinatorClient } from "../../src/coordinator/client.js";
 import type { CoordinatorEvent, LocalCoordinator } from "../../src/local-coordinator/index.js";
 import { silentLogger } from "../../src/log.js";
 import { DEFAULT_ABORT_GRACE_MS, Miner } from "../../src/miner/loop.js";
+import { OpsMetrics } from "../../src/ops/metrics.js";
 import { tempDir } from "../support/backends.js";
 import { API_KEY, capturingLogger, coordinatorWithReceipts } from "../support/harness.js";
 import { testMinerDeps } from "../support/miner-deps.js";
@@ -60,6 +61,8 @@ interface Started {
   miner: Miner;
   done: Promise<{ code: number }>;
   events: () => Record<string, unknown>[];
+  /** This miner's aitbc_miner_jobs_cancelled_total by stage, as /metrics serves it. */
+  cancelledCount: (stage: "running" | "delivering") => Promise<number>;
   stateDir: string;
   stop(): Promise<number>;
 }
@@ -95,7 +98,9 @@ async function startMiner(
     timeoutMs: 5000,
     log,
   });
-  const miner = new Miner({ ...base, client, log });
+  const ops = new OpsMetrics();
+  ops.addWorker("main", { gpu: "cpu", uuid: "", miner_id: minerId });
+  const miner = new Miner({ ...base, client, log, onEvent: (e) => ops.observe("main", e) });
   const done = miner.run();
   let stopped: Promise<number> | null = null;
   const stop = () => {
@@ -111,6 +116,12 @@ async function startMiner(
     miner,
     done,
     events: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>),
+    cancelledCount: async (stage) => {
+      const line = (await ops.metrics())
+        .split("\n")
+        .find((l) => l.startsWith("aitbc_miner_jobs_cancelled_total{") && l.includes(`stage="${stage}"`));
+      return Number(line?.split(" ").at(-1));
+    },
     stateDir: base.stateDir,
     stop,
   };
@@ -176,6 +187,7 @@ describe.each([
     expect(c.job(long)?.state).toBe("CANCELED");
     expect(verdicts(seen)).toEqual([]);
     expect(named(m.events(), "job_cancelled", long)).toMatchObject([{ stage: "running" }]);
+    expect(await m.cancelledCount("running")).toBe(1);
     expect(named(m.events(), "job_failed", long)).toEqual([]);
     expect(named(m.events(), "job_completed", long)).toEqual([]);
     expect(await m.stop()).toBe(0);
@@ -208,6 +220,8 @@ describe.each([
     await cancelOverHttp(c.url, job);
     await until(() => named(m.events(), "job_cancelled", job).length === 1, "the miner to see the cancel");
     expect(named(m.events(), "job_cancelled", job)).toMatchObject([{ stage: "delivering" }]);
+    expect(await m.cancelledCount("delivering")).toBe(1);
+    expect(await m.cancelledCount("running")).toBe(0);
     proxy.clear();
     const next = c.enqueue(short(1));
     await c.waitFor((x) => x.job(next)?.state === "COMPLETED", DEADLINE_MS);
