@@ -1,8 +1,11 @@
 // What the supervisor learns about its workers, turned into answers for a person: the sliding
 // window behind GET /status and `status` (src/ops/status.ts), and the alerts (src/ops/alerts.ts):
 // a card drained or back, a worker crash loop, the state directory full or read-only, no job for
-// a while although polls succeed, the coordinator refusing our credentials.
+// a while although polls succeed, earnings stalled (results were accepted, then for a while none
+// is although jobs complete), the coordinator refusing our credentials. The supervisor of a
+// multi-GPU host and a one-process host (run-miner.ts) both feed one of these.
 import { hostname } from "node:os";
+import type { RunConfig } from "../config.js";
 import type { Logger } from "../log.js";
 import { ExitCode } from "../miner/exit-codes.js";
 import { AlertSink } from "../ops/alerts.js";
@@ -19,12 +22,28 @@ const CRASH_WINDOW_MS = 10 * 60_000;
 const CHECK_EVERY_MS = 30_000;
 const DEDUPE_MS = 30 * 60_000;
 
-export interface HostWatchOptions {
-  log: Logger;
-  workers: { key: string; minerId: string; gpus: string }[];
+/** The operator's alert settings (--alert-webhook, --alert-no-job-minutes, ...), in ms. */
+export interface AlertSettings {
   alertWebhook?: string | undefined;
   /** No job for this long while polls succeed: alert (default 30 min). */
   noJobMs?: number;
+  /** Results were accepted before, then none for this long while jobs complete: alert (default 60 min). */
+  earningsStalledMs?: number;
+}
+
+export function alertSettings(
+  cfg: Pick<RunConfig, "alertWebhook" | "alertNoJobMinutes" | "alertEarningsStalledMinutes">,
+): AlertSettings {
+  return {
+    alertWebhook: cfg.alertWebhook,
+    noJobMs: cfg.alertNoJobMinutes * 60_000,
+    earningsStalledMs: cfg.alertEarningsStalledMinutes * 60_000,
+  };
+}
+
+export interface HostWatchOptions extends AlertSettings {
+  log: Logger;
+  workers: { key: string; minerId: string; gpus: string }[];
   /** GET /status's window (default 10 min). */
   windowMs?: number;
   now?: () => number;
@@ -40,6 +59,8 @@ interface Seen {
   credentialsRefused: boolean;
   lastReasons: string[];
   restarts: number[];
+  /** When a result was last accepted (null: none since the start, so nothing can stall). */
+  earnedAt: number | null;
 }
 
 export interface WorkerStatus extends StatusCounters {
@@ -56,14 +77,16 @@ export class HostWatch {
   private readonly timer: NodeJS.Timeout;
   private readonly now: () => number;
   private readonly noJobMs: number;
+  private readonly earningsMs: number;
   /** What GET /status reports (the window keeps longer for the no-job alert). */
   private readonly reportMs: number;
 
   constructor(private readonly o: HostWatchOptions) {
     this.now = o.now ?? Date.now;
     this.noJobMs = o.noJobMs ?? 30 * 60_000;
+    this.earningsMs = o.earningsStalledMs ?? 60 * 60_000;
     this.reportMs = o.windowMs ?? 10 * 60_000;
-    this.window = new StatusWindow(Math.max(this.reportMs, this.noJobMs), this.now);
+    this.window = new StatusWindow(Math.max(this.reportMs, this.noJobMs, this.earningsMs), this.now);
     for (const w of o.workers)
       this.seen.set(w.key, {
         minerId: w.minerId,
@@ -75,6 +98,7 @@ export class HostWatch {
         credentialsRefused: false,
         lastReasons: [],
         restarts: [],
+        earnedAt: null,
       });
     // A Slack webhook's URL is its credential: it never reaches a log line.
     if (o.alertWebhook) registerSecret(o.alertWebhook);
@@ -86,12 +110,17 @@ export class HostWatch {
           dedupeMs: DEDUPE_MS,
         })
       : null;
-    this.timer = setInterval(() => this.checkNoJobs(), CHECK_EVERY_MS);
+    this.timer = setInterval(() => this.check(), CHECK_EVERY_MS);
     this.timer.unref();
   }
 
   event(key: string, e: MinerEvent): void {
     this.window.add(key, e);
+    const s = this.seen.get(key);
+    if (s && e.type === "result_delivered" && e.answer === "accepted") {
+      s.earnedAt = this.now();
+      this.alertsForget(`earnings:${s.minerId}`); // earning again: the next stall is news
+    }
   }
 
   status(key: string, gauges: WorkerGauges, health: WorkerHealth): void {
@@ -184,19 +213,37 @@ export class HostWatch {
     await this.alerts?.flush();
   }
 
-  /** Looks for workers with no job although polls are answered (every 30 s; tests call it). */
-  checkNoJobs(): void {
+  /** Looks for workers with no job, or no earnings, although they work (every 30 s; tests call it). */
+  check(): void {
     const now = this.now();
     for (const [key, s] of this.seen) {
-      if (s.drained || s.gaveUp !== null || now - s.startedAt < this.noJobMs) continue;
-      const c = this.window.counters(key, this.noJobMs);
-      const answered = c.polls - c.rateLimited - c.coordinatorErrors;
-      if (answered > 0 && c.handouts === 0)
-        this.alert(
-          `nojob:${s.minerId}`,
-          `${s.minerId}: no job for ${Math.round(this.noJobMs / 60_000)} min although ${answered} polls were answered (the coordinator has no work for its models)`,
-        );
+      if (s.drained || s.gaveUp !== null) continue;
+      if (now - s.startedAt >= this.noJobMs) this.checkNoJob(key, s);
+      if (s.earnedAt !== null && now - s.earnedAt > this.earningsMs) this.checkEarnings(key, s);
     }
+  }
+
+  private checkNoJob(key: string, s: Seen): void {
+    const c = this.window.counters(key, this.noJobMs);
+    const answered = c.polls - c.rateLimited - c.coordinatorErrors;
+    if (answered > 0 && c.handouts === 0)
+      this.alert(
+        `nojob:${s.minerId}`,
+        `${s.minerId}: no job for ${Math.round(this.noJobMs / 60_000)} min although ${answered} polls were answered (the coordinator has no work for its models)`,
+      );
+  }
+
+  /** Jobs complete but no result has been accepted for earningsMs, after some were (work unpaid). */
+  private checkEarnings(key: string, s: Seen): void {
+    const c = this.window.counters(key, this.earningsMs);
+    if (c.completed === 0) return; // no work done: the no-job alert's story, not this one
+    const answers = Object.entries(c.results)
+      .map(([answer, n]) => `${n} ${answer}`)
+      .join(", ");
+    this.alert(
+      `earnings:${s.minerId}`,
+      `${s.minerId}: earnings stalled: no result accepted for ${Math.round(this.earningsMs / 60_000)} min although ${c.completed} jobs completed (results: ${answers || "none delivered"})`,
+    );
   }
 
   /** Said once per key per DEDUPE_MS (the webhook's sink deduplicates the same way). */

@@ -145,8 +145,8 @@ describe("HostWatch alerts", () => {
       watch.event("w0", { type: "poll", result: "empty" });
       watch.event("w2", { type: "poll", result: m % 5 === 0 ? "job" : "empty" });
     }
-    watch.checkNoJobs();
-    watch.checkNoJobs();
+    watch.check();
+    watch.check();
     const nojob = (await texts(5)).filter((t) => t.includes("no job for 30 min"));
     expect(nojob).toHaveLength(1);
     expect(nojob[0]).toContain("rig-gpu0");
