@@ -220,7 +220,7 @@ export async function composeMiner(
         at: new Date().toISOString(),
         billed:
           entry.kind === "miner"
-            ? billedFromMinerReceipt(entry.receipt, cfg.protocol === "aitbc" ? cfg.price : null)
+            ? billedFromMinerReceipt(entry.receipt, client.traits.priced ? cfg.price : null)
             : undefined,
       }),
     admit: (req) => admission(req.model),

@@ -8,6 +8,7 @@ import { availableParallelism, hostname } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
 import { ConfigError, readConfigFile } from "./config-file.js";
+import { DEFAULT_DIALECT, dialectNames, dialectTraits, isDialect } from "./coordinator/dialects.js";
 import { defaultStateDir } from "./paths.js";
 import { parsePublicKey } from "./receipts/index.js";
 import { redactUrlCredentials } from "./redact.js";
@@ -91,7 +92,15 @@ export const runSchema = z
             .replace(/[^A-Za-z0-9._-]/g, "-")
             .slice(0, 100)}-miner`,
       ),
-    protocol: z.enum(["aitbc", "claim"]).default("aitbc"),
+    // Any dialect in the table (src/coordinator/dialects.ts), as z.enum would word a refusal.
+    protocol: z
+      .custom<string>(isDialect, {
+        error: () =>
+          `Invalid option: expected one of ${dialectNames()
+            .map((n) => JSON.stringify(n))
+            .join("|")}`,
+      })
+      .default(DEFAULT_DIALECT),
     backend: z.enum(["llama", "ollama"]).default("llama"),
     models: z.string().min(1).optional(),
     modelMap: z.string().min(1).optional(),
@@ -282,9 +291,9 @@ function isSecretKey(key: PropertyKey | undefined): boolean {
 }
 
 function checkCoherence(cfg: RunConfig): void {
-  if (cfg.protocol === "aitbc" && !cfg.apiKey && !cfg.bearerToken) {
+  if (dialectTraits(cfg.protocol).authRequired && !cfg.apiKey && !cfg.bearerToken) {
     throw new ConfigError(
-      "an API key is required for --protocol aitbc: --api-key-file FILE, AITBC_API_KEY_FILE or AITBC_API_KEY",
+      `an API key is required for --protocol ${cfg.protocol}: --api-key-file FILE, AITBC_API_KEY_FILE or AITBC_API_KEY`,
     );
   }
   if (cfg.backend === "llama" && !cfg.models && !cfg.modelMap) {

@@ -1,9 +1,8 @@
 // The `aitbc` dialect (docs/protocols.md): /v1/miners/* with X-Api-Key + X-Miner-ID.
 import { z } from "zod";
-import type { Logger } from "../log.js";
-import { DialectClient } from "./dialect.js";
+import { DialectClient, type DialectOptions } from "./dialect.js";
 import { CoordinatorError, UnusableJobError } from "./errors.js";
-import type { HttpClient, HttpRequest, HttpResponse } from "./http.js";
+import type { HttpRequest, HttpResponse } from "./http.js";
 import { isValidJobId, jobSegment, minerSegment } from "./ids.js";
 import { rawMemberText, topLevelStringMember } from "./json-span.js";
 import type {
@@ -15,16 +14,8 @@ import type {
   SubmitAck,
 } from "./types.js";
 
-export interface AitbcOptions {
-  http: HttpClient;
-  minerId: string;
-  apiKey?: string | undefined;
-  bearerToken?: string | undefined;
-  region?: string | undefined;
-  /** Price per unit (GPU second) sent with each result as `metrics.unit_price`; absent: upstream bills 0.02. */
-  unitPrice?: number | undefined;
-  log: Logger;
-}
+/** `unitPrice`: per GPU second, sent with each result as `metrics.unit_price`; absent: upstream bills 0.02. */
+export type AitbcOptions = DialectOptions;
 
 const registerAnswer = z.looseObject({
   status: z.string().optional(),
@@ -95,12 +86,11 @@ function describeIssue(err: z.ZodError): string {
 }
 
 export class AitbcClient extends DialectClient implements CoordinatorClient {
-  readonly protocol = "aitbc" as const;
   /** Issued by register; sent as a bearer token only when neither an API key nor a token is configured. */
   private sessionToken: string | null = null;
 
   constructor(private readonly o: AitbcOptions) {
-    super(o.http);
+    super(o.http, o.dialect);
   }
 
   protected headers(): Record<string, string> {
@@ -111,7 +101,6 @@ export class AitbcClient extends DialectClient implements CoordinatorClient {
     return h;
   }
 
-  /** Every secret this client may send, for scrubbing error messages. */
   secrets(): string[] {
     return [this.o.apiKey, this.o.bearerToken, this.sessionToken].filter((s): s is string => !!s);
   }

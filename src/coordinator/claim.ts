@@ -1,9 +1,7 @@
 // The `claim` dialect (docs/protocols.md, the seed tutorial): list an available job, claim it, complete
 // it. It has no heartbeat, fail or deregister calls: those resolve without a request.
 import { z } from "zod";
-import type { Logger } from "../log.js";
-import { DialectClient } from "./dialect.js";
-import type { HttpClient } from "./http.js";
+import { DialectClient, type DialectOptions } from "./dialect.js";
 import { isValidJobId, jobSegment } from "./ids.js";
 import { rawMemberText } from "./json-span.js";
 import type {
@@ -15,13 +13,7 @@ import type {
   SubmitAck,
 } from "./types.js";
 
-export interface ClaimOptions {
-  http: HttpClient;
-  minerId: string;
-  apiKey?: string | undefined;
-  bearerToken?: string | undefined;
-  log: Logger;
-}
+export type ClaimOptions = DialectOptions;
 
 const availableJob = z.looseObject({ job_id: z.string().refine(isValidJobId, "invalid job id") });
 const anyJson = z.unknown();
@@ -49,10 +41,8 @@ function gpuInfo(c: Capabilities): { name: string; memory: string } {
 }
 
 export class ClaimClient extends DialectClient implements CoordinatorClient {
-  readonly protocol = "claim" as const;
-
   constructor(private readonly o: ClaimOptions) {
-    super(o.http);
+    super(o.http, o.dialect);
   }
 
   secrets(): string[] {

@@ -1,7 +1,7 @@
-// Factory: one CoordinatorClient per protocol behind the shared HTTP layer.
+// Factory: the client of the dialect named by `protocol` (its row in the dialect table, src/coordinator/dialects.ts)
+// behind the shared HTTP layer.
 import type { Logger } from "../log.js";
-import { AitbcClient } from "./aitbc.js";
-import { ClaimClient } from "./claim.js";
+import { dialect } from "./dialects.js";
 import { HttpClient } from "./http.js";
 import { minerSegment } from "./ids.js";
 import type { CoordinatorClient, Protocol } from "./types.js";
@@ -18,11 +18,12 @@ export interface CoordinatorClientOptions {
   maxBodyBytes?: number | undefined;
   log: Logger;
   region?: string | undefined;
-  /** aitbc: price per unit sent with each result (metrics.unit_price); the claim dialect has no place for it. */
+  /** Price per unit sent with each result (metrics.unit_price) by a dialect whose traits say `priced`. */
   unitPrice?: number | undefined;
 }
 
 export function createCoordinatorClient(opts: CoordinatorClientOptions): CoordinatorClient {
+  const d = dialect(opts.protocol);
   minerSegment(opts.minerId); // fail fast on an id that cannot go into a URL
   if (!Number.isFinite(opts.timeoutMs) || opts.timeoutMs <= 0) throw new TypeError("timeoutMs must be > 0");
   let secrets: () => string[] = () => [];
@@ -33,12 +34,7 @@ export function createCoordinatorClient(opts: CoordinatorClientOptions): Coordin
     secrets: () => secrets(),
   });
   const log = opts.log.child({ component: "coordinator", protocol: opts.protocol });
-  if (opts.protocol === "claim") {
-    const c = new ClaimClient({ ...opts, http, log });
-    secrets = () => c.secrets();
-    return c;
-  }
-  const c = new AitbcClient({ ...opts, http, log });
+  const c = d.create({ ...opts, http, log, dialect: d });
   secrets = () => c.secrets();
   return c;
 }

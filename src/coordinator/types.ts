@@ -1,6 +1,32 @@
 // Contract between the miner loop and a coordinator dialect (docs/protocols.md).
 
-export type Protocol = "aitbc" | "claim";
+/** A dialect's name as registered in the dialect table (src/coordinator/dialects.ts): "aitbc", "claim". */
+export type Protocol = string;
+
+/**
+ * What a dialect's wire allows, as the miner needs to know it. The miner reads these and never
+ * compares dialect names, so a new dialect changes its behaviour through its table row alone.
+ * (Whether the coordinator lists the jobs it runs for this miner is the client's optional
+ * `runningJobs`/`jobsNoLongerOurs` methods: a dialect without a listing leaves them out.)
+ */
+export interface DialectTraits {
+  /** Polls may ask the coordinator to hold them (`max_wait_seconds`); without it every poll asks for no wait. */
+  longPoll: boolean;
+  /**
+   * Several polls may be in flight at once (a backlog round sends one per free slot); without it
+   * the polls of one round would race each other for the same listed job, so one is sent at a time.
+   */
+  parallelPolls: boolean;
+  /**
+   * The coordinator publishes a poll limit per window (`--polls-per-minute`) that the poll budget
+   * keeps to; without it polls are only spaced by that setting and a limit is learned from 429s.
+   */
+  pollLimit: boolean;
+  /** Requests need a credential: `run` refuses to start without an API key or a bearer token. */
+  authRequired: boolean;
+  /** Results carry the price per unit (`metrics.unit_price`), so the receipts log records it as billed. */
+  priced: boolean;
+}
 
 export interface GpuCapability {
   name: string;
@@ -79,6 +105,8 @@ export interface HeartbeatInfo {
 
 export interface CoordinatorClient {
   readonly protocol: Protocol;
+  /** The dialect's traits, from its row in the dialect table. */
+  readonly traits: DialectTraits;
   health(): Promise<void>;
   register(capabilities: Capabilities, concurrency: number): Promise<void>;
   /** Throws CoordinatorError kind "not_found" when the coordinator forgot us (register again). */

@@ -86,7 +86,7 @@ export class PollLoop {
       // in another process (the supervisor's) has no deadline here: the supervisor's own health covers it.
       const granted = await budget.acquire({
         signal: c.signal,
-        want: pollsWanted(c.d.client.protocol, backlog, c.freeSlots()),
+        want: pollsWanted(c.d.client.traits, backlog, c.freeSlots()),
         backlog,
         onWait: (ms) => (ms === null ? watch.parked() : watch.moved(ms)),
       });

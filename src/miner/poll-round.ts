@@ -1,10 +1,10 @@
 // One round of polls. Usually one poll; in a backlog (the last round brought a job) one per free
 // slot, as many as the budget granted at once: across a network each poll is a round trip, and polling one at a
 // time would leave slots idle while jobs wait. Backlog polls ask for no wait, so an emptied queue
-// answers them at once. Claim-dialect polls would race each other for the same listed job,
-// so that dialect always polls one at a time. (docs/operations.md#polling-coordinator-load-vs-pickup)
+// answers them at once. A dialect whose polls would race each other for the same listed job
+// (traits.parallelPolls false: claim) always polls one at a time. (docs/operations.md#polling-coordinator-load-vs-pickup)
 import { CoordinatorError, UnusableJobError } from "../coordinator/errors.js";
-import type { CoordinatorClient, Job } from "../coordinator/types.js";
+import type { CoordinatorClient, DialectTraits, Job } from "../coordinator/types.js";
 import type { PollResult } from "../ops/events.js";
 
 export interface PollRoundOptions {
@@ -16,13 +16,13 @@ export interface PollRoundOptions {
   signal: AbortSignal;
 }
 
-/** How many polls to ask the budget for: one per free slot in a backlog (aitbc only), else one. */
+/** How many polls to ask the budget for: one per free slot in a backlog (a dialect with parallel polls), else one. */
 export function pollsWanted(
-  protocol: CoordinatorClient["protocol"],
+  traits: Pick<DialectTraits, "parallelPolls">,
   backlog: boolean,
   freeSlots: number,
 ): number {
-  return backlog && protocol === "aitbc" ? Math.max(1, freeSlots) : 1;
+  return backlog && traits.parallelPolls ? Math.max(1, freeSlots) : 1;
 }
 
 export interface PollRound {
@@ -49,7 +49,7 @@ export async function pollRound(client: CoordinatorClient, o: PollRoundOptions):
   const polls: Promise<Job | null>[] = [];
   // In a backlog every poll asks for no wait: the round settles as a whole, and one poll held
   // open on an emptied queue would keep the jobs the others brought from starting.
-  const n = client.protocol === "aitbc" ? Math.max(1, o.polls) : 1;
+  const n = client.traits.parallelPolls ? Math.max(1, o.polls) : 1;
   for (let i = 0; i < n; i++) polls.push(client.poll(o.backlog ? 0 : o.longPollSeconds, o.signal));
   const outcomes = await Promise.allSettled(polls);
   const round: PollRound = { outcomes, jobs: [], unusable: [], error: undefined };

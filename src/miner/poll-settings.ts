@@ -4,6 +4,7 @@
 // (docs/operations.md#the-hosts-poll-budget)
 import type { RunConfig } from "../config.js";
 import { ConfigError } from "../config-file.js";
+import { dialectTraits } from "../coordinator/dialects.js";
 import { hostPollLimit, type PollWindowSettings } from "./poll-budget.js";
 import type { MinerSettings } from "./types.js";
 
@@ -41,23 +42,27 @@ export function pollSettings(
   overrides: { pollMinIntervalMs?: number; longPollSeconds?: number } = {},
   env: NodeJS.ProcessEnv = process.env,
 ): PollSettings {
+  const traits = dialectTraits(cfg.protocol);
+  // A dialect without long-poll asks for no wait: a coordinator that held its polls would still
+  // find nothing to hold them for.
+  const longPollSeconds = (s: number) => (traits.longPoll ? s : 0);
   if (overrides.pollMinIntervalMs !== undefined) {
     return {
       pollsPerWindow: Number.POSITIVE_INFINITY,
       pollWindowMs: DEFAULT_WINDOW_MS,
       idlePollIntervalMs: overrides.pollMinIntervalMs,
-      longPollSeconds: cfg.protocol === "aitbc" ? (overrides.longPollSeconds ?? 0) : 0,
+      longPollSeconds: longPollSeconds(overrides.longPollSeconds ?? 0),
     };
   }
   const windowMs = pollWindowMs(env);
-  // The aitbc dialect's published limit is per window; the claim dialect has none known (it is
-  // learned from 429s), and its polls are spaced by the same --polls-per-minute.
+  // A dialect with a published limit (aitbc) is held to it per window; one without (claim) has
+  // none known (it is learned from 429s), and its polls are spaced by the same --polls-per-minute.
   const spend = hostPollLimit(cfg.pollsPerMinute);
   return {
-    pollsPerWindow: cfg.protocol === "aitbc" ? spend : Number.POSITIVE_INFINITY,
+    pollsPerWindow: traits.pollLimit ? spend : Number.POSITIVE_INFINITY,
     pollWindowMs: windowMs,
     idlePollIntervalMs: Math.ceil(windowMs / (spend * IDLE_SHARE)),
-    longPollSeconds: cfg.protocol === "aitbc" ? cfg.longPoll : 0,
+    longPollSeconds: longPollSeconds(cfg.longPoll),
   };
 }
 

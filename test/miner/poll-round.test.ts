@@ -1,5 +1,6 @@
 // How many polls a round sends, and how their outcomes are sorted, with a scripted client.
 import { describe, expect, it } from "vitest";
+import { dialectTraits } from "../../src/coordinator/dialects.js";
 import { CoordinatorError, UnusableJobError } from "../../src/coordinator/errors.js";
 import type { CoordinatorClient, Job } from "../../src/coordinator/types.js";
 import { pollRound, pollsWanted } from "../../src/miner/poll-round.js";
@@ -8,6 +9,7 @@ function client(protocol: "aitbc" | "claim", answers: (Job | null | Error)[]) {
   const waits: number[] = [];
   const c = {
     protocol,
+    traits: dialectTraits(protocol),
     async poll(maxWaitSeconds: number) {
       waits.push(maxWaitSeconds);
       const a = answers.shift() ?? null;
@@ -49,9 +51,9 @@ describe("poll rounds", () => {
   });
 
   it("asks for one poll per free slot only in an aitbc backlog", () => {
-    expect(pollsWanted("aitbc", true, 4)).toBe(4);
-    expect(pollsWanted("aitbc", false, 4)).toBe(1);
-    expect(pollsWanted("claim", true, 4)).toBe(1);
+    expect(pollsWanted(dialectTraits("aitbc"), true, 4)).toBe(4);
+    expect(pollsWanted(dialectTraits("aitbc"), false, 4)).toBe(1);
+    expect(pollsWanted(dialectTraits("claim"), true, 4)).toBe(1);
   });
 
   it("the claim dialect polls one at a time even in a backlog", async () => {
