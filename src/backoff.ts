@@ -6,6 +6,34 @@ export interface BackoffOptions {
   random?: () => number;
 }
 
+/**
+ * Every retry schedule in the program, in one table (first delay and cap, ms): what is retried
+ * decides how patiently. Build one with `backoffFor`.
+ */
+export const BACKOFF = {
+  /** Registering with the coordinator (src/miner/registration.ts). */
+  register: { baseMs: 500, capMs: 30_000 },
+  /** A failed poll (src/miner/poll-loop.ts). */
+  poll: { baseMs: 500, capMs: 30_000 },
+  /** Submitting a computed result: it is safe in the outbox, so the cap is long. */
+  submit: { baseMs: 500, capMs: 60_000 },
+  /** A heartbeat that failed: sent again sooner than the interval, never later. */
+  heartbeat: { baseMs: 1000, capMs: 30_000 },
+  /** Reporting a failure verdict: the slot stays taken at the coordinator until it lands. */
+  fail: { baseMs: 250, capMs: 30_000 },
+  /** Asking the coordinator which jobs it runs for us (src/miner/reconcile.ts). */
+  reconcile: { baseMs: 500, capMs: 5000 },
+  /** Restarting a worker process that died (src/fleet/supervisor.ts). */
+  workerRestart: { baseMs: 1000, capMs: 60_000 },
+} as const satisfies Record<string, BackoffOptions>;
+
+export type BackoffFor = keyof typeof BACKOFF;
+
+/** A fresh backoff on the table's schedule for `what`. */
+export function backoffFor(what: BackoffFor, random?: () => number): Backoff {
+  return new Backoff(random ? { ...BACKOFF[what], random } : BACKOFF[what]);
+}
+
 export class Backoff {
   private attempt = 0;
   private readonly random: () => number;

@@ -1,5 +1,6 @@
 // When heartbeats go out: every interval, and out of turn on request (after an acknowledged
-// failure, on a poll error), coalesced and spaced so a burst of requests is one heartbeat. One at a
+// failure, on a poll error), coalesced and spaced so a burst of requests is one heartbeat. A
+// failed heartbeat comes back when the retry rule says, between the spacing and the interval. One at a
 // time: a request while one is in flight sends another right after it. The spacing is measured on
 // the monotonic clock: a wall-clock step back must not push the next beat hours away.
 import { type Clock, monotonicNow } from "../clock.js";
@@ -13,8 +14,8 @@ export class HeartbeatSchedule {
 
   constructor(
     private readonly intervalMs: number,
-    /** Send one heartbeat; never rejects (it handles its own errors). */
-    private readonly send: () => Promise<void>,
+    /** Send one heartbeat; never rejects. Resolves with a retry delay when it failed, else null. */
+    private readonly send: () => Promise<number | null>,
     private readonly clock: Clock = monotonicNow,
   ) {}
 
@@ -50,14 +51,16 @@ export class HeartbeatSchedule {
     }
     this.beating = true;
     this.lastAt = this.clock();
+    let retryInMs: number | null = null;
     try {
-      await this.send();
+      retryInMs = await this.send();
     } finally {
       this.beating = false;
       if (this.timer !== null) {
         const again = this.again;
         this.again = false;
-        this.arm(again ? EARLY_BEAT_SPACING_MS : this.intervalMs);
+        const retry = retryInMs === null ? this.intervalMs : Math.max(EARLY_BEAT_SPACING_MS, retryInMs);
+        this.arm(again ? EARLY_BEAT_SPACING_MS : Math.min(this.intervalMs, retry));
       }
     }
   }

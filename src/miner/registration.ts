@@ -1,8 +1,8 @@
 // This miner's membership at the coordinator: register (retrying until it works, or until a
-// fatal answer), and heartbeats carrying the true in-flight count. A heartbeat's 404 means the
-// coordinator forgot this miner: it registers again.
-import { Backoff, sleep } from "../backoff.js";
-import { CoordinatorError } from "../coordinator/errors.js";
+// fatal answer), and heartbeats carrying the true in-flight count. What a failure of either means
+// is the retry rule's (retry.ts): a heartbeat's 404 means the coordinator forgot this miner, and it
+// registers again.
+import { type Backoff, backoffFor, sleep } from "../backoff.js";
 import { describeError } from "../describe-error.js";
 import type { Logger } from "../log.js";
 import type { RetryRule } from "./retry.js";
@@ -29,13 +29,15 @@ export interface RegistrationContext {
 export class Registration {
   /** Whether the coordinator knows this miner now. */
   registered = false;
+  /** Failed heartbeats in a row come back sooner than the interval, on this schedule. */
+  private readonly beatBackoff: Backoff = backoffFor("heartbeat");
 
   constructor(private readonly c: RegistrationContext) {}
 
   /** Register, retrying per the retry rule; throws MinerFatalError when it can never work. */
   async register(): Promise<void> {
     const { d, s, log } = this.c;
-    const backoff = new Backoff({ baseMs: 500, capMs: 30_000 });
+    const backoff = backoffFor("register");
     for (;;) {
       if (this.c.isStopping()) return;
       try {
@@ -73,8 +75,11 @@ export class Registration {
     await this.register();
   }
 
-  /** One heartbeat; a 404 means the coordinator forgot this miner: register again. */
-  async heartbeat(): Promise<void> {
+  /**
+   * One heartbeat. Resolves with how soon to send the next when this one failed and the retry rule
+   * says try again (the schedule never waits longer than its interval), else null. Never rejects.
+   */
+  async heartbeat(): Promise<number | null> {
     const { d, log } = this.c;
     try {
       const metadata = await d.heartbeatMetadata();
@@ -82,13 +87,18 @@ export class Registration {
         inflight: this.c.inflight(),
         metadata: { ...metadata, miner: this.c.stats() },
       });
+      this.beatBackoff.reset();
+      return null;
     } catch (err) {
-      if (err instanceof CoordinatorError && err.kind === "not_found" && !this.c.isStopping()) {
+      const verdict = this.c.retryRule(err, "heartbeat", this.beatBackoff);
+      if (verdict.kind === "gone" && !this.c.isStopping()) {
         log.warn({ event: "reregister" }, "coordinator no longer knows this miner; registering again");
         await this.reregister().catch((e: unknown) => this.c.onFatal(e));
-      } else {
-        log.warn({ event: "heartbeat_failed", err: describeError(err) }, "heartbeat failed");
+        return null;
       }
+      const retryInMs = verdict.kind === "retry" ? verdict.afterMs : null;
+      log.warn({ event: "heartbeat_failed", err: describeError(err), retryInMs }, "heartbeat failed");
+      return retryInMs;
     }
   }
 }

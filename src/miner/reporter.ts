@@ -2,7 +2,7 @@
 // verdicts (from the journal) — retrying each until it is acknowledged or the coordinator says the
 // job is gone. On shutdown, flush() gives every pending delivery one more try now and a bounded
 // window; what is left stays on disk for the next start.
-import { Backoff, sleep, within } from "../backoff.js";
+import { backoffFor, sleep, within } from "../backoff.js";
 import { monotonicNow } from "../clock.js";
 import type { CompletedJob, CoordinatorClient, SubmitAck } from "../coordinator/types.js";
 import { describeError } from "../describe-error.js";
@@ -175,7 +175,7 @@ export class Reporter {
     message: string,
     superseded: AbortSignal,
   ): Promise<void> {
-    const backoff = new Backoff({ baseMs: 250, capMs: 30_000 });
+    const backoff = backoffFor("fail");
     let acknowledged = false;
     for (;;) {
       if (superseded.aborted) {
@@ -272,7 +272,7 @@ export class Reporter {
   /** Resolves true only when withdrawn before the coordinator accepted it. */
   private async submitLoop(result: CompletedJob, withdrawn: AbortSignal): Promise<boolean> {
     const log = this.log.child({ jobId: result.jobId });
-    const backoff = new Backoff({ baseMs: 500, capMs: 60_000 });
+    const backoff = backoffFor("submit");
     for (;;) {
       if (withdrawn.aborted) return true;
       try {

@@ -82,6 +82,7 @@ describe("a wall-clock step", () => {
     const sent: number[] = [];
     const beats = new HeartbeatSchedule(60_000, async () => {
       sent.push(performance.now());
+      return null;
     });
     beats.start();
     await vi.waitFor(() => expect(sent.length).toBe(1), { timeout: 10_000 });

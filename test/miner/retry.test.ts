@@ -8,10 +8,10 @@ import { AUTH_RETRY_MS, decide, type RetriedCall } from "../../src/miner/retry.j
 const backoff = () => new Backoff({ baseMs: 100, capMs: 1000, random: () => 0.5 });
 const err = (kind: CoordinatorErrorKind, status: number | null = null, retryAfterMs: number | null = null) =>
   new CoordinatorError(kind, `${kind}`, status, retryAfterMs);
-const calls: RetriedCall[] = ["register", "poll", "submit", "fail"];
+const calls: RetriedCall[] = ["register", "heartbeat", "poll", "submit", "fail"];
 
 describe("decide(err, call)", () => {
-  it("credentials refused: registration and polling stop (exit 2); owed deliveries wait 60 s", () => {
+  it("credentials refused: registration and polling stop (exit 2); owed deliveries and heartbeats wait 60 s", () => {
     for (const call of calls) {
       const v = decide(err("auth", 401), call, backoff());
       if (call === "register" || call === "poll") {
@@ -26,6 +26,10 @@ describe("decide(err, call)", () => {
     expect(decide(err("conflict", 409), "submit", backoff())).toEqual({ kind: "gone", alreadyDone: true });
     expect(decide(err("conflict", 409), "fail", backoff())).toEqual({ kind: "gone", alreadyDone: true });
     expect(decide(err("not_found", 404), "poll", backoff())).toEqual({ kind: "gone", alreadyDone: false });
+    expect(decide(err("not_found", 404), "heartbeat", backoff())).toEqual({
+      kind: "gone",
+      alreadyDone: false,
+    });
     expect(decide(err("conflict", 409), "poll", backoff()).kind).toBe("retry");
     expect(decide(err("not_found", 404), "register", backoff()).kind).toBe("retry");
   });
@@ -49,5 +53,16 @@ describe("decide(err, call)", () => {
       }
     }
     expect(decide(new Error("boom"), "submit", backoff())).toEqual({ kind: "retry", afterMs: 50 });
+  });
+
+  it("a poll's 5xx may mean the coordinator forgot this miner (upstream): the verdict says to check", () => {
+    expect(decide(err("server", 500), "poll", backoff())).toEqual({
+      kind: "retry",
+      afterMs: 50,
+      checkMembership: true,
+    });
+    for (const call of calls.filter((c) => c !== "poll"))
+      expect(decide(err("server", 500), call, backoff())).not.toHaveProperty("checkMembership");
+    expect(decide(err("timeout"), "poll", backoff())).not.toHaveProperty("checkMembership");
   });
 });
