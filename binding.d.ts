@@ -20,6 +20,8 @@
 // exiting, the main thread at exit) returns the holds it still has, never another's. `open()` with
 // another library while a hold exists resolves unavailable.
 
+import type { NvmlFacts } from "./src/gpu/nvml-fields.js";
+
 export interface NvmlError extends Error {
   name: "NvmlError";
   /** NVML return code (1 uninitialized, 15 GPU is lost, 999 unknown, ...). */
@@ -62,53 +64,19 @@ export interface NvmlProcess {
   usedMemoryBytes: number | null;
 }
 
-export interface NvmlDeviceOk {
+/**
+ * A device read: its NVML facts by their one name (src/gpu/nvml-fields.ts, the same names as the
+ * C++ members and packed rows: memoryTotalBytes, fanPct, clockEventReasonsMask, eccModeCurrent, ...;
+ * memoryReservedBytes only from nvmlDeviceGetMemoryInfo_v2, pcieTxKBs/pcieRxKBs only when asked
+ * for with pcieThroughput, pstate 0..15), each null when unsupported, plus identity and the two
+ * facts assembled in JS.
+ */
+export interface NvmlDeviceOk extends NvmlFacts {
   index: number;
   error: null;
   name: string | null;
   uuid: string | null;
   pciBusId: string | null;
-  memoryTotalBytes: number | null;
-  memoryUsedBytes: number | null;
-  memoryFreeBytes: number | null;
-  /** Only from nvmlDeviceGetMemoryInfo_v2; null on older drivers. */
-  memoryReservedBytes: number | null;
-  utilizationGpuPct: number | null;
-  utilizationMemoryPct: number | null;
-  temperatureC: number | null;
-  powerDrawMw: number | null;
-  powerLimitMw: number | null;
-  powerEnforcedLimitMw: number | null;
-  /** Total energy since the driver was loaded, millijoules. */
-  totalEnergyMj: number | null;
-  smClockMHz: number | null;
-  memClockMHz: number | null;
-  smClockMaxMHz: number | null;
-  memClockMaxMHz: number | null;
-  fanSpeedPct: number | null;
-  /** 0 (max performance) .. 15; null when unknown. */
-  pstate: number | null;
-  /** Bit mask of nvmlClocksEventReasons (decode with src/gpu/reasons.ts). */
-  clockEventReasons: number | null;
-  eccModeCurrent: boolean | null;
-  eccModePending: boolean | null;
-  eccUncorrectedVolatile: number | null;
-  /** Retired pages wait for a reset to take effect (nvmlDeviceGetRetiredPagesPendingStatus). */
-  retiredPagesPending: boolean | null;
-  /** Rows remapped so far (nvmlDeviceGetRemappedRows; null before Ampere or on old drivers). */
-  remappedRowsCorrectable: number | null;
-  remappedRowsUncorrectable: number | null;
-  /** A row remap waits for a reset. */
-  remapPending: boolean | null;
-  /** A row could not be remapped (no spare rows left): the card needs service. */
-  remapFailure: boolean | null;
-  pcieLinkGen: number | null;
-  pcieLinkWidth: number | null;
-  pcieLinkGenMax: number | null;
-  pcieLinkWidthMax: number | null;
-  /** KB/s; null unless asked for with pcieThroughput. */
-  pcieTxKBs: number | null;
-  pcieRxKBs: number | null;
   computeCapability: { major: number; minor: number } | null;
   processes: NvmlProcess[] | null;
 }
@@ -134,7 +102,7 @@ export interface NvmlSnapshot {
 /** Names of the packed values, in their order within one device's slice (see NvmlPackedSnapshot). */
 export interface NvmlPackedLayout {
   /**
-   * Today: the numeric NvmlDeviceOk fields by name (booleans such as eccModeCurrent as 1/0),
+   * Today: every NVML fact by its name (flags such as eccModeCurrent as 1/0),
    * computeCapabilityMajor/Minor, errorCode (set only on a failed device) and processCount.
    */
   readonly packedFields: readonly string[];

@@ -90,47 +90,19 @@ struct PackedString {
   const std::string* (*get)(const DeviceData&);
 };
 
+// Every fact under its one name (snapshot.h), flags as 1/0; then the rows the decoder assembles.
+#define AITBC_PACKED_ROW(n) {#n, [](const DeviceData& d) { return num(d.n); }},
 constexpr PackedNumber kPackedNumbers[] = {
-    {"memoryTotalBytes", [](const DeviceData& d) { return num(d.memTotal); }},
-    {"memoryUsedBytes", [](const DeviceData& d) { return num(d.memUsed); }},
-    {"memoryFreeBytes", [](const DeviceData& d) { return num(d.memFree); }},
-    {"memoryReservedBytes", [](const DeviceData& d) { return num(d.memReserved); }},
-    {"utilizationGpuPct", [](const DeviceData& d) { return num(d.utilGpu); }},
-    {"utilizationMemoryPct", [](const DeviceData& d) { return num(d.utilMem); }},
-    {"temperatureC", [](const DeviceData& d) { return num(d.temperature); }},
-    {"powerDrawMw", [](const DeviceData& d) { return num(d.powerDrawMw); }},
-    {"powerLimitMw", [](const DeviceData& d) { return num(d.powerLimitMw); }},
-    {"powerEnforcedLimitMw", [](const DeviceData& d) { return num(d.powerEnforcedMw); }},
-    {"totalEnergyMj", [](const DeviceData& d) { return num(d.energyMj); }},
-    {"smClockMHz", [](const DeviceData& d) { return num(d.smClock); }},
-    {"memClockMHz", [](const DeviceData& d) { return num(d.memClock); }},
-    {"smClockMaxMHz", [](const DeviceData& d) { return num(d.smClockMax); }},
-    {"memClockMaxMHz", [](const DeviceData& d) { return num(d.memClockMax); }},
-    {"fanSpeedPct", [](const DeviceData& d) { return num(d.fan); }},
-    {"pstate", [](const DeviceData& d) { return num(d.pstate); }},
-    {"clockEventReasons", [](const DeviceData& d) { return num(d.clockEventReasons); }},
-    {"eccModeCurrent", [](const DeviceData& d) { return num(d.eccCurrent); }},  // 1/0
-    {"eccModePending", [](const DeviceData& d) { return num(d.eccPending); }},  // 1/0
-    {"eccUncorrectedVolatile", [](const DeviceData& d) { return num(d.eccUncorrectedVolatile); }},
-    {"retiredPagesPending", [](const DeviceData& d) { return num(d.retiredPagesPending); }},  // 1/0
-    {"remappedRowsCorrectable", [](const DeviceData& d) { return num(d.remappedRowsCorrectable); }},
-    {"remappedRowsUncorrectable", [](const DeviceData& d) { return num(d.remappedRowsUncorrectable); }},
-    {"remapPending", [](const DeviceData& d) { return num(d.remapPending); }},  // 1/0
-    {"remapFailure", [](const DeviceData& d) { return num(d.remapFailure); }},  // 1/0
-    {"pcieLinkGen", [](const DeviceData& d) { return num(d.pcieGen); }},
-    {"pcieLinkWidth", [](const DeviceData& d) { return num(d.pcieWidth); }},
-    {"pcieLinkGenMax", [](const DeviceData& d) { return num(d.pcieGenMax); }},
-    {"pcieLinkWidthMax", [](const DeviceData& d) { return num(d.pcieWidthMax); }},
-    {"pcieTxKBs", [](const DeviceData& d) { return num(d.pcieTxKBs); }},
-    {"pcieRxKBs", [](const DeviceData& d) { return num(d.pcieRxKBs); }},
-    {"computeCapabilityMajor", [](const DeviceData& d) { return num(d.ccMajor); }},
-    {"computeCapabilityMinor", [](const DeviceData& d) { return num(d.ccMinor); }},
+    AITBC_NVML_NUMBERS(AITBC_PACKED_ROW) AITBC_NVML_FLAGS(AITBC_PACKED_ROW)
+    // computeCapability {major, minor} in JS.
+    AITBC_PACKED_ROW(computeCapabilityMajor) AITBC_PACKED_ROW(computeCapabilityMinor)
     // Set only on a device that could not be read; its other numbers are then null.
-    {"errorCode", [](const DeviceData& d) { return num(d.errorCode); }},
+    AITBC_PACKED_ROW(errorCode)
     // This device's (pid, usedMemoryBytes) pairs follow the previous devices' in `processes`.
     {"processCount",
      [](const DeviceData& d) { return d.processes ? static_cast<double>(d.processes->size()) : kNull; }},
 };
+#undef AITBC_PACKED_ROW
 
 constexpr PackedString kPackedStrings[] = {
     {"name", [](const DeviceData& d) { return text(d.name); }},

@@ -138,24 +138,24 @@ void readDevice(const NvmlApi& a, nvmlDevice_t dev, const SnapshotOptions& opts,
     std::memset(&m, 0, sizeof m);
     m.version = nvmlMemory_v2;
     if (field([&] { return a.deviceGetMemoryInfoV2(dev, &m); })) {
-      d.memTotal = static_cast<double>(m.total);
-      d.memUsed = static_cast<double>(m.used);
-      d.memFree = static_cast<double>(m.free);
-      d.memReserved = static_cast<double>(m.reserved);
+      d.memoryTotalBytes = static_cast<double>(m.total);
+      d.memoryUsedBytes = static_cast<double>(m.used);
+      d.memoryFreeBytes = static_cast<double>(m.free);
+      d.memoryReservedBytes = static_cast<double>(m.reserved);
     }
   } else if (a.deviceGetMemoryInfo) {
     nvmlMemory_t m{};
     if (field([&] { return a.deviceGetMemoryInfo(dev, &m); })) {
-      d.memTotal = static_cast<double>(m.total);
-      d.memUsed = static_cast<double>(m.used);
-      d.memFree = static_cast<double>(m.free);
+      d.memoryTotalBytes = static_cast<double>(m.total);
+      d.memoryUsedBytes = static_cast<double>(m.used);
+      d.memoryFreeBytes = static_cast<double>(m.free);
     }
   }
   if (a.deviceGetUtilizationRates) {
     nvmlUtilization_t u{};
     if (field([&] { return a.deviceGetUtilizationRates(dev, &u); })) {
-      d.utilGpu = u.gpu;
-      d.utilMem = u.memory;
+      d.utilizationGpuPct = u.gpu;
+      d.utilizationMemoryPct = u.memory;
     }
   }
   unsigned int v = 0;
@@ -192,25 +192,25 @@ void readDevice(const NvmlApi& a, nvmlDevice_t dev, const SnapshotOptions& opts,
         },
         [&] { d.*slot = last.*slot; });
   };
-  enumField(a.deviceGetTemperature, NVML_TEMPERATURE_GPU, d.temperature);
+  enumField(a.deviceGetTemperature, NVML_TEMPERATURE_GPU, d.temperatureC);
   uintField(a.deviceGetPowerUsage, d.powerDrawMw);
   memoUint(kPowerLimit, 30000, a.deviceGetPowerManagementLimit, &DeviceData::powerLimitMw);
-  memoUint(kPowerEnforced, kAlways, a.deviceGetEnforcedPowerLimit, &DeviceData::powerEnforcedMw);
+  memoUint(kPowerEnforced, kAlways, a.deviceGetEnforcedPowerLimit, &DeviceData::powerEnforcedLimitMw);
   if (a.deviceGetTotalEnergyConsumption) {
     memoised(
         m, kEnergy, 5000, now,
         [&] {
           nvmlReturn_t rc = a.deviceGetTotalEnergyConsumption(dev, &ull);
-          if (rc == NVML_SUCCESS) d.energyMj = static_cast<double>(ull);
+          if (rc == NVML_SUCCESS) d.totalEnergyMj = static_cast<double>(ull);
           return rc;
         },
-        [&] { d.energyMj = last.energyMj; });
+        [&] { d.totalEnergyMj = last.totalEnergyMj; });
   }
-  enumField(a.deviceGetClockInfo, NVML_CLOCK_SM, d.smClock);
-  enumField(a.deviceGetClockInfo, NVML_CLOCK_MEM, d.memClock);
-  memoEnum(kSmClockMax, kForever, a.deviceGetMaxClockInfo, NVML_CLOCK_SM, &DeviceData::smClockMax);
-  memoEnum(kMemClockMax, kForever, a.deviceGetMaxClockInfo, NVML_CLOCK_MEM, &DeviceData::memClockMax);
-  memoUint(kFan, kAlways, a.deviceGetFanSpeed, &DeviceData::fan);
+  enumField(a.deviceGetClockInfo, NVML_CLOCK_SM, d.smClockMHz);
+  enumField(a.deviceGetClockInfo, NVML_CLOCK_MEM, d.memClockMHz);
+  memoEnum(kSmClockMax, kForever, a.deviceGetMaxClockInfo, NVML_CLOCK_SM, &DeviceData::smClockMaxMHz);
+  memoEnum(kMemClockMax, kForever, a.deviceGetMaxClockInfo, NVML_CLOCK_MEM, &DeviceData::memClockMaxMHz);
+  memoUint(kFan, kAlways, a.deviceGetFanSpeed, &DeviceData::fanPct);
   int iv = 0;
   // NVML_PSTATE_UNKNOWN (32) is a value that says nothing: report it as null.
   if (a.deviceGetPerformanceState) {
@@ -228,7 +228,7 @@ void readDevice(const NvmlApi& a, nvmlDevice_t dev, const SnapshotOptions& opts,
         m, kClockReasons, kAlways, now,
         [&] {
           nvmlReturn_t rc = a.deviceGetClocksEventReasons(dev, &ull);
-          if (rc == NVML_SUCCESS) d.clockEventReasons = static_cast<double>(ull);
+          if (rc == NVML_SUCCESS) d.clockEventReasonsMask = static_cast<double>(ull);
           return rc;
         },
         [] {});
@@ -240,14 +240,14 @@ void readDevice(const NvmlApi& a, nvmlDevice_t dev, const SnapshotOptions& opts,
           int cur = 0, pend = 0;
           nvmlReturn_t rc = a.deviceGetEccMode(dev, &cur, &pend);
           if (rc == NVML_SUCCESS) {
-            d.eccCurrent = cur != 0;
-            d.eccPending = pend != 0;
+            d.eccModeCurrent = cur != 0;
+            d.eccModePending = pend != 0;
           }
           return rc;
         },
         [&] {
-          d.eccCurrent = last.eccCurrent;
-          d.eccPending = last.eccPending;
+          d.eccModeCurrent = last.eccModeCurrent;
+          d.eccModePending = last.eccModePending;
         });
   }
   if (a.deviceGetTotalEccErrors) {
@@ -290,10 +290,10 @@ void readDevice(const NvmlApi& a, nvmlDevice_t dev, const SnapshotOptions& opts,
         },
         [] {});
   }
-  uintField(a.deviceGetCurrPcieLinkGeneration, d.pcieGen);
-  uintField(a.deviceGetCurrPcieLinkWidth, d.pcieWidth);
-  memoUint(kPcieGenMax, kForever, a.deviceGetMaxPcieLinkGeneration, &DeviceData::pcieGenMax);
-  memoUint(kPcieWidthMax, kForever, a.deviceGetMaxPcieLinkWidth, &DeviceData::pcieWidthMax);
+  uintField(a.deviceGetCurrPcieLinkGeneration, d.pcieLinkGen);
+  uintField(a.deviceGetCurrPcieLinkWidth, d.pcieLinkWidth);
+  memoUint(kPcieGenMax, kForever, a.deviceGetMaxPcieLinkGeneration, &DeviceData::pcieLinkGenMax);
+  memoUint(kPcieWidthMax, kForever, a.deviceGetMaxPcieLinkWidth, &DeviceData::pcieLinkWidthMax);
   if (opts.pcieThroughput) {
     // Each of these blocks ~20 ms on real hardware: only when asked.
     enumField(a.deviceGetPcieThroughput, NVML_PCIE_UTIL_TX_BYTES, d.pcieTxKBs);
@@ -306,14 +306,14 @@ void readDevice(const NvmlApi& a, nvmlDevice_t dev, const SnapshotOptions& opts,
           int major = 0, minor = 0;
           nvmlReturn_t rc = a.deviceGetCudaComputeCapability(dev, &major, &minor);
           if (rc == NVML_SUCCESS) {
-            d.ccMajor = major;
-            d.ccMinor = minor;
+            d.computeCapabilityMajor = major;
+            d.computeCapabilityMinor = minor;
           }
           return rc;
         },
         [&] {
-          d.ccMajor = last.ccMajor;
-          d.ccMinor = last.ccMinor;
+          d.computeCapabilityMajor = last.computeCapabilityMajor;
+          d.computeCapabilityMinor = last.computeCapabilityMinor;
         });
   }
   if (opts.processes) readProcesses(a, dev, d);

@@ -17,24 +17,36 @@ struct ProcessData {
   Opt<double> usedMemoryBytes;
 };
 
+// Each per-device NVML fact under its one name: the DeviceData member, the packed row the addon
+// exports (addon.cc) and the TypeScript field (src/gpu/nvml-fields.ts) are all this name. A fact
+// is a number (units in the name, as NVML gives them) or a flag (packed as 1/0).
+#define AITBC_NVML_NUMBERS(X)                                                                       \
+  X(memoryTotalBytes) X(memoryUsedBytes) X(memoryFreeBytes)                                          \
+  X(memoryReservedBytes) /* only from nvmlDeviceGetMemoryInfo_v2 */                                  \
+  X(utilizationGpuPct) X(utilizationMemoryPct) X(temperatureC)                                       \
+  X(powerDrawMw) X(powerLimitMw) X(powerEnforcedLimitMw) X(totalEnergyMj)                            \
+  X(smClockMHz) X(memClockMHz) X(smClockMaxMHz) X(memClockMaxMHz)                                    \
+  X(fanPct) X(pstate) X(clockEventReasonsMask) X(eccUncorrectedVolatile)                             \
+  X(remappedRowsCorrectable) X(remappedRowsUncorrectable)                                            \
+  X(pcieLinkGen) X(pcieLinkWidth) X(pcieLinkGenMax) X(pcieLinkWidthMax) X(pcieTxKBs) X(pcieRxKBs)
+// Service counters among the flags: a page retirement or row remap waits for a reset; a remap failed.
+#define AITBC_NVML_FLAGS(X) \
+  X(eccModeCurrent) X(eccModePending) X(retiredPagesPending) X(remapPending) X(remapFailure)
+
 struct DeviceData {
   unsigned int index = 0;
   // Set when a device-wide failure (GPU_IS_LOST, no handle) stopped the read; other fields unset.
   Opt<int> errorCode;
   std::string errorText;
   Opt<std::string> name, uuid, pciBusId;
-  Opt<double> memTotal, memUsed, memFree, memReserved;
-  Opt<double> utilGpu, utilMem, temperature;
-  Opt<double> powerDrawMw, powerLimitMw, powerEnforcedMw, energyMj;
-  Opt<double> smClock, memClock, smClockMax, memClockMax;
-  Opt<double> fan, pstate, clockEventReasons;
-  Opt<bool> eccCurrent, eccPending;
-  Opt<double> eccUncorrectedVolatile;
-  // Service counters: a page retirement or row remap waits for a reset; a remap failed.
-  Opt<bool> retiredPagesPending, remapPending, remapFailure;
-  Opt<double> remappedRowsCorrectable, remappedRowsUncorrectable;
-  Opt<double> pcieGen, pcieWidth, pcieGenMax, pcieWidthMax, pcieTxKBs, pcieRxKBs;
-  Opt<int> ccMajor, ccMinor;
+#define AITBC_NUMBER_MEMBER(n) Opt<double> n;
+  AITBC_NVML_NUMBERS(AITBC_NUMBER_MEMBER)
+#undef AITBC_NUMBER_MEMBER
+#define AITBC_FLAG_MEMBER(n) Opt<bool> n;
+  AITBC_NVML_FLAGS(AITBC_FLAG_MEMBER)
+#undef AITBC_FLAG_MEMBER
+  // Packed as two rows; TypeScript makes them one {major, minor}.
+  Opt<int> computeCapabilityMajor, computeCapabilityMinor;
   Opt<std::vector<ProcessData>> processes;
 };
 

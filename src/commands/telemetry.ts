@@ -5,8 +5,9 @@ import { hostname } from "node:os";
 import type { Command } from "commander";
 import { InvalidArgumentError, Option } from "commander";
 import { type InferenceSummary, probeInference, summarize } from "../compute-check.js";
+import { toPrometheus } from "../gpu/gpu-metrics.js";
 import { createGpuInfoSource, GpuHealthMonitor } from "../gpu/index.js";
-import { toPrometheus, toTable, toTelemetryJson } from "../gpu/telemetry-format.js";
+import { toTable, toTelemetryJson } from "../gpu/telemetry-format.js";
 import type { GpuInfoSource, GpuSnapshot } from "../gpu/types.js";
 import { silentLogger } from "../log.js";
 
@@ -36,12 +37,12 @@ function seconds(v: string): number {
   return n;
 }
 
-function render(
+async function render(
   s: GpuSnapshot,
   opts: TelemetryOptions,
   inference: InferenceSummary | null,
   monitor: GpuHealthMonitor,
-): string {
+): Promise<string> {
   const health = new Map(monitor.observe(s).map((v) => [v.uuid, v]));
   if (opts.json) {
     const doc = inference ? { ...toTelemetryJson(s, health), inference } : toTelemetryJson(s, health);
@@ -78,7 +79,7 @@ async function once(
   monitor: GpuHealthMonitor,
 ): Promise<boolean> {
   try {
-    process.stdout.write(render(await src.snapshot(), opts, inference, monitor));
+    process.stdout.write(await render(await src.snapshot(), opts, inference, monitor));
     return true;
   } catch (err) {
     process.stderr.write(`telemetry: ${(err as Error).message}\n`);
@@ -105,7 +106,7 @@ async function watch(
     while (!stop) {
       let text: string;
       try {
-        text = render(await src.snapshot(), opts, inference, monitor);
+        text = await render(await src.snapshot(), opts, inference, monitor);
       } catch (err) {
         // A transient failure (GPU lost, driver reload) shows on screen; the watch goes on.
         text = `telemetry: ${(err as Error).message}\n`;
@@ -132,7 +133,10 @@ export function register(program: Command): void {
     .command("telemetry")
     .description("show GPU state (NVML; nvidia-smi fallback): table, --json or --prometheus")
     .option("--json", "print the stable JSON document (schema aitbc-telemetry/2, see docs/telemetry.md)")
-    .option("--prometheus", "print Prometheus text exposition (DCGM-exporter metric names)")
+    .option(
+      "--prometheus",
+      "print Prometheus text exposition (DCGM-exporter metric names; the GPU series of /metrics)",
+    )
     .addOption(
       new Option("--watch [seconds]", "redraw every N seconds until Ctrl-C (default 2)").argParser(seconds),
     )

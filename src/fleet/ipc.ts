@@ -5,7 +5,7 @@
 import { z } from "zod";
 import { type MinerHealth, minerHealthSchema } from "../miner/health.js";
 import { type MinerEvent, parseMinerEvent } from "../ops/events.js";
-import type { WorkerGauges } from "../ops/metrics.js";
+import { type WorkerGauges, workerGaugesSchema } from "../ops/metrics.js";
 
 /** A worker's health is its miner's (one shape, src/miner/health.ts). */
 export type WorkerHealth = MinerHealth;
@@ -75,14 +75,7 @@ export function parseDrainMessage(v: unknown): DrainMessage | null {
 
 const status = z.object({
   t: z.literal("status"),
-  gauges: z.object({
-    inflight: z.number().int().nonnegative(),
-    pendingSubmissions: z.number().int().nonnegative(),
-    outboxFiles: z.number().int().nonnegative(),
-    stateWritable: z.boolean(),
-    registered: z.boolean(),
-    servableModels: z.number().int().nonnegative(),
-  }),
+  gauges: workerGaugesSchema,
   health: minerHealthSchema,
 });
 

@@ -1,87 +1,39 @@
-// The extra per-device facts both sources may fill (GpuDevice.extra), with a typed reader.
+// The extra per-device facts both sources may fill (GpuDevice.extra), with a typed reader. Its
+// shape comes from the one list of NVML facts (nvml-fields.ts): every fact that is not a core
+// GpuDevice field, under its NVML name, plus the few held in another unit or decoded.
+import { NVML_FLAGS, type NvmlFlag, PASSED_NUMBERS, type PassedNumber } from "./nvml-fields.js";
 import type { GpuDevice } from "./types.js";
 
-export interface GpuExtra {
+/** Extras that are not an NVML fact as NVML gives it. */
+interface DerivedExtra {
+  /** From memoryReservedBytes. */
   memoryReservedMiB: number | null;
+  /** From powerEnforcedLimitMw. */
   powerEnforcedLimitW: number | null;
-  /** Energy since the driver loaded, millijoules (DCGM's unit). */
-  totalEnergyMj: number | null;
-  smClockMHz: number | null;
-  memClockMHz: number | null;
-  smClockMaxMHz: number | null;
-  memClockMaxMHz: number | null;
-  fanSpeedPct: number | null;
-  /** 0..15 (P0 = fastest). */
-  pstate: number | null;
-  clockEventReasonsMask: number | null;
+  /** clockEventReasonsMask decoded (src/gpu/reasons.ts). */
   clockEventReasons: string[] | null;
-  eccModeCurrent: boolean | null;
-  eccModePending: boolean | null;
-  eccUncorrectedVolatile: number | null;
-  /** Service counters (docs/gpu-health.md): null where the card or driver has none. */
-  retiredPagesPending: boolean | null;
-  remappedRowsCorrectable: number | null;
-  remappedRowsUncorrectable: number | null;
-  remapPending: boolean | null;
-  remapFailure: boolean | null;
-  pcieLinkGen: number | null;
-  pcieLinkWidth: number | null;
-  pcieLinkGenMax: number | null;
-  pcieLinkWidthMax: number | null;
-  pcieTxKBs: number | null;
-  pcieRxKBs: number | null;
 }
 
-export const EXTRA_KEYS = [
+export type GpuExtra = { [K in PassedNumber]: number | null } & {
+  [K in NvmlFlag]: boolean | null;
+} & DerivedExtra;
+
+const DERIVED_NUMBERS = [
   "memoryReservedMiB",
   "powerEnforcedLimitW",
-  "totalEnergyMj",
-  "smClockMHz",
-  "memClockMHz",
-  "smClockMaxMHz",
-  "memClockMaxMHz",
-  "fanSpeedPct",
-  "pstate",
-  "clockEventReasonsMask",
-  "eccUncorrectedVolatile",
-  "remappedRowsCorrectable",
-  "remappedRowsUncorrectable",
-  "pcieLinkGen",
-  "pcieLinkWidth",
-  "pcieLinkGenMax",
-  "pcieLinkWidthMax",
-  "pcieTxKBs",
-  "pcieRxKBs",
-] as const satisfies readonly (keyof GpuExtra)[];
+] as const satisfies readonly (keyof DerivedExtra)[];
+
+/** Every numeric extra, by name. */
+export const EXTRA_NUMBERS: readonly (PassedNumber | (typeof DERIVED_NUMBERS)[number])[] = [
+  ...DERIVED_NUMBERS,
+  ...PASSED_NUMBERS,
+];
 
 export function emptyExtra(): GpuExtra {
-  return {
-    memoryReservedMiB: null,
-    powerEnforcedLimitW: null,
-    totalEnergyMj: null,
-    smClockMHz: null,
-    memClockMHz: null,
-    smClockMaxMHz: null,
-    memClockMaxMHz: null,
-    fanSpeedPct: null,
-    pstate: null,
-    clockEventReasonsMask: null,
-    clockEventReasons: null,
-    eccModeCurrent: null,
-    eccModePending: null,
-    eccUncorrectedVolatile: null,
-    retiredPagesPending: null,
-    remappedRowsCorrectable: null,
-    remappedRowsUncorrectable: null,
-    remapPending: null,
-    remapFailure: null,
-    pcieLinkGen: null,
-    pcieLinkWidth: null,
-    pcieLinkGenMax: null,
-    pcieLinkWidthMax: null,
-    pcieTxKBs: null,
-    pcieRxKBs: null,
-  };
+  const out: Record<string, null> = { clockEventReasons: null };
+  for (const k of EXTRA_NUMBERS) out[k] = null;
+  for (const k of NVML_FLAGS) out[k] = null;
+  return out as unknown as GpuExtra;
 }
 
 const num = (v: unknown): number | null => (typeof v === "number" && Number.isFinite(v) ? v : null);
@@ -91,12 +43,8 @@ const bool = (v: unknown): boolean | null => (typeof v === "boolean" ? v : null)
 export function readExtra(d: GpuDevice): GpuExtra {
   const e = d.extra ?? {};
   const out = emptyExtra();
-  for (const k of EXTRA_KEYS) out[k] = num(e[k]);
-  out.eccModeCurrent = bool(e["eccModeCurrent"]);
-  out.eccModePending = bool(e["eccModePending"]);
-  out.retiredPagesPending = bool(e["retiredPagesPending"]);
-  out.remapPending = bool(e["remapPending"]);
-  out.remapFailure = bool(e["remapFailure"]);
+  for (const k of EXTRA_NUMBERS) out[k] = num(e[k]);
+  for (const k of NVML_FLAGS) out[k] = bool(e[k]);
   const reasons = e["clockEventReasons"];
   out.clockEventReasons =
     Array.isArray(reasons) && reasons.every((r) => typeof r === "string") ? (reasons as string[]) : null;

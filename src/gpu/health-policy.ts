@@ -1,33 +1,37 @@
 // Per-GPU health verdict from what NVML says (docs/gpu-health.md): the Xid table, the service
 // counters of a snapshot, sustained hardware slowdown and the operator's drained list. Pure: the
 // monitor (health-monitor.ts) feeds it and remembers what events taught.
+import { z } from "zod";
 import { readExtra } from "./extra.js";
 import type { GpuDevice } from "./types.js";
 
-export type HealthState = "healthy" | "sick" | "lost";
-/** warning: listed, the card still takes jobs; sick: needs a reset or service; lost: gone from the bus. */
-export type HealthSeverity = "warning" | "sick" | "lost";
-
-export interface HealthReason {
+const healthReasonSchema = z.strictObject({
   /** Stable name: "xid_79", "gpu_lost", "retired_pages_pending", "row_remap_failure", ... */
-  code: string;
-  severity: HealthSeverity;
-  message: string;
+  code: z.string(),
+  /** warning: listed, the card still takes jobs; sick: needs a reset or service; lost: gone from the bus. */
+  severity: z.enum(["warning", "sick", "lost"]),
+  message: z.string(),
   /** When it was first seen (ISO 8601), where known. */
-  since: string | null;
-}
+  since: z.iso.datetime().nullable(),
+});
 
-export interface HealthVerdict {
-  index: number;
-  uuid: string;
+/** A GPU's verdict, as `telemetry --json` and /status show it (one shape, its type inferred). */
+export const healthVerdictSchema = z.strictObject({
+  index: z.number().int(),
+  uuid: z.string(),
   /** The worst severity among the reasons (warnings leave it healthy). */
-  state: HealthState;
+  state: z.enum(["healthy", "sick", "lost"]),
   /** Named in the operator's drained list: takes no job whatever its state. */
-  drained: boolean;
+  drained: z.boolean(),
   /** state === "healthy" and not drained. */
-  takesJobs: boolean;
-  reasons: HealthReason[];
-}
+  takesJobs: z.boolean(),
+  reasons: z.array(healthReasonSchema),
+});
+
+export type HealthReason = z.infer<typeof healthReasonSchema>;
+export type HealthSeverity = HealthReason["severity"];
+export type HealthVerdict = z.infer<typeof healthVerdictSchema>;
+export type HealthState = HealthVerdict["state"];
 
 export type XidClass = "application" | "sick" | "lost";
 

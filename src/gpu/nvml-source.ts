@@ -3,6 +3,7 @@ import type { NvmlAddon, NvmlDevice, NvmlEvent, NvmlSnapshot } from "../../bindi
 import type { Logger } from "../log.js";
 import { emptyExtra, type GpuExtra } from "./extra.js";
 import { type EventWatch, watchNvmlEvents } from "./health-events.js";
+import { NVML_FLAGS, PASSED_NUMBERS } from "./nvml-fields.js";
 import type { Unpack } from "./packed.js";
 import { decodeClockEventReasons } from "./reasons.js";
 import type { GpuDevice, GpuInfoSource, GpuSnapshot } from "./types.js";
@@ -161,33 +162,14 @@ export class NvmlGpuSource implements GpuInfoSource {
     const name = d.name ?? "unknown";
     this.known.set(d.index, { uuid, name });
     this.reportedLost.delete(uuid);
-    const extra: GpuExtra = {
-      memoryReservedMiB: mib(d.memoryReservedBytes),
-      powerEnforcedLimitW: watts(d.powerEnforcedLimitMw),
-      totalEnergyMj: d.totalEnergyMj,
-      smClockMHz: d.smClockMHz,
-      memClockMHz: d.memClockMHz,
-      smClockMaxMHz: d.smClockMaxMHz,
-      memClockMaxMHz: d.memClockMaxMHz,
-      fanSpeedPct: d.fanSpeedPct,
-      pstate: d.pstate,
-      clockEventReasonsMask: d.clockEventReasons,
-      clockEventReasons: d.clockEventReasons === null ? null : decodeClockEventReasons(d.clockEventReasons),
-      eccModeCurrent: d.eccModeCurrent,
-      eccModePending: d.eccModePending,
-      eccUncorrectedVolatile: d.eccUncorrectedVolatile,
-      retiredPagesPending: d.retiredPagesPending,
-      remappedRowsCorrectable: d.remappedRowsCorrectable,
-      remappedRowsUncorrectable: d.remappedRowsUncorrectable,
-      remapPending: d.remapPending,
-      remapFailure: d.remapFailure,
-      pcieLinkGen: d.pcieLinkGen,
-      pcieLinkWidth: d.pcieLinkWidth,
-      pcieLinkGenMax: d.pcieLinkGenMax,
-      pcieLinkWidthMax: d.pcieLinkWidthMax,
-      pcieTxKBs: d.pcieTxKBs,
-      pcieRxKBs: d.pcieRxKBs,
-    };
+    // Every fact that is not a core field passes under its own name; three are converted.
+    const extra: GpuExtra = emptyExtra();
+    for (const k of PASSED_NUMBERS) extra[k] = d[k];
+    for (const k of NVML_FLAGS) extra[k] = d[k];
+    extra.memoryReservedMiB = mib(d.memoryReservedBytes);
+    extra.powerEnforcedLimitW = watts(d.powerEnforcedLimitMw);
+    extra.clockEventReasons =
+      d.clockEventReasonsMask === null ? null : decodeClockEventReasons(d.clockEventReasonsMask);
     return {
       index: d.index,
       uuid,

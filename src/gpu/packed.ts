@@ -2,7 +2,15 @@
 // building objects in JS is ~10× cheaper than property-by-property through N-API. The addon names
 // its packed values (packedFields, packedStrings); the decoder finds each one by name once, at
 // load, so a layout change on either side is an error naming the field, never shifted numbers.
-import type { NvmlDevice, NvmlPackedLayout, NvmlPackedSnapshot, NvmlSnapshot } from "../../binding.js";
+// The facts it copies are the one list in nvml-fields.ts, each under its name.
+import type {
+  NvmlDevice,
+  NvmlDeviceOk,
+  NvmlPackedLayout,
+  NvmlPackedSnapshot,
+  NvmlSnapshot,
+} from "../../binding.js";
+import { NVML_FLAGS, NVML_NUMBERS } from "./nvml-fields.js";
 
 export type Unpack = (p: NvmlPackedSnapshot) => NvmlSnapshot;
 
@@ -27,40 +35,8 @@ export function packedDecoder(layout: NvmlPackedLayout): Unpack {
   const at = indexer(layout.packedFields, "packedFields");
   const sAt = indexer(layout.packedStrings, "packedStrings");
   // Offsets within a device's slice, looked up once; the loop below only adds and reads.
-  const memTotal = at("memoryTotalBytes");
-  const memUsed = at("memoryUsedBytes");
-  const memFree = at("memoryFreeBytes");
-  const memReserved = at("memoryReservedBytes");
-  const utilGpu = at("utilizationGpuPct");
-  const utilMem = at("utilizationMemoryPct");
-  const temp = at("temperatureC");
-  const powerDraw = at("powerDrawMw");
-  const powerLimit = at("powerLimitMw");
-  const powerEnforced = at("powerEnforcedLimitMw");
-  const energy = at("totalEnergyMj");
-  const smClock = at("smClockMHz");
-  const memClock = at("memClockMHz");
-  const smClockMax = at("smClockMaxMHz");
-  const memClockMax = at("memClockMaxMHz");
-  const fan = at("fanSpeedPct");
-  const pstate = at("pstate");
-  const reasons = at("clockEventReasons");
-  const eccCurrent = at("eccModeCurrent");
-  const eccPending = at("eccModePending");
-  const eccUncorrected = at("eccUncorrectedVolatile");
-  // The service counters came later: an addon built before them reads them as null (-1).
-  const opt = (field: string): number => layout.packedFields.indexOf(field);
-  const retiredPending = opt("retiredPagesPending");
-  const remapCorr = opt("remappedRowsCorrectable");
-  const remapUnc = opt("remappedRowsUncorrectable");
-  const remapPending = opt("remapPending");
-  const remapFailure = opt("remapFailure");
-  const pcieGen = at("pcieLinkGen");
-  const pcieWidth = at("pcieLinkWidth");
-  const pcieGenMax = at("pcieLinkGenMax");
-  const pcieWidthMax = at("pcieLinkWidthMax");
-  const pcieTx = at("pcieTxKBs");
-  const pcieRx = at("pcieRxKBs");
+  const numbers = NVML_NUMBERS.map((f) => [f, at(f)] as const);
+  const flags = NVML_FLAGS.map((f) => [f, at(f)] as const);
   const ccMajor = at("computeCapabilityMajor");
   const ccMinor = at("computeCapabilityMinor");
   const errorCode = at("errorCode");
@@ -83,8 +59,6 @@ export function packedDecoder(layout: NvmlPackedLayout): Unpack {
       const x = n[i]!;
       return Number.isNaN(x) ? null : x !== 0;
     };
-    const vOpt = (field: number, o: number): number | null => (field < 0 ? null : v(o + field));
-    const bOpt = (field: number, o: number): boolean | null => (field < 0 ? null : b(o + field));
     const str = (i: number): string | null => p.strings[i] ?? null;
     const devices: NvmlDevice[] = new Array(p.count);
     // Each device's (pid, usedMemoryBytes) pairs follow the previous devices' pairs.
@@ -116,47 +90,19 @@ export function packedDecoder(layout: NvmlPackedLayout): Unpack {
       }
       const major = v(o + ccMajor);
       const minor = v(o + ccMinor);
-      devices[d] = {
+      const dev: Record<string, unknown> = {
         index: d,
         error: null,
         name: str(s + name),
         uuid: str(s + uuid),
         pciBusId: str(s + pciBusId),
-        memoryTotalBytes: v(o + memTotal),
-        memoryUsedBytes: v(o + memUsed),
-        memoryFreeBytes: v(o + memFree),
-        memoryReservedBytes: v(o + memReserved),
-        utilizationGpuPct: v(o + utilGpu),
-        utilizationMemoryPct: v(o + utilMem),
-        temperatureC: v(o + temp),
-        powerDrawMw: v(o + powerDraw),
-        powerLimitMw: v(o + powerLimit),
-        powerEnforcedLimitMw: v(o + powerEnforced),
-        totalEnergyMj: v(o + energy),
-        smClockMHz: v(o + smClock),
-        memClockMHz: v(o + memClock),
-        smClockMaxMHz: v(o + smClockMax),
-        memClockMaxMHz: v(o + memClockMax),
-        fanSpeedPct: v(o + fan),
-        pstate: v(o + pstate),
-        clockEventReasons: v(o + reasons),
-        eccModeCurrent: b(o + eccCurrent),
-        eccModePending: b(o + eccPending),
-        eccUncorrectedVolatile: v(o + eccUncorrected),
-        retiredPagesPending: bOpt(retiredPending, o),
-        remappedRowsCorrectable: vOpt(remapCorr, o),
-        remappedRowsUncorrectable: vOpt(remapUnc, o),
-        remapPending: bOpt(remapPending, o),
-        remapFailure: bOpt(remapFailure, o),
-        pcieLinkGen: v(o + pcieGen),
-        pcieLinkWidth: v(o + pcieWidth),
-        pcieLinkGenMax: v(o + pcieGenMax),
-        pcieLinkWidthMax: v(o + pcieWidthMax),
-        pcieTxKBs: v(o + pcieTx),
-        pcieRxKBs: v(o + pcieRx),
         computeCapability: major !== null && minor !== null ? { major, minor } : null,
         processes,
       };
+      for (const [f, i] of numbers) dev[f] = v(o + i);
+      for (const [f, i] of flags) dev[f] = b(o + i);
+      // Every NvmlFacts name was set just above, from the lists that define the type.
+      devices[d] = dev as unknown as NvmlDeviceOk;
     }
     return {
       driverVersion: p.driverVersion,

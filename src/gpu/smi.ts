@@ -104,7 +104,7 @@ export function parseSmiGpuCsv(text: string, fields: readonly string[] = SMI_GPU
       memClockMHz: num(get("clocks.mem")),
       smClockMaxMHz: num(get("clocks.max.sm")),
       memClockMaxMHz: num(get("clocks.max.mem")),
-      fanSpeedPct: num(get("fan.speed")),
+      fanPct: num(get("fan.speed")),
       pstate: pstateNum,
       eccModeCurrent: enabled(get("ecc.mode.current")),
       eccModePending: enabled(get("ecc.mode.pending")),

@@ -3,7 +3,9 @@
 // snapshot under DCGM-exporter's names where they overlap. Counters and histograms move on
 // events (so a worker's restart never resets them); gauges are read at scrape time.
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-import { GPU_METRICS, gpuLabels, toTelemetryJson } from "../gpu/telemetry-format.js";
+import { z } from "zod";
+import { registerGpuMetrics } from "../gpu/gpu-metrics.js";
+import { toTelemetryJson } from "../gpu/telemetry-format.js";
 import type { GpuSnapshot } from "../gpu/types.js";
 import type { MinerEvent } from "./events.js";
 
@@ -14,15 +16,16 @@ export interface WorkerLabels {
   miner_id: string;
 }
 
-/** What a worker reports for its gauges. */
-export interface WorkerGauges {
-  inflight: number;
-  pendingSubmissions: number;
-  outboxFiles: number;
-  stateWritable: boolean;
-  registered: boolean;
-  servableModels: number;
-}
+/** What a worker reports for its gauges (validated as it crosses the IPC channel, src/fleet/ipc.ts). */
+export const workerGaugesSchema = z.object({
+  inflight: z.number().int().nonnegative(),
+  pendingSubmissions: z.number().int().nonnegative(),
+  outboxFiles: z.number().int().nonnegative(),
+  stateWritable: z.boolean(),
+  registered: z.boolean(),
+  servableModels: z.number().int().nonnegative(),
+});
+export type WorkerGauges = z.infer<typeof workerGaugesSchema>;
 
 /** One card's health for aitbc_gpu_health. */
 export interface GpuHealthRow {
@@ -262,55 +265,6 @@ export class OpsMetrics {
   private rendered: { of: GpuSnapshot; gpus: ReturnType<typeof toTelemetryJson>["gpus"] } | null = null;
 
   private registerGpuMetrics(): void {
-    const labelNames = ["gpu", "UUID", "device", "modelName", "pci_bus_id"];
-    const gpus = () => this.gpus();
-    for (const def of GPU_METRICS) {
-      const each = (emit: (labels: Record<string, string>, v: number) => void) => {
-        for (const g of gpus()) {
-          const v = def.value(g);
-          if (v !== null) emit(gpuLabels(g), v);
-        }
-      };
-      const base = { name: def.name, help: def.help, labelNames, registers: [this.registry] };
-      // NVML's running totals (energy, ECC errors) are counters, typed as `telemetry --prometheus`
-      // and DCGM-exporter type them, so rate() works; their value is read, not counted here.
-      if (def.type === "counter")
-        new Counter({
-          ...base,
-          collect() {
-            this.reset();
-            each((labels, v) => this.inc(labels, v));
-          },
-        });
-      else
-        new Gauge({
-          ...base,
-          collect() {
-            this.reset();
-            each((labels, v) => this.set(labels, v));
-          },
-        });
-    }
-    new Gauge({
-      name: "aitbc_gpu_clock_event_reason",
-      help: "1 for each clocks-event (throttle) reason active now.",
-      labelNames: [...labelNames, "reason"],
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const g of gpus())
-          for (const r of g.clockEventReasons ?? []) this.set({ ...gpuLabels(g), reason: r }, 1);
-      },
-    });
-    new Gauge({
-      name: "aitbc_gpu_unreadable",
-      help: "1 when the GPU could not be read (e.g. GPU is lost).",
-      labelNames,
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const g of gpus()) this.set(gpuLabels(g), g.error ? 1 : 0);
-      },
-    });
+    registerGpuMetrics(this.registry, () => this.gpus());
   }
 }

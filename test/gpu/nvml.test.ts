@@ -89,14 +89,14 @@ describe("NVML addon over the fake library", () => {
     });
     const s = await (await open()).snapshot();
     const [a, b] = s.devices;
-    expect(readExtra(a!).fanSpeedPct).toBe(30);
+    expect(readExtra(a!).fanPct).toBe(30);
     expect(b!.powerDrawW).toBeNull();
     expect(b!.memoryTotalMiB).toBeNull();
     expect(b!.memoryFreeMiB).toBeNull();
     expect(b!.processes).toBeNull();
     expect(b!.computeCapability).toBeNull();
     const x = readExtra(b!);
-    expect(x.fanSpeedPct).toBeNull();
+    expect(x.fanPct).toBeNull();
     expect(x.totalEnergyMj).toBeNull();
     expect(x.clockEventReasons).toBeNull();
     // Fields it does support are still there.

@@ -34,7 +34,7 @@ describe("nvidia-smi CSV parser", () => {
       computeCapability: "8.0",
     });
     expect(readExtra(a!)).toMatchObject({
-      fanSpeedPct: null,
+      fanPct: null,
       pstate: 0,
       eccModeCurrent: true,
       pcieLinkGen: 4,
@@ -46,7 +46,7 @@ describe("nvidia-smi CSV parser", () => {
       eccUncorrectedVolatile: null,
       eccModeCurrent: false,
       pstate: 8,
-      fanSpeedPct: 0,
+      fanPct: 0,
     });
   });
 

@@ -4,78 +4,37 @@ import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { z } from "zod";
+import { GPU_METRICS } from "../../src/gpu/gpu-metrics.js";
 import { createGpuInfoSource } from "../../src/gpu/index.js";
-import { GPU_METRICS } from "../../src/gpu/telemetry-format.js";
+import { telemetryJsonSchema } from "../../src/gpu/telemetry-schema.js";
 import { silentLogger } from "../../src/log.js";
 import { OpsMetrics } from "../../src/ops/metrics.js";
 import { fakeDevice } from "../fake-nvml/config.js";
 import { addonPath, configFile, fake, root, runNode, telemetryCli, tmp } from "../support/gpu.js";
 
-const n = z.number().nullable();
-// The schema of docs/telemetry.md ("aitbc-telemetry/2"); strict, so undocumented keys fail.
-const Gpu = z.strictObject({
-  index: z.number().int(),
-  uuid: z.string(),
-  name: z.string(),
-  pciBusId: z.string().nullable(),
-  error: z.strictObject({ code: n, message: z.string() }).nullable(),
-  memory: z.strictObject({ totalMiB: n, usedMiB: n, freeMiB: n, reservedMiB: n }),
-  utilization: z.strictObject({ gpuPct: n, memoryPct: n }),
-  temperatureC: n,
-  power: z.strictObject({ drawW: n, limitW: n, enforcedLimitW: n }),
-  totalEnergyMj: n,
-  clocks: z.strictObject({ smMHz: n, memMHz: n, smMaxMHz: n, memMaxMHz: n }),
-  fanPct: n,
-  pstate: z
-    .string()
-    .regex(/^P\d+$/)
-    .nullable(),
-  clockEventReasons: z.array(z.string()).nullable(),
-  ecc: z.strictObject({
-    enabled: z.boolean().nullable(),
-    pendingEnabled: z.boolean().nullable(),
-    uncorrectedVolatile: n,
-    retiredPagesPending: z.boolean().nullable(),
-    remappedRows: z.strictObject({
-      correctable: n,
-      uncorrectable: n,
-      pending: z.boolean().nullable(),
-      failure: z.boolean().nullable(),
-    }),
-  }),
-  pcie: z.strictObject({ gen: n, width: n, genMax: n, widthMax: n, txKBs: n, rxKBs: n }),
-  computeCapability: z.string().nullable(),
-  processes: z.array(z.strictObject({ pid: z.number().int(), usedMemoryMiB: n })).nullable(),
-  // docs/gpu-health.md
-  health: z
-    .strictObject({
-      index: z.number().int(),
-      uuid: z.string(),
-      state: z.enum(["healthy", "sick", "lost"]),
-      drained: z.boolean(),
-      takesJobs: z.boolean(),
-      reasons: z.array(
-        z.strictObject({
-          code: z.string(),
-          severity: z.enum(["warning", "sick", "lost"]),
-          message: z.string(),
-          since: z.iso.datetime().nullable(),
-        }),
-      ),
-    })
-    .nullable(),
-});
-const Doc = z.strictObject({
-  schema: z.literal("aitbc-telemetry/2"),
-  takenAt: z.iso.datetime(),
-  source: z.enum(["nvml", "nvidia-smi", "none"]),
-  reason: z.string().nullable(),
-  driverVersion: z.string().nullable(),
-  nvmlVersion: z.string().nullable(),
-  cudaDriverVersion: z.string().nullable(),
-  gpus: z.array(Gpu),
-});
+const Doc = telemetryJsonSchema;
+// The keys of a GPU docs/telemetry.md lists, in its order: the schema in src must say the same.
+const DOCUMENTED_GPU_KEYS = [
+  "index",
+  "uuid",
+  "name",
+  "pciBusId",
+  "error",
+  "memory",
+  "utilization",
+  "temperatureC",
+  "power",
+  "totalEnergyMj",
+  "clocks",
+  "fanPct",
+  "pstate",
+  "clockEventReasons",
+  "ecc",
+  "pcie",
+  "computeCapability",
+  "processes",
+  "health",
+];
 
 const emptyPath = join(tmp, "empty-bin");
 mkdirSync(emptyPath, { recursive: true });
@@ -141,6 +100,8 @@ describe("telemetry command", () => {
     const doc = Doc.parse(JSON.parse(r.stdout));
     expect(doc.source).toBe("nvml");
     expect(doc.gpus).toHaveLength(2);
+    expect(new Set(Object.keys(doc.gpus[0]!))).toEqual(new Set(DOCUMENTED_GPU_KEYS));
+    expect(doc.gpus[0]!.fanPct).toBe(30);
     const [a, b] = doc.gpus;
     expect(a!.clockEventReasons).toEqual(["sw_power_cap", "hw_thermal_slowdown"]);
     expect(a!.processes).toEqual([{ pid: 4242, usedMemoryMiB: 2048 }]);
@@ -169,6 +130,14 @@ describe("telemetry command", () => {
     // Unsupported on GPU 1: no sample rather than a made-up value.
     expect(get("DCGM_FI_DEV_POWER_USAGE", "1")).toBeUndefined();
     expect(get("DCGM_FI_DEV_FAN_SPEED", "1")).toBeUndefined();
+    expect(get("DCGM_FI_DEV_FAN_SPEED", "0")).toBe(30);
+    expect(get("aitbc_gpu_count", "0")).toBeUndefined();
+    expect(samples.find((s) => s.name === "aitbc_gpu_count")?.value).toBe(2);
+    expect(
+      samples
+        .filter((s) => s.name === "aitbc_gpu_clock_event_reason" && s.labels["gpu"] === "0")
+        .map((s) => s.labels["reason"]),
+    ).toEqual(["sw_power_cap", "hw_thermal_slowdown"]);
     const weird = samples.find((s) => s.name === "DCGM_FI_DEV_GPU_TEMP" && s.labels["gpu"] === "1");
     expect(weird?.labels["modelName"]).toBe(WEIRD);
     expect(weird?.labels["UUID"]).toBe(fakeDevice(1).uuid);
@@ -244,11 +213,13 @@ describe("the miner's /metrics", () => {
     const served = parseProm(await ops.registry.metrics());
     const counters = GPU_METRICS.filter((m) => m.type === "counter").map((m) => m.name);
     expect(counters).toContain("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION");
-    for (const m of GPU_METRICS) {
-      const fromCli = cli.samples.filter((x) => x.name === m.name);
-      const fromServer = served.samples.filter((x) => x.name === m.name);
-      expect(fromServer, m.name).toEqual(fromCli);
-      if (fromCli.length > 0) expect(served.types.get(m.name), m.name).toBe(cli.types.get(m.name));
+    const names = [...GPU_METRICS.map((m) => m.name), "aitbc_gpu_clock_event_reason", "aitbc_gpu_unreadable"];
+    for (const name of names) {
+      const fromCli = cli.samples.filter((x) => x.name === name);
+      const fromServer = served.samples.filter((x) => x.name === name);
+      expect(fromServer, name).toEqual(fromCli);
+      expect(served.types.get(name), name).toBe(cli.types.get(name));
     }
+    expect(cli.samples.filter((x) => x.name === "aitbc_gpu_clock_event_reason").length).toBeGreaterThan(0);
   });
 });
