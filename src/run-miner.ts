@@ -1,11 +1,15 @@
 // What `run` does with a resolved config: check the state directory, decide from the host's GPUs
 // whether this is one miner (a CPU host, one GPU, --gpus none: today's single process) or a
-// supervisor of one worker per GPU, and run it until a signal. Exit codes: docs/operations.md.
+// supervisor of one worker per GPU, and run it until a signal. A one-process host watches itself
+// (fleet/one-host.ts): alerts, GET /status, and its card's drain, which stops the miner until the
+// card is undrained, then starts a new one. Exit codes: docs/operations.md.
 import { join } from "node:path";
-import { composeMiner } from "./compose.js";
+import { type Composed, type ComposeOverrides, composeMiner } from "./compose.js";
 import type { RunConfig } from "./config.js";
-import { HostWatch } from "./fleet/host-watch.js";
+import { DrainFileError } from "./fleet/drain-file.js";
+import { alertSettings } from "./fleet/host-watch.js";
 import { readWorkerEnv, type WorkerEnv } from "./fleet/ipc.js";
+import { OneHost } from "./fleet/one-host.js";
 import { FleetPlanError, planWorkers, type WorkerSpec } from "./fleet/plan.js";
 import { runSupervisor, workerLabels } from "./fleet/supervisor.js";
 import { linkToSupervisor, type SupervisorLink } from "./fleet/worker-link.js";
@@ -65,8 +69,9 @@ async function runHost(cfg: RunConfig, log: Logger, args: string[]): Promise<num
     if (workers.length === 1 && workers[0]!.uuids.length < devices.length) {
       process.env["CUDA_VISIBLE_DEVICES"] = workers[0]!.uuids.join(",");
       const only = workers[0]!;
-      await gpu?.close();
-      return await runOne(cfg, log, { gpuUuids: only.uuids, labels: workerLabels(only) });
+      const cards = gpu ? { source: gpu, target: only } : null;
+      gpu = null; // the one-process host's health watch owns it now
+      return await runOne(cfg, log, { gpuUuids: only.uuids, labels: workerLabels(only), cards });
     }
   } catch (err) {
     await gpu?.close();
@@ -77,11 +82,12 @@ async function runHost(cfg: RunConfig, log: Logger, args: string[]): Promise<num
     throw err;
   }
   if (workers.length <= 1) {
-    const labels = workers[0]
-      ? workerLabels(workers[0])
-      : workerLabels({ indexes: [], uuids: [], minerId: cfg.minerId });
-    await gpu?.close();
-    return runOne(cfg, log, { labels });
+    const only = workers[0];
+    const labels = only ? workerLabels(only) : workerLabels({ indexes: [], uuids: [], minerId: cfg.minerId });
+    // Its card's health is watched on this source (drains); a CPU host has none to watch.
+    const cards = gpu && only && only.uuids.length > 0 ? { source: gpu, target: only } : null;
+    if (!cards) await gpu?.close();
+    return runOne(cfg, log, { labels, cards });
   }
 
   // Several workers: the host's key first, so they all sign with it and none races to create it.
@@ -118,9 +124,16 @@ async function runHost(cfg: RunConfig, log: Logger, args: string[]): Promise<num
     ops: cfg.metricsPort === undefined ? null : { host: cfg.metricsHost, port: cfg.metricsPort },
     stopBudgetMs: runShutdownBudgetMs(cfg.gracePeriod) + 5000,
     polls: pollWindowSettings(pollSettings(cfg)),
-    alertWebhook: cfg.alertWebhook,
+    alerts: alertSettings(cfg),
     stop,
-  });
+  }).catch((err: unknown) => drainFileFatal(err, log));
+}
+
+/** A bad file of the operator's drains stops the host with a line naming it (exit 2). */
+function drainFileFatal(err: unknown, log: Logger): number {
+  if (!(err instanceof DrainFileError)) throw err;
+  log.fatal({ event: "gpu_drains_unreadable" }, err.message);
+  return ExitCode.badSettings;
 }
 
 /**
@@ -158,6 +171,8 @@ interface OneOptions {
   worker?: WorkerEnv;
   gpuUuids?: readonly string[];
   labels?: ReturnType<typeof workerLabels>;
+  /** A one-process host's card(s), for its health watch and drain (the source is handed over). */
+  cards?: { source: GpuInfoSource; target: WorkerSpec } | null;
 }
 
 /** One miner in this process: the whole host, one GPU of it, or a supervisor's worker. */
@@ -179,58 +194,21 @@ async function runLocked(cfg: RunConfig, log: Logger, o: OneOptions): Promise<nu
   const key = "main";
   const labels = o.labels ?? workerLabels({ indexes: [], uuids: [], minerId: cfg.minerId });
   ops?.addWorker(key, labels);
-  // One miner for the host: GET /status from its own events (a worker's go to its supervisor).
-  const watch = ops
-    ? new HostWatch({ log, workers: [{ key, minerId: cfg.minerId, gpus: labels.gpu }] })
-    : null;
-  if (cfg.alertWebhook && !o.worker)
-    log.warn(
-      { event: "alert_webhook_unused" },
-      "--alert-webhook is for a multi-GPU host (one worker per GPU under a supervisor): no alerts are sent from this miner",
-    );
-  let composed: Awaited<ReturnType<typeof composeMiner>>;
-  try {
-    composed = await composeMiner(cfg, log, {
-      onEvent: (e) => {
-        link?.onEvent(e);
-        ops?.observe(key, e);
-        watch?.event(key, e);
-      },
-      pollBudget: link?.pollBudget,
-      ...(o.worker || o.gpuUuids
-        ? {
-            worker: {
-              keyStateDir: o.worker?.hostStateDir ?? cfg.stateDir,
-              gpuUuids: o.worker?.uuids ?? o.gpuUuids ?? null,
-            },
-          }
-        : {}),
-    });
-  } catch (err) {
-    link?.close();
-    // e.g. the signing key cannot be created: without it no result can be signed.
-    if (!isStorageError(err)) throw err;
-    const code = (err as NodeJS.ErrnoException).code;
-    log.fatal(
-      { event: "state_unwritable", dir: cfg.stateDir, code },
-      `the state directory ${cfg.stateDir} cannot be written (${code}): free space, fix its permissions or choose another with --state-dir`,
-    );
-    return ExitCode.stateUnwritable;
+  // A worker's status, alerts and drains are its supervisor's; a one-process host watches itself.
+  let host: OneHost | null = null;
+  if (!o.worker) {
+    try {
+      host = await OneHost.start({ cfg, log, key, gpus: labels.gpu, cards: o.cards ?? null });
+    } catch (err) {
+      link?.close();
+      return drainFileFatal(err, log);
+    }
   }
-  if (!composed.compute.ok) {
-    // Mining now would pose as a GPU miner (or compute nowhere): say what is missing, and stop.
-    log.fatal({ event: "gpu_unusable", code: composed.compute.code }, composed.compute.message);
-    link?.close();
-    await composed.close();
-    await composed.backend.close().catch(() => undefined);
-    return ExitCode.gpuUnusable;
-  }
-  const miner = composed.miner;
-  link?.attach({
-    gauges: () => miner.gauges(),
-    health: () => miner.health(),
-    shutdown: (r) => miner.shutdown(r),
-    drain: (r, failRunning) => miner.drain(r, failRunning),
+  let current: Composed | null = null;
+  let stopped: string | null = null;
+  let onStop: () => void = () => {};
+  const stop = new Promise<void>((resolve) => {
+    onStop = resolve;
   });
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {
@@ -244,39 +222,142 @@ async function runLocked(cfg: RunConfig, log: Logger, o: OneOptions): Promise<nu
       { event: "signal", signal: sig },
       `received ${sig}: finishing in-flight jobs (send again to exit at once)`,
     );
-    void miner.shutdown(sig);
+    stopped = sig;
+    onStop();
+    void current?.miner.shutdown(sig);
   };
-  process.on("SIGTERM", onSignal);
-  process.on("SIGINT", onSignal);
+  let listening = false;
+  /** Signals are ours once a miner exists (or a drained card waits): until then they end the process. */
+  const listen = () => {
+    if (listening) return;
+    listening = true;
+    process.on("SIGTERM", onSignal);
+    process.on("SIGINT", onSignal);
+  };
   let server: OpsServer | null = null;
-  if (ops && cfg.metricsPort !== undefined) {
+  const serve = async (): Promise<void> => {
+    if (server || !ops || cfg.metricsPort === undefined) return;
     server = await startOpsServer(cfg.metricsHost, cfg.metricsPort, {
       contentType: ops.contentType,
-      health: () => miner.health(),
-      status: async () => {
-        watch?.status(key, await miner.gauges(), miner.health());
-        return watch?.report();
+      health: () => {
+        const h = current?.miner.health() ?? null;
+        return host ? host.readiness(h) : (h ?? { live: true, ready: false, reasons: ["starting"] });
       },
+      status: async () => {
+        if (current && host) host.watch.status(key, await current.miner.gauges(), current.miner.health());
+        return host?.watch.report();
+      },
+      ...(host?.control ? { control: host.control } : {}),
       metrics: async () => {
-        ops.setGauges(key, await miner.gauges());
-        ops.setSnapshot(await composed.gpu.snapshot().catch(() => null));
+        if (current) ops.setGauges(key, await current.miner.gauges());
+        if (host) ops.setGpuHealth(host.gpuHealth());
+        const gpu = current?.gpu ?? o.cards?.source;
+        ops.setSnapshot((await gpu?.snapshot().catch(() => null)) ?? null);
         return ops.metrics();
       },
     });
     log.info({ event: "ops_server", url: server.url }, `metrics and health on ${server.url}`);
-  }
+  };
   try {
-    const exit = await miner.run();
-    if (exit.code !== 0) log.error({ event: "exit", code: exit.code, reason: exit.reason }, exit.reason);
-    // A wedged backend may hold native work that never ends: do not wait for it to let go.
-    if (exit.code === ExitCode.wedged) setTimeout(() => process.exit(ExitCode.wedged), 500).unref();
-    return exit.code;
+    for (;;) {
+      if (host?.drained()) {
+        // Nothing mines until the card is undrained: /readyz says why, `gpu undrain` reaches here.
+        await serve();
+        listen();
+        log.info({ event: "waiting_for_undrain" }, "the GPU is drained: waiting for it to be undrained");
+        await host.untilUndrained(stop);
+      }
+      if (stopped !== null) return 0;
+      const composed = await composeOne(cfg, log, o, {
+        onEvent: (e) => {
+          link?.onEvent(e);
+          ops?.observe(key, e);
+          host?.watch.event(key, e);
+        },
+        pollBudget: link?.pollBudget,
+      });
+      if (typeof composed === "number") {
+        await host?.detach(composed);
+        return composed;
+      }
+      current = composed;
+      const miner = composed.miner;
+      link?.attach({
+        gauges: () => miner.gauges(),
+        health: () => miner.health(),
+        shutdown: (r) => miner.shutdown(r),
+        drain: (r, failRunning) => miner.drain(r, failRunning),
+      });
+      listen();
+      await serve();
+      host?.attach({
+        gauges: () => miner.gauges(),
+        health: () => miner.health(),
+        drain: (r, failRunning) => miner.drain(r, failRunning),
+      });
+      let exit: Awaited<ReturnType<typeof miner.run>>;
+      try {
+        const running = miner.run();
+        if (stopped !== null) void miner.shutdown(stopped); // a signal while it was composed
+        exit = await running;
+      } finally {
+        current = null;
+      }
+      const drained = host?.drained() !== null && host?.drained() !== undefined && stopped === null;
+      await host?.detach(drained ? null : exit.code);
+      await composed.close();
+      // A wedged backend may hold native work that never ends: do not wait for it to let go.
+      if (exit.code === ExitCode.wedged) setTimeout(() => process.exit(ExitCode.wedged), 500).unref();
+      else if (drained) continue;
+      if (exit.code !== 0) log.error({ event: "exit", code: exit.code, reason: exit.reason }, exit.reason);
+      return exit.code;
+    }
   } finally {
     process.off("SIGTERM", onSignal);
     process.off("SIGINT", onSignal);
     link?.close();
-    await server?.close();
-    await watch?.close();
-    await composed.close();
+    // Set inside serve(): TypeScript cannot see that from here.
+    await (server as OpsServer | null)?.close();
+    await host?.close();
   }
+}
+
+/** A miner for this process, or the exit code that says why there is none. */
+async function composeOne(
+  cfg: RunConfig,
+  log: Logger,
+  o: OneOptions,
+  over: Pick<ComposeOverrides, "onEvent" | "pollBudget">,
+): Promise<Composed | number> {
+  let composed: Composed;
+  try {
+    composed = await composeMiner(cfg, log, {
+      ...over,
+      ...(o.worker || o.gpuUuids
+        ? {
+            worker: {
+              keyStateDir: o.worker?.hostStateDir ?? cfg.stateDir,
+              gpuUuids: o.worker?.uuids ?? o.gpuUuids ?? null,
+            },
+          }
+        : {}),
+    });
+  } catch (err) {
+    // e.g. the signing key cannot be created: without it no result can be signed.
+    if (!isStorageError(err)) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    log.fatal(
+      { event: "state_unwritable", dir: cfg.stateDir, code },
+      `the state directory ${cfg.stateDir} cannot be written (${code}): free space, fix its permissions or choose another with --state-dir`,
+    );
+    return ExitCode.stateUnwritable;
+  }
+  if (!composed.compute.ok) {
+    // Mining now would pose as a GPU miner (or compute nowhere): say what is missing, and stop.
+    log.fatal({ event: "gpu_unusable", code: composed.compute.code }, composed.compute.message);
+    await composed.close();
+    await composed.backend.close().catch(() => undefined);
+    return ExitCode.gpuUnusable;
+  }
+  return composed;
 }

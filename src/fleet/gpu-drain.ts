@@ -4,12 +4,14 @@
 // operator) is told to drain: it stops polling, fails what its card cannot finish with
 // gpu_unavailable, deregisters and exits; it is not restarted. When the condition clears (or the
 // operator undrains it, which also forgets what events taught) the worker is started again and
-// registers anew. The monitor's verdict is the one source of truth for both ways.
+// registers anew. The monitor's verdict is the one source of truth for both ways. The operator's
+// drains are kept in the state directory (drain-file.ts) and applied again at the next start.
 import { GpuHealthMonitor } from "../gpu/health-monitor.js";
 import type { HealthVerdict } from "../gpu/health-policy.js";
 import type { GpuInfoSource } from "../gpu/types.js";
 import type { Logger } from "../log.js";
 import type { GpuHealthRow } from "../ops/metrics.js";
+import { readDrains, writeDrains } from "./drain-file.js";
 
 export interface DrainTarget {
   key: string;
@@ -41,14 +43,20 @@ export class DrainError extends Error {
 export class HostDrain {
   private readonly states = new Map<string, DrainState>();
   /** UUIDs the operator drained (the monitor's drained list). */
-  private readonly operator = new Set<string>();
+  private readonly operator: Set<string>;
+  /** The last write of the operator's drains (one at a time, in order). */
+  private saving: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly monitor: GpuHealthMonitor,
     private readonly targets: DrainTarget[],
     private readonly log: Logger,
     private readonly onChange: DrainListener,
+    /** Where the operator's drains are kept, and those kept there at start. */
+    private readonly kept: { stateDir: string; drained: readonly string[] } | null = null,
   ) {
+    this.operator = new Set(kept?.drained ?? []);
+    if (this.operator.size > 0) monitor.setDrained(this.operator);
     monitor.onHealthChange(() => this.reevaluate());
   }
 
@@ -67,8 +75,11 @@ export class HostDrain {
     return this.monitor.verdicts();
   }
 
-  /** The operator's word (POST /drain/ID, /undrain/ID): ID is a miner id, GPU index or UUID. */
-  command(action: "drain" | "undrain", id: string): { minerId: string; message: string } {
+  /**
+   * The operator's word (POST /drain/ID, /undrain/ID): ID is a miner id, GPU index or UUID. Kept
+   * in the state directory before it answers; a failed write still drains now, and says so.
+   */
+  async command(action: "drain" | "undrain", id: string): Promise<{ minerId: string; message: string }> {
     const t = this.find(id);
     if (!t) throw new DrainError(`no worker or GPU "${id}" on this host`, 404);
     for (const u of t.uuids) {
@@ -84,10 +95,31 @@ export class HostDrain {
     if (action === "undrain") for (const u of t.uuids) this.monitor.clear(u);
     this.reevaluate();
     const s = this.states.get(t.key);
+    const unkept = await this.keep();
     return {
       minerId: t.minerId,
-      message: s ? `${t.minerId} is drained: ${s.reason}` : `${t.minerId} takes jobs`,
+      message: `${s ? `${t.minerId} is drained: ${s.reason}` : `${t.minerId} takes jobs`}${unkept}`,
     };
+  }
+
+  /** Writes the operator's drains; "" or why they will not survive a restart. */
+  private async keep(): Promise<string> {
+    const kept = this.kept;
+    if (!kept) return "";
+    const uuids = [...this.operator];
+    const write = this.saving.then(() => writeDrains(kept.stateDir, uuids));
+    this.saving = write.catch(() => undefined);
+    try {
+      await write;
+      return "";
+    } catch (err) {
+      const why = (err as Error).message;
+      this.log.warn(
+        { event: "gpu_drains_unsaved", err: why },
+        "the operator's drains could not be saved: a restart forgets this change",
+      );
+      return ` (not kept across a restart: ${why})`;
+    }
   }
 
   private find(id: string): DrainTarget | undefined {
@@ -129,16 +161,34 @@ function describe(v: HealthVerdict): string {
   return `GPU ${v.index} drained: ${why.length ? why.join(", ") : v.state}`;
 }
 
-/** The host's health watch: a monitor on the supervisor's NVML source and the drain it drives. */
-export function watchHostHealth(
+export interface HostHealth {
+  drain: HostDrain;
+  started: Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * The host's health watch: a monitor on the host's NVML source and the drain it drives, with the
+ * operator's drains kept in `stateDir` applied from the start. Throws DrainFileError on a bad file.
+ */
+export async function watchHostHealth(
   source: GpuInfoSource,
   targets: DrainTarget[],
   log: Logger,
   onChange: DrainListener,
-  intervalMs = Number(process.env["AITBC_GPU_HEALTH_INTERVAL_MS"] ?? 10_000) || 10_000,
-): { drain: HostDrain; started: Promise<void>; stop(): Promise<void> } {
+  o: { stateDir?: string | undefined; intervalMs?: number } = {},
+): Promise<HostHealth> {
+  const intervalMs =
+    o.intervalMs ?? (Number(process.env["AITBC_GPU_HEALTH_INTERVAL_MS"] ?? 10_000) || 10_000);
+  const kept =
+    o.stateDir === undefined ? null : { stateDir: o.stateDir, drained: await readDrains(o.stateDir) };
+  if (kept && kept.drained.length > 0)
+    log.info(
+      { event: "gpu_drains_restored", uuids: kept.drained },
+      `the operator's drains kept from before: ${kept.drained.join(", ")} (gpu undrain ID puts a card back)`,
+    );
   const monitor = new GpuHealthMonitor({ source, log: log.child({ component: "gpu-health" }), intervalMs });
-  const drain = new HostDrain(monitor, targets, log, onChange);
+  const drain = new HostDrain(monitor, targets, log, onChange, kept);
   const started = monitor.start().catch((err: unknown) => {
     // Without health reads the host still mines; only drains by health are off.
     log.warn(

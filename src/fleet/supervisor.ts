@@ -16,7 +16,7 @@ import type { PollWindowSettings } from "../miner/poll-budget.js";
 import { OpsMetrics, type WorkerLabels } from "../ops/metrics.js";
 import { type HealthReport, type OpsServer, startOpsServer } from "../ops/server.js";
 import { gpuHealthRows, watchHostHealth } from "./gpu-drain.js";
-import { HostWatch } from "./host-watch.js";
+import { type AlertSettings, HostWatch } from "./host-watch.js";
 import { parseWorkerMessage, WORKER_ENV, type WorkerEnv, type WorkerHealth } from "./ipc.js";
 import type { WorkerSpec } from "./plan.js";
 import { PollShare } from "./poll-share.js";
@@ -49,8 +49,8 @@ export interface SupervisorOptions {
   restartBackoff?: { baseMs: number; capMs: number };
   /** Resolves when the supervisor should stop (a signal); the caller wires signals. */
   stop: Promise<string>;
-  /** --alert-webhook: where alerts go (src/ops/alerts.ts). */
-  alertWebhook?: string | undefined;
+  /** --alert-webhook and the alerts' thresholds (host-watch.ts). */
+  alerts?: AlertSettings | undefined;
   /** Called with each worker's ops server-less status (tests). */
   onStatus?: (key: string, health: WorkerHealth) => void;
 }
@@ -103,10 +103,10 @@ export async function runSupervisor(o: SupervisorOptions): Promise<number> {
   });
   const watch = new HostWatch({
     log,
-    alertWebhook: o.alertWebhook,
+    ...o.alerts,
     workers: workers.map((w) => ({ key: w.spec.key, minerId: w.spec.minerId, gpus: w.labels.gpu })),
   });
-  const hostHealth = watchHostHealth(
+  const hostHealth = await watchHostHealth(
     o.gpu,
     workers.map((w) => ({ ...w.spec })),
     log,
@@ -127,6 +127,7 @@ export async function runSupervisor(o: SupervisorOptions): Promise<number> {
         if (!w.child && !stopping && w.final === null) start(w);
       }
     },
+    { stateDir: o.hostStateDir },
   );
 
   const start = (w: Worker): void => {

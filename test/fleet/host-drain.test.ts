@@ -73,7 +73,7 @@ describe("HostDrain", () => {
     expect(state!.reason).toMatch(/^GPU 2 drained: Xid 79: /);
     expect(drain.drained().map((d) => d.minerId)).toEqual(["rig-gpu2"]);
 
-    expect(drain.command("undrain", uuid(2))).toEqual({
+    expect(await drain.command("undrain", uuid(2))).toEqual({
       minerId: "rig-gpu2",
       message: "rig-gpu2 takes jobs",
     });
@@ -83,16 +83,16 @@ describe("HostDrain", () => {
 
   it("the operator's drain lets running jobs finish; IDs by index, miner id or UUID; unknown ID is a 404", async () => {
     const { drain, changes } = await host(2);
-    const r = drain.command("drain", "rig-gpu1");
+    const r = await drain.command("drain", "rig-gpu1");
     expect(r).toEqual({ minerId: "rig-gpu1", message: "rig-gpu1 is drained: GPU 1 drained by the operator" });
     expect(changes).toEqual([["w1", expect.objectContaining({ by: "operator", failRunning: false })]]);
     expect(drain.verdicts().map((v) => [v.index, v.drained])).toEqual([
       [0, false],
       [1, true],
     ]);
-    drain.command("undrain", "1");
+    await drain.command("undrain", "1");
     expect(changes.at(-1)).toEqual(["w1", null]);
-    expect(() => drain.command("drain", "7")).toThrow(expect.objectContaining({ status: 404 }));
+    await expect(drain.command("drain", "7")).rejects.toMatchObject({ status: 404 });
   });
 });
 

@@ -23,6 +23,8 @@ export interface FleetHostOptions {
   env?: NodeJS.ProcessEnv;
   /** The fake NVML's events file (appendFakeEvents), for health events. */
   eventsFile?: string;
+  /** An earlier host's state directory (a restart); default: a new one. */
+  stateDir?: string;
 }
 
 export function startFleetHost(o: FleetHostOptions): Spawned & { stateDir: string } {
@@ -39,7 +41,7 @@ export function startFleetHost(o: FleetHostOptions): Spawned & { stateDir: strin
     [
       "run",
       ...["--coordinator", o.url, "--miner-id", "host", "--models", modelsDir, "--threads", "1"],
-      ...["--gpu", "auto", "--state-dir", join(dir, "state")],
+      ...["--gpu", "auto", "--state-dir", o.stateDir ?? join(dir, "state")],
       ...["--polls-per-minute", String(o.pollsPerMinute ?? 60_000)],
       ...["--long-poll", "0", "--heartbeat-interval", "1", "--grace-period", "5"],
       ...["--nvml-library", fakeNvmlPaths(repoRoot).current, "--log-level", "info"],
@@ -49,7 +51,7 @@ export function startFleetHost(o: FleetHostOptions): Spawned & { stateDir: strin
     // The fake cards have no CUDA runtime behind them: take them as each worker's compute devices.
     { FAKE_NVML_CONFIG: config, AITBC_API_KEY: API_KEY, AITBC_TEST_COMPUTE: "nvml", ...o.env },
   );
-  return Object.assign(spawned, { stateDir: join(dir, "state") });
+  return Object.assign(spawned, { stateDir: o.stateDir ?? join(dir, "state") });
 }
 
 export async function get(url: string): Promise<{ status: number; text: string }> {
