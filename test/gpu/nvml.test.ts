@@ -12,6 +12,7 @@ import {
   pickDevice,
   readExtra,
 } from "../../src/gpu/index.js";
+import { NVML_FLAGS, NVML_NUMBERS } from "../../src/gpu/nvml-fields.js";
 import { PackedLayoutError, packedDecoder } from "../../src/gpu/packed.js";
 import { silentLogger } from "../../src/log.js";
 import { expectedSnapshot, type FakeNvmlConfig, fakeDevice } from "../fake-nvml/config.js";
@@ -254,6 +255,11 @@ describe("packed snapshot", () => {
     const { packedFields, packedStrings } = loaded.addon;
     expect(new Set(packedFields).size).toBe(packedFields.length);
     expect(packedStrings).toEqual(["name", "uuid", "pciBusId", "errorMessage"]);
+    // One name per fact: the C++ list (native/snapshot.h) is the TypeScript one, both ways.
+    const assembled = ["computeCapabilityMajor", "computeCapabilityMinor", "errorCode", "processCount"];
+    expect(new Set(packedFields.filter((f) => !assembled.includes(f)))).toEqual(
+      new Set([...NVML_NUMBERS, ...NVML_FLAGS]),
+    );
     // The decoder reads by name, so another order decodes the same.
     expect(() => packedDecoder({ packedFields: [...packedFields].reverse(), packedStrings })).not.toThrow();
     const without = packedFields.filter((f) => f !== "pcieRxKBs");
