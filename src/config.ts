@@ -4,15 +4,20 @@
 // gracePeriod, requestTimeout, longPoll); the miner's own settings (MinerSettings) carry the unit
 // in the name (…Ms) and compose.ts converts once.
 import { readFileSync, statSync } from "node:fs";
-import { availableParallelism, hostname } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
 import { ConfigError, readConfigFile } from "./config-file.js";
-import { DEFAULT_DIALECT, dialectNames, dialectTraits, isDialect } from "./coordinator/dialects.js";
-import { defaultStateDir } from "./paths.js";
+import { dialectTraits } from "./coordinator/dialects.js";
 import { parsePublicKey } from "./receipts/index.js";
 import { redactUrlCredentials } from "./redact.js";
-import { API_KEY_CREDENTIAL, BEARER_TOKEN_CREDENTIAL, envName, SETTINGS } from "./settings.js";
+import { DECIMAL_INT } from "./setting-values.js";
+import {
+  API_KEY_CREDENTIAL,
+  BEARER_TOKEN_CREDENTIAL,
+  type RunConfigKey,
+  SETTINGS,
+  settingsShape,
+} from "./settings.js";
 
 export { ConfigError } from "./config-file.js";
 export {
@@ -29,35 +34,6 @@ export function isLoopbackUrl(url: URL): boolean {
   return LOOPBACK.test(url.hostname) || url.hostname === "::1";
 }
 
-const httpUrl = z
-  .string()
-  .trim()
-  .refine((s) => {
-    try {
-      const u = new URL(s);
-      return (u.protocol === "http:" || u.protocol === "https:") && u.hostname !== "";
-    } catch {
-      return false;
-    }
-  }, "must be an http:// or https:// URL")
-  .transform((s) => s.replace(/\/+$/, ""));
-
-// Integers are plain decimal digits: Number() would take "0x10", "1e1" or " 16 " as well.
-const DECIMAL_INT = /^\d{1,15}$/;
-const intIn = (min: number, max: number) =>
-  z.preprocess(
-    (v) => (typeof v === "string" && DECIMAL_INT.test(v) ? Number(v) : v),
-    z
-      .number({ error: `must be a whole number in [${min}, ${max}] (decimal digits)` })
-      .int(`must be a whole number in [${min}, ${max}]`)
-      .min(min, `must be a whole number in [${min}, ${max}]`)
-      .max(max, `must be a whole number in [${min}, ${max}]`),
-  );
-const decimal = z.preprocess(
-  (v) => (typeof v === "string" && /^\d{1,15}(\.\d{1,15})?$/.test(v) ? Number(v) : v),
-  z.number({ error: "must be a decimal number such as 0.25" }).nonnegative(),
-);
-
 /**
  * The one integer-flag parser for every command: decimal digits only, inside [min, max].
  * A bad value is a ConfigError (exit code 2) naming the flag.
@@ -71,88 +47,14 @@ export function parseIntFlag(flag: string, value: string, min: number, max: numb
   }
   return n;
 }
-const bool = z.union([z.boolean(), z.enum(["true", "false", "1", "0", "yes", "no"])]).transform((v) => {
-  if (typeof v === "boolean") return v;
-  return v === "true" || v === "1" || v === "yes";
-});
 
-export const runSchema = z
-  .object({
-    coordinator: httpUrl,
-    apiKey: z.string().min(1).max(4096).optional(),
-    apiKeyFile: z.string().min(1).optional(),
-    bearerToken: z.string().min(1).max(8192).optional(),
-    bearerTokenFile: z.string().min(1).optional(),
-    minerId: z
-      .string()
-      .regex(/^[A-Za-z0-9._:@-]{1,128}$/, "use 1-128 letters, digits or . _ : @ -")
-      .default(
-        () =>
-          `${hostname()
-            .replace(/[^A-Za-z0-9._-]/g, "-")
-            .slice(0, 100)}-miner`,
-      ),
-    // Any dialect in the table (src/coordinator/dialects.ts), as z.enum would word a refusal.
-    protocol: z
-      .custom<string>(isDialect, {
-        error: () =>
-          `Invalid option: expected one of ${dialectNames()
-            .map((n) => JSON.stringify(n))
-            .join("|")}`,
-      })
-      .default(DEFAULT_DIALECT),
-    backend: z.enum(["llama", "ollama"]).default("llama"),
-    models: z.string().min(1).optional(),
-    modelMap: z.string().min(1).optional(),
-    ollamaUrl: httpUrl.default("http://127.0.0.1:11434"),
-    ollamaFallback: bool.default(false),
-    concurrency: intIn(1, 64).default(1),
-    threads: intIn(1, 1024).default(() => Math.max(1, availableParallelism())),
-    gpu: z.enum(["auto", "cpu"]).default("auto"),
-    allowCpuInference: bool.default(false),
-    stateDir: z
-      .string()
-      .min(1)
-      .default(() => defaultStateDir()),
-    logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
-    region: z.string().min(1).max(64).optional(),
-    // Upstream bills 0.02 a unit when a result names no price: the default keeps that bill, and
-    // advertising it lets jobs with a max_price (which never match a miner without a price) match.
-    price: decimal.refine((n) => n <= 1_000_000, "must be at most 1000000").default(0.02),
-    coordinatorKey: z.string().min(1).optional(),
-    allowInsecureHttp: bool.default(false),
-    unloadAfterJob: bool.default(false),
-    nvmlLibrary: z.string().min(1).optional(),
-    heartbeatInterval: intIn(1, 3600).default(15),
-    pollsPerMinute: intIn(1, 100_000).default(100),
-    longPoll: intIn(0, 300).default(20),
-    preload: z.string().min(1).max(4096).default("all"),
-    gpus: z.string().min(1).max(4096).default("all"),
-    gpuGroups: z.string().min(1).max(4096).optional(),
-    minerIdTemplate: z.string().min(1).max(200).default("{id}-gpu{n}"),
-    jobTimeout: intIn(1, 86_400).default(300),
-    gracePeriod: intIn(0, 3600).default(30),
-    requestTimeout: intIn(1, 600).default(15),
-    maxPromptChars: intIn(1, 10_000_000).default(32_768),
-    maxTokens: intIn(1, 1_000_000).default(4096),
-    contextSize: intIn(64, 1_048_576).optional(),
-    metricsPort: intIn(0, 65_535).optional(),
-    metricsHost: z.string().min(1).default("127.0.0.1"),
-    alertWebhook: z
-      .string()
-      .max(2048)
-      .url()
-      .refine((u) => /^https?:\/\//i.test(u), "must be an http:// or https:// URL")
-      .optional(),
-    alertNoJobMinutes: intIn(1, 10_080).default(30),
-    alertEarningsStalledMinutes: intIn(1, 10_080).default(60),
-  })
-  .strict();
+/** Every setting's value and default, from the settings table (src/settings.ts). */
+export const runSchema = z.object(settingsShape()).strict();
 
 export type RunConfig = z.infer<typeof runSchema>;
-export type RunConfigKey = keyof RunConfig;
+export type { RunConfigKey };
 
-const flagByKey = new Map(SETTINGS.map((s) => [s.key, s.flag]));
+const specByKey = new Map(SETTINGS.map((s) => [s.key as string, s]));
 
 export interface ResolveInput {
   /** Values given as flags (only those the operator actually typed). */
@@ -167,7 +69,7 @@ export function resolveRunConfig(input: ResolveInput): RunConfig {
   const configPath = input.configFile ?? env["AITBC_CONFIG"];
   const merged: Record<string, unknown> = configPath ? readConfigFile(configPath) : {};
   for (const spec of SETTINGS) {
-    const v = env[envName(spec)];
+    const v = env[spec.env];
     if (v !== undefined && v !== "") merged[spec.key] = v;
   }
   for (const [k, v] of Object.entries(input.flags)) if (v !== undefined) merged[k] = v;
@@ -184,12 +86,12 @@ export function resolveRunConfig(input: ResolveInput): RunConfig {
         `config file: unknown setting ${issue.keys.map((k) => JSON.stringify(k)).join(", ")}`,
       );
     }
-    const flag = typeof key === "string" ? (flagByKey.get(key as RunConfigKey) ?? key) : "config";
-    const envHint = typeof key === "string" ? SETTINGS.find((s) => s.key === key) : undefined;
+    const spec = typeof key === "string" ? specByKey.get(key) : undefined;
+    const flag = typeof key === "string" ? (spec?.flag ?? key) : "config";
     const missing = issue.code === "invalid_type" && merged[key as string] === undefined;
     throw new ConfigError(
       missing
-        ? `${flag} is required${envHint ? ` (or set ${envName(envHint)})` : ""}`
+        ? `${flag} is required${spec ? ` (or set ${spec.env})` : ""}`
         : `${flag}: ${issue.message}${shown(key)}`,
     );
   }
@@ -287,7 +189,7 @@ function readSecretFile(path: string, what: string, max: number): string {
 }
 
 function isSecretKey(key: PropertyKey | undefined): boolean {
-  return SETTINGS.some((s) => s.key === key && s.secret);
+  return typeof key === "string" && specByKey.get(key)?.secret === true;
 }
 
 function checkCoherence(cfg: RunConfig): void {

@@ -7,10 +7,8 @@ import { registerSecret } from "../secrets.js";
 /** Add every run setting as a flag (no commander defaults: an absent flag lets env/file decide). */
 export function addRunOptions(cmd: Command): Command {
   cmd.option("--config <FILE>", "JSON config file (flags > AITBC_* environment > file); env AITBC_CONFIG");
-  for (const s of SETTINGS) {
-    const envHint = `env AITBC_${s.flag.slice(2).replace(/-/g, "_").toUpperCase()}`;
-    cmd.addOption(new Option(s.arg ? `${s.flag} <${s.arg}>` : s.flag, `${s.help}; ${envHint}`));
-  }
+  for (const s of SETTINGS)
+    cmd.addOption(new Option(s.arg ? `${s.flag} <${s.arg}>` : s.flag, `${s.help}; env ${s.env}`));
   return cmd;
 }
 

@@ -2,7 +2,7 @@ import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ConfigError, parseIntFlag, resolveRunConfig } from "../../src/config.js";
+import { ConfigError, parseIntFlag, resolveRunConfig } from "../src/config.js";
 
 const models = mkdtempSync(join(tmpdir(), "cfg-models-"));
 const base = { coordinator: "http://127.0.0.1:9", apiKey: "k-123456", models };
