@@ -192,7 +192,8 @@ SnapshotData collectLocked(const SnapshotOptions& opts) {
 
 class OpenWorker : public aitbc::PromiseWorker {
  public:
-  OpenWorker(Napi::Env env, std::string path) : PromiseWorker(env, "aitbc:nvmlOpen"), env_(env), path_(std::move(path)) {}
+  OpenWorker(Napi::Env env, std::string path)
+      : PromiseWorker(env, "aitbc:nvmlOpen"), env_(env), path_(std::move(path)) {}
 
  protected:
   void Run() override {

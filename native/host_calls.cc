@@ -66,7 +66,8 @@ Napi::Value LockFile(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString() || info[0].As<Napi::String>().Utf8Value().empty())
     throw Napi::TypeError::New(env, "lockFile(path): path must be a non-empty string");
-  aitbc::LockAttempt a = aitbc::guarded(env, [&] { return aitbc::lockExclusive(info[0].As<Napi::String>().Utf8Value()); });
+  aitbc::LockAttempt a =
+      aitbc::guarded(env, [&] { return aitbc::lockExclusive(info[0].As<Napi::String>().Utf8Value()); });
   Napi::Object r = Napi::Object::New(env);
   r.Set("locked", Napi::Boolean::New(env, a.locked));
   r.Set("fd", a.locked ? Napi::Number::New(env, a.fd) : env.Null());

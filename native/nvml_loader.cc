@@ -66,8 +66,8 @@ bool NvmlLibrary::open(const std::string& path, std::string& error) {
   bind(a.deviceGetName, {"nvmlDeviceGetName"});
   bind(a.deviceGetUuid, {"nvmlDeviceGetUUID"});
   // v1 fills only the legacy 16-byte bus id; the reader needs to know which one filled it.
-  a.pciInfoVersion =
-      versionOf(bind(a.deviceGetPciInfo, {"nvmlDeviceGetPciInfo_v3", "nvmlDeviceGetPciInfo_v2", "nvmlDeviceGetPciInfo"}));
+  a.pciInfoVersion = versionOf(
+      bind(a.deviceGetPciInfo, {"nvmlDeviceGetPciInfo_v3", "nvmlDeviceGetPciInfo_v2", "nvmlDeviceGetPciInfo"}));
   // Memory: the v2 struct also reports the driver-reserved amount; v1 is the fallback.
   // (Two signatures, so two slots: v1 is bound, or reported missing, only without v2.)
   if (bind(a.deviceGetMemoryInfoV2, {"nvmlDeviceGetMemoryInfo_v2"}, true) == nullptr)
@@ -93,11 +93,11 @@ bool NvmlLibrary::open(const std::string& path, std::string& error) {
   bind(a.deviceGetPcieThroughput, {"nvmlDeviceGetPcieThroughput"});
   bind(a.deviceGetCudaComputeCapability, {"nvmlDeviceGetCudaComputeCapability"});
   // v1 records are 16 bytes, v2 and v3 24: the stride of the array the call fills.
-  a.processInfoSize = versionOf(bind(a.deviceGetComputeRunningProcesses,
-                                     {"nvmlDeviceGetComputeRunningProcesses_v3",
-                                      "nvmlDeviceGetComputeRunningProcesses_v2", "nvmlDeviceGetComputeRunningProcesses"})) >= 2
-                          ? sizeof(nvmlProcessInfo_v2_t)
-                          : sizeof(nvmlProcessInfo_v1_t);
+  const int processes =
+      versionOf(bind(a.deviceGetComputeRunningProcesses,
+                     {"nvmlDeviceGetComputeRunningProcesses_v3", "nvmlDeviceGetComputeRunningProcesses_v2",
+                      "nvmlDeviceGetComputeRunningProcesses"}));
+  a.processInfoSize = processes >= 2 ? sizeof(nvmlProcessInfo_v2_t) : sizeof(nvmlProcessInfo_v1_t);
   bind(a.deviceGetRetiredPagesPendingStatus, {"nvmlDeviceGetRetiredPagesPendingStatus"});
   bind(a.deviceGetRemappedRows, {"nvmlDeviceGetRemappedRows"});
   bind(a.eventSetCreate, {"nvmlEventSetCreate"});
