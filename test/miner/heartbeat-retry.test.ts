@@ -21,15 +21,21 @@ afterEach(async () => {
 /** Ten minutes: a second beat within the test's deadline can only be a retry. */
 const LONG_INTERVAL_MS = 600_000;
 
-function minerOn(url: string) {
+/** Mine against `c` until `until` holds, then stop cleanly; the log's events of that run. */
+async function mineUntil(c: ScriptedCoordinator, until: () => boolean) {
   const { log, events } = captureLog();
   const deps = testMinerDeps({
-    url,
+    url: c.url,
     backend: scriptedBackend("m", async (req) => answer(req, "ok", 1)),
     settings: { heartbeatIntervalMs: LONG_INTERVAL_MS, idlePollIntervalMs: 200 },
   });
   deps.log = log;
-  return { miner: new Miner(deps), events };
+  const miner = new Miner(deps);
+  const done = miner.run();
+  await c.waitFor(until, 60_000);
+  await miner.shutdown("test over");
+  expect((await done).code).toBe(0);
+  return events;
 }
 
 describe("heartbeats and the retry rule", () => {
@@ -43,11 +49,7 @@ describe("heartbeats and the retry rule", () => {
       return defaultReply(req);
     });
     const c = coordinator;
-    const { miner, events } = minerOn(c.url);
-    const done = miner.run();
-    await c.waitFor(() => c.calls("/heartbeat").length >= 3, 60_000);
-    await miner.shutdown("test over");
-    expect((await done).code).toBe(0);
+    const events = await mineUntil(c, () => c.calls("/heartbeat").length >= 3);
 
     const failed = events("heartbeat_failed");
     expect(failed).toHaveLength(2);
@@ -69,11 +71,7 @@ describe("heartbeats and the retry rule", () => {
       return defaultReply(req);
     });
     const c = coordinator;
-    const { miner, events } = minerOn(c.url);
-    const done = miner.run();
-    await c.waitFor(() => c.calls("/register").length >= 2, 60_000);
-    await miner.shutdown("test over");
-    expect((await done).code).toBe(0);
+    const events = await mineUntil(c, () => c.calls("/register").length >= 2);
     expect(events("reregister")).toHaveLength(1);
     expect(events("heartbeat_failed")).toHaveLength(0);
   });
