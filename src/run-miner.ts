@@ -303,7 +303,8 @@ async function runLocked(cfg: RunConfig, log: Logger, o: OneOptions): Promise<nu
       } finally {
         current = null;
       }
-      const drained = host?.drained() !== null && host?.drained() !== undefined && stopped === null;
+      // Drained (not stopped): wait for the undrain, then a new miner registers anew.
+      const drained = stopped === null && (host?.drained() ?? null) !== null;
       await host?.detach(drained ? null : exit.code);
       await composed.close();
       // A wedged backend may hold native work that never ends: do not wait for it to let go.

@@ -1,6 +1,6 @@
-// `gpu drain ID` / `gpu undrain ID`: the operator's word on one card of a running multi-GPU host,
-// sent to its ops endpoint (POST /drain/ID, /undrain/ID; the host accepts them from loopback
-// only). ID: the worker's miner id, the GPU's index or its UUID.
+// `gpu drain ID` / `gpu undrain ID`: the operator's word on one card of a running host (a fleet's
+// or a one-GPU miner), sent to its ops endpoint (POST /drain/ID, /undrain/ID; the host accepts
+// them from loopback only, and keeps drains across restarts). ID: miner id, GPU index or UUID.
 import type { Command } from "commander";
 import { addOpsTarget, OpsClientError, type OpsTarget, opsBase, opsRequest } from "./ops-client.js";
 
@@ -11,8 +11,8 @@ export function registerDrain(gpu: Command): void {
         .command(`${action} <ID>`)
         .description(
           action === "drain"
-            ? "take one card of a running host out of service: its worker stops taking jobs, deregisters and stops (ID: miner id, GPU index or UUID)"
-            : "put a drained card back: forget what its health events taught and start its worker again (it registers anew)",
+            ? "take one card of a running host out of service until undrained, across restarts: its miner stops taking jobs and deregisters (ID: miner id, GPU index or UUID)"
+            : "put a drained card back: forget what its health events taught and start its miner again (it registers anew)",
         ),
     ).action(async (id: string, opts: OpsTarget) => {
       try {

@@ -149,14 +149,11 @@ export class HostWatch {
       s.credentialsRefused =
         code === ExitCode.badSettings && s.lastReasons.some((r) => r.includes("refused our credentials"));
       if (s.credentialsRefused)
-        this.alert(
-          "credentials",
-          `${s.minerId}: the coordinator refuses our credentials; the worker stopped`,
-        );
+        this.alert("credentials", `${s.minerId}: the coordinator refuses our credentials; mining stopped`);
       else if (code === ExitCode.stateUnwritable)
         this.alert(
           `state:${s.minerId}`,
-          `${s.minerId}: the state directory cannot be written; the worker stopped`,
+          `${s.minerId}: the state directory cannot be written; mining stopped`,
         );
       return;
     }

@@ -1,7 +1,7 @@
 // The ops endpoints a fleet's tooling reads, on one port: /metrics (Prometheus, via prom-client),
 // /healthz (the mining loop is alive: a kubelet restarts the pod when not) and /readyz (registered,
-// a model servable, state writable). Health answers carry their reasons as JSON. On a multi-GPU
-// host also GET /status (why no jobs: src/ops/status.ts) and POST /drain/ID, /undrain/ID (the
+// a model servable, state writable). Health answers carry their reasons as JSON. Also GET /status
+// (why no jobs: src/ops/status.ts) and, where the host has a GPU, POST /drain/ID, /undrain/ID (the
 // operator's word on a card, from this host only: a drain stops mining, so no remote may ask).
 import { createServer, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -134,7 +134,7 @@ function handleControl(
     return;
   }
   if (!control) {
-    answer(404, { error: "this miner has no cards to drain (one worker per GPU only)" });
+    answer(404, { error: "this miner has no GPU to drain (a CPU host or --gpus none)" });
     return;
   }
   Promise.resolve()

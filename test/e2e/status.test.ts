@@ -61,7 +61,7 @@ describe("status on a one-miner host", () => {
 
     const drain = await runCli(["gpu", "drain", "0", "--metrics-port", String(port)]);
     expect(drain.code).toBe(1);
-    expect(drain.stderr).toBe("gpu drain: this miner has no cards to drain (one worker per GPU only)\n");
+    expect(drain.stderr).toBe("gpu drain: this miner has no GPU to drain (a CPU host or --gpus none)\n");
     const nobody = await runCli(["status", "--metrics-port", String(await freePort())]);
     expect(nobody.code).toBe(1);
     expect(nobody.stderr).toMatch(/^no miner answers at http:\/\/127\.0\.0\.1:\d+ /);

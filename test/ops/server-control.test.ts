@@ -52,7 +52,9 @@ describe("drain control on the ops endpoint", () => {
     server = await startOpsServer("127.0.0.1", 0, source(false));
     const r = await fetch(`${server.url}/drain/2`, { method: "POST" });
     expect(r.status).toBe(404);
-    expect(((await r.json()) as { error: string }).error).toMatch(/no cards to drain/);
+    expect(((await r.json()) as { error: string }).error).toMatch(
+      /no GPU to drain \(a CPU host or --gpus none\)/,
+    );
   });
 
   it("refuses a drain from another address of this machine (when it has one)", async (ctx) => {
