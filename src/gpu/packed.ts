@@ -28,6 +28,42 @@ function indexer(have: readonly string[], what: string): (name: string) => numbe
   };
 }
 
+const num = (x: number): number | null => (Number.isNaN(x) ? null : x);
+const flag = (x: number): boolean | null => (Number.isNaN(x) ? null : x !== 0);
+
+type DeviceBuilder = (
+  n: Float64Array,
+  o: number,
+  index: number,
+  name: string | null,
+  uuid: string | null,
+  pciBusId: string | null,
+  computeCapability: NvmlDeviceOk["computeCapability"],
+  processes: NvmlDeviceOk["processes"],
+) => NvmlDeviceOk;
+
+/**
+ * One object literal per device, generated once from the fact lists and this layout's offsets:
+ * every device gets the same fast shape (an object grown key by key from the list decoded 10-50x
+ * slower, which is what the packed form exists to avoid). The names are the fixed lists of
+ * nvml-fields.ts, checked to be plain identifiers; the offsets are numbers.
+ */
+function deviceBuilder(
+  numbers: readonly (readonly [string, number])[],
+  flags: readonly (readonly [string, number])[],
+): DeviceBuilder {
+  const read =
+    (fn: string) =>
+    ([f, at]: readonly [string, number]) => {
+      if (!/^[A-Za-z][A-Za-z0-9]*$/.test(f) || !Number.isInteger(at))
+        throw new Error(`bad packed field ${f}`);
+      return `${f}: ${fn}(n[o + ${at}])`;
+    };
+  const facts = [...numbers.map(read("num")), ...flags.map(read("flag"))].join(", ");
+  const body = `return (n, o, index, name, uuid, pciBusId, computeCapability, processes) => ({ index, error: null, name, uuid, pciBusId, ${facts}, computeCapability, processes });`;
+  return new Function("num", "flag", body)(num, flag) as DeviceBuilder;
+}
+
 /** Builds the decoder for this layout; throws PackedLayoutError naming the first missing value. */
 export function packedDecoder(layout: NvmlPackedLayout): Unpack {
   const stride = layout.packedFields.length;
@@ -45,20 +81,14 @@ export function packedDecoder(layout: NvmlPackedLayout): Unpack {
   const uuid = sAt("uuid");
   const pciBusId = sAt("pciBusId");
   const errorMessage = sAt("errorMessage");
+  const device = deviceBuilder(numbers, flags);
 
   return (p) => {
     const n = p.numbers;
     if (n.length !== p.count * stride || p.strings.length !== p.count * sStride) {
       throw new PackedLayoutError(`packed snapshot of ${p.count} devices does not match its layout`);
     }
-    const v = (i: number): number | null => {
-      const x = n[i]!;
-      return Number.isNaN(x) ? null : x;
-    };
-    const b = (i: number): boolean | null => {
-      const x = n[i]!;
-      return Number.isNaN(x) ? null : x !== 0;
-    };
+    const v = (i: number): number | null => num(n[i]!);
     const str = (i: number): string | null => p.strings[i] ?? null;
     const devices: NvmlDevice[] = new Array(p.count);
     // Each device's (pid, usedMemoryBytes) pairs follow the previous devices' pairs.
@@ -90,19 +120,8 @@ export function packedDecoder(layout: NvmlPackedLayout): Unpack {
       }
       const major = v(o + ccMajor);
       const minor = v(o + ccMinor);
-      const dev: Record<string, unknown> = {
-        index: d,
-        error: null,
-        name: str(s + name),
-        uuid: str(s + uuid),
-        pciBusId: str(s + pciBusId),
-        computeCapability: major !== null && minor !== null ? { major, minor } : null,
-        processes,
-      };
-      for (const [f, i] of numbers) dev[f] = v(o + i);
-      for (const [f, i] of flags) dev[f] = b(o + i);
-      // Every NvmlFacts name was set just above, from the lists that define the type.
-      devices[d] = dev as unknown as NvmlDeviceOk;
+      const cc = major !== null && minor !== null ? { major, minor } : null;
+      devices[d] = device(n, o, d, str(s + name), str(s + uuid), str(s + pciBusId), cc, processes);
     }
     return {
       driverVersion: p.driverVersion,
