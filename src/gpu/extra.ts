@@ -29,11 +29,17 @@ export const EXTRA_NUMBERS: readonly (PassedNumber | (typeof DERIVED_NUMBERS)[nu
   ...PASSED_NUMBERS,
 ];
 
+// Every key present from the start, as one literal generated once from the lists: the stores
+// that fill an extra then find their property (an object grown key by key from a list gets no
+// fast shape, and filling one cost ~4 us per GPU instead of ~0.3).
+const EXTRA_KEYS = [...EXTRA_NUMBERS, ...NVML_FLAGS, "clockEventReasons"];
+if (!EXTRA_KEYS.every((k) => /^[A-Za-z][A-Za-z0-9]*$/.test(k))) throw new Error("bad extra key");
+const makeEmpty = new Function(
+  `return () => ({ ${EXTRA_KEYS.map((k) => `${k}: null`).join(", ")} });`,
+)() as () => GpuExtra;
+
 export function emptyExtra(): GpuExtra {
-  const out: Record<string, null> = { clockEventReasons: null };
-  for (const k of EXTRA_NUMBERS) out[k] = null;
-  for (const k of NVML_FLAGS) out[k] = null;
-  return out as unknown as GpuExtra;
+  return makeEmpty();
 }
 
 const num = (v: unknown): number | null => (typeof v === "number" && Number.isFinite(v) ? v : null);
