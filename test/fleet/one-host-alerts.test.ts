@@ -4,27 +4,13 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
-import type { LocalCoordinator } from "../../src/local-coordinator/index.js";
+import { describe, expect, it } from "vitest";
 import { type Spawned, spawnCli } from "../support/cli.js";
 import { until } from "../support/fleet.js";
 import { API_KEY, coordinatorWithReceipts, modelsDir } from "../support/harness.js";
-import { startWebhook, type Webhook } from "../support/webhook.js";
+import { hostTestParts, startWebhook } from "../support/webhook.js";
 
-let coordinator: LocalCoordinator | null = null;
-let miner: Spawned | null = null;
-let hook: Webhook | null = null;
-afterEach(async () => {
-  if (miner && miner.child.exitCode === null) {
-    miner.child.kill("SIGTERM");
-    await miner.exit;
-  }
-  await coordinator?.close();
-  await hook?.close();
-  miner = null;
-  coordinator = null;
-  hook = null;
-});
+const t = hostTestParts();
 
 function run(url: string, apiKey: string, extra: string[] = []): Spawned {
   return spawnCli([
@@ -33,7 +19,7 @@ function run(url: string, apiKey: string, extra: string[] = []): Spawned {
     ...["--models", modelsDir, "--threads", "1", "--gpu", "cpu"],
     ...["--state-dir", mkdtempSync(join(tmpdir(), "one-alerts-"))],
     ...["--polls-per-minute", "600", "--long-poll", "0", "--heartbeat-interval", "1"],
-    ...["--alert-webhook", hook!.url, ...extra],
+    ...["--alert-webhook", t.hook!.url, ...extra],
   ]);
 }
 
@@ -41,35 +27,35 @@ describe("alerts from a one-process host", () => {
   it("credentials refused: one alert, no credential in it, and the run exits 2", {
     timeout: 180_000,
   }, async () => {
-    coordinator = (await coordinatorWithReceipts()).coordinator;
-    hook = await startWebhook();
-    miner = run(coordinator.url, "wrong-key-SECRET123");
-    expect((await miner.exit).code).toBe(2);
-    expect(miner.stderr()).not.toContain("alert_webhook_unused");
-    const credentials = hook.bodies.filter((b) => b["alert"] === "credentials");
+    t.coordinator = (await coordinatorWithReceipts()).coordinator;
+    t.hook = await startWebhook();
+    t.miner = run(t.coordinator.url, "wrong-key-SECRET123");
+    expect((await t.miner.exit).code).toBe(2);
+    expect(t.miner.stderr()).not.toContain("alert_webhook_unused");
+    const credentials = t.hook.bodies.filter((b) => b["alert"] === "credentials");
     expect(credentials).toHaveLength(1);
     expect(String(credentials[0]!["text"])).toMatch(
       /solo: the coordinator refuses our credentials; mining stopped$/,
     );
-    expect(JSON.stringify(hook.bodies)).not.toContain("SECRET123");
+    expect(JSON.stringify(t.hook.bodies)).not.toContain("SECRET123");
   });
 
   it("no job for --alert-no-job-minutes 1 while polls are answered: one alert", {
     timeout: 240_000,
   }, async () => {
-    coordinator = (await coordinatorWithReceipts()).coordinator;
-    hook = await startWebhook();
-    miner = run(coordinator.url, API_KEY, ["--alert-no-job-minutes", "1"]);
+    t.coordinator = (await coordinatorWithReceipts()).coordinator;
+    t.hook = await startWebhook();
+    t.miner = run(t.coordinator.url, API_KEY, ["--alert-no-job-minutes", "1"]);
     // The watch looks every 30 s once the period has passed since the start: ~1.5 min here.
     await until(
       "the no-job alert",
-      () => (hook!.bodies.some((b) => b["alert"] === "nojob") ? true : null),
+      () => (t.hook!.bodies.some((b) => b["alert"] === "nojob") ? true : null),
       200_000,
     );
-    const nojob = hook.bodies.filter((b) => b["alert"] === "nojob");
+    const nojob = t.hook.bodies.filter((b) => b["alert"] === "nojob");
     expect(nojob).toHaveLength(1);
     expect(String(nojob[0]!["text"])).toMatch(/solo: no job for 1 min although \d+ polls were answered/);
-    miner.child.kill("SIGTERM");
-    expect((await miner.exit).code).toBe(0);
+    t.miner.child.kill("SIGTERM");
+    expect((await t.miner.exit).code).toBe(0);
   });
 });

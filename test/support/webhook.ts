@@ -1,6 +1,10 @@
-// A webhook receiver on loopback for the alert tests: every POST body it got, parsed as JSON.
+// A webhook receiver on loopback for the alert tests: every POST body it got, parsed as JSON; and
+// the parts a host's alert test starts (miner, coordinator, webhook), stopped after each test.
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import { afterEach } from "vitest";
+import type { LocalCoordinator } from "../../src/local-coordinator/index.js";
+import type { Spawned } from "./cli.js";
 
 export interface Webhook {
   url: string;
@@ -39,4 +43,28 @@ export async function startWebhook(o: { delayMs?: number; status?: number } = {}
         server.close(() => r());
       }),
   };
+}
+
+/** What a host test starts, stopped after each test: the miner (SIGTERM, then its exit), the coordinator, the webhook. */
+export interface HostTestParts {
+  coordinator: LocalCoordinator | null;
+  miner: Spawned | null;
+  hook: Webhook | null;
+}
+
+/** Call at a test file's top: the parts it fills in are stopped after each test. */
+export function hostTestParts(): HostTestParts {
+  const p: HostTestParts = { coordinator: null, miner: null, hook: null };
+  afterEach(async () => {
+    if (p.miner && p.miner.child.exitCode === null) {
+      p.miner.child.kill("SIGTERM");
+      await p.miner.exit;
+    }
+    await p.coordinator?.close();
+    await p.hook?.close();
+    p.miner = null;
+    p.coordinator = null;
+    p.hook = null;
+  });
+  return p;
 }
