@@ -48,19 +48,21 @@ export async function runJob(
 ): Promise<void> {
   ctx.cancels?.track(job.jobId, abort);
   try {
-    await run(ctx, job, recovered, abort, deadlineAt);
+    await run(ctx, { job, recovered, abort, deadlineAt });
   } finally {
     ctx.cancels?.untrack(job.jobId);
   }
 }
 
-async function run(
-  ctx: JobContext,
-  job: Job,
-  recovered: ClaimedJob | null,
-  abort: AbortController,
-  deadlineAt: number,
-): Promise<void> {
+/** One run's hand-out, as runJob was given it. */
+interface JobRun {
+  job: Job;
+  recovered: ClaimedJob | null;
+  abort: AbortController;
+  deadlineAt: number;
+}
+
+async function run(ctx: JobContext, { job, recovered, abort, deadlineAt }: JobRun): Promise<void> {
   const jobId = job.jobId;
   const claimedAt = recovered?.claimedAt ?? Date.now();
   const wallDeadlineAt = recovered?.deadlineAt ?? claimedAt + ctx.s.jobTimeoutMs;
