@@ -49,6 +49,8 @@ export interface ComposeOverrides {
   modelRefreshMs?: number;
   /** Free space the state directory must keep before a job is taken (tests on a tiny tmpfs). */
   stateMinFreeBytes?: number;
+  /** How often a state that cannot be written is probed again (default 5 s; tests go faster). */
+  storageRecheckMs?: number;
   /** Ops events (jobs, deliveries, polls) for metrics. */
   onEvent?: (e: MinerEvent) => void;
   /** This process is one worker of a multi-GPU host. */
@@ -173,6 +175,7 @@ export async function composeMiner(
       join(stateFiles.outbox(cfg.stateDir), ".tmp"),
       log,
       overrides.stateMinFreeBytes ?? DEFAULT_MIN_FREE_BYTES,
+      overrides.storageRecheckMs,
     ),
     journal: new ClaimJournal(stateFiles.journal(cfg.stateDir)),
     log,

@@ -15,13 +15,7 @@ import type { Registration } from "./registration.js";
 import type { Reporter } from "./reporter.js";
 import type { RetryRule } from "./retry.js";
 import type { StateStorage } from "./state-storage.js";
-import {
-  type MinerDeps,
-  MinerFatalError,
-  type MinerSettings,
-  NO_MODEL_RECHECK_MS,
-  STORAGE_RECHECK_MS,
-} from "./types.js";
+import { type MinerDeps, MinerFatalError, type MinerSettings, NO_MODEL_RECHECK_MS } from "./types.js";
 
 /** What the poll loop needs from the miner. */
 export interface PollLoopContext {
@@ -163,8 +157,8 @@ export class PollLoop {
   private async readyToTakeJobs(): Promise<boolean> {
     const { c } = this;
     if (!c.storage.writable && !(await c.storage.check())) {
-      c.watch.moved(STORAGE_RECHECK_MS);
-      await sleep(STORAGE_RECHECK_MS, c.signal);
+      c.watch.moved(c.storage.recheckMs);
+      await sleep(c.storage.recheckMs, c.signal);
       return false;
     }
     if (c.d.backend.listModels().length === 0) {

@@ -7,6 +7,7 @@
 import { constants, promises as fs } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Logger } from "../log.js";
+import { STORAGE_RECHECK_MS } from "./types.js";
 
 /** Error codes that mean "the disk cannot take this write", not "this job is bad". */
 const STORAGE_CODES = new Set(["ENOSPC", "EROFS", "EDQUOT", "EACCES", "EPERM", "EIO", "EMFILE", "ENFILE"]);
@@ -102,6 +103,8 @@ export class StateStorage {
     private readonly probeDir: string,
     private readonly log: Logger,
     private readonly minFreeBytes = DEFAULT_MIN_FREE_BYTES,
+    /** How long to wait before probing again while the state cannot be written. */
+    readonly recheckMs = STORAGE_RECHECK_MS,
   ) {}
 
   get writable(): boolean {

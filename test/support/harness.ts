@@ -53,6 +53,8 @@ export const fastOverrides: ComposeOverrides = {
   pollMinIntervalMs: 5,
   flushTimeoutMs: 3000,
   abortGraceMs: 3000,
+  // A state that cannot be written is probed every 5 s in production; 0.5 s keeps the same steps.
+  storageRecheckMs: 500,
 };
 
 export async function startMiner(cfg: RunConfig, log: Logger = silentLogger(), overrides = fastOverrides) {
