@@ -27,8 +27,8 @@ const args = benchArgs({ threads: { type: "string", default: "2" }, tokens: { ty
 const quick = args.quick;
 const threads = Number(args.threads);
 const preset = quick ? TEST_PRESET : BENCH_PRESET;
-const tokens = Number(args.tokens ?? (quick ? 8 : 48));
-const JOBS = quick ? 3 : 8;
+const tokens = Number(args.tokens ?? (args.smoke ? 4 : quick ? 8 : 48));
+const JOBS = args.smoke ? 2 : quick ? 3 : 8;
 const modelsDir = join(root, ".cache", "bench-models");
 const modelPath = await ensureTinyModel(modelsDir, preset);
 
@@ -96,7 +96,7 @@ async function alternate(maxTokens, pairs) {
 }
 // Warm-up: model load in both processes, first HTTP connection.
 await alternate(tokens, 1);
-const PAIRS_SHORT = quick ? 6 : 60;
+const PAIRS_SHORT = args.smoke ? 3 : quick ? 6 : 60;
 const long = await alternate(tokens, JOBS);
 const short = await alternate(1, PAIRS_SHORT);
 
@@ -147,7 +147,7 @@ const hopOnly = {
   ollama: createOllamaBackend({ url: instantProc.url, log, timeoutMs: 10_000, refreshIntervalMs: 0 }),
 };
 for (const b of Object.values(hopOnly)) await b.init();
-const HOP_JOBS = quick ? 50 : 1000;
+const HOP_JOBS = args.smoke ? 20 : quick ? 50 : 1000;
 const hopMs = { inProcess: [], ollama: [] };
 const instantReq = { ...req, model: "instant", maxTokens: 1 };
 for (let i = 0; i < HOP_JOBS + 50; i++) {

@@ -143,7 +143,15 @@ async function main() {
 
   const src = await createGpuInfoSource({ nvmlLibrary: lib, log: silentLogger() });
   if (src.kind !== "nvml") throw new Error(`NVML addon not in use: ${src.reason}`);
-  const r = await addonVsSpawn({ src, gpus: GPUS, smiFile: script, n: 20_000, nSpawn: 200 });
+  // --smoke (the test suite's run of bench/telemetry.mjs): a tenth of the calls, same path.
+  const smoke = process.argv.includes("--smoke");
+  const r = await addonVsSpawn({
+    src,
+    gpus: GPUS,
+    smiFile: script,
+    n: smoke ? 2_000 : 20_000,
+    nSpawn: smoke ? 20 : 200,
+  });
   await src.close();
   const f = (us) => (us >= 1000 ? `${(us / 1000).toFixed(2)} ms` : `${us.toFixed(1)} µs`);
   console.log(`snapshot of ${GPUS} GPUs (fake NVML), per snapshot:`);

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { benchArgs, mmm, printTable, ratio, root, summary, writeResult } from "./lib.mjs";
 
-const quick = benchArgs().quick;
+const { quick, smoke } = benchArgs();
 const RUNS = quick ? 1 : 3;
 const run = promisify(execFile);
 const us = (line) => {
@@ -18,10 +18,14 @@ const us = (line) => {
 };
 const figures = { sync: [], async: [], spawn: [] };
 for (let i = 0; i < RUNS; i++) {
-  const { stdout } = await run(process.execPath, [join(root, "bench", "nvml.mjs")], {
-    cwd: root,
-    timeout: 300_000,
-  });
+  const { stdout } = await run(
+    process.execPath,
+    [join(root, "bench", "nvml.mjs"), ...(smoke ? ["--smoke"] : [])],
+    {
+      cwd: root,
+      timeout: 300_000,
+    },
+  );
   const lines = stdout.split("\n");
   figures.sync.push(us(lines.find((l) => l.includes("addon, sync"))));
   figures.async.push(us(lines.find((l) => l.includes("addon, async"))));
