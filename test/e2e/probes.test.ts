@@ -15,9 +15,12 @@ import { API_KEY, coordinatorWithReceipts, inferenceJob, modelsDir, repoRoot } f
 import { named, opsUrl, probe, sampleProbes, until } from "../support/probes.js";
 
 const hook = pathToFileURL(join(repoRoot, "test", "support", "slow-preflight.mjs")).href;
-/** Every limit is below the slowed preflight's 15 s. */
+/**
+ * The slowed preflight (8 s) outlasts the limits that apply while it runs (preflight, poll: 3 s);
+ * the load's own 10 s leaves the real load after it room on a busy host.
+ */
 const LIMITS = "poll=3,warm-up=3,preflight=3,load=10,job=3";
-const SLOW_MS = 15_000;
+const SLOW_MS = 8_000;
 
 let coordinator: LocalCoordinator | null = null;
 let miner: Spawned | null = null;
@@ -77,7 +80,7 @@ describe("probes during a long model preflight", () => {
     expect(progress[0]).toMatchObject({ model: "tiny", phase: "test-delay", pct: expect.any(Number) });
     const [ended] = named(m, "model_preflight_ended");
     expect(ended).toMatchObject({ model: "tiny", outcome: "ok" });
-    expect(ended!["ms"]).toBeGreaterThanOrEqual(SLOW_MS); // longer than every limit, by construction
+    expect(ended!["ms"]).toBeGreaterThanOrEqual(SLOW_MS); // longer than its limits, by construction
     expect(named(m, "model_load_started")).toHaveLength(1);
     expect(named(m, "model_load_ended")[0]).toMatchObject({ model: "tiny", outcome: "ok" });
     const order = ["model_preflight_started", "model_preflight_ended", "model_load_ended", "models_warm"];
