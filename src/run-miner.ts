@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { type Composed, type ComposeOverrides, composeMiner } from "./compose.js";
 import type { RunConfig } from "./config.js";
 import { DrainFileError } from "./fleet/drain-file.js";
-import { alertSettings } from "./fleet/host-watch.js";
+import { alertSettings, HostWatch } from "./fleet/host-watch.js";
 import { readWorkerEnv, type WorkerEnv } from "./fleet/ipc.js";
 import { OneHost } from "./fleet/one-host.js";
 import { FleetPlanError, planWorkers, type WorkerSpec } from "./fleet/plan.js";
@@ -38,7 +38,8 @@ export async function runMiner(
       log.child({ worker: worker.minerId }),
       { worker },
     );
-  if (!(await stateDirUsable(cfg.stateDir, log))) return ExitCode.stateUnwritable;
+  if (!(await stateDirUsable(cfg.stateDir, log)))
+    return await alertGaveUp(cfg, log, ExitCode.stateUnwritable);
   const lock = holdStateDir(cfg.stateDir, log);
   if (lock === null) return ExitCode.stateLocked;
   try {
@@ -127,6 +128,18 @@ async function runHost(cfg: RunConfig, log: Logger, args: string[]): Promise<num
     alerts: alertSettings(cfg),
     stop,
   }).catch((err: unknown) => drainFileFatal(err, log));
+}
+
+/** The host stops before anything watches it: the same alert a watch would send (then the code). */
+async function alertGaveUp(cfg: RunConfig, log: Logger, code: number): Promise<number> {
+  const watch = new HostWatch({
+    log,
+    ...alertSettings(cfg),
+    workers: [{ key: "host", minerId: cfg.minerId, gpus: "" }],
+  });
+  watch.exited("host", code, true);
+  await watch.close();
+  return code;
 }
 
 /** A bad file of the operator's drains stops the host with a line naming it (exit 2). */

@@ -1,7 +1,8 @@
 // A one-process host without a GPU (--gpus none) sends webhook alerts too (it used to log
-// alert_webhook_unused): the coordinator refusing its credentials, and no job for
-// --alert-no-job-minutes while its polls are answered. The real CLI, the local coordinator.
-import { mkdtempSync } from "node:fs";
+// alert_webhook_unused): the coordinator refusing its credentials, a state directory that cannot
+// be written, and no job for --alert-no-job-minutes while its polls are answered. The real CLI,
+// the local coordinator.
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -12,12 +13,12 @@ import { hostTestParts, startWebhook } from "../support/webhook.js";
 
 const t = hostTestParts();
 
-function run(url: string, apiKey: string, extra: string[] = []): Spawned {
+function run(url: string, apiKey: string, extra: string[] = [], stateDir?: string): Spawned {
   return spawnCli([
     "run",
     ...["--coordinator", url, "--api-key", apiKey, "--miner-id", "solo", "--gpus", "none"],
     ...["--models", modelsDir, "--threads", "1", "--gpu", "cpu"],
-    ...["--state-dir", mkdtempSync(join(tmpdir(), "one-alerts-"))],
+    ...["--state-dir", stateDir ?? mkdtempSync(join(tmpdir(), "one-alerts-"))],
     ...["--polls-per-minute", "600", "--long-poll", "0", "--heartbeat-interval", "1"],
     ...["--alert-webhook", t.hook!.url, ...extra],
   ]);
@@ -38,6 +39,21 @@ describe("alerts from a one-process host", () => {
       /solo: the coordinator refuses our credentials; mining stopped$/,
     );
     expect(JSON.stringify(t.hook.bodies)).not.toContain("SECRET123");
+  });
+
+  it("a state directory that cannot be written: one alert, and the run exits 73", {
+    timeout: 120_000,
+  }, async () => {
+    t.coordinator = (await coordinatorWithReceipts()).coordinator;
+    t.hook = await startWebhook();
+    // A file where the directory should be: nothing can ever be written there (even as root).
+    const notADir = join(mkdtempSync(join(tmpdir(), "one-alerts-")), "file");
+    writeFileSync(notADir, "");
+    t.miner = run(t.coordinator.url, API_KEY, [], join(notADir, "state"));
+    expect((await t.miner.exit).code).toBe(73);
+    const state = t.hook.bodies.filter((b) => b["alert"] === "state");
+    expect(state).toHaveLength(1);
+    expect(String(state[0]!["text"])).toMatch(/solo: the state directory cannot be written; mining stopped$/);
   });
 
   it("no job for --alert-no-job-minutes 1 while polls are answered: one alert", {
