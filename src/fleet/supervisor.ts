@@ -7,7 +7,7 @@
 // It watches every card's health and drains a sick card's worker (gpu-drain.ts), and answers
 // GET /status and sends alerts from what its workers report (host-watch.ts).
 import { type ChildProcess, spawn } from "node:child_process";
-import { Backoff } from "../backoff.js";
+import { BACKOFF, Backoff } from "../backoff.js";
 import { monotonicNow } from "../clock.js";
 import type { GpuInfoSource } from "../gpu/types.js";
 import type { Logger } from "../log.js";
@@ -89,10 +89,7 @@ export async function runSupervisor(o: SupervisorOptions): Promise<number> {
       spec,
       labels,
       child: null,
-      backoff: new Backoff({
-        baseMs: o.restartBackoff?.baseMs ?? 1000,
-        capMs: o.restartBackoff?.capMs ?? 60_000,
-      }),
+      backoff: new Backoff(o.restartBackoff ?? BACKOFF.workerRestart),
       startedAt: 0,
       lastStatusAt: 0,
       health: null,

@@ -1,7 +1,7 @@
 // The poll loop: while a slot is free and a job can be taken, poll within the coordinator's
 // budget, hand each job over to the miner, and decide from the retry rule what a failed poll
 // means. Moved out of loop.ts (the Miner) so each stays one job and under 450 lines.
-import { Backoff, sleep } from "../backoff.js";
+import { backoffFor, sleep } from "../backoff.js";
 import { CoordinatorError } from "../coordinator/errors.js";
 import type { Job } from "../coordinator/types.js";
 import { describeError } from "../describe-error.js";
@@ -64,7 +64,7 @@ export class PollLoop {
     watch.parked(); // warm-up has its own deadlines
     await Promise.race([warm, sleep(2 ** 31 - 1, c.signal)]);
     const budget = c.budget;
-    const failBackoff = new Backoff({ baseMs: 500, capMs: 30_000 });
+    const failBackoff = backoffFor("poll");
     /** The last round of polls brought a job: more are likely queued. */
     let backlog = false;
     while (!c.isStopping()) {
@@ -134,9 +134,9 @@ export class PollLoop {
           await c.membership.reregister();
           continue;
         }
-        // Upstream answers a poll from a miner it forgot with 500, not 404: a heartbeat tells
-        // (its 404 makes the miner register again).
-        if (error instanceof CoordinatorError && error.kind === "server") c.beatSoon();
+        // The rule says when a failed poll may mean the coordinator forgot us (upstream answers
+        // with 500, not 404): a heartbeat tells (its 404 makes the miner register again).
+        if (verdict.kind === "retry" && verdict.checkMembership) c.beatSoon();
         await c.afterPollError?.(error);
         const delay = verdict.kind === "retry" ? verdict.afterMs : failBackoff.next(null);
         c.log.warn({ event: "poll_failed", err: describeError(error), retryInMs: delay }, "poll failed");

@@ -4,7 +4,7 @@
 // reported again, since upstream accepts a result twice and bills both. A job it lists that
 // nothing here knows is an orphan (handed over in the instant before a crash, or by a poll whose
 // answer was lost): failed back, so it does not stay RUNNING there for ever.
-import { Backoff, sleep } from "../backoff.js";
+import { backoffFor, sleep } from "../backoff.js";
 import { CoordinatorError } from "../coordinator/errors.js";
 import type { CoordinatorClient } from "../coordinator/types.js";
 import { describeError } from "../describe-error.js";
@@ -53,7 +53,7 @@ export type RunningAnswer = { running: Set<string> } | { running: null; why: str
  */
 export async function askRunning(client: CoordinatorClient, signal: AbortSignal): Promise<RunningAnswer> {
   if (!client.runningJobs) return { running: null, why: `the ${client.protocol} dialect has no listing` };
-  const backoff = new Backoff({ baseMs: 500, capMs: 5000 });
+  const backoff = backoffFor("reconcile");
   for (let attempt = 1; ; attempt++) {
     try {
       const ids = await client.runningJobs(signal);
