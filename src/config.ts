@@ -14,6 +14,8 @@ import { DECIMAL_INT } from "./setting-values.js";
 import {
   API_KEY_CREDENTIAL,
   BEARER_TOKEN_CREDENTIAL,
+  CONFIG_ENV,
+  envOf,
   type RunConfigKey,
   SETTINGS,
   settingsShape,
@@ -66,7 +68,7 @@ export interface ResolveInput {
 /** Merge the sources and validate. Throws ConfigError with one line naming the setting. */
 export function resolveRunConfig(input: ResolveInput): RunConfig {
   const env = input.env ?? process.env;
-  const configPath = input.configFile ?? env["AITBC_CONFIG"];
+  const configPath = input.configFile ?? env[CONFIG_ENV];
   const merged: Record<string, unknown> = configPath ? readConfigFile(configPath) : {};
   for (const spec of SETTINGS) {
     const v = env[spec.env];
@@ -195,7 +197,7 @@ function isSecretKey(key: PropertyKey | undefined): boolean {
 function checkCoherence(cfg: RunConfig): void {
   if (dialectTraits(cfg.protocol).authRequired && !cfg.apiKey && !cfg.bearerToken) {
     throw new ConfigError(
-      `an API key is required for --protocol ${cfg.protocol}: --api-key-file FILE, AITBC_API_KEY_FILE or AITBC_API_KEY`,
+      `an API key is required for --protocol ${cfg.protocol}: --api-key-file FILE, ${envOf("apiKeyFile")} or ${envOf("apiKey")}`,
     );
   }
   if (cfg.backend === "llama" && !cfg.models && !cfg.modelMap) {

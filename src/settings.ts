@@ -307,6 +307,14 @@ export function envName(spec: Pick<SettingSpec, "flag">): string {
   return `AITBC_${spec.flag.replace(/^--/, "").replace(/-/g, "_").toUpperCase()}`;
 }
 
+/** A row's environment twin: `stateDir` → `AITBC_STATE_DIR`. */
+export function envOf(key: RunConfigKey): string {
+  return envName(RUN_SETTINGS[key]);
+}
+
+/** --config is no row (it says where the rows are read from), but its twin follows the same rule. */
+export const CONFIG_ENV = envName({ flag: "--config" });
+
 export const SETTINGS: SettingSpec[] = (Object.entries(RUN_SETTINGS) as [RunConfigKey, Row][]).map(
   ([key, row]) => ({
     key,

@@ -3,11 +3,13 @@
 // `run` gets the same answer through config.ts.
 import { readConfigFile } from "./config-file.js";
 import { defaultStateDir } from "./paths.js";
+import { CONFIG_ENV, envOf } from "./settings.js";
 
-export const STATE_DIR_HELP =
-  "state directory with the key and receipts log (default: $AITBC_STATE_DIR, else stateDir in --config, else $XDG_STATE_HOME/aitbc-native-miner)";
+const STATE_DIR_ENV = envOf("stateDir");
 
-export const CONFIG_HELP = "JSON config file whose stateDir applies here too; env AITBC_CONFIG";
+export const STATE_DIR_HELP = `state directory with the key and receipts log (default: $${STATE_DIR_ENV}, else stateDir in --config, else $XDG_STATE_HOME/aitbc-native-miner)`;
+
+export const CONFIG_HELP = `JSON config file whose stateDir applies here too; env ${CONFIG_ENV}`;
 
 export function resolveStateDir(
   flag: string | undefined,
@@ -15,8 +17,8 @@ export function resolveStateDir(
   env: NodeJS.ProcessEnv = process.env,
 ): string {
   if (flag) return flag;
-  if (env["AITBC_STATE_DIR"]) return env["AITBC_STATE_DIR"];
-  const path = configFile ?? env["AITBC_CONFIG"];
+  if (env[STATE_DIR_ENV]) return env[STATE_DIR_ENV];
+  const path = configFile ?? env[CONFIG_ENV];
   const fromFile = path ? readConfigFile(path)["stateDir"] : undefined;
   if (typeof fromFile === "string" && fromFile !== "") return fromFile;
   return defaultStateDir(env);

@@ -8,6 +8,7 @@ import type { Command } from "commander";
 import { ensureTinyModel } from "../backends/tiny-gguf.js";
 import { composeMiner } from "../compose.js";
 import { parseIntFlag, type RunConfig, runSchema } from "../config.js";
+import { DEFAULT_DIALECT, dialectNames, isDialect } from "../coordinator/dialects.js";
 import { startLocalCoordinator } from "../local-coordinator/index.js";
 import { createLogger } from "../log.js";
 import { defaultCacheDir } from "../paths.js";
@@ -28,7 +29,7 @@ interface DemoOptions {
   jobs: string;
   concurrency: string;
   maxTokens: string;
-  protocol: "aitbc" | "claim";
+  protocol: string;
   cacheDir: string;
   verbose?: boolean;
 }
@@ -43,7 +44,7 @@ export function register(program: Command): void {
     .option("--jobs <N>", "jobs to queue (1-50)", "5")
     .option("--concurrency <N>", "jobs in flight at once (1-8)", "2")
     .option("--max-tokens <N>", "tokens per job (1-256)", "24")
-    .option("--protocol <aitbc|claim>", "coordinator dialect to demonstrate", "aitbc")
+    .option(`--protocol <${dialectNames().join("|")}>`, "coordinator dialect to demonstrate", DEFAULT_DIALECT)
     .option("--cache-dir <DIR>", "where the tiny model and demo state live", join(defaultCacheDir(), "demo"))
     .option("--verbose", "show the miner's structured log lines")
     .action(async (opts: DemoOptions) => {
@@ -56,8 +57,7 @@ async function runDemo(opts: DemoOptions): Promise<number> {
   const jobs = parseIntFlag("--jobs", opts.jobs, 1, 50);
   const concurrency = parseIntFlag("--concurrency", opts.concurrency, 1, 8);
   const maxTokens = parseIntFlag("--max-tokens", opts.maxTokens, 1, 256);
-  if (opts.protocol !== "aitbc" && opts.protocol !== "claim")
-    throw new Error("--protocol must be aitbc or claim");
+  if (!isDialect(opts.protocol)) throw new Error(`--protocol must be ${dialectNames().join(" or ")}`);
   const out = (line: string) => process.stdout.write(`${line}\n`);
   const log = createLogger({ level: opts.verbose ? "info" : "warn" });
 

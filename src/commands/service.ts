@@ -6,6 +6,7 @@ import { join, resolve } from "node:path";
 import type { Command } from "commander";
 import { API_KEY_CREDENTIAL, ConfigError, parseIntFlag } from "../config.js";
 import { runShutdownBudgetMs } from "../miner/loop.js";
+import { envOf } from "../settings.js";
 import { packageRoot } from "../version.js";
 
 export const UNIT_PATH = "/etc/systemd/system/aitbc-native-miner.service";
@@ -13,6 +14,9 @@ export const API_KEY_SOURCE = "/etc/aitbc-native-miner/api-key";
 
 /** Room after the miner's own stop budget for node to exit and for a supervisor's margin. */
 export const STOP_MARGIN_S = 10;
+
+/** The settings an environment file usually holds, as the unit's comment and `--install` name them. */
+const USUAL_ENV = `${envOf("coordinator")}, ${envOf("models")}, ${envOf("minerId")}`;
 
 /**
  * TimeoutStopSec that covers the miner's whole shutdown budget (grace period, abort grace, outbox
@@ -53,7 +57,7 @@ Type=simple
 ${identity}
 # Hosts where /dev/nvidia* are 0660 root:video need the group; with 0666 nodes it is harmless.
 SupplementaryGroups=video
-# Settings: AITBC_COORDINATOR, AITBC_MODELS, AITBC_MINER_ID... (chmod 600; no API key here).
+# Settings: ${USUAL_ENV}... (chmod 600; no API key here).
 EnvironmentFile=${o.envFile}
 # The API key is a systemd credential: root-only file on disk, readable by this service only at
 # $CREDENTIALS_DIRECTORY/${API_KEY_CREDENTIAL}, which the miner reads when no key is given.
@@ -63,7 +67,7 @@ StateDirectory=aitbc-native-miner
 StateDirectoryMode=0700
 CacheDirectory=aitbc-native-miner
 CacheDirectoryMode=0700
-Environment=AITBC_STATE_DIR=%S/aitbc-native-miner
+Environment=${envOf("stateDir")}=%S/aitbc-native-miner
 Environment=CUDA_CACHE_PATH=%C/aitbc-native-miner/cuda
 # --grace-period on the command line wins over the environment file, so the stop timeout below
 # always matches the miner's grace period.
@@ -211,7 +215,7 @@ export function register(program: Command): void {
         `wrote ${UNIT_PATH}\nnext:\n` +
           `  sudo install -d -m 700 ${API_KEY_SOURCE.replace(/\/[^/]+$/, "")}\n` +
           `  sudo sh -c 'umask 077; cat > ${API_KEY_SOURCE}'   # paste the API key, then Ctrl-D\n` +
-          `  sudo install -m 600 /dev/null ${opts.envFile}   # then add AITBC_COORDINATOR, AITBC_MODELS...\n` +
+          `  sudo install -m 600 /dev/null ${opts.envFile}   # then add ${USUAL_ENV}...\n` +
           "  sudo systemctl daemon-reload && sudo systemctl enable --now aitbc-native-miner\n" +
           "  journalctl -u aitbc-native-miner -f\n",
       );
