@@ -316,9 +316,8 @@ async function runLocked(cfg: RunConfig, log: Logger, o: OneOptions): Promise<nu
       } finally {
         current = null;
       }
-      // Drained (not stopped): wait for the undrain, then a new miner registers anew.
-      const drained = stopped === null && (host?.drained() ?? null) !== null;
-      await host?.detach(drained ? null : exit.code);
+      // Stopped for a drain (not a signal): after the undrain, a new miner registers anew.
+      const drained = (await host?.detach(exit.code)) === true && stopped === null;
       await composed.close();
       // A wedged backend may hold native work that never ends: do not wait for it to let go.
       if (exit.code === ExitCode.wedged) setTimeout(() => process.exit(ExitCode.wedged), 500).unref();

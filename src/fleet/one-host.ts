@@ -48,6 +48,8 @@ export class OneHost {
   private miner: WatchedMiner | null = null;
   private timer: NodeJS.Timeout | null = null;
   private waiters: (() => void)[] = [];
+  /** The running miner was told to drain: its exit is expected, and an undrain brings another. */
+  private drainSent = false;
 
   private constructor(private readonly o: OneHostOptions) {
     this.watch = new HostWatch({
@@ -89,17 +91,24 @@ export class OneHost {
     const report = () => void this.report();
     this.timer = setInterval(report, STATUS_EVERY_MS);
     this.timer.unref();
+    this.drainSent = false;
     const d = this.drained();
-    if (d) void miner.drain(d.reason, d.failRunning);
+    if (d) this.drainMiner(d);
   }
 
-  /** The miner stopped with `code`: a last status, and an alert when it gave up for good. */
-  async detach(code: number | null): Promise<void> {
+  /**
+   * The miner stopped with `code`: a last status; true when it stopped for a drain (a new one
+   * follows the undrain, which may already have come), else an alert when it gave up for good.
+   */
+  async detach(code: number): Promise<boolean> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     await this.report();
     this.miner = null;
-    if (code !== null && code !== 0) this.watch.exited(this.o.key, code, true);
+    const forDrain = this.drainSent;
+    this.drainSent = false;
+    if (!forDrain && code !== 0) this.watch.exited(this.o.key, code, true);
+    return forDrain;
   }
 
   /** Resolves once the card takes jobs again, or `stop` resolves. */
@@ -133,6 +142,12 @@ export class OneHost {
     await this.watch.close();
   }
 
+  private drainMiner(d: DrainState): void {
+    if (!this.miner) return;
+    this.drainSent = true;
+    void this.miner.drain(d.reason, d.failRunning);
+  }
+
   private async report(): Promise<void> {
     const m = this.miner;
     if (!m) return;
@@ -144,7 +159,7 @@ export class OneHost {
     this.watch.drainChanged(this.o.key, state);
     if (state) {
       this.o.log.warn({ event: "gpu_drained", by: state.by }, `${this.o.cfg.minerId}: ${state.reason}`);
-      void this.miner?.drain(state.reason, state.failRunning);
+      this.drainMiner(state);
       return;
     }
     this.o.log.info({ event: "gpu_undrained" }, `${this.o.cfg.minerId} takes jobs again`);
