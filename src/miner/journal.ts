@@ -1,8 +1,8 @@
 // Claim journal (docs/architecture.md#durability-rules): a job is on disk from the moment it is ours until it has a result in
 // the outbox or was reported failed, so a restart knows what it had taken on.
-import { join } from "node:path";
 import { z } from "zod";
-import { type CorruptRecord, DurableStore, LOG_NAME } from "./durable-store.js";
+import { DurableRecords } from "./durable-records.js";
+import type { CorruptRecord } from "./durable-store.js";
 
 export interface ClaimedJob {
   jobId: string;
@@ -29,46 +29,14 @@ const schema = z.object({
   cancelledAt: z.number().optional(),
 });
 
-export class ClaimJournal {
-  private readonly store: DurableStore<ClaimedJob>;
-
-  constructor(readonly dir: string) {
-    this.store = new DurableStore(dir, (v) => {
-      const r = schema.safeParse(v);
-      return r.success ? (r.data as ClaimedJob) : null;
-    });
-  }
-
-  open(): Promise<void> {
-    return this.store.open();
-  }
-
-  close(): Promise<void> {
-    return this.store.close();
-  }
-
-  /** The log a probe of the state must find appendable. */
-  get logPath(): string {
-    return join(this.dir, LOG_NAME);
-  }
-
-  /** Told of each write that failed, and its file (the miner then takes no job until it heals). */
-  onFault(listener: (err: unknown, file: string) => void): void {
-    this.store.onFault = listener;
-  }
-
-  /** fsyncs made so far (file, directory): the bench reports them per job. */
-  fsyncCounts(): { files: number; dirs: number } {
-    return this.store.fsyncCounts();
+export class ClaimJournal extends DurableRecords<ClaimedJob> {
+  constructor(dir: string) {
+    super(dir, schema);
   }
 
   /** Throws at once (not in the promise) on a job that cannot be serialized. */
   record(job: ClaimedJob): Promise<void> {
     return this.store.put(job.jobId, job);
-  }
-
-  remove(jobId: string): Promise<void> {
-    return this.store.remove(jobId);
   }
 
   /**

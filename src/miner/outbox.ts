@@ -5,7 +5,8 @@ import { promises as fs } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import type { CompletedJob } from "../coordinator/types.js";
-import { type CorruptRecord, DurableStore, LOG_NAME } from "./durable-store.js";
+import { DurableRecords } from "./durable-records.js";
+import type { CorruptRecord } from "./durable-store.js";
 
 const completedJobSchema = z.object({
   jobId: z.string().min(1),
@@ -27,45 +28,13 @@ const completedJobSchema = z.object({
   receipt: z.record(z.string(), z.unknown()),
 });
 
-export class Outbox {
-  private readonly store: DurableStore<CompletedJob>;
-
-  constructor(readonly dir: string) {
-    this.store = new DurableStore(dir, (v) => {
-      const r = completedJobSchema.safeParse(v);
-      return r.success ? (r.data as CompletedJob) : null;
-    });
-  }
-
-  open(): Promise<void> {
-    return this.store.open();
-  }
-
-  close(): Promise<void> {
-    return this.store.close();
-  }
-
-  /** The log a probe of the state must find appendable. */
-  get logPath(): string {
-    return join(this.dir, LOG_NAME);
-  }
-
-  /** Told of each write that failed, and its file (the miner then takes no job until it heals). */
-  onFault(listener: (err: unknown, file: string) => void): void {
-    this.store.onFault = listener;
-  }
-
-  /** fsyncs made so far (file, directory): the bench reports them per job. */
-  fsyncCounts(): { files: number; dirs: number } {
-    return this.store.fsyncCounts();
+export class Outbox extends DurableRecords<CompletedJob> {
+  constructor(dir: string) {
+    super(dir, completedJobSchema);
   }
 
   put(result: CompletedJob): Promise<void> {
     return this.store.put(result.jobId, result);
-  }
-
-  remove(jobId: string): Promise<void> {
-    return this.store.remove(jobId);
   }
 
   has(jobId: string): Promise<boolean> {
