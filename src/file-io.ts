@@ -71,3 +71,19 @@ export async function replaceFile(tmp: string, path: string, data: Buffer): Prom
   }
   return fh;
 }
+
+/**
+ * Replace `path` whole, on this thread (a temp file beside it, fsync, rename): a reader or a
+ * crash sees the old bytes or the new, never part of them.
+ */
+export function writeFileAtomicSync(path: string, data: Buffer | string, mode: number): void {
+  const tmp = `${path}.${process.pid}.${Date.now()}.tmp`;
+  const fd = nodeFs.openSync(tmp, "w", mode);
+  try {
+    nodeFs.writeFileSync(fd, data);
+    nodeFs.fsyncSync(fd);
+  } finally {
+    nodeFs.closeSync(fd);
+  }
+  nodeFs.renameSync(tmp, path);
+}

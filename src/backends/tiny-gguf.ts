@@ -6,17 +6,9 @@
 // and tensor list come from gguf/ (shared with the streaming generator for real shapes); the
 // weights are drawn here per element, which only small models can afford.
 import { createHash } from "node:crypto";
-import {
-  closeSync,
-  existsSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { writeFileAtomicSync } from "../file-io.js";
 import { seededRandom } from "../prng.js";
 import { encodeGgufHeader, GGUF_ALIGNMENT, type TensorInfo } from "./gguf/encode.js";
 import { encodeF16, GGML_TYPE } from "./gguf/quant.js";
@@ -162,15 +154,7 @@ export function encodeTinyGguf(opts: TinyModelOptions = {}): Buffer {
 
 function writeAtomic(path: string, data: Buffer | string): void {
   mkdirSync(dirname(path), { recursive: true });
-  const tmp = `${path}.${process.pid}.${Date.now()}.tmp`;
-  const fd = openSync(tmp, "w", 0o644);
-  try {
-    writeFileSync(fd, data);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
+  writeFileAtomicSync(path, data, 0o644);
 }
 
 /** Write the model to `path` atomically (temp file + rename). */

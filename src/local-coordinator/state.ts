@@ -2,8 +2,9 @@
 // is rewritten atomically (tmp + fsync + rename) after each change and loaded on start, so a
 // coordinator killed with SIGKILL and restarted keeps its jobs.
 import { randomUUID } from "node:crypto";
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { z } from "zod";
+import { writeFileAtomicSync } from "../file-io.js";
 
 /** CANCELED: a client cancelled it while QUEUED or RUNNING (upstream's spelling). */
 export type JobState = "QUEUED" | "RUNNING" | "COMPLETED" | "FAILED" | "CANCELED";
@@ -109,15 +110,7 @@ export class CoordinatorState {
       jobs: [...this.jobs.values()],
       miners: [...this.miners.values()],
     });
-    const tmp = `${this.stateFile}.${process.pid}.tmp`;
-    const fd = openSync(tmp, "w", 0o600);
-    try {
-      writeSync(fd, body);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, this.stateFile);
+    writeFileAtomicSync(this.stateFile, body, 0o600);
   }
 
   addJob(job: NewJob, now: number): LocalJob {
