@@ -7,7 +7,7 @@ import { InvalidArgumentError, Option } from "commander";
 import { type InferenceSummary, probeInference, summarize } from "../compute-check.js";
 import { toPrometheus } from "../gpu/gpu-metrics.js";
 import { createGpuInfoSource, GpuHealthMonitor } from "../gpu/index.js";
-import { toTable, toTelemetryJson } from "../gpu/telemetry-format.js";
+import { TELEMETRY_SCHEMA, toTable, toTelemetryJson } from "../gpu/telemetry-format.js";
 import type { GpuInfoSource, GpuSnapshot } from "../gpu/types.js";
 import { silentLogger } from "../log.js";
 
@@ -132,7 +132,7 @@ export function register(program: Command): void {
   program
     .command("telemetry")
     .description("show GPU state (NVML; nvidia-smi fallback): table, --json or --prometheus")
-    .option("--json", "print the stable JSON document (schema aitbc-telemetry/2, see docs/telemetry.md)")
+    .option("--json", `print the stable JSON document (schema ${TELEMETRY_SCHEMA}, see docs/telemetry.md)`)
     .option(
       "--prometheus",
       "print Prometheus text exposition (DCGM-exporter metric names; the GPU series of /metrics)",

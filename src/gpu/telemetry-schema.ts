@@ -1,4 +1,4 @@
-// The `telemetry --json` document (docs/telemetry.md, "aitbc-telemetry/2"), defined once: the zod
+// The `telemetry --json` document (docs/telemetry.md), defined once: the zod
 // schema is the contract (strict: an undocumented key fails), and its types are inferred from it.
 // Facts the nested groups below do not place (fanPct, totalEnergyMj, and any fact added later)
 // are keys of each GPU under their one NVML name (nvml-fields.ts).
