@@ -1,8 +1,9 @@
 // A one-process host without a GPU (--gpus none) sends webhook alerts too (it used to log
 // alert_webhook_unused): the coordinator refusing its credentials, a state directory that cannot
-// be written, and no job for --alert-no-job-minutes while its polls are answered. The real CLI,
+// be written or fills up while it runs, and no job for --alert-no-job-minutes while its polls are answered. The real CLI,
 // the local coordinator.
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -12,6 +13,16 @@ import { API_KEY, coordinatorWithReceipts, modelsDir } from "../support/harness.
 import { hostTestParts, startWebhook } from "../support/webhook.js";
 
 const t = hostTestParts();
+
+/** Whether this process may mount a tmpfs (root on Linux). */
+function canMount(): boolean {
+  if (process.platform !== "linux") return false;
+  const d = mkdtempSync(join(tmpdir(), "mount-probe-"));
+  const ok = spawnSync("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", d]).status === 0;
+  if (ok) spawnSync("umount", [d]);
+  rmSync(d, { recursive: true, force: true });
+  return ok;
+}
 
 function run(url: string, apiKey: string, extra: string[] = [], stateDir?: string): Spawned {
   return spawnCli([
@@ -55,6 +66,33 @@ describe("alerts from a one-process host", () => {
     expect(state).toHaveLength(1);
     expect(String(state[0]!["text"])).toMatch(/solo: the state directory cannot be written; mining stopped$/);
   });
+
+  // A 16 MiB tmpfs is below the free space the miner keeps (64 MiB): full from the start.
+  it.runIf(canMount())(
+    "a full state directory while it runs: one alert, mining paused",
+    { timeout: 120_000 },
+    async () => {
+      t.coordinator = (await coordinatorWithReceipts()).coordinator;
+      t.hook = await startWebhook();
+      const small = mkdtempSync(join(tmpdir(), "one-alerts-tmpfs-"));
+      expect(spawnSync("mount", ["-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", small]).status).toBe(0);
+      try {
+        t.miner = run(t.coordinator.url, API_KEY, [], small);
+        await until("the state alert", () =>
+          t.hook!.bodies.some((b) => b["alert"] === "state") ? true : null,
+        );
+        const state = t.hook.bodies.filter((b) => b["alert"] === "state");
+        expect(String(state[0]!["text"])).toMatch(
+          /solo: the state directory is full or read-only; mining is paused$/,
+        );
+        t.miner.child.kill("SIGTERM");
+        await t.miner.exit;
+        expect(t.hook.bodies.filter((b) => b["alert"] === "state")).toHaveLength(1);
+      } finally {
+        spawnSync("umount", [small]);
+      }
+    },
+  );
 
   it("no job for --alert-no-job-minutes 1 while polls are answered: one alert", {
     timeout: 240_000,
