@@ -54,34 +54,44 @@ function skipValue(text: string, i: number): number {
 }
 
 /**
+ * Walk the members of the top-level object of `text` in order, telling `visit` each name and where
+ * its value's text lies. True when the object closes cleanly; false when the text is no object or
+ * breaks off (truncated, malformed, or `visit` threw): the members visited before stand.
+ */
+function eachMember(text: string, visit: (name: unknown, start: number, end: number) => void): boolean {
+  try {
+    let p = skipWs(text, 0);
+    if (text[p] !== "{") return false;
+    p = skipWs(text, p + 1);
+    if (text[p] === "}") return true;
+    for (;;) {
+      const keyEnd = skipString(text, p);
+      const name: unknown = JSON.parse(text.slice(p, keyEnd));
+      p = skipWs(text, keyEnd);
+      if (text[p] !== ":") return false;
+      p = skipWs(text, p + 1);
+      const valueEnd = skipValue(text, p);
+      visit(name, p, valueEnd);
+      p = skipWs(text, valueEnd);
+      if (text[p] === ",") p = skipWs(text, p + 1);
+      else return text[p] === "}";
+    }
+  } catch {
+    return false;
+  }
+}
+
+/**
  * The raw text of the value of `key` in the top-level object of `text`, or null when the
  * key is absent, its value is JSON null, or the text is not a JSON object. The last occurrence
  * wins, as with JSON.parse.
  */
 export function rawMemberText(text: string, key: string): string | null {
-  try {
-    let p = skipWs(text, 0);
-    if (text[p] !== "{") return null;
-    p = skipWs(text, p + 1);
-    let found: string | null = null;
-    if (text[p] === "}") return null;
-    for (;;) {
-      const keyEnd = skipString(text, p);
-      const name: unknown = JSON.parse(text.slice(p, keyEnd));
-      p = skipWs(text, keyEnd);
-      if (text[p] !== ":") return null;
-      p = skipWs(text, p + 1);
-      const valueEnd = skipValue(text, p);
-      if (name === key) found = text.slice(p, valueEnd);
-      p = skipWs(text, valueEnd);
-      if (text[p] === ",") p = skipWs(text, p + 1);
-      else if (text[p] === "}") break;
-      else return null;
-    }
-    return found === "null" ? null : found;
-  } catch {
-    return null;
-  }
+  let found: string | null = null;
+  const whole = eachMember(text, (name, start, end) => {
+    if (name === key) found = text.slice(start, end);
+  });
+  return !whole || found === "null" ? null : found;
 }
 
 /**
@@ -91,24 +101,8 @@ export function rawMemberText(text: string, key: string): string | null {
  */
 export function topLevelStringMember(text: string, key: string): string | null {
   let found: string | null = null;
-  try {
-    let p = skipWs(text, 0);
-    if (text[p] !== "{") return null;
-    p = skipWs(text, p + 1);
-    while (p < text.length && text[p] !== "}") {
-      const keyEnd = skipString(text, p);
-      const name: unknown = JSON.parse(text.slice(p, keyEnd));
-      p = skipWs(text, keyEnd);
-      if (text[p] !== ":") return found;
-      p = skipWs(text, p + 1);
-      const valueEnd = skipValue(text, p);
-      if (name === key && text[p] === '"') found = JSON.parse(text.slice(p, valueEnd)) as string;
-      p = skipWs(text, valueEnd);
-      if (text[p] === ",") p = skipWs(text, p + 1);
-      else break;
-    }
-  } catch {
-    // Truncated or malformed past this point: what was read before stands.
-  }
+  eachMember(text, (name, start, end) => {
+    if (name === key && text[start] === '"') found = JSON.parse(text.slice(start, end)) as string;
+  });
   return found;
 }

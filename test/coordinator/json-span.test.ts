@@ -1,7 +1,7 @@
 // The lossless member scanner that carries coordinator receipts byte for byte.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { rawMemberText } from "../../src/coordinator/json-span.js";
+import { rawMemberText, topLevelStringMember } from "../../src/coordinator/json-span.js";
 
 describe("rawMemberText", () => {
   it("returns the exact text of a top-level member, last one wins", () => {
@@ -38,5 +38,17 @@ describe("rawMemberText", () => {
       ),
       { numRuns: 300 },
     );
+  });
+});
+
+describe("topLevelStringMember", () => {
+  it("reads as far as the text goes: members before a break stand, only strings count", () => {
+    expect(topLevelStringMember('{"job_id":"j-1","payload":{"prompt":"cut', "job_id")).toBe("j-1");
+    expect(topLevelStringMember('{"job_id":"j-1","payload":1,"job_id":"j-2"}', "job_id")).toBe("j-2");
+    expect(topLevelStringMember('{"payload":1,"job_id":"j-1",}', "job_id")).toBe("j-1");
+    expect(topLevelStringMember('{"job_id":7}', "job_id")).toBeNull();
+    expect(topLevelStringMember('{"job_id":"j-1" "x":1}', "job_id")).toBe("j-1");
+    expect(topLevelStringMember('{"payload":"cut before the id', "job_id")).toBeNull();
+    expect(topLevelStringMember('["job_id","j-1"]', "job_id")).toBeNull();
   });
 });
