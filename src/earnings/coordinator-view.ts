@@ -156,22 +156,21 @@ export function compareJobs(
 ): Issue[] {
   if (!view.completedJobs.ok) return [];
   const listed = new Set(view.completedJobs.value);
-  const issues: Issue[] = [];
-  for (const id of listed)
-    if (!minerJobs.has(id))
-      issues.push({
-        kind: "missing_receipt",
-        gpu,
-        jobId: id,
-        detail: `the coordinator lists it as completed by ${view.minerId}; no receipt here`,
-      });
-  for (const id of receiptJobs)
-    if (!listed.has(id))
-      issues.push({
-        kind: "unmatched_receipt",
-        gpu,
-        jobId: id,
-        detail: `signed by the coordinator, but not among ${view.minerId}'s completed jobs there`,
-      });
-  return issues;
+  /** One issue for each id of `ids` that `other` lacks. */
+  const lacking = (ids: Iterable<string>, other: ReadonlySet<string>, kind: Issue["kind"], detail: string) =>
+    [...ids].filter((id) => !other.has(id)).map<Issue>((id) => ({ kind, gpu, jobId: id, detail }));
+  return [
+    ...lacking(
+      listed,
+      minerJobs,
+      "missing_receipt",
+      `the coordinator lists it as completed by ${view.minerId}; no receipt here`,
+    ),
+    ...lacking(
+      receiptJobs,
+      listed,
+      "unmatched_receipt",
+      `signed by the coordinator, but not among ${view.minerId}'s completed jobs there`,
+    ),
+  ];
 }
