@@ -5,17 +5,12 @@
 // `gpu undrain 2` brings the worker back (it registers anew and runs the requeued job). An
 // application Xid 13 on card 1 drains nothing; `gpu drain host-gpu3` takes a healthy card out.
 
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import type { CoordinatorEvent } from "../../src/local-coordinator/index.js";
 import { appendFakeEvents, EVENT_XID } from "../fake-nvml/config.js";
 import { runCli } from "../support/cli.js";
-import { get, startFleetHost, until } from "../support/fleet.js";
-import { tmp } from "../support/gpu.js";
-import { coordinatorWithReceipts, inferenceJob } from "../support/harness.js";
-import { freePort } from "../support/proxy.js";
-import { hostTestParts, startWebhook } from "../support/webhook.js";
+import { drainRig, get, until } from "../support/fleet.js";
+import { inferenceJob } from "../support/harness.js";
+import { hostTestParts } from "../support/webhook.js";
 
 const t = hostTestParts();
 
@@ -25,29 +20,13 @@ describe("a sick card drains itself", () => {
   it("Xid 79 on card 2 of 4 mid-job: drained, deregistered, others mine on, says why once, undrain brings it back; Xid 13 drains nothing", {
     timeout: 300_000,
   }, async () => {
-    const events: CoordinatorEvent[] = [];
-    t.coordinator = (
-      await coordinatorWithReceipts({ requeueOnFail: true, onEvent: (e) => events.push(e) })
-    ).coordinator;
-    t.hook = await startWebhook();
-    const eventsFile = join(tmp, `drain-events-${process.pid}.txt`);
-    writeFileSync(eventsFile, "");
-    const port = await freePort();
-    const base = `http://127.0.0.1:${port}`;
-    const host = startFleetHost({
-      url: t.coordinator.url,
-      port,
-      cards: 4,
-      eventsFile,
-      extra: ["--alert-webhook", t.hook.url],
-      env: { AITBC_GPU_HEALTH_INTERVAL_MS: "1000" },
-    });
-    t.miner = host;
-    await until("four registrations", () => (t.coordinator!.miners().length === 4 ? true : null));
+    const { coordinator, hook, events, eventsFile, port, base, start } = await drainRig(t, "drain");
+    const host = start(4);
+    await until("four registrations", () => (coordinator.miners().length === 4 ? true : null));
     await until("readyz 200", async () => ((await get(`${base}/readyz`)).status === 200 ? true : null));
 
     // A long job on card 2; the Xid lands once it has started there.
-    const long = t.coordinator.enqueue({
+    const long = coordinator.enqueue({
       payload: { model: "tiny", prompt: "a long one", max_tokens: 480, temperature: 0 },
       constraints: L4,
     });
@@ -56,7 +35,7 @@ describe("a sick card drains itself", () => {
     const t0 = performance.now();
     appendFakeEvents(eventsFile, [{ index: 2, type: EVENT_XID, data: 79 }]);
     // Work for the other cards meanwhile (no constraint: any worker that polls may take it).
-    const others = Array.from({ length: 6 }, (_, i) => t.coordinator!.enqueue(inferenceJob(100 + i)));
+    const others = Array.from({ length: 6 }, (_, i) => coordinator.enqueue(inferenceJob(100 + i)));
 
     await until("card 2's worker deregistered", () =>
       events.some((e) => e.type === "deregistered" && e.minerId === "host-gpu2") ? true : null,
@@ -66,7 +45,7 @@ describe("a sick card drains itself", () => {
     const failed = events.find((e) => e.type === "failed" && e.jobId === long);
     expect(failed).toMatchObject({ minerId: "host-gpu2", errorCode: "gpu_unavailable", requeued: true });
     expect(
-      t.coordinator
+      coordinator
         .miners()
         .map((m) => m.minerId)
         .sort(),
@@ -74,10 +53,10 @@ describe("a sick card drains itself", () => {
 
     // The other three mine on and lose nothing.
     await until("the other cards' jobs completed", () =>
-      others.every((id) => t.coordinator!.job(id)?.state === "COMPLETED") ? true : null,
+      others.every((id) => coordinator.job(id)?.state === "COMPLETED") ? true : null,
     );
-    for (const id of others) expect(t.coordinator.job(id)!.minerId).not.toBe("host-gpu2");
-    expect(t.coordinator.job(long)!.state).toBe("QUEUED"); // only card 2 matches it: it waits
+    for (const id of others) expect(coordinator.job(id)!.minerId).not.toBe("host-gpu2");
+    expect(coordinator.job(long)!.state).toBe("QUEUED"); // only card 2 matches it: it waits
 
     // Why, once: one log line, /readyz, /status, the status command, the gauge, one alert.
     const ready = await get(`${base}/readyz`);
@@ -103,25 +82,25 @@ describe("a sick card drains itself", () => {
     const metrics = (await get(`${base}/metrics`)).text;
     expect(metrics).toMatch(/aitbc_gpu_health\{gpu="2",UUID="[^"]+",state="lost"\} 1/);
     expect(metrics).toMatch(/aitbc_gpu_health\{gpu="1",UUID="[^"]+",state="healthy"\} 1/);
-    await until("the drain alert", () => (t.hook!.bodies.length > 0 ? true : null));
-    const drainAlerts = () => t.hook!.bodies.filter((b) => String(b["text"]).includes("drained"));
+    await until("the drain alert", () => (hook.bodies.length > 0 ? true : null));
+    const drainAlerts = () => hook.bodies.filter((b) => String(b["text"]).includes("drained"));
     expect(drainAlerts()).toHaveLength(1);
     expect(String(drainAlerts()[0]!["text"])).toContain("host-gpu2: GPU 2 drained: Xid 79");
-    expect(JSON.stringify(t.hook.bodies)).not.toContain("test-key"); // no credential in any alert
+    expect(JSON.stringify(hook.bodies)).not.toContain("test-key"); // no credential in any alert
 
     // The operator on this host undrains it.
     const undrain = await runCli(["gpu", "undrain", "2", "--metrics-port", String(port)]);
     expect(undrain.stderr).toBe("");
     expect(undrain.code).toBe(0);
     await until("card 2 registered again", () =>
-      t.coordinator!.miners().some((m) => m.minerId === "host-gpu2") ? true : null,
+      coordinator.miners().some((m) => m.minerId === "host-gpu2") ? true : null,
     );
     await until("the requeued job completed on card 2", () =>
-      t.coordinator!.job(long)?.state === "COMPLETED" ? true : null,
+      coordinator.job(long)?.state === "COMPLETED" ? true : null,
     );
-    expect(t.coordinator.job(long)!.minerId).toBe("host-gpu2");
+    expect(coordinator.job(long)!.minerId).toBe("host-gpu2");
     await until("the back alert", () =>
-      t.hook!.bodies.some((b) => String(b["text"]).includes("takes jobs again")) ? true : null,
+      hook.bodies.some((b) => String(b["text"]).includes("takes jobs again")) ? true : null,
     );
     expect(drainAlerts()).toHaveLength(1);
 
@@ -130,22 +109,22 @@ describe("a sick card drains itself", () => {
     await until("the Xid 13 seen", () =>
       /"event":"gpu_health_event".*"xid":13/.test(host.stderr()) ? true : null,
     );
-    const a100 = t.coordinator.enqueue(inferenceJob(200, {}));
-    const onA100 = t.coordinator.enqueue({
+    const a100 = coordinator.enqueue(inferenceJob(200, {}));
+    const onA100 = coordinator.enqueue({
       ...inferenceJob(201),
       constraints: { gpu: "NVIDIA A100-SXM4-40GB" },
     });
     await until("jobs after the Xid 13", () =>
-      [a100, onA100].every((id) => t.coordinator!.job(id)?.state === "COMPLETED") ? true : null,
+      [a100, onA100].every((id) => coordinator.job(id)?.state === "COMPLETED") ? true : null,
     );
-    expect(t.coordinator.job(onA100)!.minerId).toBe("host-gpu1");
+    expect(coordinator.job(onA100)!.minerId).toBe("host-gpu1");
     expect(
       host
         .stderr()
         .split("\n")
         .filter((l) => l.includes('"event":"gpu_drained"')),
     ).toHaveLength(1);
-    expect(t.coordinator.miners()).toHaveLength(4);
+    expect(coordinator.miners()).toHaveLength(4);
 
     // The operator's drain of a healthy card, then an ID the host does not have.
     const drain3 = await runCli(["gpu", "drain", "host-gpu3", "--metrics-port", String(port)]);
@@ -161,10 +140,10 @@ describe("a sick card drains itself", () => {
     expect(bad.stderr).toBe('gpu drain: no worker or GPU "9" on this host\n');
     expect((await runCli(["gpu", "undrain", "3", "--metrics-port", String(port)])).code).toBe(0);
     await until("card 3 registered again", () =>
-      t.coordinator!.miners().some((m) => m.minerId === "host-gpu3") ? true : null,
+      coordinator.miners().some((m) => m.minerId === "host-gpu3") ? true : null,
     );
 
-    t.miner.child.kill("SIGTERM");
-    expect((await t.miner.exit).code).toBe(0);
+    host.child.kill("SIGTERM");
+    expect((await host.exit).code).toBe(0);
   });
 });

@@ -4,17 +4,11 @@
 // "drained" alert; `gpu undrain 0` brings a new miner (it registers anew and runs the requeued job)
 // and a "back" alert. `gpu drain 0` by the operator survives a restart: the next start does not
 // register until `gpu undrain 0`.
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import type { CoordinatorEvent } from "../../src/local-coordinator/index.js";
 import { appendFakeEvents, EVENT_XID } from "../fake-nvml/config.js";
 import { runCli } from "../support/cli.js";
-import { get, startFleetHost, until } from "../support/fleet.js";
-import { tmp } from "../support/gpu.js";
-import { coordinatorWithReceipts } from "../support/harness.js";
-import { freePort } from "../support/proxy.js";
-import { hostTestParts, startWebhook } from "../support/webhook.js";
+import { drainRig, get, until } from "../support/fleet.js";
+import { hostTestParts } from "../support/webhook.js";
 
 const t = hostTestParts();
 
@@ -22,34 +16,15 @@ describe("a one-GPU host drains its sick card", () => {
   it("Xid 79 mid-job: job failed gpu_unavailable, deregistered, /readyz says why, one alert; undrain brings a new miner; the operator's drain survives a restart", {
     timeout: 300_000,
   }, async () => {
-    const events: CoordinatorEvent[] = [];
-    t.coordinator = (
-      await coordinatorWithReceipts({ requeueOnFail: true, onEvent: (e) => events.push(e) })
-    ).coordinator;
-    t.hook = await startWebhook();
-    const eventsFile = join(tmp, `drain-one-events-${process.pid}.txt`);
-    writeFileSync(eventsFile, "");
-    const port = await freePort();
-    const base = `http://127.0.0.1:${port}`;
-    const start = (stateDir?: string) =>
-      startFleetHost({
-        url: t.coordinator!.url,
-        port,
-        cards: 1,
-        eventsFile,
-        extra: ["--alert-webhook", t.hook!.url],
-        env: { AITBC_GPU_HEALTH_INTERVAL_MS: "1000" },
-        ...(stateDir ? { stateDir } : {}),
-      });
-    const host = start();
-    t.miner = host;
-    const registered = () => t.coordinator!.miners().map((m) => m.minerId);
+    const { coordinator, hook, events, eventsFile, port, base, start } = await drainRig(t, "drain-one");
+    const host = start(1);
+    const registered = () => coordinator.miners().map((m) => m.minerId);
     await until("registered", () => (registered().length === 1 ? true : null));
     const id = registered()[0]!;
     expect(host.stderr()).not.toContain("alert_webhook_unused");
     await until("readyz 200", async () => ((await get(`${base}/readyz`)).status === 200 ? true : null));
 
-    const long = t.coordinator.enqueue({
+    const long = coordinator.enqueue({
       payload: { model: "tiny", prompt: "a long one", max_tokens: 480, temperature: 0 },
     });
     await until("the job running", () => (/"event":"job_started"/.test(host.stderr()) ? true : null));
@@ -70,20 +45,20 @@ describe("a one-GPU host drains its sick card", () => {
     expect((await get(`${base}/metrics`)).text).toMatch(
       /aitbc_gpu_health\{gpu="0",UUID="[^"]+",state="lost"\} 1/,
     );
-    await until("the drain alert", () => (t.hook!.bodies.length > 0 ? true : null));
-    const drainAlerts = () => t.hook!.bodies.filter((b) => b["alert"] === "drained");
+    await until("the drain alert", () => (hook.bodies.length > 0 ? true : null));
+    const drainAlerts = () => hook.bodies.filter((b) => b["alert"] === "drained");
     expect(drainAlerts()).toHaveLength(1);
     expect(String(drainAlerts()[0]!["text"])).toContain(`${id}: GPU 0 drained: Xid 79`);
-    expect(JSON.stringify(t.hook.bodies)).not.toContain("test-key");
+    expect(JSON.stringify(hook.bodies)).not.toContain("test-key");
 
     const undrain = await runCli(["gpu", "undrain", "0", "--metrics-port", String(port)]);
     expect(undrain.stderr).toBe("");
     expect(undrain.code).toBe(0);
     await until("registered again", () => (registered().includes(id) ? true : null));
     await until("the requeued job completed", () =>
-      t.coordinator!.job(long)?.state === "COMPLETED" ? true : null,
+      coordinator.job(long)?.state === "COMPLETED" ? true : null,
     );
-    await until("the back alert", () => (t.hook!.bodies.some((b) => b["alert"] === "back") ? true : null));
+    await until("the back alert", () => (hook.bodies.some((b) => b["alert"] === "back") ? true : null));
     await until("readyz 200 again", async () => ((await get(`${base}/readyz`)).status === 200 ? true : null));
 
     // The operator's drain, then a restart on the same state: still drained until undrained.
@@ -93,8 +68,7 @@ describe("a one-GPU host drains its sick card", () => {
     host.child.kill("SIGTERM");
     expect((await host.exit).code).toBe(0);
 
-    const again = start(host.stateDir);
-    t.miner = again;
+    const again = start(1, host.stateDir);
     await until("readyz answers 503 with the kept drain", async () => {
       const r = await get(`${base}/readyz`);
       return r.status === 503 && r.text.includes("drained by the operator") ? true : null;

@@ -1,12 +1,17 @@
 // A multi-GPU host for the fleet tests: `run` on the fake NVML with up to four cards (one worker
-// per card under its supervisor), plus the small waits and metric sums those tests share.
-import { mkdtempSync } from "node:fs";
+// per card under its supervisor), plus the small waits and metric sums those tests share, and the
+// rig the drain tests share (coordinator, webhook, events file).
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { CoordinatorEvent, LocalCoordinator } from "../../src/local-coordinator/index.js";
 import { fakeDevice, writeFakeNvmlConfig } from "../fake-nvml/config.js";
 import { fakeNvmlPaths } from "../setup/fake-nvml.js";
 import { type Spawned, spawnCli } from "./cli.js";
-import { API_KEY, modelsDir, repoRoot } from "./harness.js";
+import { tmp } from "./gpu.js";
+import { API_KEY, coordinatorWithReceipts, modelsDir, repoRoot } from "./harness.js";
+import { freePort } from "./proxy.js";
+import { type HostTestParts, startWebhook, type Webhook } from "./webhook.js";
 
 export const FLEET_GPU_NAMES = ["NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-40GB", "NVIDIA L4"];
 /** A fourth card (cards: 4), for the health tests. */
@@ -82,4 +87,50 @@ export function sum(metrics: string, name: string, labels: Record<string, string
     total += Number(line.slice(line.lastIndexOf(" ") + 1));
   }
   return total;
+}
+
+/** A drain test's host: a coordinator that requeues failed jobs, a webhook, an events file. */
+export interface DrainRig {
+  coordinator: LocalCoordinator;
+  hook: Webhook;
+  events: CoordinatorEvent[];
+  eventsFile: string;
+  port: number;
+  base: string;
+  /** `run` with `cards` fake cards, alerts to the webhook, health read every second. */
+  start(cards: number, stateDir?: string): Spawned & { stateDir: string };
+}
+
+/** Fills `t` (stopped after each test) and returns the rig. */
+export async function drainRig(t: HostTestParts, name: string): Promise<DrainRig> {
+  const events: CoordinatorEvent[] = [];
+  const coordinator = (await coordinatorWithReceipts({ requeueOnFail: true, onEvent: (e) => events.push(e) }))
+    .coordinator;
+  t.coordinator = coordinator;
+  const hook = await startWebhook();
+  t.hook = hook;
+  const eventsFile = join(tmp, `${name}-events-${process.pid}.txt`);
+  writeFileSync(eventsFile, "");
+  const port = await freePort();
+  return {
+    coordinator,
+    hook,
+    events,
+    eventsFile,
+    port,
+    base: `http://127.0.0.1:${port}`,
+    start: (cards, stateDir) => {
+      const host = startFleetHost({
+        url: coordinator.url,
+        port,
+        cards,
+        eventsFile,
+        extra: ["--alert-webhook", hook.url],
+        env: { AITBC_GPU_HEALTH_INTERVAL_MS: "1000" },
+        ...(stateDir ? { stateDir } : {}),
+      });
+      t.miner = host;
+      return host;
+    },
+  };
 }
