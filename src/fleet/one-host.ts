@@ -114,7 +114,14 @@ export class OneHost {
   /** Resolves once the card takes jobs again, or `stop` resolves. */
   async untilUndrained(stop: Promise<unknown>): Promise<void> {
     if (!this.drained()) return;
-    await Promise.race([stop, new Promise<void>((r) => this.waiters.push(r))]);
+    // Nothing else may hold the event loop now (the miner is gone, the health watch's timer is
+    // unref'd, the ops port may be off): without this the process would end with exit 0.
+    const keepAlive = setInterval(() => undefined, 60_000);
+    try {
+      await Promise.race([stop, new Promise<void>((r) => this.waiters.push(r))]);
+    } finally {
+      clearInterval(keepAlive);
+    }
   }
 
   /** /healthz and /readyz: the miner's answer, or why there is none (drained, starting). */

@@ -25,7 +25,12 @@ afterEach(async () => {
 function startGpuMiner(
   url: string,
   devices: ReturnType<typeof fakeDevice>[],
-  o: { computeAsNvml?: boolean; args?: string[]; driver?: [string, number] } = {},
+  o: {
+    computeAsNvml?: boolean;
+    args?: string[];
+    driver?: [string, number];
+    env?: Record<string, string>;
+  } = {},
 ): Spawned {
   const dir = mkdtempSync(join(tmpdir(), "gpu-miner-"));
   const [driver, cuda] = o.driver ?? ["550.54.15", 12040];
@@ -145,9 +150,15 @@ describe("GPU host (fake NVML)", () => {
       .filter((l) => l.includes('"event":"gpu_drained"'));
     expect(drained).toHaveLength(1);
     expect(drained[0]).toMatch(/GPU 0 drained: .*lost/i);
+    // Drained, it polls no more: a job enqueued now is still queued, and no poll came, after the
+    // miner has had time for many (it polls every few ms when it mines).
+    const polls = () => coordinator!.stats().byRoute["POST /v1/miners/poll"] ?? 0;
+    const pollsAtDrain = polls();
     const later = coordinator.enqueue(inferenceJob(2));
+    await new Promise((r) => setTimeout(r, 1500));
     expect(coordinator.job(later)!.state).toBe("QUEUED");
-    expect(miner.child.exitCode).toBeNull(); // alive: it waits for the card to be undrained
+    expect(polls()).toBe(pollsAtDrain);
+    expect(miner.child.exitCode, miner.stderr().slice(-3000)).toBeNull(); // alive: it waits for the card to be undrained
     miner.child.kill("SIGTERM");
     expect((await miner.exit).code).toBe(0);
   });
