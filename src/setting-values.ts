@@ -38,6 +38,15 @@ export const decimalUpTo = (max: number) =>
     )
     .refine((n) => n <= max, `must be at most ${max}`);
 
+/** A decimal in [min, max] ("0.5"), min above 0 allowed. */
+export const decimalIn = (min: number, max: number) =>
+  z
+    .preprocess(
+      (v) => (typeof v === "string" && /^\d{1,15}(\.\d{1,15})?$/.test(v) ? Number(v) : v),
+      z.number({ error: `must be a number in [${min}, ${max}] such as 0.5` }),
+    )
+    .refine((n) => n >= min && n <= max, `must be a number in [${min}, ${max}]`);
+
 /** A switch: true/false, or from the environment true/false/1/0/yes/no. */
 export const bool = z
   .union([z.boolean(), z.enum(["true", "false", "1", "0", "yes", "no"])])

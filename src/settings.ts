@@ -7,7 +7,7 @@ import { availableParallelism, hostname } from "node:os";
 import { z } from "zod";
 import { DEFAULT_DIALECT, dialectNames, isDialect } from "./coordinator/dialects.js";
 import { defaultStateDir } from "./paths.js";
-import { bool, decimalUpTo, httpUrl, intIn, text } from "./setting-values.js";
+import { bool, decimalIn, decimalUpTo, httpUrl, intIn, text } from "./setting-values.js";
 
 /** systemd credential names (LoadCredential=NAME:PATH) read from $CREDENTIALS_DIRECTORY. */
 export const API_KEY_CREDENTIAL = "aitbc-api-key";
@@ -275,12 +275,12 @@ export const RUN_SETTINGS = {
       secret: true,
     },
   ),
-  alertNoJobMinutes: dflt(intIn(1, 10_080), 30, {
+  alertNoJobMinutes: dflt(decimalIn(0.1, 10_080), 30, {
     flag: "--alert-no-job-minutes",
     arg: "MINUTES",
     help: "alert when no job was handed out for this long although polls are answered",
   }),
-  alertEarningsStalledMinutes: dflt(intIn(1, 10_080), 60, {
+  alertEarningsStalledMinutes: dflt(decimalIn(0.1, 10_080), 60, {
     flag: "--alert-earnings-stalled-minutes",
     arg: "MINUTES",
     help: "alert when nothing was earned for this long although jobs complete, after results were accepted before",

@@ -22,6 +22,10 @@ const CRASH_WINDOW_MS = 10 * 60_000;
 const CHECK_EVERY_MS = 30_000;
 const DEDUPE_MS = 30 * 60_000;
 
+/** "30 min", "1.5 min", "6 s": an alert period as the operator set it. */
+const period = (ms: number) =>
+  ms < 60_000 ? `${Math.round(ms / 1000)} s` : `${Number((ms / 60_000).toFixed(1))} min`;
+
 /** The operator's alert settings (--alert-webhook, --alert-no-job-minutes, ...), in ms. */
 export interface AlertSettings {
   alertWebhook?: string | undefined;
@@ -110,7 +114,9 @@ export class HostWatch {
           dedupeMs: DEDUPE_MS,
         })
       : null;
-    this.timer = setInterval(() => this.check(), CHECK_EVERY_MS);
+    // A period shorter than the usual check (--alert-no-job-minutes 0.5) is checked 4 times in it.
+    const every = Math.min(CHECK_EVERY_MS, Math.max(1000, Math.min(this.noJobMs, this.earningsMs) / 4));
+    this.timer = setInterval(() => this.check(), every);
     this.timer.unref();
   }
 
@@ -226,7 +232,7 @@ export class HostWatch {
     if (answered > 0 && c.handouts === 0)
       this.alert(
         `nojob:${s.minerId}`,
-        `${s.minerId}: no job for ${Math.round(this.noJobMs / 60_000)} min although ${answered} polls were answered (the coordinator has no work for its models)`,
+        `${s.minerId}: no job for ${period(this.noJobMs)} although ${answered} polls were answered (the coordinator has no work for its models)`,
       );
   }
 
@@ -239,7 +245,7 @@ export class HostWatch {
       .join(", ");
     this.alert(
       `earnings:${s.minerId}`,
-      `${s.minerId}: earnings stalled: no result accepted for ${Math.round(this.earningsMs / 60_000)} min although ${c.completed} jobs completed (results: ${answers || "none delivered"})`,
+      `${s.minerId}: earnings stalled: no result accepted for ${period(this.earningsMs)} although ${c.completed} jobs completed (results: ${answers || "none delivered"})`,
     );
   }
 

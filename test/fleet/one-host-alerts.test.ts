@@ -94,13 +94,13 @@ describe("alerts from a one-process host", () => {
     },
   );
 
-  it("no job for --alert-no-job-minutes 1 while polls are answered: one alert", {
+  it("no job for --alert-no-job-minutes 0.1 while polls are answered: one alert", {
     timeout: 240_000,
   }, async () => {
     t.coordinator = (await coordinatorWithReceipts()).coordinator;
     t.hook = await startWebhook();
-    t.miner = run(t.coordinator.url, API_KEY, ["--alert-no-job-minutes", "1"]);
-    // The watch looks every 30 s once the period has passed since the start: ~1.5 min here.
+    t.miner = run(t.coordinator.url, API_KEY, ["--alert-no-job-minutes", "0.1"]);
+    // The watch looks 4 times a period once the period (6 s) has passed since the start.
     await until(
       "the no-job alert",
       () => (t.hook!.bodies.some((b) => b["alert"] === "nojob") ? true : null),
@@ -108,7 +108,7 @@ describe("alerts from a one-process host", () => {
     );
     const nojob = t.hook.bodies.filter((b) => b["alert"] === "nojob");
     expect(nojob).toHaveLength(1);
-    expect(String(nojob[0]!["text"])).toMatch(/solo: no job for 1 min although \d+ polls were answered/);
+    expect(String(nojob[0]!["text"])).toMatch(/solo: no job for 6 s although \d+ polls were answered/);
     t.miner.child.kill("SIGTERM");
     expect((await t.miner.exit).code).toBe(0);
   });

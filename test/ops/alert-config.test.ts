@@ -64,10 +64,11 @@ describe("--alert-no-job-minutes and --alert-earnings-stalled-minutes", () => {
 
   it.each([
     ["alertNoJobMinutes", "0", "--alert-no-job-minutes"],
-    ["alertEarningsStalledMinutes", "1.5", "--alert-earnings-stalled-minutes"],
+    ["alertEarningsStalledMinutes", "0.05", "--alert-earnings-stalled-minutes"],
+    ["alertEarningsStalledMinutes", "1e3", "--alert-earnings-stalled-minutes"],
   ])("refuses %s=%s naming the flag", (key, v, flag) => {
     expect(() => resolveRunConfig({ flags: { ...base, [key]: v }, env: {} })).toThrow(
-      new RegExp(`^${flag}: must be a whole number in \\[1, 10080\\]`),
+      new RegExp(`^${flag}: must be a number in \\[0\\.1, 10080\\]`),
     );
   });
 });
