@@ -149,14 +149,14 @@ async function chaosRun(o: ChaosRun): Promise<ChaosOutcome> {
 }
 
 describe("chaos run", () => {
-  it(`300 jobs through injected faults and ${RESTARTS} coordinator kills: each completed exactly once, memory flat`, async () => {
-    const JOBS = 300;
+  it(`200 jobs through injected faults and ${RESTARTS} coordinator kills: each completed exactly once, memory flat`, async () => {
+    const JOBS = 200;
     const r = await chaosRun({
       jobs: JOBS,
       restarts: RESTARTS,
       upstreamQuirks: false,
       requestTimeout: 1,
-      killEveryMs: 2500,
+      killEveryMs: 2000,
     });
     const byId = new Map(r.jobs.map((j) => [j.jobId, j]));
     const lost = r.ids.filter((id) => byId.get(id)?.state !== "COMPLETED").length;
@@ -186,14 +186,14 @@ describe("chaos run", () => {
   // repeats are counted, not refused. The invariant left: every job ends COMPLETED, none lost.
   // The miner's request timeout stays above slowMs here: upstream has no lease, so a poll answer
   // the miner gave up on would leave its job RUNNING for good (an upstream property, not a miner bug).
-  it(`upstream mode: 100 jobs through the same faults and ${RESTARTS} coordinator kills: none lost`, async () => {
-    const JOBS = 100;
+  it(`upstream mode: 80 jobs through the same faults and ${RESTARTS} coordinator kills: none lost`, async () => {
+    const JOBS = 80;
     const r = await chaosRun({
       jobs: JOBS,
       restarts: RESTARTS,
       upstreamQuirks: true,
       requestTimeout: 3,
-      killEveryMs: 1500,
+      killEveryMs: 1000,
     });
     const byId = new Map(r.jobs.map((j) => [j.jobId, j]));
     const lost = r.ids.filter((id) => byId.get(id)?.state !== "COMPLETED").length;

@@ -189,7 +189,7 @@ describe("failure reports", () => {
   it("a failure report is retried through a coordinator outage until acknowledged", async () => {
     coordinator = (await coordinatorWithReceipts()).coordinator;
     const proxy = await startFaultProxy(coordinator.url, [
-      { route: /\/fail$/, times: 6, status: 503 },
+      { route: /\/fail$/, times: 3, status: 503 },
       { route: "POST /v1/miners/register", times: 2, status: 408 },
     ]);
     const bad = coordinator.enqueue({ payload: { model: "tiny", prompt: 7 } });
@@ -198,7 +198,7 @@ describe("failure reports", () => {
     const miner = await startMiner(cfg);
     await coordinator.waitFor(final([bad, good]), 60_000);
     expect(coordinator.job(bad)!.error?.code).toBe("invalid_prompt");
-    expect(proxy.injected["503"]).toBe(6);
+    expect(proxy.injected["503"]).toBe(3);
     expect(proxy.injected["408"]).toBe(2); // a 408 at registration is retried, not fatal
     expect((await miner.stop()).code).toBe(0);
     expect(storedKeys(stateFiles.journal(cfg.stateDir))).toEqual([]);
