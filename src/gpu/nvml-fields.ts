@@ -4,8 +4,11 @@
 // elsewhere, the key of `telemetry --json` (src/gpu/telemetry-schema.ts). Adding one is
 // docs/extending.md's "How to add an NVML field".
 
-/** Numbers, units in the name as NVML gives them; null when unsupported. */
-export const NVML_NUMBERS = [
+/**
+ * The facts GpuDevice carries in a unit of its own (MiB, W), as its core fields or converted extras
+ * (src/gpu/nvml-source.ts).
+ */
+export const CORE_FACTS = [
   "memoryTotalBytes",
   "memoryUsedBytes",
   "memoryFreeBytes",
@@ -16,6 +19,10 @@ export const NVML_NUMBERS = [
   "powerDrawMw",
   "powerLimitMw",
   "powerEnforcedLimitMw",
+] as const;
+
+/** The numbers GpuDevice.extra holds under their NVML name. */
+export const PASSED_NUMBERS = [
   "totalEnergyMj",
   "smClockMHz",
   "memClockMHz",
@@ -35,6 +42,9 @@ export const NVML_NUMBERS = [
   "pcieRxKBs",
 ] as const;
 
+/** Every number, units in the name as NVML gives them; null when unsupported (the packed row is read by name). */
+export const NVML_NUMBERS = [...CORE_FACTS, ...PASSED_NUMBERS] as const;
+
 /** Yes/no facts (packed as 1/0). */
 export const NVML_FLAGS = [
   "eccModeCurrent",
@@ -50,25 +60,4 @@ export type NvmlFlag = (typeof NVML_FLAGS)[number];
 /** One device's facts by name. */
 export type NvmlFacts = { [K in NvmlNumber]: number | null } & { [K in NvmlFlag]: boolean | null };
 
-/**
- * The facts GpuDevice carries in a unit of its own (MiB, W), as its core fields or converted extras
- * (src/gpu/nvml-source.ts). Every other fact passes into GpuDevice.extra under its own name.
- */
-export const CORE_FACTS = [
-  "memoryTotalBytes",
-  "memoryUsedBytes",
-  "memoryFreeBytes",
-  "memoryReservedBytes",
-  "utilizationGpuPct",
-  "utilizationMemoryPct",
-  "temperatureC",
-  "powerDrawMw",
-  "powerLimitMw",
-  "powerEnforcedLimitMw",
-] as const satisfies readonly NvmlNumber[];
-
-export type PassedNumber = Exclude<NvmlNumber, (typeof CORE_FACTS)[number]>;
-
-const core: ReadonlySet<string> = new Set(CORE_FACTS);
-/** The numbers GpuDevice.extra holds under their NVML name. */
-export const PASSED_NUMBERS = NVML_NUMBERS.filter((k): k is PassedNumber => !core.has(k));
+export type PassedNumber = (typeof PASSED_NUMBERS)[number];
