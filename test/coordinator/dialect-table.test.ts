@@ -5,7 +5,7 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { resolveRunConfig } from "../../src/config.js";
 import { AitbcClient } from "../../src/coordinator/aitbc.js";
 import { createCoordinatorClient } from "../../src/coordinator/client.js";
@@ -16,6 +16,7 @@ import { Miner } from "../../src/miner/loop.js";
 import { pollRound, pollsWanted } from "../../src/miner/poll-round.js";
 import { pollSettings } from "../../src/miner/poll-settings.js";
 import { answer, scriptedBackend } from "../support/backends.js";
+import { closeAfterEach } from "../support/cleanup.js";
 import { API_KEY, coordinatorWithReceipts } from "../support/harness.js";
 import { testMinerDeps } from "../support/miner-deps.js";
 import { type FaultProxy, startFaultProxy } from "../support/proxy.js";
@@ -27,14 +28,9 @@ registerDialect({
   create: (o) => new AitbcClient(o),
 });
 
+const closeLater = closeAfterEach();
 let coordinator: LocalCoordinator | null = null;
 let proxy: FaultProxy | null = null;
-afterEach(async () => {
-  await proxy?.close();
-  await coordinator?.close();
-  proxy = null;
-  coordinator = null;
-});
 
 const POLL = "POST /v1/miners/poll";
 const models = mkdtempSync(join(tmpdir(), "dialect-models-"));
@@ -97,7 +93,7 @@ describe("the dialect table", () => {
   });
 
   it("a poll round in a backlog sends one poll per granted slot for aitbc, one for the serial dialect", async () => {
-    coordinator = (await coordinatorWithReceipts()).coordinator;
+    coordinator = closeLater((await coordinatorWithReceipts()).coordinator);
     const url = coordinator.url;
     for (let i = 0; i < 6; i++) coordinator.enqueue({ payload: { model: "m", prompt: "p" } });
     const caps = {
@@ -121,9 +117,9 @@ describe("the dialect table", () => {
   });
 
   it("a miner on the serial dialect fills four slots one poll at a time", async () => {
-    coordinator = (await coordinatorWithReceipts()).coordinator;
+    coordinator = closeLater((await coordinatorWithReceipts()).coordinator);
     // Each poll takes 40 ms to arrive, so parallel polls would overlap at the proxy.
-    proxy = await startFaultProxy(coordinator.url, [{ route: POLL, times: 1e9, delayMs: 40 }]);
+    proxy = closeLater(await startFaultProxy(coordinator.url, [{ route: POLL, times: 1e9, delayMs: 40 }]));
     const backend = scriptedBackend("m", async (req) => {
       await new Promise((r) => setTimeout(r, 30));
       return answer(req, "ok", 30);

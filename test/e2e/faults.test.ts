@@ -1,5 +1,6 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { LocalCoordinator } from "../../src/local-coordinator/index.js";
+import { closeAfterEach } from "../support/cleanup.js";
 import {
   capturingLogger,
   coordinatorWithReceipts,
@@ -9,29 +10,26 @@ import {
 } from "../support/harness.js";
 import { type FaultProxy, freePort, startFaultProxy } from "../support/proxy.js";
 
+const closeLater = closeAfterEach();
 let coordinator: LocalCoordinator | null = null;
 let proxy: FaultProxy | null = null;
-afterEach(async () => {
-  await proxy?.close();
-  await coordinator?.close();
-  proxy = null;
-  coordinator = null;
-});
 
 const completed = (ids: string[]) => (c: LocalCoordinator) =>
   ids.every((id) => c.job(id)?.state === "COMPLETED");
 
 describe("coordinator faults", () => {
   it("retries through 5xx, 429 with Retry-After and answers slower than the timeout; nothing is dropped", async () => {
-    coordinator = (await coordinatorWithReceipts()).coordinator;
+    coordinator = closeLater((await coordinatorWithReceipts()).coordinator);
     const ids = Array.from({ length: 6 }, (_, i) => coordinator!.enqueue(inferenceJob(i)));
-    proxy = await startFaultProxy(coordinator.url, [
-      { route: "POST /v1/miners/register", times: 2, status: 503 },
-      { route: "POST /v1/miners/poll", times: 2, status: 429, headers: { "retry-after": "1" } },
-      { route: "POST /v1/miners/poll", times: 1, status: 500 },
-      { route: /^POST \/v1\/miners\/[^/]+\/result$/, times: 2, status: 502 },
-      { route: "POST /v1/miners/heartbeat", times: 1, delayMs: 1500 },
-    ]);
+    proxy = closeLater(
+      await startFaultProxy(coordinator.url, [
+        { route: "POST /v1/miners/register", times: 2, status: 503 },
+        { route: "POST /v1/miners/poll", times: 2, status: 429, headers: { "retry-after": "1" } },
+        { route: "POST /v1/miners/poll", times: 1, status: 500 },
+        { route: /^POST \/v1\/miners\/[^/]+\/result$/, times: 2, status: 502 },
+        { route: "POST /v1/miners/heartbeat", times: 1, delayMs: 1500 },
+      ]),
+    );
     const { log, lines } = capturingLogger("info");
     const miner = await startMiner(minerConfig(proxy.url, { requestTimeout: 1 }), log);
     await coordinator.waitFor(completed(ids), 60_000);
@@ -48,14 +46,14 @@ describe("coordinator faults", () => {
     const port = await freePort();
     const miner = await startMiner(minerConfig(`http://127.0.0.1:${port}`));
     await new Promise((r) => setTimeout(r, 1500));
-    coordinator = (await coordinatorWithReceipts({ port })).coordinator;
+    coordinator = closeLater((await coordinatorWithReceipts({ port })).coordinator);
     const id = coordinator.enqueue(inferenceJob(1));
     await coordinator.waitFor(completed([id]), 60_000);
     expect((await miner.stop()).code).toBe(0);
   });
 
   it("stops with exit code 2 and a clear reason when the API key is refused", async () => {
-    coordinator = (await coordinatorWithReceipts()).coordinator;
+    coordinator = closeLater((await coordinatorWithReceipts()).coordinator);
     const miner = await startMiner(minerConfig(coordinator.url, { apiKey: "wrong-key-123" }));
     const exit = await miner.done;
     expect(exit.code).toBe(2);

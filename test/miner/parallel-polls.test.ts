@@ -1,23 +1,19 @@
 // Polling a backlog across a network: one poll per free slot once a poll has brought a job, never
 // more jobs than slots, and a single poll at a time when idle.
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createCoordinatorClient } from "../../src/coordinator/client.js";
 import type { LocalCoordinator } from "../../src/local-coordinator/index.js";
 import { silentLogger } from "../../src/log.js";
 import { Miner } from "../../src/miner/loop.js";
 import { answer, scriptedBackend } from "../support/backends.js";
+import { closeAfterEach } from "../support/cleanup.js";
 import { coordinatorWithReceipts } from "../support/harness.js";
 import { testMinerDeps } from "../support/miner-deps.js";
 import { type FaultProxy, startFaultProxy } from "../support/proxy.js";
 
+const closeLater = closeAfterEach();
 let coordinator: LocalCoordinator | null = null;
 let proxy: FaultProxy | null = null;
-afterEach(async () => {
-  await proxy?.close();
-  await coordinator?.close();
-  proxy = null;
-  coordinator = null;
-});
 
 /** Answers after `ms`, counting how many jobs run at once. */
 function slowBackend(ms: number) {
@@ -36,9 +32,9 @@ const POLL = "POST /v1/miners/poll";
 
 describe("polling a backlog", () => {
   it("fills every free slot with its own poll, never holds more jobs than slots, and polls one at a time when idle", async () => {
-    coordinator = (await coordinatorWithReceipts()).coordinator;
+    coordinator = closeLater((await coordinatorWithReceipts()).coordinator);
     // Every poll takes 40 ms to reach the coordinator: a coordinator some distance away.
-    proxy = await startFaultProxy(coordinator.url, [{ route: POLL, times: 1e9, delayMs: 40 }]);
+    proxy = closeLater(await startFaultProxy(coordinator.url, [{ route: POLL, times: 1e9, delayMs: 40 }]));
     const { backend, seen } = slowBackend(30);
     const deps = testMinerDeps({
       url: proxy.url,
@@ -66,10 +62,10 @@ describe("polling a backlog", () => {
   });
 
   it("in the claim dialect polls stay one at a time (parallel listings would race for one job)", async () => {
-    coordinator = (await coordinatorWithReceipts()).coordinator;
-    proxy = await startFaultProxy(coordinator.url, [
-      { route: "GET /v1/jobs/available", times: 1e9, delayMs: 20 },
-    ]);
+    coordinator = closeLater((await coordinatorWithReceipts()).coordinator);
+    proxy = closeLater(
+      await startFaultProxy(coordinator.url, [{ route: "GET /v1/jobs/available", times: 1e9, delayMs: 20 }]),
+    );
     const { backend } = slowBackend(20);
     const deps = testMinerDeps({ url: proxy.url, backend, minerId: "pp-claim", concurrency: 4 });
     const claimDeps = { ...deps, client: claimClient(proxy.url) };

@@ -2,23 +2,19 @@
 // polling just as long as it must (the Retry-After when given, else until the window has room,
 // never a blind window more), is logged once and not as a poll failure, and teaches a budget
 // under which no 429 follows; jobs are still picked up after it.
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { LocalCoordinator } from "../../src/local-coordinator/index.js";
 import { Miner } from "../../src/miner/loop.js";
 import { answer, scriptedBackend } from "../support/backends.js";
+import { closeAfterEach } from "../support/cleanup.js";
 import { coordinatorWithReceipts } from "../support/harness.js";
 import { captureLog } from "../support/log-lines.js";
 import { testMinerDeps } from "../support/miner-deps.js";
 import { type FaultProxy, startFaultProxy } from "../support/proxy.js";
 
+const closeLater = closeAfterEach();
 let coordinator: LocalCoordinator | null = null;
 let proxy: FaultProxy | null = null;
-afterEach(async () => {
-  await proxy?.close();
-  await coordinator?.close();
-  proxy = null;
-  coordinator = null;
-});
 
 const POLL = "POST /v1/miners/poll";
 const WINDOW_MS = 3000;
@@ -29,17 +25,21 @@ describe("a 429 on a lone miner", () => {
     ["with Retry-After", true],
     ["without Retry-After", false],
   ])("%s: one hold, one log line, no 429 after it, jobs still picked up", async (_, retryAfter) => {
-    coordinator = (
-      await coordinatorWithReceipts({
-        rateLimits: { register: 1000, heartbeat: 1000, poll: LIMIT, result: 1000, windowMs: WINDOW_MS },
-      })
-    ).coordinator;
+    coordinator = closeLater(
+      (
+        await coordinatorWithReceipts({
+          rateLimits: { register: 1000, heartbeat: 1000, poll: LIMIT, result: 1000, windowMs: WINDOW_MS },
+        })
+      ).coordinator,
+    );
     const c = coordinator;
     const limited: number[] = [];
     c.on((e) => {
       if (e.type === "rate_limited" && e.route === "poll") limited.push(e.retryAfterMs);
     });
-    proxy = await startFaultProxy(c.url, [], 0, { dropResponseHeaders: retryAfter ? [] : ["retry-after"] });
+    proxy = closeLater(
+      await startFaultProxy(c.url, [], 0, { dropResponseHeaders: retryAfter ? [] : ["retry-after"] }),
+    );
     const { log, events } = captureLog();
     const deps = testMinerDeps({
       url: proxy.url,
