@@ -55,7 +55,7 @@ describe("a model file truncated under a running miner", () => {
       "run",
       ...["--coordinator", coordinator.url, "--api-key", API_KEY, "--miner-id", "model-change-miner"],
       ...["--models", models, "--threads", "1", "--gpu", "cpu", "--context-size", "8192"],
-      ...["--state-dir", mkdtempSync(join(tmpdir(), "model-change-state-")), "--log-level", "info"],
+      ...["--state-dir", mkdtempSync(join(tmpdir(), "model-change-state-")), "--log-level", "debug"],
       ...["--heartbeat-interval", "1", "--polls-per-minute", "60000", "--long-poll", "0"],
     ]);
     miner = m;
@@ -64,7 +64,8 @@ describe("a model file truncated under a running miner", () => {
     await waitOn(m, "registration with the model", (c) => caps(c)?.includes("tiny") === true);
 
     const long = coordinator.enqueue(inferenceJob(1, { max_tokens: 2000 }));
-    await waitOn(m, "the job to start", () => events(m).some((e) => e.event === "job_started"));
+    // Generating, not only started: a file truncated before the job checked it out fails that job.
+    await waitOn(m, "the job to generate", () => events(m).some((e) => e.event === "generation_started"));
     expect(coordinator.job(long)!.state).toBe("RUNNING");
     truncateSync(path, Math.floor(statSync(path).size / 2));
     await waitOn(m, "the running job to end", (c) => c.job(long)!.state !== "RUNNING");

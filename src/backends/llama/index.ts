@@ -181,6 +181,11 @@ export function createLlamaBackend(opts: LlamaBackendOptions): LlamaBackend {
       const c = await catalog.forJobNow(req.model).finally(retireStale);
       if (signal.aborted) throw new BackendError("aborted", "job aborted before it started");
       const { entry, seq } = await watchLoad(c, () => pool.checkout(c, signal));
+      // From here the job holds weights in memory: a change to the file no longer touches it.
+      log.debug(
+        { event: "generation_started", model: req.model, waitedMs: Math.round(performance.now() - t0) },
+        "generation started",
+      );
       try {
         const out = await runCompletion(entry.model, seq, req, signal);
         return { ...out, model: req.model, backend: "llama", durationMs: Math.round(performance.now() - t0) };
