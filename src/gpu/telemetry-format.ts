@@ -3,6 +3,8 @@
 import { readExtra } from "./extra.js";
 import type { HealthVerdict } from "./health-policy.js";
 import {
+  GROUPS,
+  groupValues,
   TELEMETRY_SCHEMA,
   type TelemetryGpu,
   type TelemetryJson,
@@ -44,34 +46,11 @@ export function toTelemetryJson(s: GpuSnapshot, health?: ReadonlyMap<string, Hea
         temperatureC: d.temperatureC,
         power: { drawW: d.powerDrawW, limitW: d.powerLimitW, enforcedLimitW: x.powerEnforcedLimitW },
         ...(top as Pick<TelemetryGpu, (typeof TOP_LEVEL_NUMBERS)[number] | (typeof TOP_LEVEL_FLAGS)[number]>),
-        clocks: {
-          smMHz: x.smClockMHz,
-          memMHz: x.memClockMHz,
-          smMaxMHz: x.smClockMaxMHz,
-          memMaxMHz: x.memClockMaxMHz,
-        },
+        clocks: groupValues(GROUPS.clocks, x),
         pstate: x.pstate === null ? null : `P${x.pstate}`,
         clockEventReasons: x.clockEventReasons,
-        ecc: {
-          enabled: x.eccModeCurrent,
-          pendingEnabled: x.eccModePending,
-          uncorrectedVolatile: x.eccUncorrectedVolatile,
-          retiredPagesPending: x.retiredPagesPending,
-          remappedRows: {
-            correctable: x.remappedRowsCorrectable,
-            uncorrectable: x.remappedRowsUncorrectable,
-            pending: x.remapPending,
-            failure: x.remapFailure,
-          },
-        },
-        pcie: {
-          gen: x.pcieLinkGen,
-          width: x.pcieLinkWidth,
-          genMax: x.pcieLinkGenMax,
-          widthMax: x.pcieLinkWidthMax,
-          txKBs: x.pcieTxKBs,
-          rxKBs: x.pcieRxKBs,
-        },
+        ecc: groupValues(GROUPS.ecc, x),
+        pcie: groupValues(GROUPS.pcie, x),
         computeCapability: d.computeCapability,
         processes: d.processes
           ? d.processes.map((p) => ({ pid: p.pid, usedMemoryMiB: p.usedMemoryMiB }))
