@@ -6,36 +6,49 @@ import type { Logger } from "../log.js";
 import { emptyExtra, type GpuExtra } from "./extra.js";
 import type { GpuDevice, GpuInfoSource, GpuProcess, GpuSnapshot } from "./types.js";
 
+// What each `--query-gpu` field fills, by the name it fills; every field is asked once (SMI_GPU_FIELDS).
+const DEVICE_TEXT = {
+  uuid: "uuid",
+  name: "name",
+  pciBusId: "pci.bus_id",
+  computeCapability: "compute_cap",
+} as const;
+const DEVICE_NUMBERS = {
+  index: "index",
+  memoryTotalMiB: "memory.total",
+  memoryUsedMiB: "memory.used",
+  memoryFreeMiB: "memory.free",
+  utilizationGpuPct: "utilization.gpu",
+  utilizationMemoryPct: "utilization.memory",
+  temperatureC: "temperature.gpu",
+  powerDrawW: "power.draw",
+  powerLimitW: "power.limit",
+} as const satisfies Partial<Record<keyof GpuDevice, string>>;
+/** Extras under their GpuExtra (NVML) name. */
+const EXTRA_NUMBERS = {
+  powerEnforcedLimitW: "enforced.power.limit",
+  smClockMHz: "clocks.sm",
+  memClockMHz: "clocks.mem",
+  smClockMaxMHz: "clocks.max.sm",
+  memClockMaxMHz: "clocks.max.mem",
+  fanPct: "fan.speed",
+  eccUncorrectedVolatile: "ecc.errors.uncorrected.volatile.total",
+  pcieLinkGen: "pcie.link.gen.current",
+  pcieLinkWidth: "pcie.link.width.current",
+  pcieLinkGenMax: "pcie.link.gen.max",
+  pcieLinkWidthMax: "pcie.link.width.max",
+} as const satisfies Partial<Record<keyof GpuExtra, string>>;
+/** "Enabled" / "Disabled". */
+const EXTRA_FLAGS = { eccModeCurrent: "ecc.mode.current", eccModePending: "ecc.mode.pending" } as const;
+
 /** The query fields, in column order. compute_cap needs a driver from 2021 or later. */
 export const SMI_GPU_FIELDS = [
-  "index",
-  "uuid",
-  "name",
-  "pci.bus_id",
+  ...Object.values(DEVICE_TEXT),
   "driver_version",
-  "memory.total",
-  "memory.used",
-  "memory.free",
-  "utilization.gpu",
-  "utilization.memory",
-  "temperature.gpu",
-  "power.draw",
-  "power.limit",
-  "enforced.power.limit",
-  "clocks.sm",
-  "clocks.mem",
-  "clocks.max.sm",
-  "clocks.max.mem",
-  "fan.speed",
+  ...Object.values(DEVICE_NUMBERS),
+  ...Object.values(EXTRA_NUMBERS),
+  ...Object.values(EXTRA_FLAGS),
   "pstate",
-  "pcie.link.gen.current",
-  "pcie.link.width.current",
-  "pcie.link.gen.max",
-  "pcie.link.width.max",
-  "ecc.mode.current",
-  "ecc.mode.pending",
-  "ecc.errors.uncorrected.volatile.total",
-  "compute_cap",
 ] as const;
 
 export const SMI_APP_FIELDS = ["gpu_uuid", "pid", "used_memory"] as const;
@@ -92,42 +105,27 @@ export function parseSmiGpuCsv(text: string, fields: readonly string[] = SMI_GPU
       const i = fields.indexOf(f);
       return i < 0 ? undefined : cols[i];
     };
-    const index = num(get("index"));
-    const uuid = clean(get("uuid"));
-    if (index === null || uuid === null) throw new SmiParseError(`nvidia-smi row ${row + 1}: no index/uuid`);
+    const read = <K extends string, V>(table: Record<K, string>, parse: (raw: string | undefined) => V) =>
+      Object.fromEntries(Object.entries<string>(table).map(([k, f]) => [k, parse(get(f))])) as Record<K, V>;
+    const text = read(DEVICE_TEXT, clean);
+    const numbers = read(DEVICE_NUMBERS, num);
+    if (numbers.index === null || text.uuid === null) {
+      throw new SmiParseError(`nvidia-smi row ${row + 1}: no index/uuid`);
+    }
     const pstate = clean(get("pstate"));
-    const pstateNum = pstate && /^P\d+$/.test(pstate) ? Number(pstate.slice(1)) : null;
     const extra: GpuExtra = {
       ...emptyExtra(),
-      powerEnforcedLimitW: num(get("enforced.power.limit")),
-      smClockMHz: num(get("clocks.sm")),
-      memClockMHz: num(get("clocks.mem")),
-      smClockMaxMHz: num(get("clocks.max.sm")),
-      memClockMaxMHz: num(get("clocks.max.mem")),
-      fanPct: num(get("fan.speed")),
-      pstate: pstateNum,
-      eccModeCurrent: enabled(get("ecc.mode.current")),
-      eccModePending: enabled(get("ecc.mode.pending")),
-      eccUncorrectedVolatile: num(get("ecc.errors.uncorrected.volatile.total")),
-      pcieLinkGen: num(get("pcie.link.gen.current")),
-      pcieLinkWidth: num(get("pcie.link.width.current")),
-      pcieLinkGenMax: num(get("pcie.link.gen.max")),
-      pcieLinkWidthMax: num(get("pcie.link.width.max")),
+      ...read(EXTRA_NUMBERS, num),
+      ...read(EXTRA_FLAGS, enabled),
+      pstate: pstate && /^P\d+$/.test(pstate) ? Number(pstate.slice(1)) : null,
     };
     const device: GpuDevice = {
-      index,
-      uuid,
-      name: clean(get("name")) ?? "unknown",
-      pciBusId: clean(get("pci.bus_id")),
-      memoryTotalMiB: num(get("memory.total")),
-      memoryUsedMiB: num(get("memory.used")),
-      memoryFreeMiB: num(get("memory.free")),
-      utilizationGpuPct: num(get("utilization.gpu")),
-      utilizationMemoryPct: num(get("utilization.memory")),
-      temperatureC: num(get("temperature.gpu")),
-      powerDrawW: num(get("power.draw")),
-      powerLimitW: num(get("power.limit")),
-      computeCapability: clean(get("compute_cap")),
+      ...numbers,
+      index: numbers.index,
+      uuid: text.uuid,
+      name: text.name ?? "unknown",
+      pciBusId: text.pciBusId,
+      computeCapability: text.computeCapability,
       processes: null,
       extra: { ...extra },
       error: null,

@@ -7,6 +7,37 @@ import { parseSmiAppsCsv, parseSmiGpuCsv, readExtra, SMI_GPU_FIELDS } from "../.
 import { SmiParseError } from "../../src/gpu/smi.js";
 import { runNode, telemetryCli, tmp } from "../support/gpu.js";
 
+// The fixture's columns by nvidia-smi field name (`nvidia-smi --help-query-gpu`).
+const GPU_CSV_FIELDS = [
+  "index",
+  "uuid",
+  "name",
+  "pci.bus_id",
+  "driver_version",
+  "memory.total",
+  "memory.used",
+  "memory.free",
+  "utilization.gpu",
+  "utilization.memory",
+  "temperature.gpu",
+  "power.draw",
+  "power.limit",
+  "enforced.power.limit",
+  "clocks.sm",
+  "clocks.mem",
+  "clocks.max.sm",
+  "clocks.max.mem",
+  "fan.speed",
+  "pstate",
+  "pcie.link.gen.current",
+  "pcie.link.width.current",
+  "pcie.link.gen.max",
+  "pcie.link.width.max",
+  "ecc.mode.current",
+  "ecc.mode.pending",
+  "ecc.errors.uncorrected.volatile.total",
+  "compute_cap",
+];
 const GPU_CSV = [
   "0, GPU-aaaa-1111, NVIDIA A100-SXM4-40GB, 00000000:07:00.0, 535.104.05, 40960, 1000, 39500, 35, 10, 45, 80.50, 400.00, 400.00, 1410, 1215, 1410, 1215, [N/A], P0, 4, 16, 4, 16, Enabled, Enabled, 0, 8.0",
   "1, GPU-bbbb-2222, Tesla T4, 00000000:08:00.0, 535.104.05, 15360, 200, 14900, 0, 0, 30, [N/A], [Not Supported], [Not Supported], 300, 405, 1590, 5001, 0, P8, 1, 16, 3, 16, Disabled, Disabled, [N/A], 7.5",
@@ -15,7 +46,7 @@ const APPS_CSV = "GPU-aaaa-1111, 4242, 900\nGPU-aaaa-1111, 77, [N/A]\n";
 
 describe("nvidia-smi CSV parser", () => {
   it("maps columns and turns [N/A] / [Not Supported] into null", () => {
-    const rows = parseSmiGpuCsv(`${GPU_CSV}\n`);
+    const rows = parseSmiGpuCsv(`${GPU_CSV}\n`, GPU_CSV_FIELDS);
     expect(rows).toHaveLength(2);
     const [a, t4] = rows.map((r) => r.device);
     expect(rows[0]!.driverVersion).toBe("535.104.05");
@@ -33,12 +64,33 @@ describe("nvidia-smi CSV parser", () => {
       powerLimitW: 400,
       computeCapability: "8.0",
     });
+    // Every column to its own fact (a field wired to the wrong name fails here).
     expect(readExtra(a!)).toMatchObject({
+      powerEnforcedLimitW: 400,
+      smClockMHz: 1410,
+      memClockMHz: 1215,
+      smClockMaxMHz: 1410,
+      memClockMaxMHz: 1215,
       fanPct: null,
       pstate: 0,
-      eccModeCurrent: true,
       pcieLinkGen: 4,
+      pcieLinkWidth: 16,
+      pcieLinkGenMax: 4,
+      pcieLinkWidthMax: 16,
+      eccModeCurrent: true,
+      eccModePending: true,
+      eccUncorrectedVolatile: 0,
     });
+    expect(readExtra(t4!)).toMatchObject({
+      smClockMHz: 300,
+      memClockMHz: 405,
+      smClockMaxMHz: 1590,
+      memClockMaxMHz: 5001,
+      pcieLinkGen: 1,
+      pcieLinkGenMax: 3,
+      eccModePending: false,
+    });
+    expect([a!.utilizationMemoryPct, t4!.memoryUsedMiB, t4!.memoryFreeMiB]).toEqual([10, 200, 14900]);
     expect(t4!.powerDrawW).toBeNull();
     expect(t4!.powerLimitW).toBeNull();
     expect(readExtra(t4!)).toMatchObject({
@@ -51,7 +103,7 @@ describe("nvidia-smi CSV parser", () => {
   });
 
   it("rejects rows with the wrong number of columns", () => {
-    expect(() => parseSmiGpuCsv("0, GPU-x, name")).toThrow(SmiParseError);
+    expect(() => parseSmiGpuCsv("0, GPU-x, name", GPU_CSV_FIELDS)).toThrow(SmiParseError);
   });
 
   it("parses compute apps per GPU UUID", () => {
@@ -63,42 +115,10 @@ describe("nvidia-smi CSV parser", () => {
   });
 });
 
-// The two cards by nvidia-smi field name (`nvidia-smi --help-query-gpu`), independent of the
-// order the miner asks in: the fake answers whatever fields it is asked for, in that order, and
+// The two cards by field name, independent of the order the miner asks in: the fake answers whatever fields it is asked for, in that order, and
 // refuses a name it does not know as nvidia-smi does.
 const CARDS: Record<string, string>[] = GPU_CSV.split("\n").map((line) =>
-  Object.fromEntries(
-    [
-      "index",
-      "uuid",
-      "name",
-      "pci.bus_id",
-      "driver_version",
-      "memory.total",
-      "memory.used",
-      "memory.free",
-      "utilization.gpu",
-      "utilization.memory",
-      "temperature.gpu",
-      "power.draw",
-      "power.limit",
-      "enforced.power.limit",
-      "clocks.sm",
-      "clocks.mem",
-      "clocks.max.sm",
-      "clocks.max.mem",
-      "fan.speed",
-      "pstate",
-      "pcie.link.gen.current",
-      "pcie.link.width.current",
-      "pcie.link.gen.max",
-      "pcie.link.width.max",
-      "ecc.mode.current",
-      "ecc.mode.pending",
-      "ecc.errors.uncorrected.volatile.total",
-      "compute_cap",
-    ].map((f, i) => [f, line.split(", ")[i]!]),
-  ),
+  Object.fromEntries(GPU_CSV_FIELDS.map((f, i) => [f, line.split(", ")[i]!])),
 );
 
 function fakeSmiDir(): string {
