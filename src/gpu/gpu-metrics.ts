@@ -14,129 +14,46 @@ export interface GpuMetricDef {
 }
 
 // Names and units follow DCGM-exporter's default counters (MiB, W, MHz, mJ, °C, %).
+const metric =
+  (type: GpuMetricDef["type"]) =>
+  (name: string, help: string, value: GpuMetricDef["value"]): GpuMetricDef => ({ name, type, help, value });
+const gauge = metric("gauge");
+/** NVML's running totals (energy, ECC errors), typed counter as DCGM-exporter does, so rate() works. */
+const counter = metric("counter");
+
 export const GPU_METRICS: GpuMetricDef[] = [
-  {
-    name: "DCGM_FI_DEV_GPU_UTIL",
-    type: "gauge",
-    help: "GPU utilization (in %).",
-    value: (g) => g.utilization.gpuPct,
-  },
-  {
-    name: "DCGM_FI_DEV_MEM_COPY_UTIL",
-    type: "gauge",
-    help: "Memory utilization (in %).",
-    value: (g) => g.utilization.memoryPct,
-  },
-  {
-    name: "DCGM_FI_DEV_FB_TOTAL",
-    type: "gauge",
-    help: "Framebuffer memory total (in MiB).",
-    value: (g) => g.memory.totalMiB,
-  },
-  {
-    name: "DCGM_FI_DEV_FB_USED",
-    type: "gauge",
-    help: "Framebuffer memory used (in MiB).",
-    value: (g) => g.memory.usedMiB,
-  },
-  {
-    name: "DCGM_FI_DEV_FB_FREE",
-    type: "gauge",
-    help: "Framebuffer memory free (in MiB).",
-    value: (g) => g.memory.freeMiB,
-  },
-  {
-    name: "DCGM_FI_DEV_FB_RESERVED",
-    type: "gauge",
-    help: "Framebuffer memory reserved (in MiB).",
-    value: (g) => g.memory.reservedMiB,
-  },
-  {
-    name: "DCGM_FI_DEV_GPU_TEMP",
-    type: "gauge",
-    help: "GPU temperature (in C).",
-    value: (g) => g.temperatureC,
-  },
-  { name: "DCGM_FI_DEV_POWER_USAGE", type: "gauge", help: "Power draw (in W).", value: (g) => g.power.drawW },
-  {
-    name: "DCGM_FI_DEV_POWER_MGMT_LIMIT",
-    type: "gauge",
-    help: "Power management limit (in W).",
-    value: (g) => g.power.limitW,
-  },
-  {
-    name: "DCGM_FI_DEV_ENFORCED_POWER_LIMIT",
-    type: "gauge",
-    help: "Enforced power limit (in W).",
-    value: (g) => g.power.enforcedLimitW,
-  },
-  {
-    name: "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
-    type: "counter",
-    help: "Total energy consumption since boot (in mJ).",
-    value: (g) => g.totalEnergyMj,
-  },
-  {
-    name: "DCGM_FI_DEV_SM_CLOCK",
-    type: "gauge",
-    help: "SM clock frequency (in MHz).",
-    value: (g) => g.clocks.smMHz,
-  },
-  {
-    name: "DCGM_FI_DEV_MEM_CLOCK",
-    type: "gauge",
-    help: "Memory clock frequency (in MHz).",
-    value: (g) => g.clocks.memMHz,
-  },
-  {
-    name: "DCGM_FI_DEV_MAX_SM_CLOCK",
-    type: "gauge",
-    help: "Maximum SM clock frequency (in MHz).",
-    value: (g) => g.clocks.smMaxMHz,
-  },
-  {
-    name: "DCGM_FI_DEV_MAX_MEM_CLOCK",
-    type: "gauge",
-    help: "Maximum memory clock frequency (in MHz).",
-    value: (g) => g.clocks.memMaxMHz,
-  },
-  { name: "DCGM_FI_DEV_FAN_SPEED", type: "gauge", help: "Fan speed (in %).", value: (g) => g.fanPct },
-  {
-    name: "DCGM_FI_DEV_PSTATE",
-    type: "gauge",
-    help: "Performance state (0 = P0, fastest).",
-    value: (g) => (g.pstate === null ? null : Number(g.pstate.slice(1))),
-  },
-  {
-    name: "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
-    type: "counter",
-    help: "Uncorrected (double-bit) ECC errors since the driver loaded.",
-    value: (g) => g.ecc.uncorrectedVolatile,
-  },
-  {
-    name: "DCGM_FI_DEV_PCIE_LINK_GEN",
-    type: "gauge",
-    help: "Current PCIe link generation.",
-    value: (g) => g.pcie.gen,
-  },
-  {
-    name: "DCGM_FI_DEV_PCIE_LINK_WIDTH",
-    type: "gauge",
-    help: "Current PCIe link width.",
-    value: (g) => g.pcie.width,
-  },
-  {
-    name: "DCGM_FI_DEV_PCIE_TX_THROUGHPUT",
-    type: "gauge",
-    help: "PCIe TX throughput (in KB/s).",
-    value: (g) => g.pcie.txKBs,
-  },
-  {
-    name: "DCGM_FI_DEV_PCIE_RX_THROUGHPUT",
-    type: "gauge",
-    help: "PCIe RX throughput (in KB/s).",
-    value: (g) => g.pcie.rxKBs,
-  },
+  gauge("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", (g) => g.utilization.gpuPct),
+  gauge("DCGM_FI_DEV_MEM_COPY_UTIL", "Memory utilization (in %).", (g) => g.utilization.memoryPct),
+  gauge("DCGM_FI_DEV_FB_TOTAL", "Framebuffer memory total (in MiB).", (g) => g.memory.totalMiB),
+  gauge("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).", (g) => g.memory.usedMiB),
+  gauge("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).", (g) => g.memory.freeMiB),
+  gauge("DCGM_FI_DEV_FB_RESERVED", "Framebuffer memory reserved (in MiB).", (g) => g.memory.reservedMiB),
+  gauge("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", (g) => g.temperatureC),
+  gauge("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", (g) => g.power.drawW),
+  gauge("DCGM_FI_DEV_POWER_MGMT_LIMIT", "Power management limit (in W).", (g) => g.power.limitW),
+  gauge("DCGM_FI_DEV_ENFORCED_POWER_LIMIT", "Enforced power limit (in W).", (g) => g.power.enforcedLimitW),
+  counter(
+    "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
+    "Total energy consumption since boot (in mJ).",
+    (g) => g.totalEnergyMj,
+  ),
+  gauge("DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz).", (g) => g.clocks.smMHz),
+  gauge("DCGM_FI_DEV_MEM_CLOCK", "Memory clock frequency (in MHz).", (g) => g.clocks.memMHz),
+  gauge("DCGM_FI_DEV_MAX_SM_CLOCK", "Maximum SM clock frequency (in MHz).", (g) => g.clocks.smMaxMHz),
+  gauge("DCGM_FI_DEV_MAX_MEM_CLOCK", "Maximum memory clock frequency (in MHz).", (g) => g.clocks.memMaxMHz),
+  gauge("DCGM_FI_DEV_FAN_SPEED", "Fan speed (in %).", (g) => g.fanPct),
+  gauge("DCGM_FI_DEV_PSTATE", "Performance state (0 = P0, fastest).", (g) =>
+    g.pstate === null ? null : Number(g.pstate.slice(1)),
+  ),
+  counter(
+    "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
+    "Uncorrected (double-bit) ECC errors since the driver loaded.",
+    (g) => g.ecc.uncorrectedVolatile,
+  ),
+  gauge("DCGM_FI_DEV_PCIE_LINK_GEN", "Current PCIe link generation.", (g) => g.pcie.gen),
+  gauge("DCGM_FI_DEV_PCIE_LINK_WIDTH", "Current PCIe link width.", (g) => g.pcie.width),
+  gauge("DCGM_FI_DEV_PCIE_TX_THROUGHPUT", "PCIe TX throughput (in KB/s).", (g) => g.pcie.txKBs),
+  gauge("DCGM_FI_DEV_PCIE_RX_THROUGHPUT", "PCIe RX throughput (in KB/s).", (g) => g.pcie.rxKBs),
 ];
 
 export const gpuLabels = (g: TelemetryGpu): Record<string, string> => ({
