@@ -97,44 +97,46 @@ class ByteWriter {
   }
 }
 
+type Element = "u32" | "i32" | "f32" | "bool" | "string";
+type ElementValue<K extends Element> = K extends "bool" ? boolean : K extends "string" ? string : number;
+
+/** How one value of each element type is written. */
+const WRITE: { [K in Element]: (w: ByteWriter, v: ElementValue<K>) => void } = {
+  u32: (w, v) => w.u32(v),
+  i32: (w, v) => w.i32(v),
+  f32: (w, v) => w.f32(v),
+  bool: (w, v) => w.u8(v ? 1 : 0),
+  string: (w, v) => w.str(v),
+};
+
+function one<K extends Element>(w: ByteWriter, t: K, v: ElementValue<K>): void {
+  w.u32(T[t]);
+  WRITE[t](w, v);
+}
+
+/** An array: its element type and length, then the elements. */
+function many<K extends Element>(w: ByteWriter, t: K, vs: readonly ElementValue<K>[]): void {
+  w.u32(T.array);
+  w.u32(T[t]);
+  w.u64(vs.length);
+  for (const v of vs) WRITE[t](w, v);
+}
+
+/** How each metadata value is written: one element, or an array of them. */
+const KV: { [K in KvValue["t"]]: (w: ByteWriter, v: Extract<KvValue, { t: K }>["v"]) => void } = {
+  u32: (w, v) => one(w, "u32", v),
+  f32: (w, v) => one(w, "f32", v),
+  bool: (w, v) => one(w, "bool", v),
+  string: (w, v) => one(w, "string", v),
+  strings: (w, v) => many(w, "string", v),
+  f32s: (w, v) => many(w, "f32", v),
+  i32s: (w, v) => many(w, "i32", v),
+};
+
 function writeKv(w: ByteWriter, key: string, val: KvValue): void {
   w.str(key);
-  switch (val.t) {
-    case "u32":
-      w.u32(T.u32);
-      w.u32(val.v);
-      break;
-    case "f32":
-      w.u32(T.f32);
-      w.f32(val.v);
-      break;
-    case "bool":
-      w.u32(T.bool);
-      w.u8(val.v ? 1 : 0);
-      break;
-    case "string":
-      w.u32(T.string);
-      w.str(val.v);
-      break;
-    case "strings":
-      w.u32(T.array);
-      w.u32(T.string);
-      w.u64(val.v.length);
-      for (const x of val.v) w.str(x);
-      break;
-    case "f32s":
-      w.u32(T.array);
-      w.u32(T.f32);
-      w.u64(val.v.length);
-      for (const x of val.v) w.f32(x);
-      break;
-    case "i32s":
-      w.u32(T.array);
-      w.u32(T.i32);
-      w.u64(val.v.length);
-      for (const x of val.v) w.i32(x);
-      break;
-  }
+  // The table is keyed by `t`, so val.v is the value its writer takes.
+  (KV[val.t] as (w: ByteWriter, v: KvValue["v"]) => void)(w, val.v);
 }
 
 /** The header for these metadata entries and tensors, and where each tensor's data goes. */
