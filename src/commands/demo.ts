@@ -34,16 +34,24 @@ interface DemoOptions {
   verbose?: boolean;
 }
 
+/** The demo's numeric flags, each range written once: its help and its check come from here. */
+const NUMBERS = {
+  jobs: { flag: "--jobs", help: "jobs to queue", min: 1, max: 50, dflt: 5 },
+  concurrency: { flag: "--concurrency", help: "jobs in flight at once", min: 1, max: 8, dflt: 2 },
+  maxTokens: { flag: "--max-tokens", help: "tokens per job", min: 1, max: 256, dflt: 24 },
+} as const;
+
 export function register(program: Command): void {
-  program
+  const demo = program
     .command("demo")
     .description(
       "mine a few jobs end to end on this host: a local coordinator, a generated tiny model, " +
         "in-process inference and signed receipts (no GPU, network or model download needed)",
-    )
-    .option("--jobs <N>", "jobs to queue (1-50)", "5")
-    .option("--concurrency <N>", "jobs in flight at once (1-8)", "2")
-    .option("--max-tokens <N>", "tokens per job (1-256)", "24")
+    );
+  for (const n of Object.values(NUMBERS)) {
+    demo.option(`${n.flag} <N>`, `${n.help} (${n.min}-${n.max})`, String(n.dflt));
+  }
+  demo
     .option(`--protocol <${dialectNames().join("|")}>`, "coordinator dialect to demonstrate", DEFAULT_DIALECT)
     .option("--cache-dir <DIR>", "where the tiny model and demo state live", join(defaultCacheDir(), "demo"))
     .option("--verbose", "show the miner's structured log lines")
@@ -54,9 +62,9 @@ export function register(program: Command): void {
 
 async function runDemo(opts: DemoOptions): Promise<number> {
   const t0 = performance.now();
-  const jobs = parseIntFlag("--jobs", opts.jobs, 1, 50);
-  const concurrency = parseIntFlag("--concurrency", opts.concurrency, 1, 8);
-  const maxTokens = parseIntFlag("--max-tokens", opts.maxTokens, 1, 256);
+  const number = (k: keyof typeof NUMBERS) =>
+    parseIntFlag(NUMBERS[k].flag, opts[k], NUMBERS[k].min, NUMBERS[k].max);
+  const [jobs, concurrency, maxTokens] = [number("jobs"), number("concurrency"), number("maxTokens")];
   if (!isDialect(opts.protocol)) throw new Error(`--protocol must be ${dialectNames().join(" or ")}`);
   const out = (line: string) => process.stdout.write(`${line}\n`);
   const log = createLogger({ level: opts.verbose ? "info" : "warn" });

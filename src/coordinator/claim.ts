@@ -4,14 +4,7 @@ import { z } from "zod";
 import { DialectClient, type DialectOptions } from "./dialect.js";
 import { isValidJobId, jobSegment } from "./ids.js";
 import { rawMemberText } from "./json-span.js";
-import type {
-  Capabilities,
-  CompletedJob,
-  CoordinatorClient,
-  HeartbeatInfo,
-  Job,
-  SubmitAck,
-} from "./types.js";
+import type { Capabilities, CompletedJob, CoordinatorClient, Job, SubmitAck } from "./types.js";
 
 export type ClaimOptions = DialectOptions;
 
@@ -66,7 +59,7 @@ export class ClaimClient extends DialectClient implements CoordinatorClient {
   }
 
   /** The claim dialect has no heartbeat: nothing to send. */
-  async heartbeat(_info: HeartbeatInfo): Promise<void> {}
+  async heartbeat(): Promise<void> {}
 
   async poll(_maxWaitSeconds: number, signal?: AbortSignal): Promise<Job | null> {
     // An unusable listing is not ours yet (nothing claimed): it is skipped, never failed.
@@ -141,10 +134,10 @@ export class ClaimClient extends DialectClient implements CoordinatorClient {
   }
 
   /** No fail call in this dialect: the job's claim simply lapses on the coordinator. */
-  async fail(_jobId: string, _errorCode: string, _errorMessage: string): Promise<void> {}
+  async fail(): Promise<void> {}
 
   /** No deregister call in this dialect. */
-  async deregister(_timeoutMs?: number): Promise<void> {}
+  async deregister(): Promise<void> {}
 
   async close(): Promise<void> {
     await this.o.http.close();
