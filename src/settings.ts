@@ -300,6 +300,19 @@ export function envOf(key: RunConfigKey): string {
   return envName(RUN_SETTINGS[key]);
 }
 
+/**
+ * A setting read from its environment twin alone, as `run` parses it, for commands that take no
+ * run flags (telemetry); its default when absent or not valid there (run would refuse that value).
+ */
+export function fromEnv<K extends RunConfigKey>(
+  key: K,
+  env: NodeJS.ProcessEnv = process.env,
+): z.output<RunSettings[K]["schema"]> {
+  const schema: z.ZodType = RUN_SETTINGS[key].schema;
+  const r = schema.safeParse(env[envOf(key)]);
+  return (r.success ? r.data : schema.parse(undefined)) as z.output<RunSettings[K]["schema"]>;
+}
+
 /** --config is no row (it says where the rows are read from), but its twin follows the same rule. */
 export const CONFIG_ENV = envName({ flag: "--config" });
 

@@ -7,7 +7,8 @@ import { Command } from "commander";
 import { describe, expect, it } from "vitest";
 import { addRunOptions, flagsFrom } from "../src/commands/run.js";
 import { resolveRunConfig, runSchema, SETTINGS } from "../src/config.js";
-import { RUN_SETTINGS } from "../src/settings.js";
+import { defaultNvmlLibrary } from "../src/gpu/addon.js";
+import { envOf, fromEnv, RUN_SETTINGS } from "../src/settings.js";
 
 const models = mkdtempSync(join(tmpdir(), "settings-models-"));
 const base = { coordinator: "http://127.0.0.1:9", apiKey: "k-123456", models };
@@ -70,5 +71,15 @@ describe("the settings table", () => {
     }
     cmd.parse(["--concurrency", "3", "--ollama-fallback", "--alert-no-job-minutes", "9"], { from: "user" });
     expect(flagsFrom(cmd)).toEqual({ concurrency: "3", ollamaFallback: true, alertNoJobMinutes: "9" });
+  });
+
+  it("is what commands without run flags read: fromEnv parses as run does, the NVML loader reads the same name", () => {
+    expect(fromEnv("gpu", { [envOf("gpu")]: "cpu" })).toBe("cpu");
+    expect(fromEnv("allowCpuInference", { [envOf("allowCpuInference")]: "yes" })).toBe(true);
+    // A value run refuses is not taken half-way: the default stands.
+    expect(fromEnv("allowCpuInference", { [envOf("allowCpuInference")]: "maybe" })).toBe(false);
+    expect(fromEnv("metricsHost", {})).toBe("127.0.0.1");
+    // gpu/addon.ts reads its variable by name (it stays light for the probe children): the same one.
+    expect(defaultNvmlLibrary({ [envOf("nvmlLibrary")]: "/opt/nvml.so" })).toBe("/opt/nvml.so");
   });
 });

@@ -1,28 +1,36 @@
 // How the `status` and `gpu drain|undrain` commands reach a running host: its ops endpoint
 // (--metrics-port of the `run` they talk to), on this host. Answers are validated before use.
 import type { Command } from "commander";
+import { envOf, fromEnv, RUN_SETTINGS } from "../settings.js";
 
 export interface OpsTarget {
   metricsPort?: string;
   metricsHost?: string;
 }
 
+// The same flags and environment twins as the `run` they talk to (its settings table).
+const PORT = RUN_SETTINGS.metricsPort;
+const HOST = RUN_SETTINGS.metricsHost;
+
 export function addOpsTarget(cmd: Command): Command {
   return cmd
-    .option("--metrics-port <PORT>", "the running miner's --metrics-port; env AITBC_METRICS_PORT")
-    .option("--metrics-host <HOST>", "its --metrics-host (default: 127.0.0.1); env AITBC_METRICS_HOST");
+    .option(`${PORT.flag} <${PORT.arg}>`, `the running miner's ${PORT.flag}; env ${envOf("metricsPort")}`)
+    .option(
+      `${HOST.flag} <${HOST.arg}>`,
+      `its ${HOST.flag} (default: ${HOST.shownDefault}); env ${envOf("metricsHost")}`,
+    );
 }
 
 export class OpsClientError extends Error {}
 
 export function opsBase(o: OpsTarget, env: NodeJS.ProcessEnv = process.env): string {
-  const raw = o.metricsPort ?? env["AITBC_METRICS_PORT"];
+  const raw = o.metricsPort ?? env[envOf("metricsPort")];
   if (raw === undefined)
-    throw new OpsClientError("which miner? give --metrics-port (the port `run` serves /metrics on)");
+    throw new OpsClientError(`which miner? give ${PORT.flag} (the port \`run\` serves /metrics on)`);
   const port = Number(raw);
   if (!Number.isInteger(port) || port < 1 || port > 65_535)
-    throw new OpsClientError(`--metrics-port: "${raw}" is not a port (1-65535)`);
-  const host = o.metricsHost ?? env["AITBC_METRICS_HOST"] ?? "127.0.0.1";
+    throw new OpsClientError(`${PORT.flag}: "${raw}" is not a port (1-65535)`);
+  const host = o.metricsHost ?? fromEnv("metricsHost", env);
   return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
 }
 

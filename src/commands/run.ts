@@ -3,10 +3,11 @@ import { type Command, Option } from "commander";
 import { type RunConfigKey, resolveRunConfig, SETTINGS } from "../config.js";
 import { urlCredentials } from "../redact.js";
 import { registerSecret } from "../secrets.js";
+import { CONFIG_ENV } from "../settings.js";
 
 /** Add every run setting as a flag (no commander defaults: an absent flag lets env/file decide). */
 export function addRunOptions(cmd: Command): Command {
-  cmd.option("--config <FILE>", "JSON config file (flags > AITBC_* environment > file); env AITBC_CONFIG");
+  cmd.option("--config <FILE>", `JSON config file (flags > AITBC_* environment > file); env ${CONFIG_ENV}`);
   for (const s of SETTINGS)
     cmd.addOption(new Option(s.arg ? `${s.flag} <${s.arg}>` : s.flag, `${s.help}; env ${s.env}`));
   return cmd;

@@ -10,6 +10,7 @@ import { createGpuInfoSource, GpuHealthMonitor } from "../gpu/index.js";
 import { TELEMETRY_SCHEMA, toTable, toTelemetryJson } from "../gpu/telemetry-format.js";
 import type { GpuInfoSource, GpuSnapshot } from "../gpu/types.js";
 import { silentLogger } from "../log.js";
+import { envOf, fromEnv } from "../settings.js";
 
 interface TelemetryOptions {
   json?: boolean;
@@ -62,13 +63,8 @@ function inferenceLine(i: InferenceSummary): string {
 /** Started once, before the first frame: node-llama-cpp as `run` starts it, checked the same way. */
 async function inferenceOnce(src: GpuInfoSource): Promise<InferenceSummary> {
   const snapshot = await src.snapshot().catch(() => null);
-  const env = process.env;
   return summarize(
-    await probeInference({
-      snapshot,
-      gpu: env["AITBC_GPU"] === "cpu" ? "cpu" : "auto",
-      allowCpu: ["1", "true", "yes"].includes(env["AITBC_ALLOW_CPU_INFERENCE"] ?? ""),
-    }),
+    await probeInference({ snapshot, gpu: fromEnv("gpu"), allowCpu: fromEnv("allowCpuInference") }),
   );
 }
 
@@ -142,7 +138,7 @@ export function register(program: Command): void {
     )
     .option(
       "--nvml-library <path>",
-      "path of libnvidia-ml.so.1 (default: env AITBC_NVML_LIBRARY or the system one)",
+      `path of libnvidia-ml.so.1 (default: env ${envOf("nvmlLibrary")} or the system one)`,
     )
     .option("--nvidia-smi", "read through nvidia-smi instead of NVML")
     .option("--pcie-throughput", "also read PCIe TX/RX throughput (slow: ~20 ms per GPU)")

@@ -5,6 +5,7 @@
 // retry handler.
 import type { Backoff } from "../backoff.js";
 import { CoordinatorError } from "../coordinator/errors.js";
+import { envOf, RUN_SETTINGS } from "../settings.js";
 import { ExitCode } from "./exit-codes.js";
 
 export type RetriedCall = "register" | "heartbeat" | "poll" | "submit" | "fail";
@@ -41,7 +42,7 @@ export const decide: RetryRule = (err, call, backoff) => {
       return {
         kind: "fatal",
         exitCode: ExitCode.badSettings,
-        message: `the coordinator refused our credentials (HTTP ${e.status}) ${call === "poll" ? "while polling" : "at registration"}: check --api-key-file / AITBC_API_KEY and --miner-id`,
+        message: `the coordinator refused our credentials (HTTP ${e.status}) ${call === "poll" ? "while polling" : "at registration"}: check ${RUN_SETTINGS.apiKeyFile.flag} / ${envOf("apiKey")} and ${RUN_SETTINGS.minerId.flag}`,
       };
     }
     return { kind: "retry", afterMs: AUTH_RETRY_MS };
