@@ -115,8 +115,9 @@ describe("nvidia-smi CSV parser", () => {
   });
 });
 
-// The two cards by field name, independent of the order the miner asks in: the fake answers whatever fields it is asked for, in that order, and
-// refuses a name it does not know as nvidia-smi does.
+// The two cards by field name, independent of the order the miner asks in: the fake answers
+// whatever fields it is asked for, in that order, and refuses a name it does not know as
+// nvidia-smi does.
 const CARDS: Record<string, string>[] = GPU_CSV.split("\n").map((line) =>
   Object.fromEntries(GPU_CSV_FIELDS.map((f, i) => [f, line.split(", ")[i]!])),
 );
