@@ -67,6 +67,38 @@ export interface ResolveInput {
 
 /** Merge the sources and validate. Throws ConfigError with one line naming the setting. */
 export function resolveRunConfig(input: ResolveInput): RunConfig {
+  const cfg = parseMerged(runSchema, mergeSources(input));
+  Object.assign(cfg, resolveSecretFiles(cfg, input.env ?? process.env));
+  checkCoherence(cfg);
+  return cfg;
+}
+
+/** run's settings without a default (coordinator): run refuses to start without them. */
+type RequiredKey = {
+  [P in RunConfigKey]-?: undefined extends z.input<typeof runSchema>[P] ? never : P;
+}[RunConfigKey];
+
+/** Some of run's settings as run reads them, none required: an absent required one is undefined. */
+export type SomeRunSettings<K extends RunConfigKey> = Omit<Pick<RunConfig, K>, RequiredKey> &
+  Partial<Pick<RunConfig, K & RequiredKey>>;
+
+/**
+ * Some of run's settings (doctor's), from the same sources in the same order, parsed and refused
+ * exactly as run parses them; the file's other settings are run's business, left unread.
+ */
+export function resolveRunSettings<K extends RunConfigKey>(
+  keys: readonly K[],
+  input: ResolveInput,
+): SomeRunSettings<K> {
+  const all = mergeSources(input);
+  const merged = Object.fromEntries(keys.filter((k) => all[k] !== undefined).map((k) => [k, all[k]]));
+  const mask = Object.fromEntries(keys.map((k) => [k, true])) as Record<K, true>;
+  // zod's pick cannot see that the mask's keys are the shape's; partial keeps each default.
+  return parseMerged(runSchema.pick(mask as never).partial(), merged) as SomeRunSettings<K>;
+}
+
+/** flags > environment (an empty variable is unset) > config file. */
+function mergeSources(input: ResolveInput): Record<string, unknown> {
   const env = input.env ?? process.env;
   const configPath = input.configFile ?? env[CONFIG_ENV];
   const merged: Record<string, unknown> = configPath ? readConfigFile(configPath) : {};
@@ -75,8 +107,11 @@ export function resolveRunConfig(input: ResolveInput): RunConfig {
     if (v !== undefined && v !== "") merged[spec.key] = v;
   }
   for (const [k, v] of Object.entries(input.flags)) if (v !== undefined) merged[k] = v;
+  return merged;
+}
 
-  const parsed = runSchema.safeParse(merged);
+function parseMerged<S extends z.ZodType>(schema: S, merged: Record<string, unknown>): z.output<S> {
+  const parsed = schema.safeParse(merged);
   if (!parsed.success) {
     // A secret never goes into an error, and URL credentials are masked in any value shown.
     const shown = (k: PropertyKey | undefined) =>
@@ -97,10 +132,7 @@ export function resolveRunConfig(input: ResolveInput): RunConfig {
         : `${flag}: ${issue.message}${shown(key)}`,
     );
   }
-  const cfg = parsed.data;
-  Object.assign(cfg, resolveSecretFiles(cfg, env));
-  checkCoherence(cfg);
-  return cfg;
+  return parsed.data;
 }
 
 export interface SecretSources {

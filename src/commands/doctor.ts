@@ -15,8 +15,9 @@ import { DEFAULT_MIN_FREE_BYTES, StateStorage } from "../miner/state-storage.js"
 import { stateFiles } from "../paths.js";
 import { loadKeyFile } from "../receipts/index.js";
 import { redactUrlCredentials } from "../redact.js";
-import { resolveStateDir } from "../state-dir.js";
+import { envOf } from "../settings.js";
 import { version } from "../version.js";
+import { addDoctorOptions, type DoctorSettings, doctorSettings } from "./doctor-settings.js";
 
 type Status = "ok" | "warn" | "fail";
 interface Check {
@@ -26,78 +27,21 @@ interface Check {
   fix?: string | undefined;
 }
 
-interface DoctorOptions {
-  coordinator?: string | undefined;
-  apiKey?: string | undefined;
-  apiKeyFile?: string | undefined;
-  allowInsecureHttp?: boolean | undefined;
-  models?: string | undefined;
-  modelMap?: string | undefined;
-  stateDir: string;
-  /** --config: its stateDir applies here as in `run`. */
-  config?: string | undefined;
-  nvmlLibrary?: string | undefined;
-  /** As run's: whether CPU inference is allowed on a host whose NVML sees GPUs, or forced. */
-  allowCpuInference?: boolean | undefined;
-  gpu?: string | undefined;
-  json?: boolean | undefined;
-}
-
-/** Flags first, then AITBC_* environment, read at action time: help never shows an env value. */
-function withEnv(opts: Partial<DoctorOptions>, env: NodeJS.ProcessEnv): DoctorOptions {
-  const e = (name: string) => env[name] || undefined;
-  return {
-    ...opts,
-    coordinator: opts.coordinator ?? e("AITBC_COORDINATOR"),
-    apiKey: opts.apiKey ?? e("AITBC_API_KEY"),
-    apiKeyFile: opts.apiKeyFile ?? e("AITBC_API_KEY_FILE"),
-    allowInsecureHttp:
-      opts.allowInsecureHttp ?? ["1", "true", "yes"].includes(env["AITBC_ALLOW_INSECURE_HTTP"] ?? ""),
-    models: opts.models ?? e("AITBC_MODELS"),
-    modelMap: opts.modelMap ?? e("AITBC_MODEL_MAP"),
-    stateDir: resolveStateDir(opts.stateDir, opts.config, env),
-    nvmlLibrary: opts.nvmlLibrary ?? e("AITBC_NVML_LIBRARY"),
-    allowCpuInference:
-      opts.allowCpuInference ?? ["1", "true", "yes"].includes(env["AITBC_ALLOW_CPU_INFERENCE"] ?? ""),
-    gpu: opts.gpu ?? e("AITBC_GPU"),
-  };
-}
+/** run's settings as run reads them, the API key resolved from its file, and --json. */
+type DoctorOptions = DoctorSettings & { json?: boolean | undefined };
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command("doctor")
-    .description("check this host: Node, NVML/GPU, inference runtime, models, state, keys, coordinator")
-    // No defaults from the environment here: commander prints defaults in --help.
-    .option("--coordinator <URL>", "also check that this coordinator answers; env AITBC_COORDINATOR")
-    .option(
-      "--api-key <KEY>",
-      "API key for the coordinator check (visible in ps: prefer --api-key-file); env AITBC_API_KEY",
-    )
-    .option("--api-key-file <FILE>", "file holding the API key; env AITBC_API_KEY_FILE")
-    .option(
-      "--allow-insecure-http",
-      "allow plain http:// to a non-loopback coordinator; env AITBC_ALLOW_INSECURE_HTTP",
-    )
-    .option("--models <DIR>", "models directory to inspect, each file as run judges it; env AITBC_MODELS")
-    .option("--model-map <FILE>", "model map to inspect, as run would; env AITBC_MODEL_MAP")
-    .option(
-      "--state-dir <DIR>",
-      "state directory; env AITBC_STATE_DIR (default: stateDir in --config, else $XDG_STATE_HOME/aitbc-native-miner)",
-    )
-    .option("--config <FILE>", "JSON config file (its stateDir applies, as in run); env AITBC_CONFIG")
-    .option("--nvml-library <PATH>", "path of libnvidia-ml.so.1; env AITBC_NVML_LIBRARY")
-    .option("--gpu <auto|cpu>", "as run's --gpu: judge inference as run would; env AITBC_GPU")
-    .option(
-      "--allow-cpu-inference",
-      "as run's: CPU inference on a host whose NVML sees GPUs is acceptable; env AITBC_ALLOW_CPU_INFERENCE",
-    )
+    .description("check this host: Node, NVML/GPU, inference runtime, models, state, keys, coordinator");
+  addDoctorOptions(cmd)
     .option("--json", "machine-readable output")
-    .action(async (raw: Partial<DoctorOptions>) => {
-      const opts = withEnv(raw, process.env);
-      // run's own rules first, before any check or request: doctor never sends a key where run
-      // would refuse to (a bad setting is a ConfigError: exit code 2).
+    .action(async (raw: Record<string, unknown>) => {
+      // run's own rules first, before any check or request: a value run refuses, or a key run
+      // would not send, is a ConfigError (exit code 2) in run's words.
+      const opts: DoctorOptions = { ...doctorSettings(raw), json: raw["json"] === true };
       if (opts.coordinator) {
-        checkCoordinatorUrl(opts.coordinator, opts.allowInsecureHttp === true);
+        checkCoordinatorUrl(opts.coordinator, opts.allowInsecureHttp);
         opts.apiKey = resolveSecretFiles({ apiKey: opts.apiKey, apiKeyFile: opts.apiKeyFile }).apiKey;
       }
       const checks = await runChecks(opts);
@@ -284,8 +228,8 @@ async function checkInference(opts: DoctorOptions, snapshot: GpuSnapshot | null)
   const c = summarize(
     await probeInference({
       snapshot,
-      gpu: opts.gpu === "cpu" ? "cpu" : "auto",
-      allowCpu: opts.allowCpuInference === true,
+      gpu: opts.gpu,
+      allowCpu: opts.allowCpuInference,
     }),
   );
   if (c.refusal)
@@ -377,7 +321,7 @@ async function checkCredentials(client: CoordinatorClient, opts: DoctorOptions):
       name: "credentials",
       status: "warn",
       detail: "no API key given: not checked",
-      fix: "pass --api-key-file FILE (or AITBC_API_KEY) to check the key run will use",
+      fix: `pass --api-key-file FILE (or ${envOf("apiKeyFile")} / ${envOf("apiKey")}) to check the key run will use`,
     };
   try {
     await client.heartbeat({ inflight: 0, metadata: { probe: "doctor" } });
