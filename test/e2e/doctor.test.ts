@@ -1,11 +1,12 @@
 // doctor knows what run will do: the API key checked with an authenticated call that changes
 // nothing, every model file servable or refused with run's reason. (Its inference verdict, the
 // same check run makes, is in gpu.test.ts.)
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { LocalCoordinator } from "../../src/local-coordinator/index.js";
+import { CONFIG_ENV, envOf, RUN_SETTINGS } from "../../src/settings.js";
 import { runCli } from "../support/cli.js";
 import { API_KEY, coordinatorWithReceipts, modelsDir } from "../support/harness.js";
 
@@ -25,8 +26,10 @@ interface Check {
 async function doctor(args: string[], env: NodeJS.ProcessEnv = {}) {
   const dir = mkdtempSync(join(tmpdir(), "doctor-"));
   const r = await runCli(["doctor", "--json", "--gpu", "cpu", "--state-dir", join(dir, "state"), ...args], {
-    AITBC_API_KEY: "",
-    AITBC_API_KEY_FILE: "",
+    [envOf("apiKey")]: "",
+    [envOf("apiKeyFile")]: "",
+    [envOf("coordinator")]: "",
+    [CONFIG_ENV]: "",
     ...env,
   });
   return { code: r.code, checks: (JSON.parse(r.stdout) as { checks: Check[] }).checks };
@@ -37,13 +40,13 @@ describe("doctor", () => {
     coordinator = (await coordinatorWithReceipts()).coordinator;
     const events: string[] = [];
     coordinator.on((e) => events.push(e.type));
-    const wrong = await doctor(["--coordinator", coordinator.url], { AITBC_API_KEY: "not-the-key" });
+    const wrong = await doctor(["--coordinator", coordinator.url], { [envOf("apiKey")]: "not-the-key" });
     const bad = wrong.checks.find((c) => c.name === "credentials")!;
     expect(bad.status).toBe("fail");
     expect(bad.detail).toMatch(/refuses this API key \(HTTP 401\): run would exit 2/);
     expect(wrong.code).toBe(1);
 
-    const right = await doctor(["--coordinator", coordinator.url], { AITBC_API_KEY: API_KEY });
+    const right = await doctor(["--coordinator", coordinator.url], { [envOf("apiKey")]: API_KEY });
     expect(right.checks.find((c) => c.name === "credentials")).toMatchObject({ status: "ok" });
     // Nothing was registered or changed on the coordinator.
     expect(coordinator.miners()).toHaveLength(0);
@@ -80,5 +83,50 @@ describe("doctor", () => {
     const bad = await doctor(["--models", none]);
     expect(bad.checks.find((c) => c.name === "models")).toMatchObject({ status: "fail" });
     expect(bad.code).toBe(1);
+  });
+
+  it("takes the coordinator and key from the environment by their derived names, or from --config", async () => {
+    coordinator = (await coordinatorWithReceipts()).coordinator;
+    const byEnv = await doctor([], { [envOf("coordinator")]: coordinator.url, [envOf("apiKey")]: API_KEY });
+    expect(byEnv.checks.find((c) => c.name === "coordinator")).toMatchObject({
+      status: "ok",
+      detail: `${coordinator.url} answers /health`,
+    });
+    expect(byEnv.checks.find((c) => c.name === "credentials")).toMatchObject({ status: "ok" });
+
+    // The config file run would read: its coordinator and key file, as run reads them.
+    const dir = mkdtempSync(join(tmpdir(), "doctor-config-"));
+    const keyFile = (name: string, key: string) => {
+      const file = join(dir, name);
+      writeFileSync(file, `${key}\n`);
+      chmodSync(file, 0o600);
+      return file;
+    };
+    const config = join(dir, "miner.json");
+    writeFileSync(
+      config,
+      JSON.stringify({ coordinator: coordinator.url, "api-key-file": keyFile("right", API_KEY) }),
+    );
+    const byFile = await doctor(["--config", config]);
+    expect(byFile.checks.find((c) => c.name === "credentials")).toMatchObject({ status: "ok" });
+    // The environment wins over the file, as in run.
+    const wrong = await doctor(["--config", config], {
+      [envOf("apiKeyFile")]: keyFile("wrong", "not-the-key"),
+    });
+    expect(wrong.checks.find((c) => c.name === "credentials")).toMatchObject({ status: "fail" });
+  });
+
+  it("refuses a value run refuses, in run's words and with run's exit code", async () => {
+    const env = { [envOf("allowCpuInference")]: "maybe" };
+    const run = await runCli(
+      ["run", "--coordinator", "http://127.0.0.1:9", "--api-key", API_KEY, "--models", modelsDir],
+      env,
+    );
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain(RUN_SETTINGS.allowCpuInference.flag);
+    const r = await runCli(["doctor", "--gpu", "cpu"], env);
+    expect(r.code).toBe(run.code);
+    expect(r.stderr).toBe(run.stderr);
+    expect(r.stdout).toBe("");
   });
 });
