@@ -6,7 +6,11 @@ import { type Command, Option } from "commander";
 import { resolveRunSettings, type SomeRunSettings } from "../config.js";
 import { CONFIG_ENV, envOf, RUN_SETTINGS, type RunConfigKey } from "../settings.js";
 
-const flag = (key: RunConfigKey) => RUN_SETTINGS[key].flag;
+/** A setting as advice names it: `--models`, or with its argument, `--models DIR`. */
+export function flag(key: RunConfigKey, withArg = false): string {
+  const row: { flag: string; arg?: string } = RUN_SETTINGS[key];
+  return withArg && row.arg !== undefined ? `${row.flag} ${row.arg}` : row.flag;
+}
 
 /** doctor's settings in its `--help` order; a string is doctor's help, null is run's own. */
 const DOCTOR_HELP = {
@@ -30,8 +34,8 @@ export type DoctorSettings = SomeRunSettings<DoctorKey>;
 /** Each setting an option as run's (`--gpu <auto|cpu>`), no commander default: env and file decide. */
 export function addDoctorOptions(cmd: Command): Command {
   for (const key of DOCTOR_KEYS) {
-    const row = RUN_SETTINGS[key];
-    const spec = "arg" in row && row.arg !== undefined ? `${row.flag} <${row.arg}>` : row.flag;
+    const row: { flag: string; arg?: string; help: string } = RUN_SETTINGS[key];
+    const spec = row.arg !== undefined ? `${row.flag} <${row.arg}>` : row.flag;
     cmd.addOption(new Option(spec, `${DOCTOR_HELP[key] ?? row.help}; env ${envOf(key)}`));
     if (key === "stateDir")
       cmd.option(

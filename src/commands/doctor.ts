@@ -17,7 +17,7 @@ import { loadKeyFile } from "../receipts/index.js";
 import { redactUrlCredentials } from "../redact.js";
 import { envOf } from "../settings.js";
 import { version } from "../version.js";
-import { addDoctorOptions, type DoctorSettings, doctorSettings } from "./doctor-settings.js";
+import { addDoctorOptions, type DoctorSettings, doctorSettings, flag } from "./doctor-settings.js";
 
 type Status = "ok" | "warn" | "fail";
 interface Check {
@@ -105,7 +105,7 @@ async function runChecks(opts: DoctorOptions): Promise<Check[]> {
             name: "gpu",
             status: "warn",
             detail: `no GPU (${gpu.reason ?? "none found"}); inference runs on the CPU`,
-            fix: "on a GPU host install the NVIDIA driver (libnvidia-ml.so.1) or pass --nvml-library",
+            fix: `on a GPU host install the NVIDIA driver (libnvidia-ml.so.1) or pass ${flag("nvmlLibrary")}`,
           },
     );
   } catch (err) {
@@ -155,8 +155,8 @@ async function checkModels(opts: DoctorOptions): Promise<Check[]> {
       {
         name: "models",
         status: "warn",
-        detail: "no --models directory or --model-map given",
-        fix: "run needs --models DIR (NAME.gguf serves model NAME) or --model-map FILE",
+        detail: `no ${flag("models")} directory or ${flag("modelMap")} given`,
+        fix: `run needs ${flag("models", true)} (NAME.gguf serves model NAME) or ${flag("modelMap", true)}`,
       },
     ];
   if (opts.models && !(existsSync(opts.models) && statSync(opts.models).isDirectory()))
@@ -165,7 +165,7 @@ async function checkModels(opts: DoctorOptions): Promise<Check[]> {
         name: "models",
         status: "fail",
         detail: `${opts.models} is not a directory`,
-        fix: "pass --models DIR with NAME.gguf files",
+        fix: `pass ${flag("models", true)} with NAME.gguf files`,
       },
     ];
   const { ModelCatalog } = await import("../backends/llama/catalog.js");
@@ -240,7 +240,7 @@ async function checkInference(opts: DoctorOptions, snapshot: GpuSnapshot | null)
       fix:
         c.refusal.code === "runtime_unavailable"
           ? "reinstall (npm ci); or use --backend ollama"
-          : "run would exit 69 here: apply the fix above, or pass --allow-cpu-inference to mine on the CPU",
+          : `run would exit 69 here: apply the fix above, or pass ${flag("allowCpuInference")} to mine on the CPU`,
     };
   const devices = c.devices.length ? ` (${c.devices.join(", ")})` : "";
   const build = c.build ? `, ${c.build} binary` : "";
@@ -273,7 +273,7 @@ async function checkStateDir(dir: string): Promise<Check> {
     fix:
       freeBytes !== null && reason?.includes("headroom")
         ? "free disk space: the miner takes no job while the state directory is this full"
-        : "pass --state-dir DIR that this user can write (or fix its permissions / remount it read-write)",
+        : `pass ${flag("stateDir", true)} that this user can write (or fix its permissions / remount it read-write)`,
   };
 }
 
@@ -321,7 +321,7 @@ async function checkCredentials(client: CoordinatorClient, opts: DoctorOptions):
       name: "credentials",
       status: "warn",
       detail: "no API key given: not checked",
-      fix: `pass --api-key-file FILE (or ${envOf("apiKeyFile")} / ${envOf("apiKey")}) to check the key run will use`,
+      fix: `pass ${flag("apiKeyFile", true)} (or ${envOf("apiKeyFile")} / ${envOf("apiKey")}) to check the key run will use`,
     };
   try {
     await client.heartbeat({ inflight: 0, metadata: { probe: "doctor" } });
@@ -334,7 +334,7 @@ async function checkCredentials(client: CoordinatorClient, opts: DoctorOptions):
         name: "credentials",
         status: "fail",
         detail: `the coordinator refuses this API key (HTTP ${err.status ?? "?"}): run would exit 2`,
-        fix: "check the key file (--api-key-file) against the key the coordinator's operator issued",
+        fix: `check the key file (${flag("apiKeyFile")}) against the key the coordinator's operator issued`,
       };
     return {
       name: "credentials",
