@@ -90,11 +90,10 @@ export function resolveRunSettings<K extends RunConfigKey>(
   keys: readonly K[],
   input: ResolveInput,
 ): SomeRunSettings<K> {
-  const all = mergeSources(input);
-  const merged = Object.fromEntries(keys.filter((k) => all[k] !== undefined).map((k) => [k, all[k]]));
-  const mask = Object.fromEntries(keys.map((k) => [k, true])) as Record<K, true>;
-  // zod's pick cannot see that the mask's keys are the shape's; partial keeps each default.
-  return parseMerged(runSchema.pick(mask as never).partial(), merged) as SomeRunSettings<K>;
+  // Every setting given (flags, AITBC_* variables, the file) is checked as run checks it, so a
+  // misspelled key or a value out of range is refused here too; only none is required.
+  const all: Record<string, unknown> = parseMerged(runSchema.partial(), mergeSources(input));
+  return Object.fromEntries(keys.map((k) => [k, all[k]])) as SomeRunSettings<K>;
 }
 
 /** flags > environment (an empty variable is unset) > config file. */

@@ -106,4 +106,22 @@ describe("doctor's settings", () => {
       outcome(() => resolveRunConfig({ flags: runBase, env: {}, configFile: file })),
     );
   });
+
+  it("refuse what run refuses in the settings doctor does not use: a misspelled key, a value out of range", () => {
+    const file = join(mkdtempSync(join(tmpdir(), "doctor-settings-")), "miner.json");
+    for (const body of [{ concurency: 2 }, { concurrency: 999 }, { "heartbeat-interval": "often" }]) {
+      writeFileSync(file, JSON.stringify(body));
+      const run = outcome(() => resolveRunConfig({ flags: runBase, env: {}, configFile: file }));
+      expect(run, JSON.stringify(body)).toMatchObject({ error: expect.stringMatching(/^ConfigError: /) });
+      expect(
+        outcome(() => doctorSettings({ config: file }, {})),
+        JSON.stringify(body),
+      ).toEqual(run);
+    }
+    // The same from a variable doctor has no flag for.
+    const env = { [envOf("concurrency")]: "0" };
+    expect(outcome(() => doctorSettings({}, env))).toEqual(
+      outcome(() => resolveRunConfig({ flags: runBase, env })),
+    );
+  });
 });
